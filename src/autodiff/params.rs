@@ -1,0 +1,202 @@
+//! Parameters: named tensors that live across training steps, with accumulated gradients.
+
+use crate::autodiff::tape::Gradients;
+use crate::error::{invalid, shape_err, Result};
+use crate::tensor::Tensor;
+use std::collections::HashMap;
+
+/// Handle to a parameter in a [`ParamStore`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParamId(pub(crate) usize);
+
+impl ParamId {
+    /// Position in the store (insertion order).
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+struct Param {
+    name: String,
+    value: Tensor,
+    grad: Option<Tensor>,
+}
+
+/// Every parameter of a model, in insertion order, with its gradient accumulated over
+/// backward passes until [`ParamStore::zero_grads`].
+#[derive(Default)]
+pub struct ParamStore {
+    params: Vec<Param>,
+    by_name: HashMap<String, ParamId>,
+}
+
+impl ParamStore {
+    pub fn new() -> ParamStore {
+        ParamStore::default()
+    }
+
+    /// Adds a parameter; names must be unique.
+    pub fn add(&mut self, name: impl Into<String>, value: Tensor) -> Result<ParamId> {
+        let name = name.into();
+        if self.by_name.contains_key(&name) {
+            return invalid(
+                "ParamStore::add",
+                format!("a parameter named {name:?} exists already"),
+            );
+        }
+        let id = ParamId(self.params.len());
+        self.by_name.insert(name.clone(), id);
+        self.params.push(Param {
+            name,
+            value,
+            grad: None,
+        });
+        Ok(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.params.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.params.is_empty()
+    }
+
+    /// Total number of scalar parameters.
+    pub fn num_elements(&self) -> usize {
+        self.params.iter().map(|p| p.value.len()).sum()
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = ParamId> {
+        (0..self.params.len()).map(ParamId)
+    }
+
+    pub fn id(&self, name: &str) -> Option<ParamId> {
+        self.by_name.get(name).copied()
+    }
+
+    pub fn name(&self, id: ParamId) -> &str {
+        &self.params[id.0].name
+    }
+
+    pub fn value(&self, id: ParamId) -> &Tensor {
+        &self.params[id.0].value
+    }
+
+    /// Mutable values (copy-on-write if a tape still holds the old value).
+    pub fn value_mut(&mut self, id: ParamId) -> &mut [f32] {
+        self.params[id.0].value.make_mut()
+    }
+
+    /// Replaces a value; the shape must stay the same.
+    pub fn set_value(&mut self, id: ParamId, value: Tensor) -> Result<()> {
+        let p = &mut self.params[id.0];
+        if p.value.shape() != value.shape() {
+            return shape_err(
+                "ParamStore::set_value",
+                format!(
+                    "parameter {:?} has shape {:?}, new value {:?}",
+                    p.name,
+                    p.value.shape(),
+                    value.shape()
+                ),
+            );
+        }
+        p.value = value;
+        Ok(())
+    }
+
+    /// The accumulated gradient, if any backward pass reached this parameter since the last
+    /// [`ParamStore::zero_grads`].
+    pub fn grad(&self, id: ParamId) -> Option<&Tensor> {
+        self.params[id.0].grad.as_ref()
+    }
+
+    /// Value and gradient at once (for optimizers).
+    pub fn value_and_grad_mut(&mut self, id: ParamId) -> (&mut [f32], Option<&Tensor>) {
+        let p = &mut self.params[id.0];
+        (p.value.make_mut(), p.grad.as_ref())
+    }
+
+    /// Adds a backward pass's parameter gradients to the accumulated ones.
+    pub fn accumulate(&mut self, grads: &Gradients) -> Result<()> {
+        for (id, g) in grads.params() {
+            let p = self
+                .params
+                .get_mut(id.0)
+                .ok_or_else(|| crate::Error::Invalid {
+                    op: "ParamStore::accumulate",
+                    detail: format!(
+                        "gradient for parameter #{} which this store does not have",
+                        id.0
+                    ),
+                })?;
+            if g.shape() != p.value.shape() {
+                return shape_err(
+                    "ParamStore::accumulate",
+                    format!(
+                        "gradient {:?} for parameter {:?} of shape {:?}",
+                        g.shape(),
+                        p.name,
+                        p.value.shape()
+                    ),
+                );
+            }
+            match &mut p.grad {
+                None => p.grad = Some(g.clone()),
+                Some(acc) => {
+                    for (a, b) in acc.make_mut().iter_mut().zip(g.data()) {
+                        *a += b;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets every accumulated gradient.
+    pub fn zero_grads(&mut self) {
+        for p in &mut self.params {
+            p.grad = None;
+        }
+    }
+
+    /// The L2 norm of all gradients together, summed in f64 in parameter order
+    /// (deterministic).
+    pub fn grad_norm(&self) -> f32 {
+        let mut ss = 0.0f64;
+        for p in &self.params {
+            if let Some(g) = &p.grad {
+                ss += g
+                    .data()
+                    .iter()
+                    .map(|&v| (v as f64) * (v as f64))
+                    .sum::<f64>();
+            }
+        }
+        ss.sqrt() as f32
+    }
+
+    /// Scales all gradients so their global norm is at most `max_norm` (as TF's
+    /// `clip_by_global_norm`); returns the norm before clipping.
+    pub fn clip_grad_norm(&mut self, max_norm: f32) -> Result<f32> {
+        if max_norm.is_nan() || max_norm <= 0.0 {
+            return invalid(
+                "clip_grad_norm",
+                format!("max_norm {max_norm} must be positive"),
+            );
+        }
+        let norm = self.grad_norm();
+        if norm > max_norm && norm.is_finite() {
+            let scale = max_norm / norm;
+            for p in &mut self.params {
+                if let Some(g) = &mut p.grad {
+                    for v in g.make_mut() {
+                        *v *= scale;
+                    }
+                }
+            }
+        }
+        Ok(norm)
+    }
+}

@@ -1,0 +1,52 @@
+//! The one error type of cloze.
+
+use thiserror::Error;
+
+/// Everything that can go wrong in cloze, each naming the bad value.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// Operand shapes do not fit an op.
+    #[error("{op}: shape mismatch: {detail}")]
+    Shape { op: &'static str, detail: String },
+    /// An argument is out of range or otherwise invalid.
+    #[error("{op}: {detail}")]
+    Invalid { op: &'static str, detail: String },
+    /// A gradient was asked of an op that cannot record one.
+    #[error("{op}: input requires a gradient but this op has no backward; run it under no_grad or detach the input")]
+    NotDifferentiable { op: &'static str },
+    /// A `Var` from an earlier (reset) tape, or from another tape, was used.
+    #[error("{op}: variable belongs to a tape that has since been reset (generation {var_gen}, tape is at {tape_gen})")]
+    StaleVar {
+        op: &'static str,
+        var_gen: u64,
+        tape_gen: u64,
+    },
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file's contents are malformed.
+    #[error("{path}: {detail}")]
+    Format { path: String, detail: String },
+}
+
+/// `Result` with cloze's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Builds an [`Error::Shape`].
+pub(crate) fn shape_err<T>(op: &'static str, detail: impl Into<String>) -> Result<T> {
+    Err(Error::Shape {
+        op,
+        detail: detail.into(),
+    })
+}
+
+/// Builds an [`Error::Invalid`].
+pub(crate) fn invalid<T>(op: &'static str, detail: impl Into<String>) -> Result<T> {
+    Err(Error::Invalid {
+        op,
+        detail: detail.into(),
+    })
+}

@@ -1,0 +1,32 @@
+//! cloze: train BERT-style models from scratch on CPUs.
+//!
+//! The layers, bottom up:
+//! - [`tensor`]: an f32, row-major, cheaply cloned [`Tensor`].
+//! - [`autodiff`]: the [`Tape`] that records ops and runs reverse-mode backward, the
+//!   [`ParamStore`] that keeps parameters and their gradients across steps, and [`gradcheck`].
+//! - [`ops`]: every differentiable op, one module per op family, each holding its forward, its
+//!   backward and the name of the `cloze-kernels` kernel it calls.
+//!
+//! ```
+//! use cloze::{Tape, Tensor};
+//! let mut tape = Tape::new();
+//! let x = tape.leaf(Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3]).unwrap());
+//! let y = tape.mul(&x, &x).unwrap();
+//! let loss = tape.sum(&y).unwrap();
+//! let grads = tape.backward(&loss).unwrap();
+//! assert_eq!(grads.get(&x).unwrap().data(), &[2.0, 4.0, 6.0]);
+//! ```
+
+pub mod autodiff;
+pub mod error;
+pub mod ops;
+pub mod tensor;
+
+pub use autodiff::gradcheck::{gradcheck, GradcheckOptions, GradcheckReport};
+pub use autodiff::params::{ParamId, ParamStore};
+pub use autodiff::tape::{Backward, Gradients, Tape, Var};
+pub use error::{Error, Result};
+pub use tensor::Tensor;
+
+/// The kernels crate, re-exported for users who want the raw slice functions.
+pub use cloze_kernels as kernels;

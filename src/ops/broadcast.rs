@@ -1,0 +1,111 @@
+//! NumPy broadcasting: the output shape of two operands, and the sum that maps a broadcast
+//! gradient back onto an operand's shape.
+
+use crate::error::{shape_err, Result};
+use crate::tensor::{numel, Tensor};
+
+/// The broadcast shape of `a` and `b` (trailing axes aligned; an axis of 1 stretches).
+pub fn broadcast_shape(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+    let n = a.len().max(b.len());
+    let mut out = vec![0; n];
+    for i in 0..n {
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
+        out[i] = match (da, db) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => {
+                return shape_err(
+                    op,
+                    format!("cannot broadcast {a:?} with {b:?} (axis {i}: {da} vs {db})"),
+                )
+            }
+        };
+    }
+    Ok(out)
+}
+
+/// Strides (in elements) for reading an operand of `shape` as if it had shape `out`: 0 on
+/// broadcast axes.
+pub fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
+    let n = out.len();
+    let mut strides = vec![0; n];
+    let mut s = 1;
+    for i in (0..shape.len()).rev() {
+        let o = n - shape.len() + i;
+        strides[o] = if shape[i] == 1 && out[o] != 1 { 0 } else { s };
+        s *= shape[i];
+    }
+    strides
+}
+
+/// Calls `f(out_index, a_index, b_index)` for every element of the broadcast shape `out`, in
+/// row-major order.
+pub fn for_each_index(
+    out: &[usize],
+    sa: &[usize],
+    sb: &[usize],
+    mut f: impl FnMut(usize, usize, usize),
+) {
+    let total = numel(out);
+    if total == 0 {
+        return;
+    }
+    let n = out.len();
+    if n == 0 {
+        f(0, 0, 0);
+        return;
+    }
+    let last = out[n - 1];
+    let (la, lb) = (sa[n - 1], sb[n - 1]);
+    let mut idx = vec![0usize; n];
+    let (mut ia, mut ib) = (0usize, 0usize);
+    let mut o = 0;
+    while o < total {
+        for j in 0..last {
+            f(o + j, ia + j * la, ib + j * lb);
+        }
+        o += last;
+        // advance the odometer over all axes but the last
+        let mut ax = n - 1;
+        loop {
+            if ax == 0 {
+                break;
+            }
+            ax -= 1;
+            idx[ax] += 1;
+            ia += sa[ax];
+            ib += sb[ax];
+            if idx[ax] < out[ax] {
+                break;
+            }
+            ia -= sa[ax] * out[ax];
+            ib -= sb[ax] * out[ax];
+            idx[ax] = 0;
+        }
+    }
+}
+
+/// Sums `grad` (of the broadcast shape) over the axes that were broadcast to produce it, giving
+/// a tensor of `shape`. Returns `grad` itself when no axis was broadcast.
+pub fn reduce_to_shape(grad: &Tensor, shape: &[usize]) -> Tensor {
+    if grad.shape() == shape {
+        return grad.clone();
+    }
+    let out_shape = grad.shape();
+    let st = broadcast_strides(shape, out_shape);
+    let zero = vec![0; out_shape.len()];
+    let g = grad.data();
+    let mut acc = vec![0.0f32; numel(shape)];
+    for_each_index(out_shape, &st, &zero, |o, a, _| acc[a] += g[o]);
+    Tensor::from_parts(acc, shape)
+}

@@ -1,0 +1,223 @@
+//! Matrix products: `matmul`, `matmul_t` (transpose flags), `bmm` (batched).
+//!
+//! For `C = op(A)·op(B)` the backward is, with `dC` the output gradient:
+//!
+//! | stored A | dA | stored B | dB |
+//! |---|---|---|---|
+//! | A (m×k) | dC·op(B)ᵀ | B (k×n) | op(A)ᵀ·dC |
+//! | Aᵀ (k×m) | op(B)·dCᵀ | Bᵀ (n×k) | dCᵀ·op(A) |
+//!
+//! so every gradient is itself one GEMM with transpose flags, never a materialised transpose.
+//!
+//! Kernel: [`cloze_kernels::gemm::Gemm`] (`run` and `run_batched`).
+
+use crate::autodiff::tape::{Backward, Tape, Var};
+use crate::error::{shape_err, Result};
+use crate::tensor::Tensor;
+use cloze_kernels::gemm::Gemm;
+
+/// The kernel these ops use.
+pub const KERNEL: &str = "cloze_kernels::gemm::Gemm::{run, run_batched}";
+
+/// One (possibly batched) product: `batch` products of op(A) (m×k) by op(B) (k×n).
+#[derive(Clone, Copy, Debug)]
+struct Product {
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    ta: bool,
+    tb: bool,
+}
+
+/// Computes `batch` products `op(A_i)·op(B_i)` into a new buffer of `batch·m·n`.
+fn gemm(p: &Product, a: &[f32], b: &[f32]) -> Vec<f32> {
+    let g = Gemm::new(p.m, p.n, p.k).transposes(p.ta, p.tb);
+    let mut c = crate::tensor::pool::take(p.batch * p.m * p.n);
+    if p.batch == 1 {
+        g.run(a, b, &mut c);
+    } else {
+        g.run_batched(p.batch, a, p.m * p.k, b, p.k * p.n, &mut c, p.m * p.n);
+    }
+    c
+}
+
+struct MatmulBackward {
+    p: Product,
+    a: Tensor,
+    b: Tensor,
+}
+
+impl Backward for MatmulBackward {
+    fn name(&self) -> &'static str {
+        "matmul"
+    }
+
+    fn backward(&self, dc: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let p = self.p;
+        let (a, b, dc_d) = (self.a.data(), self.b.data(), dc.data());
+        let ga = needs[0].then(|| {
+            let data = if !p.ta {
+                // dA (m×k) = dC (m×n) · op(B)ᵀ
+                let q = Product {
+                    m: p.m,
+                    n: p.k,
+                    k: p.n,
+                    ta: false,
+                    tb: !p.tb,
+                    ..p
+                };
+                gemm(&q, dc_d, b)
+            } else {
+                // dA as stored (k×m) = op(B) (k×n) · dCᵀ
+                let q = Product {
+                    m: p.k,
+                    n: p.m,
+                    k: p.n,
+                    ta: p.tb,
+                    tb: true,
+                    ..p
+                };
+                gemm(&q, b, dc_d)
+            };
+            Tensor::from_parts(data, self.a.shape())
+        });
+        let gb = needs[1].then(|| {
+            let data = if !p.tb {
+                // dB (k×n) = op(A)ᵀ (k×m) · dC (m×n)
+                let q = Product {
+                    m: p.k,
+                    n: p.n,
+                    k: p.m,
+                    ta: !p.ta,
+                    tb: false,
+                    ..p
+                };
+                gemm(&q, a, dc_d)
+            } else {
+                // dB as stored (n×k) = dCᵀ (n×m) · op(A) (m×k)
+                let q = Product {
+                    m: p.n,
+                    n: p.k,
+                    k: p.m,
+                    ta: true,
+                    tb: p.ta,
+                    ..p
+                };
+                gemm(&q, dc_d, a)
+            };
+            Tensor::from_parts(data, self.b.shape())
+        });
+        Ok(vec![ga, gb])
+    }
+}
+
+impl Tape {
+    fn product(
+        &mut self,
+        op: &'static str,
+        a: &Var,
+        b: &Var,
+        p: Product,
+        out_shape: Vec<usize>,
+    ) -> Result<Var> {
+        let data = gemm(&p, a.value().data(), b.value().data());
+        let out = Tensor::from_parts(data, &out_shape);
+        self.record(op, out, &[a, b], || MatmulBackward {
+            p,
+            a: a.value().clone(),
+            b: b.value().clone(),
+        })
+    }
+
+    /// `A·B`. See [`Tape::matmul_t`].
+    pub fn matmul(&mut self, a: &Var, b: &Var) -> Result<Var> {
+        self.matmul_t(a, b, false, false)
+    }
+
+    /// `op(A)·op(B)` where `op` transposes the last two axes when its flag is set.
+    ///
+    /// Shapes: `B` is 2-D. `A` is 2-D, or, when `trans_a` is false, N-D `[..., m, k]` whose
+    /// leading axes are kept in the result (`[..., m, n]`), as a linear layer over a batch of
+    /// sequences needs (`x·Wᵀ` is `matmul_t(x, w, false, true)`).
+    pub fn matmul_t(&mut self, a: &Var, b: &Var, trans_a: bool, trans_b: bool) -> Result<Var> {
+        const OP: &str = "matmul";
+        let (sa, sb) = (a.shape(), b.shape());
+        if sb.len() != 2 || sa.len() < 2 || (trans_a && sa.len() != 2) {
+            return shape_err(
+                OP,
+                format!(
+                    "need A 2-D (or N-D without trans_a) and B 2-D; got A {sa:?} (trans {trans_a}), B {sb:?} (trans {trans_b})"
+                ),
+            );
+        }
+        let (ar, ac) = (sa[sa.len() - 2], sa[sa.len() - 1]);
+        let (m, k) = if trans_a { (ac, ar) } else { (ar, ac) };
+        let (kb, n) = if trans_b {
+            (sb[1], sb[0])
+        } else {
+            (sb[0], sb[1])
+        };
+        if k != kb {
+            return shape_err(
+                OP,
+                format!("inner sizes differ: op(A) is {m}×{k} (A {sa:?}, trans {trans_a}), op(B) is {kb}×{n} (B {sb:?}, trans {trans_b})"),
+            );
+        }
+        let lead: usize = sa[..sa.len() - 2].iter().product();
+        let mut out_shape = sa[..sa.len() - 2].to_vec();
+        out_shape.extend([m, n]);
+        // The leading axes of A fold into its rows: one product of (lead·m)×k by k×n.
+        let p = Product {
+            batch: 1,
+            m: lead * m,
+            n,
+            k,
+            ta: trans_a,
+            tb: trans_b,
+        };
+        self.product(OP, a, b, p, out_shape)
+    }
+
+    /// Batched `op(A_i)·op(B_i)` over identical leading axes: `A [..., m, k]`,
+    /// `B [..., k, n]` (last two axes swapped where the flag is set) → `[..., m, n]`.
+    pub fn bmm(&mut self, a: &Var, b: &Var, trans_a: bool, trans_b: bool) -> Result<Var> {
+        const OP: &str = "bmm";
+        let (sa, sb) = (a.shape(), b.shape());
+        if sa.len() < 3 || sa.len() != sb.len() || sa[..sa.len() - 2] != sb[..sb.len() - 2] {
+            return shape_err(
+                OP,
+                format!("need A and B with the same leading (batch) axes and ≥3 axes; got A {sa:?}, B {sb:?}"),
+            );
+        }
+        let r = sa.len();
+        let (m, k) = if trans_a {
+            (sa[r - 1], sa[r - 2])
+        } else {
+            (sa[r - 2], sa[r - 1])
+        };
+        let (kb, n) = if trans_b {
+            (sb[r - 1], sb[r - 2])
+        } else {
+            (sb[r - 2], sb[r - 1])
+        };
+        if k != kb {
+            return shape_err(
+                OP,
+                format!("inner sizes differ: op(A) is {m}×{k} (A {sa:?}, trans {trans_a}), op(B) is {kb}×{n} (B {sb:?}, trans {trans_b})"),
+            );
+        }
+        let batch: usize = sa[..r - 2].iter().product();
+        let mut out_shape = sa[..r - 2].to_vec();
+        out_shape.extend([m, n]);
+        let p = Product {
+            batch,
+            m,
+            n,
+            k,
+            ta: trans_a,
+            tb: trans_b,
+        };
+        self.product(OP, a, b, p, out_shape)
+    }
+}

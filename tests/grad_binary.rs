@@ -1,0 +1,119 @@
+//! Gradient properties of the broadcasting binary ops and the reductions.
+
+mod common;
+use cloze::{Tape, Tensor, Var};
+use common::*;
+use proptest::prelude::*;
+
+/// Two shapes that broadcast: `b` is `a` with some axes set to 1 and some leading axes dropped.
+fn broadcast_pair() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
+    (
+        proptest::collection::vec(dim(), 1..=3),
+        proptest::collection::vec(any::<bool>(), 3),
+        0usize..=2,
+    )
+        .prop_map(|(a, ones, drop)| {
+            let mut b: Vec<usize> = a
+                .iter()
+                .zip(&ones)
+                .map(|(&d, &o)| if o { 1 } else { d })
+                .collect();
+            let drop = drop.min(b.len() - 1);
+            b.drain(..drop);
+            (a, b)
+        })
+}
+
+fn operands(swap: bool) -> impl Strategy<Value = (Tensor, Tensor)> {
+    broadcast_pair().prop_flat_map(move |(a, b)| {
+        if swap {
+            (tensor(b), tensor(a))
+        } else {
+            (tensor(a), tensor(b))
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(cases(40))]
+
+    #[test]
+    fn grad_add((a, b) in operands(false)) {
+        check_grads(|t, v| t.add(&v[0], &v[1]), &[a, b], &opts())?;
+    }
+
+    #[test]
+    fn grad_sub((a, b) in operands(true)) {
+        check_grads(|t, v| t.sub(&v[0], &v[1]), &[a, b], &opts())?;
+    }
+
+    #[test]
+    fn grad_mul((a, b) in operands(false)) {
+        check_grads(|t, v| t.mul(&v[0], &v[1]), &[a, b], &opts())?;
+    }
+
+    #[test]
+    fn grad_div((a, b) in broadcast_pair().prop_flat_map(|(a, b)| (tensor(a), tensor_in(b, 0.5, 2.0)))) {
+        check_grads(|t, v| t.div(&v[0], &v[1]), &[a, b], &opts())?;
+    }
+
+    #[test]
+    fn broadcast_gradient_sums_back_to_input_shape((a, b) in operands(false)) {
+        // d/db Σ(a + b) counts how many output elements each element of b reached.
+        let mut t = Tape::new();
+        let (va, vb) = (t.leaf(a.clone()), t.leaf(b.clone()));
+        let s = t.add(&va, &vb).unwrap();
+        let loss = t.sum(&s).unwrap();
+        let g = t.backward(&loss).unwrap();
+        let gb = g.get(&vb).unwrap();
+        prop_assert_eq!(gb.shape(), b.shape());
+        let reps = (a.len() / b.len()) as f32;
+        prop_assert!(gb.data().iter().all(|&v| v == reps));
+        prop_assert!(g.get(&va).unwrap().data().iter().all(|&v| v == 1.0));
+    }
+
+    #[test]
+    fn grad_sum_and_mean(a in proptest::collection::vec(dim(), 1..=3).prop_flat_map(tensor)) {
+        check_grads(|t, v| t.sum(&v[0]), std::slice::from_ref(&a), &opts())?;
+        check_grads(|t, v| t.mean(&v[0]), &[a], &opts())?;
+    }
+
+    #[test]
+    fn grad_sum_axis_and_mean_axis(
+        (a, axis, keep) in proptest::collection::vec(dim(), 1..=3)
+            .prop_flat_map(|s| { let r = s.len(); (tensor(s), 0..r, any::<bool>()) })
+    ) {
+        check_grads(|t, v| t.sum_axis(&v[0], axis, keep), std::slice::from_ref(&a), &opts())?;
+        check_grads(|t, v| t.mean_axis(&v[0], axis, keep), &[a], &opts())?;
+    }
+}
+
+#[test]
+fn value_used_twice_gets_both_contributions() {
+    let mut t = Tape::new();
+    let x = t.leaf(Tensor::from_vec(vec![3.0], &[1]).unwrap());
+    let y = t.mul(&x, &x).unwrap(); // x², dy/dx = 2x = 6
+    let z = t.add(&y, &x).unwrap(); // + x → 7
+    let g = t.backward(&z).unwrap();
+    assert_eq!(g.get(&x).unwrap().data(), &[7.0]);
+}
+
+#[test]
+fn broadcast_error_names_both_shapes() {
+    let mut t = Tape::new();
+    let a = Var::constant(Tensor::zeros(&[2, 3]));
+    let b = Var::constant(Tensor::zeros(&[4]));
+    let err = t.add(&a, &b).unwrap_err().to_string();
+    assert!(
+        err.contains("add") && err.contains("[2, 3]") && err.contains("[4]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn mean_axis_out_of_range_is_an_error() {
+    let mut t = Tape::new();
+    let a = Var::constant(Tensor::zeros(&[2, 3]));
+    let err = t.mean_axis(&a, 2, false).unwrap_err().to_string();
+    assert!(err.contains("axis 2"), "{err}");
+}
