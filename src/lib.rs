@@ -20,6 +20,7 @@
 pub mod autodiff;
 pub mod error;
 pub mod ops;
+pub mod optim;
 pub mod tensor;
 
 pub use autodiff::gradcheck::{gradcheck, GradcheckOptions, GradcheckReport};
