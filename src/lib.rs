@@ -21,6 +21,7 @@ pub mod autodiff;
 pub mod error;
 pub mod ops;
 pub mod optim;
+pub mod pretrain;
 pub mod tensor;
 
 pub use autodiff::gradcheck::{gradcheck, GradcheckOptions, GradcheckReport};
