@@ -40,7 +40,7 @@ fn run(config: AdamWConfig) {
     let mut opt = AdamW::new(config, &store, bert_decays).unwrap();
     assert!(opt.decays(w) && !opt.decays(b));
     let lr = 1e-2;
-    let mut gw_hist = vec![vec![], vec![]];
+    let mut gw_hist = [vec![], vec![]];
     let mut gb_hist = vec![];
     let mut tape = Tape::new();
     for step in 0..5 {
