@@ -20,6 +20,7 @@
 pub mod autodiff;
 pub mod distributed;
 pub mod error;
+pub mod finetune;
 pub mod ops;
 pub mod optim;
 pub mod pretrain;
