@@ -26,7 +26,10 @@ fn input(lo: f32, hi: f32) -> impl Strategy<Value = Tensor> {
 /// Runs `f` without recording on a constant.
 fn eval(x: &Tensor, f: impl Fn(&mut Tape, &Var) -> cloze::Result<Var>) -> Tensor {
     let mut t = Tape::new();
-    f(&mut t, &Var::constant(x.clone())).unwrap().value().clone()
+    f(&mut t, &Var::constant(x.clone()))
+        .unwrap()
+        .value()
+        .clone()
 }
 
 proptest! {

@@ -92,7 +92,10 @@ fn concat_case() -> impl Strategy<Value = (Vec<Tensor>, usize)> {
                     s
                 })
                 .collect();
-            (shapes.into_iter().map(tensor).collect::<Vec<_>>(), Just(axis))
+            (
+                shapes.into_iter().map(tensor).collect::<Vec<_>>(),
+                Just(axis),
+            )
         })
 }
 
@@ -328,10 +331,17 @@ fn reshape_error_names_both_shapes() {
 fn permute_rejects_non_permutations_naming_them() {
     let mut t = Tape::new();
     let x = Var::constant(Tensor::zeros(&[2, 3, 4]));
-    for bad in [&[0, 0, 1][..], &[0, 1][..], &[0, 1, 3][..], &[2, 1, 0, 3][..]] {
+    for bad in [
+        &[0, 0, 1][..],
+        &[0, 1][..],
+        &[0, 1, 3][..],
+        &[2, 1, 0, 3][..],
+    ] {
         let err = t.permute(&x, bad).unwrap_err().to_string();
         assert!(
-            err.contains("permute") && err.contains(&format!("{bad:?}")) && err.contains("[2, 3, 4]"),
+            err.contains("permute")
+                && err.contains(&format!("{bad:?}"))
+                && err.contains("[2, 3, 4]"),
             "{err}"
         );
     }
@@ -374,7 +384,10 @@ fn concat_errors_name_the_shapes() {
     let err = t.concat(&[&a, &c3], 1).unwrap_err().to_string();
     assert!(err.contains("[2, 3, 1]"), "{err}");
     let err = t.concat(&[], 0).unwrap_err().to_string();
-    assert!(err.contains("concat") && err.contains("no tensors"), "{err}");
+    assert!(
+        err.contains("concat") && err.contains("no tensors"),
+        "{err}"
+    );
     // Equal shapes, bad axis.
     let err = t.concat(&[&a, &a], 2).unwrap_err().to_string();
     assert!(err.contains("axis 2"), "{err}");

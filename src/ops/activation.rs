@@ -20,8 +20,7 @@ use crate::tensor::Tensor;
 pub use cloze_kernels::gelu::GeluKind;
 
 /// The kernel these ops use.
-pub const KERNEL: &str =
-    "cloze_kernels::gelu::{forward, backward}; inline loops for tanh and relu";
+pub const KERNEL: &str = "cloze_kernels::gelu::{forward, backward}; inline loops for tanh and relu";
 
 struct GeluBackward {
     kind: GeluKind,

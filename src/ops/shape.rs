@@ -21,7 +21,8 @@ use crate::ops::broadcast::for_each_index;
 use crate::tensor::Tensor;
 
 /// The kernel these ops use.
-pub const KERNEL: &str = "inline copies (block copies for slice/concat, strided gather for permute)";
+pub const KERNEL: &str =
+    "inline copies (block copies for slice/concat, strided gather for permute)";
 
 /// (product of axes before, the axis, product of axes after).
 fn split_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
@@ -185,10 +186,7 @@ impl Tape {
             for (k, &p) in perm.iter().enumerate() {
                 inverse[p] = k;
             }
-            PermuteBackward {
-                name: op,
-                inverse,
-            }
+            PermuteBackward { name: op, inverse }
         })
     }
 
@@ -315,7 +313,17 @@ impl Tape {
             let mut offset = 0;
             for x in xs {
                 let len = x.shape()[axis];
-                copy_block(x.value().data(), len, 0, dst, total, offset, len, outer, inner);
+                copy_block(
+                    x.value().data(),
+                    len,
+                    0,
+                    dst,
+                    total,
+                    offset,
+                    len,
+                    outer,
+                    inner,
+                );
                 offset += len;
             }
         });
