@@ -18,7 +18,9 @@
 //! A row whose every score is `−∞` (every key masked with `−∞`, or by the causal mask and `−∞`
 //! padding together) has no softmax; its probabilities are **defined as 0**, so its output row
 //! is 0 and it passes no gradient. With a finite mask such as −10000 a fully masked row is an
-//! ordinary (near-uniform) softmax. A mask holding NaN or `+∞` is rejected.
+//! ordinary softmax: the common shift cancels, leaving the softmax of the unmasked scores up to
+//! f32 rounding at that magnitude (uniform when those scores are equal). A mask holding NaN or
+//! `+∞` is rejected.
 //!
 //! # Backward
 //!
