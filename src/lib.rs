@@ -18,6 +18,7 @@
 //! ```
 
 pub mod autodiff;
+pub mod bert;
 pub mod error;
 pub mod ops;
 pub mod tensor;
