@@ -51,12 +51,59 @@ fn default_init_range() -> f32 {
 fn default_eps() -> f32 {
     1e-12
 }
+fn default_pad() -> Option<u32> {
+    Some(0)
+}
 fn default_model_type() -> String {
     "bert".into()
 }
 fn default_position_embedding_type() -> String {
     "absolute".into()
 }
+
+/// JSON types of the known fields, for error messages that name the field.
+#[derive(Clone, Copy)]
+enum Kind {
+    Count,
+    Number,
+    Text,
+    Flag,
+    TextList,
+    OptCount,
+}
+
+impl Kind {
+    fn describe(self) -> &'static str {
+        match self {
+            Kind::Count => "a non-negative integer",
+            Kind::Number => "a number",
+            Kind::Text => "a string",
+            Kind::Flag => "true or false",
+            Kind::TextList => "a list of strings",
+            Kind::OptCount => "a non-negative integer or null",
+        }
+    }
+}
+
+const FIELD_KINDS: &[(&str, Kind)] = &[
+    ("architectures", Kind::TextList),
+    ("model_type", Kind::Text),
+    ("vocab_size", Kind::Count),
+    ("hidden_size", Kind::Count),
+    ("num_hidden_layers", Kind::Count),
+    ("num_attention_heads", Kind::Count),
+    ("intermediate_size", Kind::Count),
+    ("hidden_act", Kind::Text),
+    ("hidden_dropout_prob", Kind::Number),
+    ("attention_probs_dropout_prob", Kind::Number),
+    ("max_position_embeddings", Kind::Count),
+    ("type_vocab_size", Kind::Count),
+    ("initializer_range", Kind::Number),
+    ("layer_norm_eps", Kind::Number),
+    ("pad_token_id", Kind::OptCount),
+    ("position_embedding_type", Kind::Text),
+    ("is_decoder", Kind::Flag),
+];
 
 /// BERT hyper-parameters under HF `config.json` names.
 ///
@@ -88,8 +135,9 @@ pub struct BertConfig {
     pub initializer_range: f32,
     #[serde(default = "default_eps")]
     pub layer_norm_eps: f32,
-    #[serde(default)]
-    pub pad_token_id: u32,
+    /// The `[PAD]` id (may be `null` in HF files).
+    #[serde(default = "default_pad")]
+    pub pad_token_id: Option<u32>,
     #[serde(default = "default_position_embedding_type")]
     pub position_embedding_type: String,
     /// HF's flag for a causal (left-to-right) BERT: each position attends to itself and the
@@ -117,7 +165,7 @@ impl BertConfig {
             type_vocab_size: 2,
             initializer_range: 0.02,
             layer_norm_eps: 1e-12,
-            pad_token_id: 0,
+            pad_token_id: Some(0),
             position_embedding_type: default_position_embedding_type(),
             is_decoder: false,
         }
@@ -237,13 +285,10 @@ impl BertConfig {
                 ),
             );
         }
-        if (self.pad_token_id as usize) >= self.vocab_size {
+        if let Some(pad) = self.pad_token_id.filter(|&p| p as usize >= self.vocab_size) {
             return invalid(
                 op,
-                format!(
-                    "pad_token_id {} is not below vocab_size {}",
-                    self.pad_token_id, self.vocab_size
-                ),
+                format!("pad_token_id {pad} is not below vocab_size {}", self.vocab_size),
             );
         }
         self.activation()?;
@@ -252,10 +297,33 @@ impl BertConfig {
 
     /// Parses and validates `config.json` text; `origin` names the source in errors.
     pub fn from_json_str(text: &str, origin: &str) -> Result<Self> {
-        let cfg: BertConfig = serde_json::from_str(text).map_err(|e| Error::Format {
+        let bad = |detail: String| Error::Format {
             path: origin.to_string(),
-            detail: format!("not a valid BERT config.json: {e}"),
-        })?;
+            detail: format!("not a valid BERT config.json: {detail}"),
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| bad(format!("expected a JSON object, got {value}")))?;
+        // serde's messages do not name the field; check the known ones first.
+        for (key, kind) in FIELD_KINDS {
+            let Some(v) = obj.get(*key) else { continue };
+            let ok = match kind {
+                Kind::Count => v.is_u64(),
+                Kind::Number => v.is_number(),
+                Kind::Text => v.is_string(),
+                Kind::Flag => v.is_boolean(),
+                Kind::OptCount => v.is_u64() || v.is_null(),
+                Kind::TextList => v
+                    .as_array()
+                    .is_some_and(|a| a.iter().all(serde_json::Value::is_string)),
+            };
+            if !ok {
+                return Err(bad(format!("{key} must be {}, got {v}", kind.describe())));
+            }
+        }
+        let cfg: BertConfig = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
         cfg.validate().map_err(|e| Error::Format {
             path: origin.to_string(),
             detail: e.to_string(),

@@ -25,11 +25,11 @@
 pub mod checkpoint;
 pub mod config;
 pub mod init;
-// TMP pub mod model;
+pub mod model;
 
 pub use checkpoint::{load_pretrained, save_pretrained, Checkpoint, LoadOptions};
 pub use config::{BertConfig, HiddenAct};
-/* TMP pub use model::{
+pub use model::{
     BertForPreTraining, BertForSequenceClassification, BertInput, BertModel, BertOutput,
     ClassifierHead, ForwardOptions, MlmHead, NspHead, PreTrainingOutput,
-}; TMP */
+};
