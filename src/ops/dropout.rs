@@ -1,1 +1,140 @@
-//! (in progress)
+//! Dropout: `y = x ⊙ m / (1 − p)` with a seeded keep-mask `m ∈ {0, 1}`.
+//!
+//! # The mask
+//!
+//! Element `i` is kept when `u(seed, i) ≥ p`, where `u` is a uniform number in [0, 1) built from
+//! the top 53 bits of a counter-based hash: the `i`-th output of a SplitMix64 stream whose state
+//! starts at `mix64(seed)`:
+//!
+//! ```text
+//! u(seed, i) = (mix64(mix64(seed) + (i + 1)·0x9E3779B97F4A7C15) >> 11) · 2⁻⁵³
+//! ```
+//!
+//! so the mask depends only on `(seed, p, i)`: the same seed gives the same mask on any number
+//! of threads, and any element's bit can be regenerated on its own. Each element is kept with
+//! probability `1 − p`. Kept elements are divided by `1 − p` (in f32, so a kept value is exactly
+//! `x / (1 − p)` as f32 computes it), which keeps the expectation unchanged.
+//!
+//! The forward keeps the mask as a packed bit vector (one bit per element) for the backward.
+//! [`Tape::dropout`] is the identity when the tape is not in training mode or `p == 0`.
+//!
+//! # Backward
+//!
+//! `dx = dy ⊙ m / (1 − p)`: the same mask and scale applied to the output gradient.
+//!
+//! Kernel: inline loops (the hash and the select are memory-bound).
+
+use crate::autodiff::tape::{Backward, Tape, Var};
+use crate::error::{invalid, Result};
+use crate::tensor::Tensor;
+
+/// The kernel this op uses.
+pub const KERNEL: &str = "inline loops (SplitMix64 counter-based mask)";
+
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// SplitMix64's output function (a bijective 64-bit mixer).
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Whether element `index` is kept: `u(seed, index) ≥ p` (see the module docs), given
+/// `key = mix64(seed)`.
+fn keeps(key: u64, p: f32, index: usize) -> bool {
+    let z = mix64(key.wrapping_add((index as u64).wrapping_add(1).wrapping_mul(GOLDEN)));
+    let u = (z >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+    u >= p as f64
+}
+
+/// Errors unless `0 ≤ p < 1`.
+pub(crate) fn check_p(op: &'static str, p: f32) -> Result<()> {
+    if !(0.0..1.0).contains(&p) {
+        return invalid(op, format!("dropout probability p = {p} is outside [0, 1)"));
+    }
+    Ok(())
+}
+
+/// A dropout keep-mask over `len` elements, one bit each, and the divisor `1 − p`.
+pub(crate) struct Mask {
+    bits: Vec<u64>,
+    len: usize,
+    keep: f32,
+}
+
+impl Mask {
+    /// The mask of `(seed, p)` over elements `0..len`. `p` must be in [0, 1).
+    pub(crate) fn new(seed: u64, p: f32, len: usize) -> Mask {
+        let key = mix64(seed);
+        let mut bits = vec![0u64; len.div_ceil(64)];
+        for (w, word) in bits.iter_mut().enumerate() {
+            let start = w * 64;
+            for b in 0..(len - start).min(64) {
+                if keeps(key, p, start + b) {
+                    *word |= 1 << b;
+                }
+            }
+        }
+        Mask {
+            bits,
+            len,
+            keep: 1.0 - p,
+        }
+    }
+
+    pub(crate) fn kept(&self, i: usize) -> bool {
+        self.bits[i / 64] >> (i % 64) & 1 == 1
+    }
+
+    /// `out[i] = x[i] / (1 − p)` where kept, `0` where dropped.
+    pub(crate) fn apply(&self, x: &[f32], out: &mut [f32]) {
+        assert!(
+            x.len() == self.len && out.len() == self.len,
+            "dropout mask of {} elements applied to {} into {}",
+            self.len,
+            x.len(),
+            out.len()
+        );
+        let keep = self.keep;
+        for (i, (o, &v)) in out.iter_mut().zip(x).enumerate() {
+            *o = if self.kept(i) { v / keep } else { 0.0 };
+        }
+    }
+
+    /// [`Mask::apply`] into a new tensor of `shape`.
+    pub(crate) fn apply_tensor(&self, x: &Tensor) -> Tensor {
+        Tensor::overwritten(x.shape(), |out| self.apply(x.data(), out))
+    }
+}
+
+struct DropoutBackward {
+    mask: Mask,
+}
+
+impl Backward for DropoutBackward {
+    fn name(&self) -> &'static str {
+        "dropout"
+    }
+
+    fn backward(&self, g: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(self.mask.apply_tensor(g))])
+    }
+}
+
+impl Tape {
+    /// Dropout with probability `p` (each element is zeroed with probability `p`, kept ones
+    /// scaled by `1/(1 − p)`), its mask fixed by `seed` (see the module docs). The identity
+    /// (the same `Var`) when the tape is not in training mode or `p == 0`.
+    ///
+    /// Errors if `p` is not in [0, 1).
+    pub fn dropout(&mut self, x: &Var, p: f32, seed: u64) -> Result<Var> {
+        check_p("dropout", p)?;
+        if !self.training() || p == 0.0 {
+            return Ok(x.clone());
+        }
+        let mask = Mask::new(seed, p, x.value().len());
+        let out = mask.apply_tensor(x.value());
+        self.record("dropout", out, &[x], || DropoutBackward { mask })
+    }
+}
