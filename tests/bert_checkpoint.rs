@@ -51,7 +51,12 @@ fn raw_entries(path: &Path) -> BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)> {
     let bytes = std::fs::read(path).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     st.iter()
-        .map(|(n, v)| (n.to_string(), (v.dtype(), v.shape().to_vec(), v.data().to_vec())))
+        .map(|(n, v)| {
+            (
+                n.to_string(),
+                (v.dtype(), v.shape().to_vec(), v.data().to_vec()),
+            )
+        })
         .collect()
 }
 
@@ -85,12 +90,19 @@ fn bert_model_save_load_is_bit_identical_without_prefix() {
     let raw = raw_entries(&path);
     assert!(raw.contains_key("embeddings.word_embeddings.weight"));
     assert!(raw.contains_key("pooler.dense.weight"));
-    assert!(raw.keys().all(|k| !k.starts_with("bert.")), "{:?}", raw.keys());
+    assert!(
+        raw.keys().all(|k| !k.starts_with("bert.")),
+        "{:?}",
+        raw.keys()
+    );
     assert!(raw.values().all(|(d, _, _)| *d == Dtype::F32));
     assert_eq!(raw.len(), saved.len());
 
     let mut loaded = bert_store(2);
-    let report = Checkpoint::read(&path).unwrap().load_into(&mut loaded).unwrap();
+    let report = Checkpoint::read(&path)
+        .unwrap()
+        .load_into(&mut loaded)
+        .unwrap();
     assert_eq!(report.loaded.len(), saved.len());
     assert_bit_identical(&saved, &loaded);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -110,13 +122,22 @@ fn pretraining_save_uses_bert_prefix_and_round_trips() {
     assert!(raw.contains_key("cls.predictions.bias"));
     assert!(raw.contains_key("cls.predictions.transform.dense.weight"));
     assert!(raw.contains_key("cls.seq_relationship.weight"));
-    assert!(!raw.contains_key("cls.predictions.decoder.weight"), "tied: not written");
+    assert!(
+        !raw.contains_key("cls.predictions.decoder.weight"),
+        "tied: not written"
+    );
     assert_eq!(raw.len(), saved.len());
     // Linear weights are [out, in].
-    assert_eq!(raw["bert.encoder.layer.0.intermediate.dense.weight"].1, vec![64, 32]);
+    assert_eq!(
+        raw["bert.encoder.layer.0.intermediate.dense.weight"].1,
+        vec![64, 32]
+    );
 
     let mut loaded = pretraining_store(4);
-    Checkpoint::read(&path).unwrap().load_into(&mut loaded).unwrap();
+    Checkpoint::read(&path)
+        .unwrap()
+        .load_into(&mut loaded)
+        .unwrap();
     assert_bit_identical(&saved, &loaded);
 
     // The same file also loads the bare encoder when the heads are declared unused.
@@ -132,7 +153,10 @@ fn pretraining_save_uses_bert_prefix_and_round_trips() {
     assert_eq!(report.unused.len(), 7); // 5 MLM + 2 NSP tensors
     for id in bare.ids() {
         let name = bare.name(id);
-        assert!(bare.value(id) == saved.value(saved.id(name).unwrap()), "{name}");
+        assert!(
+            bare.value(id) == saved.value(saved.id(name).unwrap()),
+            "{name}"
+        );
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -174,8 +198,14 @@ fn fine_tuning_from_pretraining_checkpoint_needs_explicit_permission() {
     BertForSequenceClassification::new(&small_config(), &mut cls, 2, 0).unwrap();
     let before = cls.value(cls.id("classifier.weight").unwrap()).clone();
     let msg = ckpt.load_into(&mut cls).unwrap_err().to_string();
-    assert!(msg.contains("missing tensor \"classifier.weight\""), "{msg}");
-    assert!(msg.contains("unexpected tensor \"cls.seq_relationship.weight\""), "{msg}");
+    assert!(
+        msg.contains("missing tensor \"classifier.weight\""),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("unexpected tensor \"cls.seq_relationship.weight\""),
+        "{msg}"
+    );
     let opts = LoadOptions {
         allow_missing: vec!["classifier.".into()],
         allow_unused: vec!["cls.".into()],
@@ -222,7 +252,10 @@ fn skips_position_ids_buffer_and_accepts_tied_decoder_and_half_precision() {
 
     let ckpt = Checkpoint::read(&path).unwrap();
     let buffers: Vec<_> = ckpt.skipped_buffers().collect();
-    assert_eq!(buffers, vec!["embeddings.position_ids", "embeddings.token_type_ids"]);
+    assert_eq!(
+        buffers,
+        vec!["embeddings.position_ids", "embeddings.token_type_ids"]
+    );
     let mut loaded = pretraining_store(10);
     ckpt.load_into(&mut loaded).unwrap();
     let got = loaded.value(loaded.id("embeddings.LayerNorm.weight").unwrap());
@@ -238,7 +271,9 @@ fn skips_position_ids_buffer_and_accepts_tied_decoder_and_half_precision() {
     write_raw(&path, &raw);
     let msg = load_err(&path, &mut loaded);
     assert!(
-        msg.contains("cls.predictions.decoder.weight") && msg.contains("[99, 32]") && msg.contains("[100, 32]"),
+        msg.contains("cls.predictions.decoder.weight")
+            && msg.contains("[99, 32]")
+            && msg.contains("[100, 32]"),
         "{msg}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
@@ -257,10 +292,13 @@ fn missing_extra_and_misshaped_tensors_are_named_with_shapes() {
     raw.remove("encoder.layer.1.attention.self.key.bias");
     write_raw(&path, &raw);
     let mut store = bert_store(2);
-    let before = store.value(store.id("pooler.dense.weight").unwrap()).clone();
+    let before = store
+        .value(store.id("pooler.dense.weight").unwrap())
+        .clone();
     let msg = load_err(&path, &mut store);
     assert!(
-        msg.contains("missing tensor \"encoder.layer.1.attention.self.key.bias\"") && msg.contains("[32]"),
+        msg.contains("missing tensor \"encoder.layer.1.attention.self.key.bias\"")
+            && msg.contains("[32]"),
         "{msg}"
     );
     assert!(msg.contains("model.safetensors"), "{msg}");
@@ -290,7 +328,9 @@ fn missing_extra_and_misshaped_tensors_are_named_with_shapes() {
     write_raw(&path, &raw);
     let msg = load_err(&path, &mut store);
     assert!(
-        msg.contains("\"pooler.dense.weight\"") && msg.contains("[32, 31]") && msg.contains("[32, 32]"),
+        msg.contains("\"pooler.dense.weight\"")
+            && msg.contains("[32, 31]")
+            && msg.contains("[32, 32]"),
         "{msg}"
     );
 
@@ -302,7 +342,10 @@ fn missing_extra_and_misshaped_tensors_are_named_with_shapes() {
     );
     write_raw(&path, &raw);
     let msg = load_err(&path, &mut store);
-    assert!(msg.contains("embeddings.LayerNorm.bias") && msg.contains("I64"), "{msg}");
+    assert!(
+        msg.contains("embeddings.LayerNorm.bias") && msg.contains("I64"),
+        "{msg}"
+    );
 
     // The same tensor with and without the prefix.
     let mut raw = good.clone();
@@ -310,7 +353,10 @@ fn missing_extra_and_misshaped_tensors_are_named_with_shapes() {
     raw.insert("bert.pooler.dense.bias".into(), dup);
     write_raw(&path, &raw);
     let msg = load_err(&path, &mut store);
-    assert!(msg.contains("pooler.dense.bias") && msg.contains("twice"), "{msg}");
+    assert!(
+        msg.contains("pooler.dense.bias") && msg.contains("twice"),
+        "{msg}"
+    );
 
     // An unsupported dtype.
     let mut raw = good;
@@ -320,7 +366,10 @@ fn missing_extra_and_misshaped_tensors_are_named_with_shapes() {
     );
     write_raw(&path, &raw);
     let msg = load_err(&path, &mut store);
-    assert!(msg.contains("pooler.dense.bias") && msg.contains("F8_E4M3"), "{msg}");
+    assert!(
+        msg.contains("pooler.dense.bias") && msg.contains("F8_E4M3"),
+        "{msg}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -335,10 +384,15 @@ fn truncated_or_corrupt_safetensors_is_a_clear_error() {
         ("truncated header", bytes[..40].to_vec()),
         ("shorter than the length prefix", bytes[..5].to_vec()),
         ("empty", Vec::new()),
-        ("not safetensors", b"PK\x03\x04 this is a zip file, not a checkpoint".to_vec()),
+        (
+            "not safetensors",
+            b"PK\x03\x04 this is a zip file, not a checkpoint".to_vec(),
+        ),
     ] {
         std::fs::write(&path, &data).unwrap();
-        let e = Checkpoint::read(&path).err().unwrap_or_else(|| panic!("{what}: accepted"));
+        let e = Checkpoint::read(&path)
+            .err()
+            .unwrap_or_else(|| panic!("{what}: accepted"));
         assert!(matches!(e, Error::Format { .. }), "{what}: {e:?}");
         let msg = e.to_string();
         assert!(
@@ -346,8 +400,13 @@ fn truncated_or_corrupt_safetensors_is_a_clear_error() {
             "{what}: {msg}"
         );
     }
-    let e = Checkpoint::read(dir.join("absent.safetensors")).err().unwrap();
-    assert!(matches!(e, Error::Io { .. }) && e.to_string().contains("absent.safetensors"), "{e}");
+    let e = Checkpoint::read(dir.join("absent.safetensors"))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(e, Error::Io { .. }) && e.to_string().contains("absent.safetensors"),
+        "{e}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -358,7 +417,10 @@ fn corrupt_config_in_a_checkpoint_folder_is_a_clear_error() {
     checkpoint::save_pretrained(&dir, &config, &bert_store(1)).unwrap();
     std::fs::write(dir.join("config.json"), "{\"hidden_size\": 32,").unwrap();
     let msg = checkpoint::load_pretrained(&dir).err().unwrap().to_string();
-    assert!(msg.contains("config.json") && msg.contains("not a valid BERT config.json"), "{msg}");
+    assert!(
+        msg.contains("config.json") && msg.contains("not a valid BERT config.json"),
+        "{msg}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -379,9 +441,15 @@ fn loaded_values_are_the_file_values() {
     }
     write_raw(&path, &raw);
     let mut loaded = bert_store(2);
-    Checkpoint::read(&path).unwrap().load_into(&mut loaded).unwrap();
+    Checkpoint::read(&path)
+        .unwrap()
+        .load_into(&mut loaded)
+        .unwrap();
     let t: &Tensor = loaded.value(loaded.id("encoder.layer.0.output.dense.weight").unwrap());
     assert_eq!(t.shape(), &[32, 64]);
-    assert_eq!(&t.data()[..9], &[-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, -3.0, -2.0]);
+    assert_eq!(
+        &t.data()[..9],
+        &[-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, -3.0, -2.0]
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -115,7 +115,11 @@ fn built_small_models_match_the_formula() {
 
         let mut s = ParamStore::new();
         BertForPreTraining::new(&c, &mut s, 0).unwrap();
-        assert_eq!(s.num_elements(), c.pretraining_params(), "{name} pre-training");
+        assert_eq!(
+            s.num_elements(),
+            c.pretraining_params(),
+            "{name} pre-training"
+        );
 
         let mut s = ParamStore::new();
         BertForSequenceClassification::new(&c, &mut s, 3, 0).unwrap();
@@ -141,9 +145,18 @@ fn built_model_uses_hf_names_and_shapes() {
     assert_eq!(shape("embeddings.position_embeddings.weight"), [512, 128]);
     assert_eq!(shape("embeddings.token_type_embeddings.weight"), [2, 128]);
     assert_eq!(shape("embeddings.LayerNorm.weight"), [128]);
-    assert_eq!(shape("encoder.layer.1.attention.self.query.weight"), [128, 128]);
-    assert_eq!(shape("encoder.layer.1.attention.output.LayerNorm.bias"), [128]);
-    assert_eq!(shape("encoder.layer.0.intermediate.dense.weight"), [512, 128]);
+    assert_eq!(
+        shape("encoder.layer.1.attention.self.query.weight"),
+        [128, 128]
+    );
+    assert_eq!(
+        shape("encoder.layer.1.attention.output.LayerNorm.bias"),
+        [128]
+    );
+    assert_eq!(
+        shape("encoder.layer.0.intermediate.dense.weight"),
+        [512, 128]
+    );
     assert_eq!(shape("encoder.layer.0.output.dense.weight"), [128, 512]);
     assert_eq!(shape("pooler.dense.weight"), [128, 128]);
     assert_eq!(shape("cls.predictions.transform.dense.weight"), [128, 128]);
@@ -172,12 +185,27 @@ fn initialisation_is_seeded_truncated_normal_with_unit_layer_norms() {
     assert!(w.data().iter().all(|v| v.abs() <= 0.04));
     let n = w.len() as f64;
     let mean = w.data().iter().map(|&v| v as f64).sum::<f64>() / n;
-    let std = (w.data().iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let std = (w
+        .data()
+        .iter()
+        .map(|&v| (v as f64 - mean).powi(2))
+        .sum::<f64>()
+        / n)
+        .sqrt();
     assert!(mean.abs() < 1e-4, "mean {mean}");
     assert!((std - 0.02 * 0.8796).abs() < 2e-4, "std {std}");
-    assert!(val(&a, "embeddings.LayerNorm.weight").data().iter().all(|&v| v == 1.0));
-    assert!(val(&a, "encoder.layer.1.output.LayerNorm.bias").data().iter().all(|&v| v == 0.0));
-    assert!(val(&a, "encoder.layer.1.output.dense.bias").data().iter().all(|&v| v == 0.0));
+    assert!(val(&a, "embeddings.LayerNorm.weight")
+        .data()
+        .iter()
+        .all(|&v| v == 1.0));
+    assert!(val(&a, "encoder.layer.1.output.LayerNorm.bias")
+        .data()
+        .iter()
+        .all(|&v| v == 0.0));
+    assert!(val(&a, "encoder.layer.1.output.dense.bias")
+        .data()
+        .iter()
+        .all(|&v| v == 0.0));
     // A parameter's stream depends on its name, not on what was built before it.
     let mut with_heads = ParamStore::new();
     BertForPreTraining::new(&c, &mut with_heads, 5).unwrap();
@@ -215,7 +243,12 @@ fn reads_hf_config_ignoring_unknown_keys() {
     let c = BertConfig::from_json_str(HF_CONFIG, "inline").unwrap();
     assert_eq!(c.architectures, vec!["BertModel".to_string()]);
     assert_eq!(
-        (c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size),
+        (
+            c.num_hidden_layers,
+            c.hidden_size,
+            c.num_attention_heads,
+            c.intermediate_size
+        ),
         (6, 384, 12, 1536)
     );
     assert_eq!(c.head_dim(), 32);
@@ -300,7 +333,10 @@ fn validation_names_the_bad_values() {
         c.hidden_size = 100;
         c.num_attention_heads = 12
     });
-    assert!(e.contains("hidden_size 100") && e.contains("num_attention_heads 12"), "{e}");
+    assert!(
+        e.contains("hidden_size 100") && e.contains("num_attention_heads 12"),
+        "{e}"
+    );
     let e = invalid_message(|c| c.num_hidden_layers = 0);
     assert!(e.contains("num_hidden_layers"), "{e}");
     let e = invalid_message(|c| c.vocab_size = 0);
@@ -322,7 +358,10 @@ fn validation_names_the_bad_values() {
     c.num_attention_heads = 3;
     let mut s = ParamStore::new();
     let e = BertModel::new(&c, &mut s, 0).unwrap_err().to_string();
-    assert!(e.contains("hidden_size 128") && e.contains("num_attention_heads 3"), "{e}");
+    assert!(
+        e.contains("hidden_size 128") && e.contains("num_attention_heads 3"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -333,19 +372,32 @@ fn corrupt_or_missing_config_file_is_a_clear_error() {
     let e = BertConfig::from_file(&path).unwrap_err();
     assert!(matches!(e, Error::Format { .. }), "{e:?}");
     let msg = e.to_string();
-    assert!(msg.contains("config.json") && msg.contains("not a valid BERT config.json"), "{msg}");
+    assert!(
+        msg.contains("config.json") && msg.contains("not a valid BERT config.json"),
+        "{msg}"
+    );
 
     std::fs::write(&path, r#"{"vocab_size": "many"}"#).unwrap();
     let msg = BertConfig::from_file(&path).unwrap_err().to_string();
     assert!(msg.contains("vocab_size"), "{msg}");
 
     // Well-formed JSON that fails validation is reported with the file name.
-    std::fs::write(&path, HF_CONFIG.replace("\"hidden_size\": 384", "\"hidden_size\": 385")).unwrap();
+    std::fs::write(
+        &path,
+        HF_CONFIG.replace("\"hidden_size\": 384", "\"hidden_size\": 385"),
+    )
+    .unwrap();
     let msg = BertConfig::from_file(&path).unwrap_err().to_string();
-    assert!(msg.contains("config.json") && msg.contains("hidden_size 385"), "{msg}");
+    assert!(
+        msg.contains("config.json") && msg.contains("hidden_size 385"),
+        "{msg}"
+    );
 
     let missing = dir.join("nope.json");
     let e = BertConfig::from_file(&missing).unwrap_err();
-    assert!(matches!(e, Error::Io { .. }) && e.to_string().contains("nope.json"), "{e}");
+    assert!(
+        matches!(e, Error::Io { .. }) && e.to_string().contains("nope.json"),
+        "{e}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

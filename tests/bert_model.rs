@@ -21,7 +21,13 @@ fn built(config: &BertConfig, seed: u64) -> (BertModel, ParamStore) {
     (m, store)
 }
 
-fn run(model: &BertModel, store: &ParamStore, input: &BertInput<'_>, train: bool, seed: u64) -> (Tensor, Tensor) {
+fn run(
+    model: &BertModel,
+    store: &ParamStore,
+    input: &BertInput<'_>,
+    train: bool,
+    seed: u64,
+) -> (Tensor, Tensor) {
     let mut tape = Tape::new();
     tape.set_training(train);
     let opts = ForwardOptions {
@@ -52,11 +58,17 @@ fn bad_inputs_are_clear_errors() {
 
     let bad = [1u32, 2, 3, 4, 50, 6];
     let e = forward_err(&m, &s, BertInput::new(&bad, 2, 3));
-    assert!(e.contains("token id 50") && e.contains("[1, 1]") && e.contains("vocab_size 50"), "{e}");
+    assert!(
+        e.contains("token id 50") && e.contains("[1, 1]") && e.contains("vocab_size 50"),
+        "{e}"
+    );
 
     let long = [1u32; 13];
     let e = forward_err(&m, &s, BertInput::new(&long, 1, 13));
-    assert!(e.contains("sequence length 13") && e.contains("max_position_embeddings 12"), "{e}");
+    assert!(
+        e.contains("sequence length 13") && e.contains("max_position_embeddings 12"),
+        "{e}"
+    );
 
     let e = forward_err(&m, &s, BertInput::new(&[], 0, 3));
     assert!(e.contains("empty input") && e.contains("batch 0"), "{e}");
@@ -65,14 +77,28 @@ fn bad_inputs_are_clear_errors() {
 
     let tt = [0u32, 0, 0, 1, 1, 2];
     let e = forward_err(&m, &s, BertInput::new(&ids, 2, 3).with_token_types(&tt));
-    assert!(e.contains("token_type_id 2") && e.contains("[1, 2]") && e.contains("type_vocab_size 2"), "{e}");
+    assert!(
+        e.contains("token_type_id 2") && e.contains("[1, 2]") && e.contains("type_vocab_size 2"),
+        "{e}"
+    );
 
     let mask = [1u32, 1, 1, 1, 1];
-    let e = forward_err(&m, &s, BertInput::new(&ids, 2, 3).with_attention_mask(&mask));
-    assert!(e.contains("attention_mask has 5 entries") && e.contains("= 6"), "{e}");
+    let e = forward_err(
+        &m,
+        &s,
+        BertInput::new(&ids, 2, 3).with_attention_mask(&mask),
+    );
+    assert!(
+        e.contains("attention_mask has 5 entries") && e.contains("= 6"),
+        "{e}"
+    );
 
     let mask = [1u32, 1, 1, 1, 1, 2];
-    let e = forward_err(&m, &s, BertInput::new(&ids, 2, 3).with_attention_mask(&mask));
+    let e = forward_err(
+        &m,
+        &s,
+        BertInput::new(&ids, 2, 3).with_attention_mask(&mask),
+    );
     assert!(e.contains("attention_mask value 2"), "{e}");
 
     let tt = [0u32; 4];
@@ -80,7 +106,10 @@ fn bad_inputs_are_clear_errors() {
     assert!(e.contains("token_type_ids has 4 entries"), "{e}");
 
     let e = forward_err(&m, &s, BertInput::new(&ids, 2, 4));
-    assert!(e.contains("input_ids has 6 entries") && e.contains("= 8"), "{e}");
+    assert!(
+        e.contains("input_ids has 6 entries") && e.contains("= 8"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -212,9 +241,19 @@ fn pretraining_heads_shapes_and_initial_loss() {
     // that are not in the input (only through the output projection).
     let grads = tape.backward(&loss).unwrap();
     store.accumulate(&grads).unwrap();
-    let emb = store.grad(store.id("embeddings.word_embeddings.weight").unwrap()).unwrap();
-    let row_norm = |r: usize| emb.data()[r * 16..(r + 1) * 16].iter().map(|v| v.abs()).sum::<f32>();
-    assert!(row_norm(30) > 0.0, "row 30 is not in the input but is a decoder output");
+    let emb = store
+        .grad(store.id("embeddings.word_embeddings.weight").unwrap())
+        .unwrap();
+    let row_norm = |r: usize| {
+        emb.data()[r * 16..(r + 1) * 16]
+            .iter()
+            .map(|v| v.abs())
+            .sum::<f32>()
+    };
+    assert!(
+        row_norm(30) > 0.0,
+        "row 30 is not in the input but is a decoder output"
+    );
     for name in [
         "cls.predictions.bias",
         "cls.predictions.transform.dense.weight",
@@ -222,11 +261,18 @@ fn pretraining_heads_shapes_and_initial_loss() {
         "cls.seq_relationship.weight",
         "pooler.dense.weight",
     ] {
-        let g = store.grad(store.id(name).unwrap()).unwrap_or_else(|| panic!("{name}"));
-        assert!(g.data().iter().any(|&v| v != 0.0), "{name} has a zero gradient");
+        let g = store
+            .grad(store.id(name).unwrap())
+            .unwrap_or_else(|| panic!("{name}"));
+        assert!(
+            g.data().iter().any(|&v| v != 0.0),
+            "{name} has a zero gradient"
+        );
     }
     // Errors name the bad position.
-    let e = MlmHead::flatten_positions(&[1, 5], 1, 5).unwrap_err().to_string();
+    let e = MlmHead::flatten_positions(&[1, 5], 1, 5)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("position 5") && e.contains("seq 5"), "{e}");
     let e = model
         .mlm
@@ -261,7 +307,7 @@ fn head_gradients_match_finite_differences() {
     let flat = [1u32, 3, 6];
     let mlm_labels = [9, 11, 5];
     let nsp_labels = [1, 0];
-    let loss_of = |store: &ParamStore| -> (f32, Option<cloze::Gradients>, Tape) {
+    let loss_of = |store: &ParamStore| -> (f32, cloze::Gradients) {
         let mut tape = Tape::new();
         tape.set_training(false);
         let input = BertInput::new(&ids, 2, 5)
@@ -270,16 +316,19 @@ fn head_gradients_match_finite_differences() {
         let out = model
             .forward(&mut tape, store, &input, &flat, &ForwardOptions::default())
             .unwrap();
-        let loss = model.loss(&mut tape, &out, &mlm_labels, &nsp_labels).unwrap();
+        let loss = model
+            .loss(&mut tape, &out, &mlm_labels, &nsp_labels)
+            .unwrap();
         let g = tape.backward(&loss).unwrap();
-        (loss.value().item().unwrap(), Some(g), tape)
+        (loss.value().item().unwrap(), g)
     };
-    let (_, grads, _tape) = loss_of(&store);
+    let (_, grads) = loss_of(&store);
     let mut acc = ParamStore::new();
     for id in store.ids() {
-        acc.add(store.name(id), Tensor::zeros(store.value(id).shape())).unwrap();
+        acc.add(store.name(id), Tensor::zeros(store.value(id).shape()))
+            .unwrap();
     }
-    acc.accumulate(&grads.unwrap()).unwrap();
+    acc.accumulate(&grads).unwrap();
     let checks = [
         ("cls.predictions.bias", 9),
         ("cls.predictions.transform.dense.weight", 17),
@@ -306,7 +355,10 @@ fn head_gradients_match_finite_differences() {
         let fd = (lp - lm) / (2.0 * h);
         let tol = 2e-3 + 0.02 * analytic.abs();
         eprintln!("{name}[{idx}]: analytic {analytic:.6}, finite difference {fd:.6}");
-        assert!((fd - analytic).abs() <= tol, "{name}[{idx}]: analytic {analytic} vs fd {fd}");
+        assert!(
+            (fd - analytic).abs() <= tol,
+            "{name}[{idx}]: analytic {analytic} vs fd {fd}"
+        );
     }
 }
 
@@ -324,7 +376,11 @@ fn sequence_classifier_forward_and_dropout_seed() {
             seed,
             ..Default::default()
         };
-        model.forward(&mut tape, &store, &input, &opts).unwrap().value().clone()
+        model
+            .forward(&mut tape, &store, &input, &opts)
+            .unwrap()
+            .value()
+            .clone()
     };
     let l = logits(false, 0);
     assert_eq!(l.shape(), &[2, 3]);

@@ -57,9 +57,7 @@ fn decode(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
             .collect(),
         Dtype::F64 => bytes
             .chunks_exact(8)
-            .map(|c| {
-                f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
-            })
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
             .collect(),
         Dtype::F16 => bytes
             .chunks_exact(2)
@@ -177,7 +175,9 @@ impl Checkpoint {
         }
         // Old checkpoints may carry only the decoder's copy of the output bias.
         if let Some(b) = decoder_bias {
-            tensors.entry("cls.predictions.bias".to_string()).or_insert(b);
+            tensors
+                .entry("cls.predictions.bias".to_string())
+                .or_insert(b);
         }
         Ok(Checkpoint {
             path: path.to_path_buf(),
@@ -220,7 +220,8 @@ impl Checkpoint {
     /// [`Self::load_into`] tolerating the prefixes in `opts`. Nothing is changed unless the
     /// whole check passes.
     pub fn load_into_with(&self, store: &mut ParamStore, opts: &LoadOptions) -> Result<LoadReport> {
-        let allowed = |list: &[String], name: &str| list.iter().any(|p| name.starts_with(p.as_str()));
+        let allowed =
+            |list: &[String], name: &str| list.iter().any(|p| name.starts_with(p.as_str()));
         let mut problems = Vec::new();
         let mut report = LoadReport::default();
         let mut assign = Vec::new();
@@ -341,7 +342,12 @@ pub fn save_safetensors_with(
     let path = path.as_ref();
     let items: Vec<(String, F32View<'_>)> = store
         .ids()
-        .map(|id| (file_name(store.name(id), bert_prefix), F32View(store.value(id))))
+        .map(|id| {
+            (
+                file_name(store.name(id), bert_prefix),
+                F32View(store.value(id)),
+            )
+        })
         .collect();
     let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
     with_temp_file(path, |tmp| {
@@ -399,7 +405,11 @@ fn with_temp_file(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Resul
 }
 
 /// Writes `config.json` and `model.safetensors` into `dir` (created if needed).
-pub fn save_pretrained(dir: impl AsRef<Path>, config: &BertConfig, store: &ParamStore) -> Result<()> {
+pub fn save_pretrained(
+    dir: impl AsRef<Path>,
+    config: &BertConfig,
+    store: &ParamStore,
+) -> Result<()> {
     let dir = dir.as_ref();
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     config.save(dir.join(CONFIG_FILE))?;

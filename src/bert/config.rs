@@ -207,7 +207,9 @@ impl BertConfig {
             "large" => Ok(Self::large()),
             other => invalid(
                 "BertConfig::preset",
-                format!("unknown preset {other:?} (expected tiny, mini, small, medium, base or large)"),
+                format!(
+                    "unknown preset {other:?} (expected tiny, mini, small, medium, base or large)"
+                ),
             ),
         }
     }
@@ -238,7 +240,7 @@ impl BertConfig {
                 return invalid(op, format!("{name} must be positive, got 0"));
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return invalid(
                 op,
                 format!(
@@ -248,11 +250,17 @@ impl BertConfig {
             );
         }
         if u32::try_from(self.vocab_size).is_err() {
-            return invalid(op, format!("vocab_size {} does not fit in u32", self.vocab_size));
+            return invalid(
+                op,
+                format!("vocab_size {} does not fit in u32", self.vocab_size),
+            );
         }
         for (name, p) in [
             ("hidden_dropout_prob", self.hidden_dropout_prob),
-            ("attention_probs_dropout_prob", self.attention_probs_dropout_prob),
+            (
+                "attention_probs_dropout_prob",
+                self.attention_probs_dropout_prob,
+            ),
         ] {
             if !(0.0..1.0).contains(&p) {
                 return invalid(op, format!("{name} {p} must be in [0, 1)"));
@@ -261,7 +269,10 @@ impl BertConfig {
         if !(self.initializer_range.is_finite() && self.initializer_range > 0.0) {
             return invalid(
                 op,
-                format!("initializer_range {} must be positive", self.initializer_range),
+                format!(
+                    "initializer_range {} must be positive",
+                    self.initializer_range
+                ),
             );
         }
         if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
@@ -288,7 +299,10 @@ impl BertConfig {
         if let Some(pad) = self.pad_token_id.filter(|&p| p as usize >= self.vocab_size) {
             return invalid(
                 op,
-                format!("pad_token_id {pad} is not below vocab_size {}", self.vocab_size),
+                format!(
+                    "pad_token_id {pad} is not below vocab_size {}",
+                    self.vocab_size
+                ),
             );
         }
         self.activation()?;

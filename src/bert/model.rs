@@ -215,7 +215,11 @@ impl<'a> BertInput<'a> {
             if let Some((i, &v)) = m.iter().enumerate().find(|(_, &v)| v > 1) {
                 return invalid(
                     op,
-                    format!("attention_mask value {v} at [{}, {}] is not 0 or 1", i / t, i % t),
+                    format!(
+                        "attention_mask value {v} at [{}, {}] is not 0 or 1",
+                        i / t,
+                        i % t
+                    ),
                 );
             }
         }
@@ -356,7 +360,11 @@ impl BertModel {
     }
 
     /// Like [`Self::new`] without the pooler (as HF `BertForMaskedLM`).
-    pub fn new_without_pooler(config: &BertConfig, store: &mut ParamStore, seed: u64) -> Result<Self> {
+    pub fn new_without_pooler(
+        config: &BertConfig,
+        store: &mut ParamStore,
+        seed: u64,
+    ) -> Result<Self> {
         Self::build(config, store, seed, false)
     }
 
@@ -369,7 +377,14 @@ impl BertModel {
             .collect::<Result<Vec<_>>>()?;
         let h = config.hidden_size;
         let pooler = if pooler {
-            Some(Linear::new(store, "pooler.dense", h, h, config.initializer_range, seed)?)
+            Some(Linear::new(
+                store,
+                "pooler.dense",
+                h,
+                h,
+                config.initializer_range,
+                seed,
+            )?)
         } else {
             None
         };
@@ -442,7 +457,10 @@ impl BertModel {
             s => {
                 return crate::error::shape_err(
                     "BertModel::layer_forward",
-                    format!("hidden states {s:?}, expected [batch, seq, {}]", cfg.hidden_size),
+                    format!(
+                        "hidden states {s:?}, expected [batch, seq, {}]",
+                        cfg.hidden_size
+                    ),
                 )
             }
         };
@@ -472,7 +490,9 @@ impl BertModel {
             cfg.hidden_dropout_prob,
             dropout_seed(seed, layer.index, DropoutSite::AttentionOutput),
         )?;
-        let attn = layer.attention_layer_norm.forward_residual(tape, store, &y, x)?;
+        let attn = layer
+            .attention_layer_norm
+            .forward_residual(tape, store, &y, x)?;
         let f = layer.intermediate.forward(tape, store, &attn)?;
         let f = activation(tape, self.act, &f)?;
         let f = layer.output.forward(tape, store, &f)?;
@@ -482,7 +502,9 @@ impl BertModel {
             cfg.hidden_dropout_prob,
             dropout_seed(seed, layer.index, DropoutSite::FfnOutput),
         )?;
-        layer.output_layer_norm.forward_residual(tape, store, &f, &attn)
+        layer
+            .output_layer_norm
+            .forward_residual(tape, store, &f, &attn)
     }
 
     /// Runs every encoder layer on an embeddings output (e.g. from [`Self::embed`], or a
@@ -604,10 +626,13 @@ impl MlmHead {
     /// Flat row indices `b·seq + p` for per-sequence positions `[batch, per_seq]` (the TF
     /// `masked_lm_positions` layout); each position must be below `seq`.
     pub fn flatten_positions(positions: &[u32], batch: usize, seq: usize) -> Result<Vec<u32>> {
-        if batch == 0 || positions.len() % batch != 0 {
+        if batch == 0 || !positions.len().is_multiple_of(batch) {
             return invalid(
                 "MlmHead::flatten_positions",
-                format!("{} positions do not split into batch {batch}", positions.len()),
+                format!(
+                    "{} positions do not split into batch {batch}",
+                    positions.len()
+                ),
             );
         }
         let per = positions.len() / batch;
@@ -618,7 +643,11 @@ impl MlmHead {
                 if p as usize >= seq {
                     invalid(
                         "MlmHead::flatten_positions",
-                        format!("position {p} at [{}, {}] is not below seq {seq}", i / per, i % per),
+                        format!(
+                            "position {p} at [{}, {}] is not below seq {seq}",
+                            i / per,
+                            i % per
+                        ),
                     )
                 } else {
                     Ok(((i / per) * seq) as u32 + p)
@@ -697,7 +726,12 @@ pub struct ClassifierHead {
 }
 
 impl ClassifierHead {
-    pub fn new(config: &BertConfig, store: &mut ParamStore, num_labels: usize, seed: u64) -> Result<Self> {
+    pub fn new(
+        config: &BertConfig,
+        store: &mut ParamStore,
+        num_labels: usize,
+        seed: u64,
+    ) -> Result<Self> {
         if num_labels == 0 {
             return invalid("ClassifierHead::new", "num_labels must be positive, got 0");
         }
@@ -716,7 +750,13 @@ impl ClassifierHead {
     }
 
     /// Logits `[B, K]`.
-    pub fn forward(&self, tape: &mut Tape, store: &ParamStore, pooled: &Var, seed: u64) -> Result<Var> {
+    pub fn forward(
+        &self,
+        tape: &mut Tape,
+        store: &ParamStore,
+        pooled: &Var,
+        seed: u64,
+    ) -> Result<Var> {
         let x = dropout(
             tape,
             pooled.clone(),
@@ -762,10 +802,13 @@ impl BertForPreTraining {
         opts: &ForwardOptions,
     ) -> Result<PreTrainingOutput> {
         let bert = self.bert.forward(tape, store, input, opts)?;
-        let mlm_logits = self
-            .mlm
-            .forward(tape, store, &bert.last_hidden_state, mlm_flat_positions)?;
-        let pooled = bert.pooled.clone().expect("BertForPreTraining has a pooler");
+        let mlm_logits =
+            self.mlm
+                .forward(tape, store, &bert.last_hidden_state, mlm_flat_positions)?;
+        let pooled = bert
+            .pooled
+            .clone()
+            .expect("BertForPreTraining has a pooler");
         let nsp_logits = self.nsp.forward(tape, store, &pooled)?;
         Ok(PreTrainingOutput {
             bert,
@@ -797,7 +840,12 @@ pub struct BertForSequenceClassification {
 }
 
 impl BertForSequenceClassification {
-    pub fn new(config: &BertConfig, store: &mut ParamStore, num_labels: usize, seed: u64) -> Result<Self> {
+    pub fn new(
+        config: &BertConfig,
+        store: &mut ParamStore,
+        num_labels: usize,
+        seed: u64,
+    ) -> Result<Self> {
         let bert = BertModel::new(config, store, seed)?;
         let classifier = ClassifierHead::new(config, store, num_labels, seed)?;
         Ok(BertForSequenceClassification { bert, classifier })
@@ -812,7 +860,9 @@ impl BertForSequenceClassification {
         opts: &ForwardOptions,
     ) -> Result<Var> {
         let out = self.bert.forward(tape, store, input, opts)?;
-        let pooled = out.pooled.expect("BertForSequenceClassification has a pooler");
+        let pooled = out
+            .pooled
+            .expect("BertForSequenceClassification has a pooler");
         self.classifier.forward(tape, store, &pooled, opts.seed)
     }
 }
