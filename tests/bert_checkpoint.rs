@@ -239,6 +239,15 @@ fn skips_position_ids_buffer_and_accepts_tied_decoder_and_half_precision() {
     let bias = raw["cls.predictions.bias"].clone();
     raw.insert("cls.predictions.decoder.bias".into(), bias);
     // One tensor stored as BF16 holding exactly representable values.
+    // Legacy TF-converted LayerNorm names (the original bert-base-uncased upload).
+    let gamma = raw
+        .remove("bert.encoder.layer.0.output.LayerNorm.weight")
+        .unwrap();
+    raw.insert("bert.encoder.layer.0.output.LayerNorm.gamma".into(), gamma);
+    let beta = raw
+        .remove("cls.predictions.transform.LayerNorm.bias")
+        .unwrap();
+    raw.insert("cls.predictions.transform.LayerNorm.beta".into(), beta);
     let ln: Vec<f32> = (0..32).map(|i| 1.0 + i as f32 / 8.0).collect();
     let ln_bf16: Vec<u8> = ln
         .iter()
@@ -260,8 +269,16 @@ fn skips_position_ids_buffer_and_accepts_tied_decoder_and_half_precision() {
     ckpt.load_into(&mut loaded).unwrap();
     let got = loaded.value(loaded.id("embeddings.LayerNorm.weight").unwrap());
     assert_eq!(got.data(), ln.as_slice());
-    let w = "encoder.layer.1.attention.self.value.weight";
-    assert!(loaded.value(loaded.id(w).unwrap()) == saved.value(saved.id(w).unwrap()));
+    for w in [
+        "encoder.layer.1.attention.self.value.weight",
+        "encoder.layer.0.output.LayerNorm.weight",
+        "cls.predictions.transform.LayerNorm.bias",
+    ] {
+        assert!(
+            loaded.value(loaded.id(w).unwrap()) == saved.value(saved.id(w).unwrap()),
+            "{w}"
+        );
+    }
 
     // A mis-shaped tied decoder is an error naming it.
     raw.insert(

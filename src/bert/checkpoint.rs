@@ -1,7 +1,8 @@
 //! HF-format checkpoints: `model.safetensors` + `config.json` (the caller copies `vocab.txt`).
 //!
 //! Reading accepts names with or without the `bert.` prefix HF uses for task models
-//! (`BertForPreTraining`, `BertForSequenceClassification`, …), converts F16/BF16/F64 to f32,
+//! (`BertForPreTraining`, `BertForSequenceClassification`, …) and the legacy LayerNorm
+//! `gamma`/`beta` names, converts F16/BF16/F64 to f32,
 //! skips integer buffers such as `embeddings.position_ids`, and treats the tied MLM decoder
 //! (`cls.predictions.decoder.weight` / `.bias`) as the aliases they are. Loading into a
 //! [`ParamStore`] requires an exact match: every missing, unexpected or mis-shaped tensor is
@@ -86,6 +87,22 @@ fn is_integer(dtype: Dtype) -> bool {
     )
 }
 
+/// A file name as a [`ParamStore`] name: without the `bert.` prefix, and with the legacy
+/// TF-converted LayerNorm names `LayerNorm.gamma` / `LayerNorm.beta` (as in the original
+/// `bert-base-uncased` upload) renamed to `weight` / `bias`, as HF's loader does.
+pub fn canonical_name(raw: &str) -> String {
+    let name = raw.strip_prefix(BERT_PREFIX).unwrap_or(raw);
+    if name.contains("LayerNorm.") {
+        if let Some(stem) = name.strip_suffix(".gamma") {
+            return format!("{stem}.weight");
+        }
+        if let Some(stem) = name.strip_suffix(".beta") {
+            return format!("{stem}.bias");
+        }
+    }
+    name.to_string()
+}
+
 /// What to tolerate when the checkpoint and the model differ (for fine-tuning from a
 /// pre-trained checkpoint: new heads missing, old heads unused). Strict by default.
 #[derive(Clone, Debug, Default)]
@@ -144,7 +161,7 @@ impl Checkpoint {
         let mut decoder_bias = None;
         let mut seen: HashMap<String, String> = HashMap::new();
         for (raw, view) in st.iter() {
-            let name = raw.strip_prefix(BERT_PREFIX).unwrap_or(raw).to_string();
+            let name = canonical_name(raw);
             if let Some(prev) = seen.insert(name.clone(), raw.to_string()) {
                 return Err(fmt_err(
                     path,
