@@ -19,9 +19,14 @@
 
 pub mod autodiff;
 pub mod bert;
+pub mod distributed;
 pub mod error;
+pub mod finetune;
 pub mod ops;
+pub mod optim;
+pub mod pretrain;
 pub mod tensor;
+pub mod train;
 
 pub use autodiff::gradcheck::{gradcheck, GradcheckOptions, GradcheckReport};
 pub use autodiff::params::{ParamId, ParamStore};

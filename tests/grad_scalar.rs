@@ -23,6 +23,13 @@ fn input(lo: f32, hi: f32) -> impl Strategy<Value = Tensor> {
     shape(1024).prop_flat_map(move |s| tensor_in(s, lo, hi))
 }
 
+/// An op under test, applied to one input.
+type Op = Box<dyn Fn(&mut Tape, &Var) -> cloze::Result<Var>>;
+/// An f64 reference of an element-wise op.
+type Reference = Box<dyn Fn(f64) -> f64>;
+/// An op under test as a plain function pointer.
+type OpFn = fn(&mut Tape, &Var) -> cloze::Result<Var>;
+
 /// Runs `f` without recording on a constant.
 fn eval(x: &Tensor, f: impl Fn(&mut Tape, &Var) -> cloze::Result<Var>) -> Tensor {
     let mut t = Tape::new();
@@ -102,7 +109,7 @@ proptest! {
         // accurate to about 1 ulp (exp, ln, powf); the f64 reference rounded to f32 may differ
         // by the f32 result's own rounding: allow 2 ulp relative (2·2⁻²³·|y|), plus the f32
         // ulp near 0 for ln(x) at x ≈ 1.
-        let ops: [(&str, Box<dyn Fn(&mut Tape, &Var) -> cloze::Result<Var>>, Box<dyn Fn(f64) -> f64>); 7] = [
+        let ops: [(&str, Op, Reference); 7] = [
             ("add_scalar", Box::new(move |t, v| t.add_scalar(v, s)), Box::new(move |x| x + s as f64)),
             ("mul_scalar", Box::new(move |t, v| t.mul_scalar(v, s)), Box::new(move |x| x * s as f64)),
             ("neg", Box::new(|t, v| t.neg(v)), Box::new(|x| -x)),
@@ -153,7 +160,7 @@ fn powf_zero_exponent_has_zero_gradient_at_zero() {
 #[test]
 fn scalar_gradients_at_known_points() {
     // d/dx at x = 4: 3·1, −1, 2·x = 8 (powf 2), 1/(2·2) = 0.25 (sqrt), e⁴ (exp), 1/4 (log).
-    let cases: [(&str, fn(&mut Tape, &Var) -> cloze::Result<Var>, f32); 6] = [
+    let cases: [(&str, OpFn, f32); 6] = [
         ("mul_scalar", |t, v| t.mul_scalar(v, 3.0), 3.0),
         ("neg", |t, v| t.neg(v), -1.0),
         ("powf", |t, v| t.powf(v, 2.0), 8.0),

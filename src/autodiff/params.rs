@@ -112,6 +112,15 @@ impl ParamStore {
         self.params[id.0].grad.as_ref()
     }
 
+    /// The accumulated gradient as a mutable slice, created as zeros if no backward pass
+    /// reached the parameter (data-parallel reduction needs every rank to send every gradient).
+    pub fn grad_mut_or_zeros(&mut self, id: ParamId) -> &mut [f32] {
+        let p = &mut self.params[id.0];
+        p.grad
+            .get_or_insert_with(|| Tensor::zeros(p.value.shape()))
+            .make_mut()
+    }
+
     /// Value and gradient at once (for optimizers).
     pub fn value_and_grad_mut(&mut self, id: ParamId) -> (&mut [f32], Option<&Tensor>) {
         let p = &mut self.params[id.0];

@@ -378,6 +378,29 @@ pub struct Gradients {
     generation: u64,
 }
 
+impl std::fmt::Debug for Gradients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gradients")
+            .field(
+                "tensors",
+                &self.grads.iter().filter(|g| g.is_some()).count(),
+            )
+            .field("params", &self.params.len())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Tape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tape")
+            .field("nodes", &self.nodes.len())
+            .field("generation", &self.generation)
+            .field("grad_enabled", &self.grad_enabled)
+            .field("training", &self.training)
+            .finish()
+    }
+}
+
 impl Gradients {
     /// The gradient of a leaf or parameter `Var`; `None` if the loss does not depend on it.
     pub fn get(&self, v: &Var) -> Option<&Tensor> {

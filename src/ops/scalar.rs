@@ -96,7 +96,7 @@ impl Backward for ScalarBackward {
             Kind::MulScalar(s) => map(g, |g| g * s),
             Kind::Neg => map(g, |g| -g),
             // d(x⁰)/dx = 0 everywhere; computing 0·x⁻¹ would give NaN at x = 0.
-            Kind::Powf(p) if p == 0.0 => Tensor::zeros(g.shape()),
+            Kind::Powf(0.0) => Tensor::zeros(g.shape()),
             Kind::Powf(p) => zip_map(g, saved()?, |g, x| g * p * x.powf(p - 1.0)),
             Kind::Sqrt => zip_map(g, saved()?, |g, y| g / (2.0 * y)),
             Kind::Exp => zip_map(g, saved()?, |g, y| g * y),

@@ -1,0 +1,4 @@
+//! Fine-tuning data: labelled sentence and sentence-pair tasks (GLUE and the registry-built
+//! tasks), and token-tagging data.
+
+pub mod data;

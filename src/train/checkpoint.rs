@@ -1,0 +1,239 @@
+//! Crash-safe checkpoints.
+//!
+//! A checkpoint is a directory `<root>/step-<N>/`. It is written under a temporary name
+//! (`step-<N>.tmp`), every file is synced, the directory is renamed into place, and only then
+//! is `<root>/latest` replaced (itself written to a temporary file and renamed). A crash at any
+//! moment therefore leaves `latest` naming the last complete checkpoint; leftover `.tmp`
+//! directories are ignored and removed by the next save.
+//!
+//! Optimiser state (AdamW moments and step) is stored as safetensors beside the model.
+
+use crate::autodiff::params::ParamStore;
+use crate::error::{Error, Result};
+use crate::optim::AdamW;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+fn io(path: &Path, e: std::io::Error) -> Error {
+    Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,
+/// fsync of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    {
+        let mut f = File::create(&tmp).map_err(|e| io(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| io(&tmp, e))?;
+        f.sync_all().map_err(|e| io(&tmp, e))?;
+    }
+    fs::rename(&tmp, path).map_err(|e| io(path, e))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io(dir, e))
+}
+
+/// The directory of checkpoints of one run.
+pub struct CheckpointDir {
+    root: PathBuf,
+    keep: usize,
+}
+
+impl CheckpointDir {
+    /// `keep`: how many complete checkpoints to keep (older ones are deleted after a save).
+    pub fn new(root: impl Into<PathBuf>, keep: usize) -> Result<CheckpointDir> {
+        let root = root.into();
+        fs::create_dir_all(&root).map_err(|e| io(&root, e))?;
+        Ok(CheckpointDir {
+            root,
+            keep: keep.max(1),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn step_dir(&self, step: u64) -> PathBuf {
+        self.root.join(format!("step-{step:08}"))
+    }
+
+    /// Writes a checkpoint: `write(dir)` fills a fresh temporary directory; it becomes
+    /// `step-<N>` and `latest` only after everything is on disk.
+    pub fn save(&self, step: u64, write: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
+        let tmp = self.root.join(format!("step-{step:08}.tmp"));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+        }
+        fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+        write(&tmp)?;
+        for entry in fs::read_dir(&tmp).map_err(|e| io(&tmp, e))? {
+            let p = entry.map_err(|e| io(&tmp, e))?.path();
+            File::open(&p)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io(&p, e))?;
+        }
+        sync_dir(&tmp)?;
+        let fin = self.step_dir(step);
+        if fin.exists() {
+            fs::remove_dir_all(&fin).map_err(|e| io(&fin, e))?;
+        }
+        fs::rename(&tmp, &fin).map_err(|e| io(&fin, e))?;
+        sync_dir(&self.root)?;
+        write_atomic(
+            &self.root.join("latest"),
+            format!("step-{step:08}\n").as_bytes(),
+        )?;
+        self.prune()?;
+        Ok(fin)
+    }
+
+    /// The last complete checkpoint, if any.
+    pub fn latest(&self) -> Result<Option<(u64, PathBuf)>> {
+        let p = self.root.join("latest");
+        let Ok(text) = fs::read_to_string(&p) else {
+            return Ok(None);
+        };
+        let name = text.trim();
+        let step = name
+            .strip_prefix("step-")
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(|| Error::Format {
+                path: p.display().to_string(),
+                detail: format!("expected `step-<N>`, found {name:?}"),
+            })?;
+        let dir = self.root.join(name);
+        if !dir.is_dir() {
+            return Err(Error::Format {
+                path: p.display().to_string(),
+                detail: format!("names {name} but {} does not exist", dir.display()),
+            });
+        }
+        Ok(Some((step, dir)))
+    }
+
+    /// Deletes leftover temporary directories and all but the newest `keep` checkpoints.
+    fn prune(&self) -> Result<()> {
+        let mut steps = Vec::new();
+        for entry in fs::read_dir(&self.root).map_err(|e| io(&self.root, e))? {
+            let path = entry.map_err(|e| io(&self.root, e))?.path();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if name.ends_with(".tmp") && path.is_dir() {
+                fs::remove_dir_all(&path).map_err(|e| io(&path, e))?;
+            } else if let Some(s) = name
+                .strip_prefix("step-")
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                steps.push((s, path));
+            }
+        }
+        steps.sort();
+        let n = steps.len();
+        for (_, path) in steps.into_iter().take(n.saturating_sub(self.keep)) {
+            fs::remove_dir_all(&path).map_err(|e| io(&path, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Writes the optimiser's moments (`<param>.m`, `<param>.v`) and step count to a safetensors
+/// file.
+pub fn save_optimizer(path: &Path, store: &ParamStore, opt: &AdamW) -> Result<()> {
+    let mut buffers = Vec::new();
+    for id in store.ids() {
+        let (m, v) = opt.moments(id);
+        buffers.push((
+            format!("{}.m", store.name(id)),
+            f32_bytes(m),
+            store.value(id).shape().to_vec(),
+        ));
+        buffers.push((
+            format!("{}.v", store.name(id)),
+            f32_bytes(v),
+            store.value(id).shape().to_vec(),
+        ));
+    }
+    let views: Vec<(String, TensorView)> = buffers
+        .iter()
+        .map(|(n, b, s)| {
+            TensorView::new(Dtype::F32, s.clone(), b)
+                .map(|t| (n.clone(), t))
+                .map_err(|e| Error::Format {
+                    path: path.display().to_string(),
+                    detail: e.to_string(),
+                })
+        })
+        .collect::<Result<_>>()?;
+    let mut meta = std::collections::HashMap::new();
+    meta.insert("step".to_string(), opt.steps().to_string());
+    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| Error::Format {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    write_atomic(path, &bytes)
+}
+
+/// Restores what [`save_optimizer`] wrote; every parameter's moments must be present with the
+/// parameter's shape.
+pub fn load_optimizer(path: &Path, store: &ParamStore, opt: &mut AdamW) -> Result<()> {
+    let bytes = fs::read(path).map_err(|e| io(path, e))?;
+    let fmt = |detail: String| Error::Format {
+        path: path.display().to_string(),
+        detail,
+    };
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| fmt(e.to_string()))?;
+    let step: u64 = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("step"))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| fmt("no `step` in the metadata".into()))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| fmt(e.to_string()))?;
+    for id in store.ids() {
+        let read = |suffix: &str| -> Result<Vec<f32>> {
+            let name = format!("{}.{suffix}", store.name(id));
+            let t = st
+                .tensor(&name)
+                .map_err(|_| fmt(format!("missing optimiser tensor {name}")))?;
+            if t.dtype() != Dtype::F32 || t.shape() != store.value(id).shape() {
+                return Err(fmt(format!(
+                    "{name}: {:?} {:?}, expected F32 {:?}",
+                    t.dtype(),
+                    t.shape(),
+                    store.value(id).shape()
+                )));
+            }
+            Ok(t.data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect())
+        };
+        let (m, v) = (read("m")?, read("v")?);
+        opt.restore(step, id, &m, &v)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! The task readers on the real files in ../shared/data (counts from the data's own README and
+//! summary.json), and their errors on malformed input.
+
+use cloze::finetune::data::*;
+use std::path::PathBuf;
+
+fn data_dir() -> PathBuf {
+    let d = std::env::var("CLOZE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+        .join("data");
+    assert!(
+        d.is_dir(),
+        "shared data folder {} is missing (set CLOZE_SHARED)",
+        d.display()
+    );
+    d
+}
+
+#[test]
+fn task_files_read_with_the_documented_row_counts() {
+    let d = data_dir();
+    // rows per split from tasks/summary.json
+    let cases = [
+        ("mr-vader", "dev.tsv", 1057),
+        ("wn-wic", "dev.tsv", 1462),
+        ("wn-glossmatch", "dev.tsv", 6610),
+        ("bible-para", "dev.tsv", 7344),
+    ];
+    for (task, file, rows) in cases {
+        let ex = read_tsv(
+            d.join("tasks").join(task).join(file),
+            &TsvSpec::for_task(task).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(ex.len(), rows, "{task}");
+        assert!(ex.iter().all(|e| e.label <= 1));
+        assert_eq!(ex[0].text_b.is_some(), task != "mr-vader");
+    }
+}
+
+#[test]
+fn glue_files_read() {
+    let d = data_dir().join("glue");
+    let rte = read_tsv(d.join("RTE/dev.tsv"), &TsvSpec::for_task("rte").unwrap()).unwrap();
+    assert_eq!(rte.len(), 277);
+    assert_eq!(rte[0].label, 0, "first RTE dev example is not_entailment");
+    let mrpc = read_tsv(d.join("MRPC/dev.tsv"), &TsvSpec::for_task("mrpc").unwrap()).unwrap();
+    assert_eq!(mrpc.len(), 408);
+    let cola = read_tsv(d.join("CoLA/dev.tsv"), &TsvSpec::for_task("cola").unwrap()).unwrap();
+    assert_eq!(cola.len(), 1043);
+    assert_eq!(
+        cola[0].text_a,
+        "The sailors rode the breeze clear of the rocks."
+    );
+    let sst = read_tsv(
+        d.join("SST-2/dev.tsv"),
+        &TsvSpec::for_task("sst-2").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sst.len(), 872);
+    let sts = read_tsv(
+        d.join("STS-B/dev.tsv"),
+        &TsvSpec::for_task("sts-b").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sts[0].score, Some(5.0));
+}
+
+#[test]
+fn tagging_file_reads_sentences() {
+    let s = read_tagging(data_dir().join("tasks/brown-pos/dev.tsv"), "upos").unwrap();
+    let tokens: usize = s.iter().map(|x| x.tokens.len()).sum();
+    assert_eq!(tokens, 119_675, "token count from the data README");
+    assert_eq!(s[0].tokens[0], "If");
+    assert_eq!(s[0].tags[0], "ADP");
+}
+
+#[test]
+fn malformed_files_give_errors_naming_the_line() {
+    let dir = std::env::temp_dir().join(format!("cloze-ft-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("bad.tsv");
+    std::fs::write(&p, "sentence\tlabel\ngood\t1\nbad\tpositive\n").unwrap();
+    let err = read_tsv(&p, &TsvSpec::for_task("sst-2").unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 3") && err.contains("positive"), "{err}");
+    std::fs::write(&p, "text\tlabel\nx\t1\n").unwrap();
+    let err = read_tsv(&p, &TsvSpec::for_task("sst-2").unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sentence"), "{err}");
+    let j = dir.join("bad.jsonl");
+    std::fs::write(&j, "{\"text\": \"a\", \"label\": 1}\n{\"text\": \"b\"}\n").unwrap();
+    let err = read_jsonl(&j).unwrap_err().to_string();
+    assert!(err.contains("line 2") && err.contains("label"), "{err}");
+    assert!(TsvSpec::for_task("mnli").is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
