@@ -406,6 +406,12 @@ impl BertModel {
         self.config.is_decoder
     }
 
+    /// Switches causal (left-to-right) attention on or off; recorded in the config, so a
+    /// saved `config.json` carries it as HF's `is_decoder`.
+    pub fn set_causal(&mut self, causal: bool) {
+        self.config.is_decoder = causal;
+    }
+
     /// The embeddings output `[B, T, H]`: LayerNorm(word + position + segment), then dropout.
     pub fn embed(
         &self,
