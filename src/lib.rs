@@ -18,6 +18,7 @@
 //! ```
 
 pub mod autodiff;
+pub mod bert;
 pub mod distributed;
 pub mod error;
 pub mod finetune;

@@ -1,0 +1,437 @@
+//! [`BertConfig`]: the model hyper-parameters, read from and written to HF `config.json`
+//! field names, with the paper's presets and exact parameter counts.
+
+use crate::error::{invalid, Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The FFN activation named by `hidden_act`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HiddenAct {
+    /// `"gelu"`: exact `0.5·x·(1 + erf(x/√2))` (the published checkpoints).
+    GeluErf,
+    /// `"gelu_new"` / `"gelu_pytorch_tanh"`: the tanh approximation.
+    GeluTanh,
+    /// `"relu"`.
+    Relu,
+}
+
+impl HiddenAct {
+    /// Parses an HF `hidden_act` string.
+    pub fn from_hf(name: &str) -> Result<HiddenAct> {
+        match name {
+            "gelu" => Ok(HiddenAct::GeluErf),
+            "gelu_new" | "gelu_pytorch_tanh" => Ok(HiddenAct::GeluTanh),
+            "relu" => Ok(HiddenAct::Relu),
+            other => invalid(
+                "BertConfig",
+                format!(
+                    "hidden_act {other:?} is not supported (expected \"gelu\", \"gelu_new\", \"gelu_pytorch_tanh\" or \"relu\")"
+                ),
+            ),
+        }
+    }
+}
+
+fn default_hidden_act() -> String {
+    "gelu".into()
+}
+fn default_dropout() -> f32 {
+    0.1
+}
+fn default_max_position() -> usize {
+    512
+}
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_init_range() -> f32 {
+    0.02
+}
+fn default_eps() -> f32 {
+    1e-12
+}
+fn default_pad() -> Option<u32> {
+    Some(0)
+}
+fn default_model_type() -> String {
+    "bert".into()
+}
+fn default_position_embedding_type() -> String {
+    "absolute".into()
+}
+
+/// JSON types of the known fields, for error messages that name the field.
+#[derive(Clone, Copy)]
+enum Kind {
+    Count,
+    Number,
+    Text,
+    Flag,
+    TextList,
+    OptCount,
+}
+
+impl Kind {
+    fn describe(self) -> &'static str {
+        match self {
+            Kind::Count => "a non-negative integer",
+            Kind::Number => "a number",
+            Kind::Text => "a string",
+            Kind::Flag => "true or false",
+            Kind::TextList => "a list of strings",
+            Kind::OptCount => "a non-negative integer or null",
+        }
+    }
+}
+
+const FIELD_KINDS: &[(&str, Kind)] = &[
+    ("architectures", Kind::TextList),
+    ("model_type", Kind::Text),
+    ("vocab_size", Kind::Count),
+    ("hidden_size", Kind::Count),
+    ("num_hidden_layers", Kind::Count),
+    ("num_attention_heads", Kind::Count),
+    ("intermediate_size", Kind::Count),
+    ("hidden_act", Kind::Text),
+    ("hidden_dropout_prob", Kind::Number),
+    ("attention_probs_dropout_prob", Kind::Number),
+    ("max_position_embeddings", Kind::Count),
+    ("type_vocab_size", Kind::Count),
+    ("initializer_range", Kind::Number),
+    ("layer_norm_eps", Kind::Number),
+    ("pad_token_id", Kind::OptCount),
+    ("position_embedding_type", Kind::Text),
+    ("is_decoder", Kind::Flag),
+];
+
+/// BERT hyper-parameters under HF `config.json` names.
+///
+/// Reading ignores keys this struct does not know (`transformers_version`, `use_cache`, …);
+/// keys with an HF default may be absent. Writing emits every field, `model_type: "bert"` and
+/// `architectures` included.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BertConfig {
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    #[serde(default = "default_model_type")]
+    pub model_type: String,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    #[serde(default = "default_hidden_act")]
+    pub hidden_act: String,
+    #[serde(default = "default_dropout")]
+    pub hidden_dropout_prob: f32,
+    #[serde(default = "default_dropout")]
+    pub attention_probs_dropout_prob: f32,
+    #[serde(default = "default_max_position")]
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_init_range")]
+    pub initializer_range: f32,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f32,
+    /// The `[PAD]` id (may be `null` in HF files).
+    #[serde(default = "default_pad")]
+    pub pad_token_id: Option<u32>,
+    #[serde(default = "default_position_embedding_type")]
+    pub position_embedding_type: String,
+    /// HF's flag for a causal (left-to-right) BERT: each position attends to itself and the
+    /// positions before it only (the LTR ablation).
+    #[serde(default)]
+    pub is_decoder: bool,
+}
+
+impl BertConfig {
+    /// A config with the given shape and every other field at the released-BERT value
+    /// (vocab 30522, 512 positions, 2 segments, dropout 0.1, init 0.02, eps 1e-12, erf GELU).
+    pub fn with_shape(layers: usize, hidden: usize, heads: usize, intermediate: usize) -> Self {
+        BertConfig {
+            architectures: vec!["BertForPreTraining".into()],
+            model_type: default_model_type(),
+            vocab_size: 30522,
+            hidden_size: hidden,
+            num_hidden_layers: layers,
+            num_attention_heads: heads,
+            intermediate_size: intermediate,
+            hidden_act: default_hidden_act(),
+            hidden_dropout_prob: 0.1,
+            attention_probs_dropout_prob: 0.1,
+            max_position_embeddings: 512,
+            type_vocab_size: 2,
+            initializer_range: 0.02,
+            layer_norm_eps: 1e-12,
+            pad_token_id: Some(0),
+            position_embedding_type: default_position_embedding_type(),
+            is_decoder: false,
+        }
+    }
+
+    /// BERT-BASE: L12 H768 A12 I3072.
+    pub fn base() -> Self {
+        Self::with_shape(12, 768, 12, 3072)
+    }
+    /// BERT-LARGE: L24 H1024 A16 I4096.
+    pub fn large() -> Self {
+        Self::with_shape(24, 1024, 16, 4096)
+    }
+    /// BERT-Tiny (Turc et al. 2019): L2 H128 A2 I512.
+    pub fn tiny() -> Self {
+        Self::with_shape(2, 128, 2, 512)
+    }
+    /// BERT-Mini: L4 H256 A4 I1024.
+    pub fn mini() -> Self {
+        Self::with_shape(4, 256, 4, 1024)
+    }
+    /// BERT-Small: L4 H512 A8 I2048.
+    pub fn small() -> Self {
+        Self::with_shape(4, 512, 8, 2048)
+    }
+    /// BERT-Medium: L8 H512 A8 I2048.
+    pub fn medium() -> Self {
+        Self::with_shape(8, 512, 8, 2048)
+    }
+
+    /// A preset by name: `tiny`, `mini`, `small`, `medium`, `base`, `large`.
+    pub fn preset(name: &str) -> Result<Self> {
+        match name {
+            "tiny" => Ok(Self::tiny()),
+            "mini" => Ok(Self::mini()),
+            "small" => Ok(Self::small()),
+            "medium" => Ok(Self::medium()),
+            "base" => Ok(Self::base()),
+            "large" => Ok(Self::large()),
+            other => invalid(
+                "BertConfig::preset",
+                format!(
+                    "unknown preset {other:?} (expected tiny, mini, small, medium, base or large)"
+                ),
+            ),
+        }
+    }
+
+    /// Per-head width `hidden_size / num_attention_heads`.
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads.max(1)
+    }
+
+    /// The parsed `hidden_act`.
+    pub fn activation(&self) -> Result<HiddenAct> {
+        HiddenAct::from_hf(&self.hidden_act)
+    }
+
+    /// Checks that the config describes a buildable BERT; the error names the bad value.
+    pub fn validate(&self) -> Result<()> {
+        let op = "BertConfig";
+        for (name, v) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("intermediate_size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+            ("type_vocab_size", self.type_vocab_size),
+        ] {
+            if v == 0 {
+                return invalid(op, format!("{name} must be positive, got 0"));
+            }
+        }
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+            return invalid(
+                op,
+                format!(
+                    "hidden_size {} is not divisible by num_attention_heads {}",
+                    self.hidden_size, self.num_attention_heads
+                ),
+            );
+        }
+        if u32::try_from(self.vocab_size).is_err() {
+            return invalid(
+                op,
+                format!("vocab_size {} does not fit in u32", self.vocab_size),
+            );
+        }
+        for (name, p) in [
+            ("hidden_dropout_prob", self.hidden_dropout_prob),
+            (
+                "attention_probs_dropout_prob",
+                self.attention_probs_dropout_prob,
+            ),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return invalid(op, format!("{name} {p} must be in [0, 1)"));
+            }
+        }
+        if !(self.initializer_range.is_finite() && self.initializer_range > 0.0) {
+            return invalid(
+                op,
+                format!(
+                    "initializer_range {} must be positive",
+                    self.initializer_range
+                ),
+            );
+        }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
+            return invalid(
+                op,
+                format!("layer_norm_eps {} must be positive", self.layer_norm_eps),
+            );
+        }
+        if self.model_type != "bert" {
+            return invalid(
+                op,
+                format!("model_type {:?} is not \"bert\"", self.model_type),
+            );
+        }
+        if self.position_embedding_type != "absolute" {
+            return invalid(
+                op,
+                format!(
+                    "position_embedding_type {:?} is not supported (only \"absolute\")",
+                    self.position_embedding_type
+                ),
+            );
+        }
+        if let Some(pad) = self.pad_token_id.filter(|&p| p as usize >= self.vocab_size) {
+            return invalid(
+                op,
+                format!(
+                    "pad_token_id {pad} is not below vocab_size {}",
+                    self.vocab_size
+                ),
+            );
+        }
+        self.activation()?;
+        Ok(())
+    }
+
+    /// Parses and validates `config.json` text; `origin` names the source in errors.
+    pub fn from_json_str(text: &str, origin: &str) -> Result<Self> {
+        let bad = |detail: String| Error::Format {
+            path: origin.to_string(),
+            detail: format!("not a valid BERT config.json: {detail}"),
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| bad(format!("expected a JSON object, got {value}")))?;
+        // serde's messages do not name the field; check the known ones first.
+        for (key, kind) in FIELD_KINDS {
+            let Some(v) = obj.get(*key) else { continue };
+            let ok = match kind {
+                Kind::Count => v.is_u64(),
+                Kind::Number => v.is_number(),
+                Kind::Text => v.is_string(),
+                Kind::Flag => v.is_boolean(),
+                Kind::OptCount => v.is_u64() || v.is_null(),
+                Kind::TextList => v
+                    .as_array()
+                    .is_some_and(|a| a.iter().all(serde_json::Value::is_string)),
+            };
+            if !ok {
+                return Err(bad(format!("{key} must be {}, got {v}", kind.describe())));
+            }
+        }
+        let cfg: BertConfig = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        cfg.validate().map_err(|e| Error::Format {
+            path: origin.to_string(),
+            detail: e.to_string(),
+        })?;
+        Ok(cfg)
+    }
+
+    /// Reads and validates a `config.json` file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_json_str(&text, &path.display().to_string())
+    }
+
+    /// Pretty JSON under HF field names.
+    pub fn to_json_string(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a BertConfig always serialises")
+    }
+
+    /// Writes `config.json` atomically (temp file in the same folder, fsync, rename).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let mut text = self.to_json_string();
+        text.push('\n');
+        super::checkpoint::write_atomic(path.as_ref(), text.as_bytes())
+    }
+
+    // ---- parameter counts (biases included), by formula ----
+
+    /// `(V + P + S)·H + 2H`: the three tables and the embedding LayerNorm.
+    pub fn embedding_params(&self) -> usize {
+        let h = self.hidden_size;
+        (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) * h + 2 * h
+    }
+
+    /// `4H² + 2HI + 9H + I`: Q, K, V, O with biases, the FFN with biases, two LayerNorms.
+    pub fn layer_params(&self) -> usize {
+        let (h, i) = (self.hidden_size, self.intermediate_size);
+        4 * h * h + 2 * h * i + 9 * h + i
+    }
+
+    /// All encoder layers.
+    pub fn encoder_params(&self) -> usize {
+        self.num_hidden_layers * self.layer_params()
+    }
+
+    /// `H² + H`: the tanh pooler.
+    pub fn pooler_params(&self) -> usize {
+        self.hidden_size * self.hidden_size + self.hidden_size
+    }
+
+    /// `H² + H + 2H + V`: transform dense, its LayerNorm and the output bias (the decoder
+    /// matrix is tied to the word embeddings).
+    pub fn mlm_head_params(&self) -> usize {
+        let h = self.hidden_size;
+        h * h + h + 2 * h + self.vocab_size
+    }
+
+    /// `2H + 2`: the next-sentence classifier.
+    pub fn nsp_head_params(&self) -> usize {
+        2 * self.hidden_size + 2
+    }
+
+    /// `K·H + K`: a sequence classifier with `num_labels` outputs.
+    pub fn classifier_params(&self, num_labels: usize) -> usize {
+        num_labels * self.hidden_size + num_labels
+    }
+
+    /// HF `BertModel` (embeddings, encoder, pooler).
+    pub fn bert_model_params(&self) -> usize {
+        self.embedding_params() + self.encoder_params() + self.pooler_params()
+    }
+
+    /// `BertForPreTraining`: [`Self::bert_model_params`] plus the MLM and NSP heads.
+    pub fn pretraining_params(&self) -> usize {
+        self.bert_model_params() + self.mlm_head_params() + self.nsp_head_params()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_act_names() {
+        assert_eq!(HiddenAct::from_hf("gelu").unwrap(), HiddenAct::GeluErf);
+        assert_eq!(HiddenAct::from_hf("gelu_new").unwrap(), HiddenAct::GeluTanh);
+        assert_eq!(
+            HiddenAct::from_hf("gelu_pytorch_tanh").unwrap(),
+            HiddenAct::GeluTanh
+        );
+        let err = HiddenAct::from_hf("swish").unwrap_err().to_string();
+        assert!(err.contains("swish"), "{err}");
+    }
+}

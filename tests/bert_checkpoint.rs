@@ -1,0 +1,472 @@
+//! HF-format checkpoints: save→load bit-identity, the `bert.` prefix, skipped buffers, tied
+//! decoder aliases, dtype conversion, and a clear error for every kind of mismatch or damage.
+
+use cloze::bert::checkpoint::{self, Checkpoint, LoadOptions};
+use cloze::bert::{BertConfig, BertForPreTraining, BertForSequenceClassification, BertModel};
+use cloze::{Error, ParamStore, Tensor};
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+fn scratch_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cloze-bert-ckpt-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A small config so every test builds in milliseconds.
+fn small_config() -> BertConfig {
+    let mut c = BertConfig::with_shape(2, 32, 4, 64);
+    c.vocab_size = 100;
+    c.max_position_embeddings = 16;
+    c
+}
+
+fn bert_store(seed: u64) -> ParamStore {
+    let mut s = ParamStore::new();
+    BertModel::new(&small_config(), &mut s, seed).unwrap();
+    s
+}
+
+fn pretraining_store(seed: u64) -> ParamStore {
+    let mut s = ParamStore::new();
+    BertForPreTraining::new(&small_config(), &mut s, seed).unwrap();
+    s
+}
+
+fn assert_bit_identical(a: &ParamStore, b: &ParamStore) {
+    assert_eq!(a.len(), b.len());
+    for id in a.ids() {
+        let name = a.name(id);
+        let other = b.id(name).unwrap_or_else(|| panic!("{name} missing"));
+        // Tensor's PartialEq compares shapes and bit patterns.
+        assert!(a.value(id) == b.value(other), "{name} differs");
+    }
+}
+
+/// Raw (name → (dtype, shape, bytes)) of a safetensors file.
+fn raw_entries(path: &Path) -> BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    st.iter()
+        .map(|(n, v)| {
+            (
+                n.to_string(),
+                (v.dtype(), v.shape().to_vec(), v.data().to_vec()),
+            )
+        })
+        .collect()
+}
+
+fn write_raw(path: &Path, entries: &BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>) {
+    let views: Vec<(String, TensorView<'_>)> = entries
+        .iter()
+        .map(|(n, (d, s, b))| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    let bytes = safetensors::serialize(views, None).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn load_err(path: &Path, store: &mut ParamStore) -> String {
+    match Checkpoint::read(path).and_then(|c| c.load_into(store)) {
+        Ok(_) => panic!("loading {} should fail", path.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn bert_model_save_load_is_bit_identical_without_prefix() {
+    let dir = scratch_dir("plain");
+    let path = dir.join("model.safetensors");
+    let saved = bert_store(1);
+    checkpoint::save_safetensors(&path, &saved).unwrap();
+
+    let raw = raw_entries(&path);
+    assert!(raw.contains_key("embeddings.word_embeddings.weight"));
+    assert!(raw.contains_key("pooler.dense.weight"));
+    assert!(
+        raw.keys().all(|k| !k.starts_with("bert.")),
+        "{:?}",
+        raw.keys()
+    );
+    assert!(raw.values().all(|(d, _, _)| *d == Dtype::F32));
+    assert_eq!(raw.len(), saved.len());
+
+    let mut loaded = bert_store(2);
+    let report = Checkpoint::read(&path)
+        .unwrap()
+        .load_into(&mut loaded)
+        .unwrap();
+    assert_eq!(report.loaded.len(), saved.len());
+    assert_bit_identical(&saved, &loaded);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn pretraining_save_uses_bert_prefix_and_round_trips() {
+    let dir = scratch_dir("prefix");
+    let path = dir.join("model.safetensors");
+    let saved = pretraining_store(3);
+    checkpoint::save_safetensors(&path, &saved).unwrap();
+
+    let raw = raw_entries(&path);
+    assert!(raw.contains_key("bert.embeddings.word_embeddings.weight"));
+    assert!(raw.contains_key("bert.encoder.layer.1.output.LayerNorm.bias"));
+    assert!(raw.contains_key("bert.pooler.dense.bias"));
+    assert!(raw.contains_key("cls.predictions.bias"));
+    assert!(raw.contains_key("cls.predictions.transform.dense.weight"));
+    assert!(raw.contains_key("cls.seq_relationship.weight"));
+    assert!(
+        !raw.contains_key("cls.predictions.decoder.weight"),
+        "tied: not written"
+    );
+    assert_eq!(raw.len(), saved.len());
+    // Linear weights are [out, in].
+    assert_eq!(
+        raw["bert.encoder.layer.0.intermediate.dense.weight"].1,
+        vec![64, 32]
+    );
+
+    let mut loaded = pretraining_store(4);
+    Checkpoint::read(&path)
+        .unwrap()
+        .load_into(&mut loaded)
+        .unwrap();
+    assert_bit_identical(&saved, &loaded);
+
+    // The same file also loads the bare encoder when the heads are declared unused.
+    let mut bare = bert_store(5);
+    let opts = LoadOptions {
+        allow_unused: vec!["cls.".into()],
+        ..Default::default()
+    };
+    let report = Checkpoint::read(&path)
+        .unwrap()
+        .load_into_with(&mut bare, &opts)
+        .unwrap();
+    assert_eq!(report.unused.len(), 7); // 5 MLM + 2 NSP tensors
+    for id in bare.ids() {
+        let name = bare.name(id);
+        assert!(
+            bare.value(id) == saved.value(saved.id(name).unwrap()),
+            "{name}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn save_pretrained_then_load_pretrained() {
+    let dir = scratch_dir("pretrained");
+    let config = small_config();
+    let mut saved = ParamStore::new();
+    BertForSequenceClassification::new(&config, &mut saved, 3, 7).unwrap();
+    checkpoint::save_pretrained(&dir, &config, &saved).unwrap();
+    // Saving twice overwrites atomically and leaves no temporary file.
+    checkpoint::save_pretrained(&dir, &config, &saved).unwrap();
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["config.json", "model.safetensors"]);
+    assert!(raw_entries(&dir.join("model.safetensors")).contains_key("classifier.weight"));
+    assert!(raw_entries(&dir.join("model.safetensors")).contains_key("bert.pooler.dense.weight"));
+
+    let (cfg2, ckpt) = checkpoint::load_pretrained(&dir).unwrap();
+    assert_eq!(cfg2, config);
+    let mut loaded = ParamStore::new();
+    BertForSequenceClassification::new(&cfg2, &mut loaded, 3, 8).unwrap();
+    ckpt.load_into(&mut loaded).unwrap();
+    assert_bit_identical(&saved, &loaded);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn fine_tuning_from_pretraining_checkpoint_needs_explicit_permission() {
+    let dir = scratch_dir("finetune");
+    let path = dir.join("model.safetensors");
+    checkpoint::save_safetensors(&path, &pretraining_store(1)).unwrap();
+    let ckpt = Checkpoint::read(&path).unwrap();
+    let mut cls = ParamStore::new();
+    BertForSequenceClassification::new(&small_config(), &mut cls, 2, 0).unwrap();
+    let before = cls.value(cls.id("classifier.weight").unwrap()).clone();
+    let msg = ckpt.load_into(&mut cls).unwrap_err().to_string();
+    assert!(
+        msg.contains("missing tensor \"classifier.weight\""),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("unexpected tensor \"cls.seq_relationship.weight\""),
+        "{msg}"
+    );
+    let opts = LoadOptions {
+        allow_missing: vec!["classifier.".into()],
+        allow_unused: vec!["cls.".into()],
+    };
+    let report = ckpt.load_into_with(&mut cls, &opts).unwrap();
+    assert_eq!(report.missing, vec!["classifier.weight", "classifier.bias"]);
+    assert!(cls.value(cls.id("classifier.weight").unwrap()) == &before);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn skips_position_ids_buffer_and_accepts_tied_decoder_and_half_precision() {
+    let dir = scratch_dir("buffers");
+    let path = dir.join("model.safetensors");
+    let saved = pretraining_store(9);
+    checkpoint::save_safetensors(&path, &saved).unwrap();
+    let mut raw = raw_entries(&path);
+    // HF buffers: I64 position ids (and token type ids in older checkpoints).
+    let pos: Vec<u8> = (0..16i64).flat_map(|i| i.to_le_bytes()).collect();
+    raw.insert(
+        "bert.embeddings.position_ids".into(),
+        (Dtype::I64, vec![1, 16], pos),
+    );
+    raw.insert(
+        "bert.embeddings.token_type_ids".into(),
+        (Dtype::I64, vec![1, 16], vec![0u8; 128]),
+    );
+    // The tied decoder as old PyTorch checkpoints carry it.
+    let emb = raw["bert.embeddings.word_embeddings.weight"].clone();
+    raw.insert("cls.predictions.decoder.weight".into(), emb);
+    let bias = raw["cls.predictions.bias"].clone();
+    raw.insert("cls.predictions.decoder.bias".into(), bias);
+    // One tensor stored as BF16 holding exactly representable values.
+    // Legacy TF-converted LayerNorm names (the original bert-base-uncased upload).
+    let gamma = raw
+        .remove("bert.encoder.layer.0.output.LayerNorm.weight")
+        .unwrap();
+    raw.insert("bert.encoder.layer.0.output.LayerNorm.gamma".into(), gamma);
+    let beta = raw
+        .remove("cls.predictions.transform.LayerNorm.bias")
+        .unwrap();
+    raw.insert("cls.predictions.transform.LayerNorm.beta".into(), beta);
+    let ln: Vec<f32> = (0..32).map(|i| 1.0 + i as f32 / 8.0).collect();
+    let ln_bf16: Vec<u8> = ln
+        .iter()
+        .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+        .collect();
+    raw.insert(
+        "bert.embeddings.LayerNorm.weight".into(),
+        (Dtype::BF16, vec![32], ln_bf16),
+    );
+    write_raw(&path, &raw);
+
+    let ckpt = Checkpoint::read(&path).unwrap();
+    let buffers: Vec<_> = ckpt.skipped_buffers().collect();
+    assert_eq!(
+        buffers,
+        vec!["embeddings.position_ids", "embeddings.token_type_ids"]
+    );
+    let mut loaded = pretraining_store(10);
+    ckpt.load_into(&mut loaded).unwrap();
+    let got = loaded.value(loaded.id("embeddings.LayerNorm.weight").unwrap());
+    assert_eq!(got.data(), ln.as_slice());
+    for w in [
+        "encoder.layer.1.attention.self.value.weight",
+        "encoder.layer.0.output.LayerNorm.weight",
+        "cls.predictions.transform.LayerNorm.bias",
+    ] {
+        assert!(
+            loaded.value(loaded.id(w).unwrap()) == saved.value(saved.id(w).unwrap()),
+            "{w}"
+        );
+    }
+
+    // A mis-shaped tied decoder is an error naming it.
+    raw.insert(
+        "cls.predictions.decoder.weight".into(),
+        (Dtype::F32, vec![99, 32], f32_bytes(&vec![0.0; 99 * 32])),
+    );
+    write_raw(&path, &raw);
+    let msg = load_err(&path, &mut loaded);
+    assert!(
+        msg.contains("cls.predictions.decoder.weight")
+            && msg.contains("[99, 32]")
+            && msg.contains("[100, 32]"),
+        "{msg}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn missing_extra_and_misshaped_tensors_are_named_with_shapes() {
+    let dir = scratch_dir("mismatch");
+    let path = dir.join("model.safetensors");
+    let saved = bert_store(1);
+    checkpoint::save_safetensors(&path, &saved).unwrap();
+    let good = raw_entries(&path);
+
+    // Missing.
+    let mut raw = good.clone();
+    raw.remove("encoder.layer.1.attention.self.key.bias");
+    write_raw(&path, &raw);
+    let mut store = bert_store(2);
+    let before = store
+        .value(store.id("pooler.dense.weight").unwrap())
+        .clone();
+    let msg = load_err(&path, &mut store);
+    assert!(
+        msg.contains("missing tensor \"encoder.layer.1.attention.self.key.bias\"")
+            && msg.contains("[32]"),
+        "{msg}"
+    );
+    assert!(msg.contains("model.safetensors"), "{msg}");
+    // A failed load changes nothing.
+    assert!(store.value(store.id("pooler.dense.weight").unwrap()) == &before);
+
+    // Extra.
+    let mut raw = good.clone();
+    raw.insert(
+        "encoder.layer.2.attention.self.query.weight".into(),
+        (Dtype::F32, vec![32, 32], f32_bytes(&[0.5; 1024])),
+    );
+    write_raw(&path, &raw);
+    let msg = load_err(&path, &mut store);
+    assert!(
+        msg.contains("unexpected tensor \"encoder.layer.2.attention.self.query.weight\"")
+            && msg.contains("[32, 32]"),
+        "{msg}"
+    );
+
+    // Mis-shaped.
+    let mut raw = good.clone();
+    raw.insert(
+        "pooler.dense.weight".into(),
+        (Dtype::F32, vec![32, 31], f32_bytes(&[0.5; 32 * 31])),
+    );
+    write_raw(&path, &raw);
+    let msg = load_err(&path, &mut store);
+    assert!(
+        msg.contains("\"pooler.dense.weight\"")
+            && msg.contains("[32, 31]")
+            && msg.contains("[32, 32]"),
+        "{msg}"
+    );
+
+    // A parameter stored as an integer buffer.
+    let mut raw = good.clone();
+    raw.insert(
+        "embeddings.LayerNorm.bias".into(),
+        (Dtype::I64, vec![32], vec![0u8; 256]),
+    );
+    write_raw(&path, &raw);
+    let msg = load_err(&path, &mut store);
+    assert!(
+        msg.contains("embeddings.LayerNorm.bias") && msg.contains("I64"),
+        "{msg}"
+    );
+
+    // The same tensor with and without the prefix.
+    let mut raw = good.clone();
+    let dup = raw["pooler.dense.bias"].clone();
+    raw.insert("bert.pooler.dense.bias".into(), dup);
+    write_raw(&path, &raw);
+    let msg = load_err(&path, &mut store);
+    assert!(
+        msg.contains("pooler.dense.bias") && msg.contains("twice"),
+        "{msg}"
+    );
+
+    // An unsupported dtype.
+    let mut raw = good;
+    raw.insert(
+        "pooler.dense.bias".into(),
+        (Dtype::F8_E4M3, vec![32], vec![0u8; 32]),
+    );
+    write_raw(&path, &raw);
+    let msg = load_err(&path, &mut store);
+    assert!(
+        msg.contains("pooler.dense.bias") && msg.contains("F8_E4M3"),
+        "{msg}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn truncated_or_corrupt_safetensors_is_a_clear_error() {
+    let dir = scratch_dir("corrupt");
+    let path = dir.join("model.safetensors");
+    checkpoint::save_safetensors(&path, &bert_store(1)).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    for (what, data) in [
+        ("truncated data", bytes[..bytes.len() - 100].to_vec()),
+        ("truncated header", bytes[..40].to_vec()),
+        ("shorter than the length prefix", bytes[..5].to_vec()),
+        ("empty", Vec::new()),
+        (
+            "not safetensors",
+            b"PK\x03\x04 this is a zip file, not a checkpoint".to_vec(),
+        ),
+    ] {
+        std::fs::write(&path, &data).unwrap();
+        let e = Checkpoint::read(&path)
+            .err()
+            .unwrap_or_else(|| panic!("{what}: accepted"));
+        assert!(matches!(e, Error::Format { .. }), "{what}: {e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("model.safetensors") && msg.contains("not a valid safetensors file"),
+            "{what}: {msg}"
+        );
+    }
+    let e = Checkpoint::read(dir.join("absent.safetensors"))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(e, Error::Io { .. }) && e.to_string().contains("absent.safetensors"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn corrupt_config_in_a_checkpoint_folder_is_a_clear_error() {
+    let dir = scratch_dir("badconfig");
+    let config = small_config();
+    checkpoint::save_pretrained(&dir, &config, &bert_store(1)).unwrap();
+    std::fs::write(dir.join("config.json"), "{\"hidden_size\": 32,").unwrap();
+    let msg = checkpoint::load_pretrained(&dir).err().unwrap().to_string();
+    assert!(
+        msg.contains("config.json") && msg.contains("not a valid BERT config.json"),
+        "{msg}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn loaded_values_are_the_file_values() {
+    // Independent of the writer: a hand-written file with known values.
+    let dir = scratch_dir("known");
+    let path = dir.join("model.safetensors");
+    let store = bert_store(1);
+    let mut raw = BTreeMap::new();
+    for id in store.ids() {
+        let t = store.value(id);
+        let vals: Vec<f32> = (0..t.len()).map(|i| (i % 7) as f32 - 3.0).collect();
+        raw.insert(
+            format!("bert.{}", store.name(id)),
+            (Dtype::F32, t.shape().to_vec(), f32_bytes(&vals)),
+        );
+    }
+    write_raw(&path, &raw);
+    let mut loaded = bert_store(2);
+    Checkpoint::read(&path)
+        .unwrap()
+        .load_into(&mut loaded)
+        .unwrap();
+    let t: &Tensor = loaded.value(loaded.id("encoder.layer.0.output.dense.weight").unwrap());
+    assert_eq!(t.shape(), &[32, 64]);
+    assert_eq!(
+        &t.data()[..9],
+        &[-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, -3.0, -2.0]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
