@@ -18,11 +18,12 @@ use super::config::BertConfig;
 use crate::autodiff::params::ParamStore;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
+use crate::train::checkpoint::with_temp_file;
+pub use crate::train::checkpoint::write_atomic;
 use half::{bf16, f16};
 use safetensors::{Dtype, SafeTensors, View};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The prefix HF puts on the encoder's tensors in task models.
@@ -371,54 +372,6 @@ pub fn save_safetensors_with(
         safetensors::serialize_to_file(items, Some(meta), tmp)
             .map_err(|e| fmt_err(path, format!("cannot write safetensors: {e}")))
     })
-}
-
-/// Writes `bytes` to `path` atomically.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    with_temp_file(path, |tmp| {
-        let mut f = std::fs::File::create(tmp).map_err(|e| io_err(tmp, e))?;
-        f.write_all(bytes).map_err(|e| io_err(tmp, e))
-    })
-}
-
-/// Runs `write` on a fresh temporary path next to `path`, fsyncs it and renames it over
-/// `path`; the temporary file is removed on failure.
-fn with_temp_file(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| fmt_err(path, "not a file path"))?
-        .to_string_lossy()
-        .into_owned();
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(
-        ".{file_name}.tmp-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = write(&tmp)
-        .and_then(|()| {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&tmp)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| io_err(&tmp, e))
-        })
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| io_err(path, e)));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-        return result;
-    }
-    // Persist the rename itself; not every platform lets a directory be opened, so this is
-    // best effort.
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 /// Writes `config.json` and `model.safetensors` into `dir` (created if needed).

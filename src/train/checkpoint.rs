@@ -24,24 +24,55 @@ fn io(path: &Path, e: std::io::Error) -> Error {
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,
-/// fsync of the directory.
+/// fsync of the directory. A crash leaves either the old file or the new one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
+    with_temp_file(path, |tmp| {
+        let mut f = File::create(tmp).map_err(|e| io(tmp, e))?;
+        f.write_all(bytes).map_err(|e| io(tmp, e))
+    })
+}
+
+/// Runs `write` on a fresh temporary path next to `path`, fsyncs it and renames it over
+/// `path`; the temporary file is removed on failure.
+pub fn with_temp_file(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let file_name = path
         .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    {
-        let mut f = File::create(&tmp).map_err(|e| io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| io(&tmp, e))?;
-        f.sync_all().map_err(|e| io(&tmp, e))?;
+        .ok_or_else(|| Error::Format {
+            path: path.display().to_string(),
+            detail: "not a file path".into(),
+        })?
+        .to_string_lossy()
+        .into_owned();
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = dir.join(format!(
+        ".{file_name}.tmp-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = write(&tmp)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io(&tmp, e))
+        })
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| io(path, e)));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return result;
     }
-    fs::rename(&tmp, path).map_err(|e| io(path, e))?;
-    sync_dir(dir)
+    // Persist the rename itself; not every platform lets a directory be opened, so this is
+    // best effort.
+    if let Ok(d) = std::fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
