@@ -21,6 +21,7 @@ pub mod autodiff;
 pub mod error;
 pub mod ops;
 pub mod tensor;
+pub mod tokenizer;
 
 pub use autodiff::gradcheck::{gradcheck, GradcheckOptions, GradcheckReport};
 pub use autodiff::params::{ParamId, ParamStore};
