@@ -78,7 +78,12 @@ impl BasicTokenizer {
             }
         }
         // Step 5: NFC, then split as Python's str.split().
-        let normalized: String = cleaned.nfc().collect();
+        // (ASCII text is its own NFC and NFD.)
+        let normalized: String = if cleaned.is_ascii() {
+            cleaned
+        } else {
+            cleaned.nfc().collect()
+        };
         let strip = self.strip_accents.unwrap_or(self.lowercase);
         for word in normalized.split(is_py_space).filter(|w| !w.is_empty()) {
             if self.never_split.iter().any(|s| s == word) {
@@ -94,7 +99,7 @@ impl BasicTokenizer {
                 word
             };
             let stripped;
-            let word = if strip {
+            let word = if strip && !word.is_ascii() {
                 stripped = word
                     .nfd()
                     .filter(|&c| char_class(c) != CharClass::NonspacingMark)

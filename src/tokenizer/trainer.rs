@@ -14,6 +14,9 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::path::Path;
 
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+
 use super::basic::BasicTokenizer;
 use super::vocab::{Vocab, SPECIAL_TOKENS};
 use super::wordpiece::CONTINUATION_PREFIX;
@@ -33,6 +36,8 @@ pub struct TrainerConfig {
     pub special_tokens: Vec<String>,
     /// The basic tokenizer that splits the corpus into words.
     pub basic: BasicTokenizer,
+    /// Show progress bars on stderr (only drawn when stderr is a terminal).
+    pub progress: bool,
 }
 
 impl Default for TrainerConfig {
@@ -43,6 +48,7 @@ impl Default for TrainerConfig {
             limit_alphabet: None,
             special_tokens: SPECIAL_TOKENS.iter().map(|s| s.to_string()).collect(),
             basic: BasicTokenizer::uncased(),
+            progress: false,
         }
     }
 }
@@ -94,17 +100,67 @@ impl Trainer {
         }
     }
 
-    /// Feeds a text file, line by line.
+    /// Feeds a text file, line by line (lines are tokenized in parallel; the counts do not
+    /// depend on the thread count).
     pub fn feed_file(&mut self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        self.feed_files(&[path])
+    }
+
+    /// Feeds several text files, with a progress bar over their bytes if `progress` is set.
+    pub fn feed_files<P: AsRef<Path>>(&mut self, paths: &[P]) -> Result<()> {
+        let io_err = |path: &Path, source| Error::Io {
             path: path.display().to_string(),
             source,
-        })?;
-        for line in text.lines() {
-            self.feed(line);
+        };
+        let mut total = 0;
+        for p in paths {
+            let p = p.as_ref();
+            total += std::fs::metadata(p).map_err(|e| io_err(p, e))?.len();
         }
+        let bar = self.bar(total, "counting words");
+        for p in paths {
+            let p = p.as_ref();
+            let text = std::fs::read_to_string(p).map_err(|e| io_err(p, e))?;
+            for chunk in line_chunks(&text, FEED_CHUNK_BYTES) {
+                let basic = &self.config.basic;
+                let counts = chunk
+                    .par_iter()
+                    .map(|lines| {
+                        let mut counts: HashMap<String, u64> = HashMap::new();
+                        let mut words = Vec::new();
+                        for line in lines.lines() {
+                            words.clear();
+                            basic.tokenize_into(line, &mut words);
+                            for w in words.drain(..) {
+                                *counts.entry(w).or_insert(0) += 1;
+                            }
+                        }
+                        counts
+                    })
+                    .collect::<Vec<_>>();
+                for c in counts {
+                    for (w, n) in c {
+                        *self.counts.entry(w).or_insert(0) += n;
+                    }
+                }
+                bar.inc(chunk.iter().map(|s| s.len() as u64).sum());
+            }
+        }
+        bar.finish_and_clear();
         Ok(())
+    }
+
+    fn bar(&self, len: u64, msg: &'static str) -> ProgressBar {
+        if !self.config.progress {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new(len).with_message(msg);
+        if let Ok(style) =
+            ProgressStyle::with_template("{msg:16} [{bar:40}] {pos}/{len} ({eta} left)")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar
     }
 
     /// The word counts so far.
@@ -222,6 +278,7 @@ impl Trainer {
         let mut heap: BinaryHeap<(u64, Reverse<(u32, u32)>)> =
             pair_count.iter().map(|(&p, &c)| (c, Reverse(p))).collect();
 
+        let bar = self.bar((cfg.vocab_size - initial_size) as u64, "merging pairs");
         let min_freq = cfg.min_frequency.max(1);
         let mut merges = 0;
         let mut ran_out = false;
@@ -247,6 +304,7 @@ impl Trainer {
             let right = right.strip_prefix(CONTINUATION_PREFIX).unwrap_or(right);
             let new_id = vocab.add(&format!("{left}{right}"));
             merges += 1;
+            bar.set_position((vocab.tokens.len() - initial_size) as u64);
 
             let mut affected: Vec<usize> = where_
                 .remove(&pair)
@@ -300,6 +358,7 @@ impl Trainer {
                 }
             }
         }
+        bar.finish_and_clear();
         let stats = TrainStats {
             distinct_words: words.len(),
             initial_size,
@@ -308,6 +367,30 @@ impl Trainer {
         };
         Ok((Vocab::from_tokens(vocab.tokens)?, stats))
     }
+}
+
+/// Bytes of text per parallel work item when counting words.
+const FEED_CHUNK_BYTES: usize = 1 << 20;
+
+/// Splits `text` at line ends into pieces of about `piece` bytes, grouped so that each group
+/// holds a few pieces per thread.
+fn line_chunks(text: &str, piece: usize) -> Vec<Vec<&str>> {
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut end = piece.min(rest.len());
+        while !rest.is_char_boundary(end) {
+            end += 1;
+        }
+        let end = match rest[end..].find('\n') {
+            Some(i) => end + i + 1,
+            None => rest.len(),
+        };
+        pieces.push(&rest[..end]);
+        rest = &rest[end..];
+    }
+    let group = 4 * rayon::current_num_threads().max(1);
+    pieces.chunks(group).map(<[&str]>::to_vec).collect()
 }
 
 #[derive(Default)]

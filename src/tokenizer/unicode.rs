@@ -51,6 +51,18 @@ fn range_lookup<T: Copy>(table: &[(u32, u32, T)], cp: u32) -> Option<T> {
 
 /// The [`CharClass`] of `c` under Unicode 14.
 pub fn char_class(c: char) -> CharClass {
+    if c.is_ascii() {
+        return match c as u8 {
+            0..=0x1F | 0x7F => CharClass::Control,
+            b' ' => CharClass::SpaceSep,
+            // ASCII P* chars: !"#%&'()*,-./:;?@[\]_{} (not $ + < = > ^ ` | ~, which are S*).
+            b'!'..=b'#' | b'%'..=b'*' | b','..=b'/' | b':' | b';' | b'?' | b'@' | b'['..=b']' => {
+                CharClass::Punct
+            }
+            b'_' | b'{' | b'}' => CharClass::Punct,
+            _ => CharClass::Other,
+        };
+    }
     range_lookup(CHAR_CLASS, c as u32).unwrap_or(CharClass::Other)
 }
 
@@ -118,6 +130,9 @@ fn final_sigma(chars: &[char], i: usize) -> bool {
 /// Python 3.11's `str.lower()`: full lowercase mapping (`İ` → `i̇`, two chars) with the
 /// Final_Sigma rule for `Σ`, under Unicode 14.
 pub fn py_lower(s: &str) -> String {
+    if s.is_ascii() {
+        return s.to_ascii_lowercase();
+    }
     let chars: Vec<char> = s.chars().collect();
     let mut out = String::with_capacity(s.len());
     for (i, &c) in chars.iter().enumerate() {
