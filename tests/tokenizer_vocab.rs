@@ -80,3 +80,12 @@ fn save_then_load_round_trips() {
     std::fs::remove_file(&p).unwrap();
     assert_eq!(v.tokens(), w.tokens());
 }
+
+#[test]
+fn save_refuses_a_token_with_a_line_break() {
+    let v = Vocab::from_tokens(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a\nb"]).unwrap();
+    let p = std::env::temp_dir().join(format!("cloze-tok-vocab-{}-nl.txt", std::process::id()));
+    let e = v.save(&p).unwrap_err().to_string();
+    let _ = std::fs::remove_file(&p);
+    assert!(e.contains("id 4") && e.contains("line break"), "{e}");
+}

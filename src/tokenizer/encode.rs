@@ -178,6 +178,9 @@ impl Tokenizer {
     /// special's id, text after). Without a special, returns the whole text.
     fn next_special<'a>(&self, text: &'a str) -> (&'a str, Option<u32>, &'a str) {
         let mut best: Option<(usize, usize, u32)> = None;
+        if !text.contains('[') {
+            return (text, None, "");
+        }
         for (lit, id) in &self.specials {
             if let Some(pos) = text.find(lit.as_str()) {
                 let better = match best {

@@ -173,11 +173,20 @@ impl Vocab {
             || Some(id) == self.mask
     }
 
-    /// Writes the vocabulary as `vocab.txt` (one token per line, in id order).
+    /// Writes the vocabulary as `vocab.txt` (one token per line, in id order). A token holding
+    /// a line break cannot be written and is an error naming it.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let mut text = String::new();
-        for t in &self.tokens {
+        for (id, t) in self.tokens.iter().enumerate() {
+            if t.contains(['\n', '\r']) {
+                return Err(Error::Format {
+                    path: path.display().to_string(),
+                    detail: format!(
+                        "token {t:?} (id {id}) holds a line break; vocab.txt cannot store it"
+                    ),
+                });
+            }
             text.push_str(t);
             text.push('\n');
         }
