@@ -27,6 +27,7 @@ pub mod optim;
 pub mod pretrain;
 pub mod tensor;
 pub mod train;
+pub mod tokenizer;
 
 pub use autodiff::gradcheck::{gradcheck, GradcheckOptions, GradcheckReport};
 pub use autodiff::params::{ParamId, ParamStore};

@@ -1,0 +1,50 @@
+//! `cloze`: the command-line front end of the cloze library.
+//!
+//! Each subcommand lives in its own module next to this file and exposes an `Args` struct
+//! (clap) and a `run(args) -> Result<(), String>`; add a new one by adding a module and a
+//! variant of [`Command`].
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod pretrain;
+mod tokenize;
+mod vocab;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cloze",
+    version,
+    about = "Train and use BERT-style models on CPUs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Tokenize JSON lines ({"text": ..., "text_pair": ...}) with a WordPiece vocab.txt.
+    Tokenize(tokenize::Args),
+    /// Learn a WordPiece vocabulary (vocab.txt) from text files.
+    Vocab(vocab::Args),
+    /// Pre-train a BERT from a TOML config, resuming from its last checkpoint.
+    Pretrain(pretrain::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Tokenize(args) => tokenize::run(args),
+        Command::Vocab(args) => vocab::run(args),
+        Command::Pretrain(args) => pretrain::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("cloze: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! The pre-training config file (TOML). Every hyper-parameter is stated in it; unknown keys
+//! and impossible values are errors before anything runs. A copy is written next to each
+//! run's outputs.
+
+use crate::bert::BertConfig;
+use crate::error::{invalid, Error, Result};
+use crate::pretrain::instances::{InstanceConfig, MaskSplit};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Which pre-training task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Objective {
+    /// Masked LM + next-sentence prediction (the paper).
+    #[serde(rename = "mlm+nsp")]
+    MlmNsp,
+    /// Masked LM only ("No NSP").
+    #[serde(rename = "mlm")]
+    Mlm,
+    /// Left-to-right LM, causal attention, every next token predicted, no NSP ("LTR & No NSP").
+    #[serde(rename = "ltr")]
+    Ltr,
+}
+
+/// The model: a preset and optional overrides. The vocabulary size comes from the vocab file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// `tiny`, `mini`, `small`, `medium`, `base`, `large`.
+    pub preset: String,
+    pub num_hidden_layers: Option<usize>,
+    pub hidden_size: Option<usize>,
+    pub num_attention_heads: Option<usize>,
+    pub intermediate_size: Option<usize>,
+    pub hidden_dropout_prob: Option<f32>,
+    pub attention_probs_dropout_prob: Option<f32>,
+    pub max_position_embeddings: Option<usize>,
+    pub hidden_act: Option<String>,
+}
+
+/// Data files and instance creation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    pub vocab: PathBuf,
+    pub train: PathBuf,
+    /// Held-out corpus; without it every `heldout_every`-th training document is held out.
+    pub heldout: Option<PathBuf>,
+    #[serde(default = "d_heldout_every")]
+    pub heldout_every: usize,
+    /// Use only the first N documents of the training corpus (quick runs).
+    pub max_documents: Option<usize>,
+    #[serde(default = "d_max_seq")]
+    pub max_seq_length: usize,
+    #[serde(default = "d_short")]
+    pub short_seq_prob: f64,
+    #[serde(default = "d_mlm_prob")]
+    pub masked_lm_prob: f64,
+    #[serde(default = "d_max_pred")]
+    pub max_predictions_per_seq: usize,
+    /// MASK / RANDOM / KEEP shares of the chosen positions.
+    #[serde(default = "d_mask")]
+    pub mask: f64,
+    #[serde(default = "d_random")]
+    pub random: f64,
+    #[serde(default = "d_keep")]
+    pub keep: f64,
+    #[serde(default)]
+    pub whole_word_mask: bool,
+    #[serde(default = "d_dupe")]
+    pub dupe_factor: usize,
+}
+
+/// Optimisation and the loop.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSection {
+    pub objective: Objective,
+    pub batch_size: usize,
+    /// Sequences per forward/backward (gradient accumulation when below the batch size).
+    pub micro_batch_size: Option<usize>,
+    pub steps: u64,
+    pub learning_rate: f32,
+    pub warmup_steps: u64,
+    #[serde(default = "d_wd")]
+    pub weight_decay: f32,
+    #[serde(default)]
+    pub bias_correction: bool,
+    #[serde(default = "d_beta1")]
+    pub beta1: f32,
+    #[serde(default = "d_beta2")]
+    pub beta2: f32,
+    #[serde(default = "d_eps")]
+    pub adam_eps: f32,
+    #[serde(default = "d_clip")]
+    pub max_grad_norm: f32,
+    pub seed: u64,
+    #[serde(default = "d_log")]
+    pub log_every: u64,
+    /// 0 = only at the end.
+    #[serde(default)]
+    pub eval_every: u64,
+    #[serde(default = "d_eval_batches")]
+    pub eval_batches: usize,
+    /// 0 = only at the end.
+    #[serde(default)]
+    pub checkpoint_every: u64,
+    #[serde(default = "d_keep_ckpt")]
+    pub keep_checkpoints: usize,
+}
+
+/// A whole pre-training config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainConfig {
+    pub output_dir: PathBuf,
+    pub model: ModelSection,
+    pub data: DataSection,
+    pub train: TrainSection,
+}
+
+fn d_heldout_every() -> usize {
+    50
+}
+fn d_max_seq() -> usize {
+    128
+}
+fn d_short() -> f64 {
+    0.1
+}
+fn d_mlm_prob() -> f64 {
+    0.15
+}
+fn d_max_pred() -> usize {
+    20
+}
+fn d_mask() -> f64 {
+    0.8
+}
+fn d_random() -> f64 {
+    0.1
+}
+fn d_keep() -> f64 {
+    0.1
+}
+fn d_dupe() -> usize {
+    1
+}
+fn d_wd() -> f32 {
+    0.01
+}
+fn d_beta1() -> f32 {
+    0.9
+}
+fn d_beta2() -> f32 {
+    0.999
+}
+fn d_eps() -> f32 {
+    1e-6
+}
+fn d_clip() -> f32 {
+    1.0
+}
+fn d_log() -> u64 {
+    10
+}
+fn d_eval_batches() -> usize {
+    20
+}
+fn d_keep_ckpt() -> usize {
+    2
+}
+
+impl PretrainConfig {
+    /// Parses TOML; `origin` names the source in errors.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<PretrainConfig> {
+        let cfg: PretrainConfig = toml::from_str(text).map_err(|e| Error::Format {
+            path: origin.to_string(),
+            detail: e.to_string(),
+        })?;
+        Ok(cfg)
+    }
+
+    /// Reads and parses a config file; relative data paths are resolved against the file's
+    /// directory.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<PretrainConfig> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        let mut cfg = PretrainConfig::from_toml_str(&text, &path.display().to_string())?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut cfg.output_dir);
+        fix(&mut cfg.data.vocab);
+        fix(&mut cfg.data.train);
+        if let Some(h) = cfg.data.heldout.as_mut() {
+            fix(h);
+        }
+        Ok(cfg)
+    }
+
+    pub fn to_toml_string(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+
+    /// The BERT config for a vocabulary of `vocab_size`, validated.
+    pub fn bert_config(&self, vocab_size: usize) -> Result<BertConfig> {
+        let m = &self.model;
+        let mut c = BertConfig::preset(&m.preset)?;
+        c.vocab_size = vocab_size;
+        if let Some(v) = m.num_hidden_layers {
+            c.num_hidden_layers = v;
+        }
+        if let Some(v) = m.hidden_size {
+            c.hidden_size = v;
+        }
+        if let Some(v) = m.num_attention_heads {
+            c.num_attention_heads = v;
+        }
+        if let Some(v) = m.intermediate_size {
+            c.intermediate_size = v;
+        }
+        if let Some(v) = m.hidden_dropout_prob {
+            c.hidden_dropout_prob = v;
+        }
+        if let Some(v) = m.attention_probs_dropout_prob {
+            c.attention_probs_dropout_prob = v;
+        }
+        if let Some(v) = m.max_position_embeddings {
+            c.max_position_embeddings = v;
+        }
+        if let Some(v) = &m.hidden_act {
+            c.hidden_act = v.clone();
+        }
+        c.is_decoder = self.train.objective == Objective::Ltr;
+        c.validate()?;
+        if self.data.max_seq_length > c.max_position_embeddings {
+            return invalid(
+                "PretrainConfig",
+                format!(
+                    "data.max_seq_length {} exceeds max_position_embeddings {}",
+                    self.data.max_seq_length, c.max_position_embeddings
+                ),
+            );
+        }
+        Ok(c)
+    }
+
+    /// Instance creation settings.
+    pub fn instance_config(&self) -> InstanceConfig {
+        let d = &self.data;
+        InstanceConfig {
+            max_seq_length: d.max_seq_length,
+            short_seq_prob: d.short_seq_prob,
+            masked_lm_prob: d.masked_lm_prob,
+            max_predictions_per_seq: d.max_predictions_per_seq,
+            mask_split: MaskSplit {
+                mask: d.mask,
+                random: d.random,
+                keep: d.keep,
+            },
+            whole_word_mask: d.whole_word_mask,
+            dupe_factor: d.dupe_factor,
+            next_sentence: self.train.objective == Objective::MlmNsp,
+        }
+    }
+
+    /// Checks every value that does not need the files, naming the bad one.
+    pub fn validate(&self) -> Result<()> {
+        const OP: &str = "PretrainConfig";
+        self.instance_config().validate()?;
+        let t = &self.train;
+        if t.batch_size == 0 {
+            return invalid(OP, "train.batch_size must be at least 1");
+        }
+        if let Some(m) = t.micro_batch_size {
+            if m == 0 || !t.batch_size.is_multiple_of(m) {
+                return invalid(OP, format!("train.micro_batch_size {m} must divide train.batch_size {}", t.batch_size));
+            }
+        }
+        if t.steps == 0 {
+            return invalid(OP, "train.steps must be at least 1");
+        }
+        if t.warmup_steps > t.steps {
+            return invalid(OP, format!("train.warmup_steps {} exceeds train.steps {}", t.warmup_steps, t.steps));
+        }
+        if !(t.learning_rate.is_finite() && t.learning_rate > 0.0) {
+            return invalid(OP, format!("train.learning_rate {} must be positive", t.learning_rate));
+        }
+        if t.max_grad_norm.is_nan() || t.max_grad_norm <= 0.0 {
+            return invalid(OP, format!("train.max_grad_norm {} must be positive", t.max_grad_norm));
+        }
+        if self.data.heldout.is_none() && self.data.heldout_every < 2 {
+            return invalid(OP, format!("data.heldout_every {} must be at least 2", self.data.heldout_every));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,592 @@
+//! The pre-training loop: data, model, AdamW, checkpoints with exact resume, metrics, eval.
+//!
+//! Determinism: instances are created once from the seed (static masking, as the reference);
+//! the order of instances in each epoch is a seeded permutation; dropout masks derive from the
+//! seed and the step. A run is therefore a pure function of its config, and resuming from a
+//! checkpoint (parameters, optimiser moments and step) continues bit-identically.
+//!
+//! Data parallelism: every rank builds the same global batch, processes its shard of it, and
+//! scales its loss by its share of the global counts (masked positions, sequences), so the
+//! summed gradients equal the global batch's gradient whatever the number of ranks.
+
+use crate::autodiff::params::ParamStore;
+use crate::autodiff::tape::{Tape, Var};
+use crate::bert::model::{BertForPreTraining, BertInput, ForwardOptions};
+use crate::bert::{save_pretrained, BertConfig, Checkpoint};
+use crate::distributed::{shard, Collective, GradSync, SingleProcess};
+use crate::error::{invalid, Error, Result};
+use crate::optim::adamw::bert_decays;
+use crate::optim::{AdamW, AdamWConfig, LinearWarmupDecay};
+use crate::pretrain::config::{Objective, PretrainConfig};
+use crate::pretrain::corpus::{read_corpus_file, split_by_document, Document};
+use crate::pretrain::instances::{create_instances_with_stats, Instance, SpecialTokens, TokenDocument};
+use crate::tensor::Tensor;
+use crate::tokenizer::Tokenizer;
+use crate::train::checkpoint::{load_optimizer, save_optimizer, write_atomic, CheckpointDir};
+use crate::train::metrics::MetricsLog;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rayon::prelude::*;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Label value of positions that are not predicted.
+pub const IGNORE: i32 = -100;
+
+/// One step's (or one evaluation's) totals.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Totals {
+    pub lm_loss_sum: f64,
+    pub lm_correct: f64,
+    pub lm_count: f64,
+    pub nsp_loss_sum: f64,
+    pub nsp_correct: f64,
+    pub nsp_count: f64,
+    pub tokens: f64,
+}
+
+impl Totals {
+    fn as_array(&self) -> [f64; 7] {
+        [self.lm_loss_sum, self.lm_correct, self.lm_count, self.nsp_loss_sum, self.nsp_correct, self.nsp_count, self.tokens]
+    }
+    fn from_array(a: [f64; 7]) -> Totals {
+        Totals {
+            lm_loss_sum: a[0],
+            lm_correct: a[1],
+            lm_count: a[2],
+            nsp_loss_sum: a[3],
+            nsp_correct: a[4],
+            nsp_count: a[5],
+            tokens: a[6],
+        }
+    }
+    fn add(&mut self, o: &Totals) {
+        *self = Totals::from_array(std::array::from_fn(|i| self.as_array()[i] + o.as_array()[i]));
+    }
+    /// Mean LM loss over predicted positions.
+    pub fn lm_loss(&self) -> f64 {
+        self.lm_loss_sum / self.lm_count.max(1.0)
+    }
+    pub fn lm_accuracy(&self) -> f64 {
+        self.lm_correct / self.lm_count.max(1.0)
+    }
+    pub fn nsp_loss(&self) -> f64 {
+        self.nsp_loss_sum / self.nsp_count.max(1.0)
+    }
+    pub fn nsp_accuracy(&self) -> f64 {
+        self.nsp_correct / self.nsp_count.max(1.0)
+    }
+}
+
+/// Tokenised train and held-out data.
+pub struct PretrainData {
+    pub train: Vec<Instance>,
+    pub heldout: Vec<Instance>,
+    pub special: SpecialTokens,
+}
+
+fn tokenize_docs(tok: &Tokenizer, docs: &[Document]) -> Vec<TokenDocument> {
+    docs.par_iter()
+        .map(|d| d.iter().map(|s| tok.tokenize_ids(s)).collect())
+        .collect()
+}
+
+/// LTR instances: each document's tokens in windows of `max_seq_length − 2`, laid out as
+/// `[CLS] tokens [SEP]`; every position predicts the next token.
+fn ltr_instances(docs: &[TokenDocument], max_seq_length: usize, special: SpecialTokens, seed: u64) -> Vec<Instance> {
+    let win = max_seq_length - 2;
+    let mut out = Vec::new();
+    for d in docs {
+        let flat: Vec<u32> = d.iter().flatten().copied().collect();
+        for chunk in flat.chunks(win) {
+            if chunk.len() < 2 {
+                continue;
+            }
+            let mut tokens = Vec::with_capacity(chunk.len() + 2);
+            tokens.push(special.cls);
+            tokens.extend_from_slice(chunk);
+            tokens.push(special.sep);
+            out.push(Instance {
+                segment_ids: vec![0; tokens.len()],
+                tokens,
+                is_random_next: false,
+                masked_positions: vec![],
+                masked_labels: vec![],
+            });
+        }
+    }
+    out.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    out
+}
+
+/// Reads, tokenises and turns the corpora into instances.
+pub fn prepare_data(cfg: &PretrainConfig, tok: &Tokenizer) -> Result<PretrainData> {
+    let v = tok.vocab();
+    let mask = v.mask_id().ok_or_else(|| Error::Invalid {
+        op: "pretrain",
+        detail: format!("the vocabulary {} has no [MASK] token", cfg.data.vocab.display()),
+    })?;
+    let special = SpecialTokens {
+        cls: v.cls_id(),
+        sep: v.sep_id(),
+        mask,
+        vocab_size: v.len() as u32,
+    };
+    let mut docs = read_corpus_file(&cfg.data.train)?;
+    if let Some(n) = cfg.data.max_documents {
+        docs.truncate(n);
+    }
+    if docs.is_empty() {
+        return invalid("pretrain", format!("the corpus {} has no documents", cfg.data.train.display()));
+    }
+    let (train_docs, held_docs) = match &cfg.data.heldout {
+        Some(p) => (docs, read_corpus_file(p)?),
+        None => split_by_document(docs, cfg.data.heldout_every, 0)?,
+    };
+    let train_tok = tokenize_docs(tok, &train_docs);
+    let held_tok = tokenize_docs(tok, &held_docs);
+    let ic = cfg.instance_config();
+    let seed = cfg.train.seed;
+    let vocab_tokens = v.tokens();
+    let is_sub = |id: u32| vocab_tokens.get(id as usize).is_some_and(|t| t.starts_with("##"));
+    let (train, heldout) = if cfg.train.objective == Objective::Ltr {
+        (
+            ltr_instances(&train_tok, ic.max_seq_length, special, seed),
+            ltr_instances(&held_tok, ic.max_seq_length, special, seed ^ 0xE7A1),
+        )
+    } else {
+        let (train, _) = create_instances_with_stats(&train_tok, &ic, special, &is_sub, seed)?;
+        let held_cfg = crate::pretrain::instances::InstanceConfig { dupe_factor: 1, ..ic };
+        let heldout = if held_tok.len() >= 2 || !held_cfg.next_sentence {
+            create_instances_with_stats(&held_tok, &held_cfg, special, &is_sub, seed ^ 0xE7A1)?.0
+        } else {
+            vec![]
+        };
+        (train, heldout)
+    };
+    if train.is_empty() {
+        return invalid("pretrain", "no training instances could be made from the corpus");
+    }
+    Ok(PretrainData { train, heldout, special })
+}
+
+/// A batch laid out for the model.
+struct Batch {
+    ids: Vec<u32>,
+    types: Vec<u32>,
+    mask: Vec<u32>,
+    batch: usize,
+    seq: usize,
+    /// Flat rows `b·seq + p` that are predicted, and their labels.
+    lm_rows: Vec<u32>,
+    lm_labels: Vec<i32>,
+    nsp_labels: Vec<i32>,
+}
+
+fn make_batch(insts: &[&Instance], objective: Objective, pad: u32) -> Batch {
+    let seq = insts.iter().map(|i| i.tokens.len()).max().unwrap_or(1);
+    let b = insts.len();
+    let mut out = Batch {
+        ids: vec![pad; b * seq],
+        types: vec![0; b * seq],
+        mask: vec![0; b * seq],
+        batch: b,
+        seq,
+        lm_rows: vec![],
+        lm_labels: vec![],
+        nsp_labels: vec![],
+    };
+    for (r, inst) in insts.iter().enumerate() {
+        let n = inst.tokens.len();
+        out.ids[r * seq..r * seq + n].copy_from_slice(&inst.tokens);
+        out.types[r * seq..r * seq + n].copy_from_slice(&inst.segment_ids);
+        out.mask[r * seq..r * seq + n].fill(1);
+        match objective {
+            Objective::Ltr => {
+                for p in 0..n - 1 {
+                    out.lm_rows.push((r * seq + p) as u32);
+                    out.lm_labels.push(inst.tokens[p + 1] as i32);
+                }
+            }
+            _ => {
+                for (&p, &l) in inst.masked_positions.iter().zip(&inst.masked_labels) {
+                    out.lm_rows.push((r * seq) as u32 + p);
+                    out.lm_labels.push(l as i32);
+                }
+            }
+        }
+        out.nsp_labels.push(i32::from(inst.is_random_next));
+    }
+    out
+}
+
+/// (Σ −log p(label), correct argmax count) over logits rows.
+fn score(logits: &Tensor, labels: &[i32]) -> (f64, f64) {
+    let c = *logits.shape().last().unwrap_or(&1);
+    let mut loss = 0.0;
+    let mut correct = 0.0;
+    for (row, &l) in logits.data().chunks_exact(c).zip(labels) {
+        if l < 0 {
+            continue;
+        }
+        let lse = cloze_kernels::softmax::logsumexp(row);
+        loss += lse - row[l as usize] as f64;
+        let arg = row
+            .iter()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
+            .0;
+        correct += f64::from(arg == l as usize);
+    }
+    (loss, correct)
+}
+
+fn mix(a: u64, b: u64) -> u64 {
+    crate::bert::init::mix64(a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+/// The pre-training run.
+pub struct Pretrainer<'c> {
+    pub cfg: PretrainConfig,
+    pub bert_config: BertConfig,
+    pub model: BertForPreTraining,
+    pub store: ParamStore,
+    pub opt: AdamW,
+    pub schedule: LinearWarmupDecay,
+    pub data: std::sync::Arc<PretrainData>,
+    pub step: u64,
+    tape: Tape,
+    comm: &'c dyn Collective,
+    pad: u32,
+    /// Seconds spent in gradient synchronisation, summed.
+    pub comm_seconds: f64,
+}
+
+impl<'c> Pretrainer<'c> {
+    /// Builds everything from a config; fails before any training on bad input.
+    pub fn new(cfg: PretrainConfig, comm: &'c dyn Collective) -> Result<Pretrainer<'c>> {
+        cfg.validate()?;
+        let tok = Tokenizer::from_vocab_file(&cfg.data.vocab)?;
+        let bert_config = cfg.bert_config(tok.vocab().len())?;
+        let data = prepare_data(&cfg, &tok)?;
+        let mut store = ParamStore::new();
+        let model = BertForPreTraining::new(&bert_config, &mut store, cfg.train.seed)?;
+        let t = &cfg.train;
+        let opt = AdamW::new(
+            AdamWConfig {
+                beta1: t.beta1,
+                beta2: t.beta2,
+                eps: t.adam_eps,
+                weight_decay: t.weight_decay,
+                bias_correction: t.bias_correction,
+            },
+            &store,
+            bert_decays,
+        )?;
+        let schedule = LinearWarmupDecay::new(t.learning_rate, t.warmup_steps, t.steps)?;
+        let size = comm.size();
+        if t.batch_size % size != 0 {
+            return invalid(
+                "pretrain",
+                format!("train.batch_size {} is not divisible by the {size} ranks", t.batch_size),
+            );
+        }
+        Ok(Pretrainer {
+            pad: tok.vocab().pad_id(),
+            cfg,
+            bert_config,
+            model,
+            store,
+            opt,
+            schedule,
+            data: std::sync::Arc::new(data),
+            step: 0,
+            tape: Tape::new(),
+            comm,
+            comm_seconds: 0.0,
+        })
+    }
+
+    /// Single-process convenience.
+    pub fn single(cfg: PretrainConfig) -> Result<Pretrainer<'static>> {
+        static SINGLE: SingleProcess = SingleProcess;
+        Pretrainer::new(cfg, &SINGLE)
+    }
+
+    pub fn checkpoints(&self) -> Result<CheckpointDir> {
+        CheckpointDir::new(self.cfg.output_dir.join("checkpoints"), self.cfg.train.keep_checkpoints)
+    }
+
+    /// Indices of the global batch for `step`: a seeded permutation per epoch.
+    fn batch_indices(&self, step: u64) -> Vec<usize> {
+        let n = self.data.train.len();
+        let b = self.cfg.train.batch_size;
+        let mut out = Vec::with_capacity(b);
+        let mut perm_epoch = u64::MAX;
+        let mut perm: Vec<usize> = Vec::new();
+        for i in 0..b {
+            let flat = step as usize * b + i;
+            let epoch = (flat / n) as u64;
+            if epoch != perm_epoch {
+                perm = (0..n).collect();
+                perm.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(mix(self.cfg.train.seed, epoch)));
+                perm_epoch = epoch;
+            }
+            out.push(perm[flat % n]);
+        }
+        out
+    }
+
+    /// Forward (and, when training, backward) of instances; `lm_total` and `seq_total` are the
+    /// global counts the losses are normalised by.
+    fn run_batch(&mut self, insts: &[&Instance], lm_total: f64, seq_total: f64, seed: u64, train: bool) -> Result<Totals> {
+        let objective = self.cfg.train.objective;
+        let b = make_batch(insts, objective, self.pad);
+        self.tape.reset();
+        self.tape.set_training(train);
+        self.tape.set_grad_enabled(train);
+        let input = BertInput::new(&b.ids, b.batch, b.seq)
+            .with_token_types(&b.types)
+            .with_attention_mask(&b.mask);
+        let opts = ForwardOptions { seed, output_hidden_states: false };
+        let tape = &mut self.tape;
+        let out = self.model.bert.forward(tape, &self.store, &input, &opts)?;
+        let mut totals = Totals { tokens: b.mask.iter().map(|&m| m as f64).sum(), ..Totals::default() };
+        let mut loss: Option<Var> = None;
+        if !b.lm_rows.is_empty() {
+            let logits = self.model.mlm.forward(tape, &self.store, &out.last_hidden_state, &b.lm_rows)?;
+            let (l, c) = score(logits.value(), &b.lm_labels);
+            totals.lm_loss_sum = l;
+            totals.lm_correct = c;
+            totals.lm_count = b.lm_labels.len() as f64;
+            if train {
+                let mean = tape.cross_entropy(&logits, &b.lm_labels, IGNORE)?;
+                loss = Some(tape.mul_scalar(&mean, (totals.lm_count / lm_total) as f32)?);
+            }
+        }
+        if objective == Objective::MlmNsp {
+            let pooled = out.pooled.clone().expect("pre-training model has a pooler");
+            let logits = self.model.nsp.forward(tape, &self.store, &pooled)?;
+            let (l, c) = score(logits.value(), &b.nsp_labels);
+            totals.nsp_loss_sum = l;
+            totals.nsp_correct = c;
+            totals.nsp_count = b.batch as f64;
+            if train {
+                let mean = tape.cross_entropy(&logits, &b.nsp_labels, IGNORE)?;
+                let scaled = tape.mul_scalar(&mean, (b.batch as f64 / seq_total) as f32)?;
+                loss = Some(match loss {
+                    Some(l) => tape.add(&l, &scaled)?,
+                    None => scaled,
+                });
+            }
+        }
+        if let (true, Some(loss)) = (train, loss) {
+            let grads = tape.backward(&loss)?;
+            self.store.accumulate(&grads)?;
+        }
+        Ok(totals)
+    }
+
+    /// One optimisation step; returns the global totals and the gradient norm before clipping.
+    pub fn train_step(&mut self) -> Result<(Totals, f32)> {
+        let step = self.step;
+        let idx = self.batch_indices(step);
+        let data = self.data.clone();
+        let global: Vec<&Instance> = idx.iter().map(|&i| &data.train[i]).collect();
+        let lm_total: f64 = match self.cfg.train.objective {
+            Objective::Ltr => global.iter().map(|i| (i.tokens.len() - 1) as f64).sum(),
+            _ => global.iter().map(|i| i.masked_positions.len() as f64).sum(),
+        };
+        let seq_total = global.len() as f64;
+        let mine = shard(global.len(), self.comm.rank(), self.comm.size());
+        let local: Vec<&Instance> = global[mine.clone()].to_vec();
+        let micro = self.cfg.train.micro_batch_size.unwrap_or(local.len()).max(1);
+        self.store.zero_grads();
+        let mut totals = Totals::default();
+        for (k, chunk) in local.chunks(micro).enumerate() {
+            // the dropout seed depends on the global position of the micro-batch
+            let seed = mix(mix(self.cfg.train.seed, step), (mine.start / micro + k) as u64);
+            let t = self.run_batch(chunk, lm_total.max(1.0), seq_total, seed, true)?;
+            totals.add(&t);
+        }
+        let s = GradSync::default().sync(self.comm, &mut self.store);
+        self.comm_seconds += s.seconds;
+        let mut arr = totals.as_array();
+        self.comm.all_reduce_sum_f64(&mut arr);
+        let totals = Totals::from_array(arr);
+        let norm = self.store.clip_grad_norm(self.cfg.train.max_grad_norm)?;
+        let lr = self.schedule.lr(step);
+        self.opt.step(&mut self.store, lr)?;
+        self.step += 1;
+        Ok((totals, norm))
+    }
+
+    /// Held-out evaluation over up to `eval_batches` batches (no dropout, no gradients).
+    pub fn evaluate(&mut self) -> Result<Totals> {
+        let b = self.cfg.train.batch_size;
+        let n = self.data.heldout.len().min(b * self.cfg.train.eval_batches);
+        let mine = shard(n, self.comm.rank(), self.comm.size());
+        let mut totals = Totals::default();
+        let data = self.data.clone();
+        let held = &data.heldout[mine];
+        for chunk in held.chunks(self.cfg.train.micro_batch_size.unwrap_or(b).max(1)) {
+            let refs: Vec<&Instance> = chunk.iter().collect();
+            let t = self.run_batch(&refs, 1.0, 1.0, 0, false)?;
+            totals.add(&t);
+        }
+        self.tape.set_grad_enabled(true);
+        let mut arr = totals.as_array();
+        self.comm.all_reduce_sum_f64(&mut arr);
+        Ok(Totals::from_array(arr))
+    }
+
+    /// Writes a checkpoint of the current step (rank 0 only).
+    pub fn save_checkpoint(&self) -> Result<PathBuf> {
+        let ck = self.checkpoints()?;
+        ck.save(self.step, |dir| {
+            save_pretrained(dir, &self.bert_config, &self.store)?;
+            if let Ok(ms) = std::env::var("CLOZE_CHECKPOINT_PAUSE_MS") {
+                // test hook: widen the window in which a crash leaves a half-written checkpoint
+                std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(0)));
+            }
+            save_optimizer(&dir.join("optimizer.safetensors"), &self.store, &self.opt)?;
+            let state = json!({ "step": self.step, "config": self.cfg });
+            write_atomic(&dir.join("trainer_state.json"), serde_json::to_string_pretty(&state).unwrap().as_bytes())?;
+            std::fs::copy(&self.cfg.data.vocab, dir.join("vocab.txt")).map_err(|e| Error::Io {
+                path: self.cfg.data.vocab.display().to_string(),
+                source: e,
+            })?;
+            Ok(())
+        })
+    }
+
+    /// Restores the last complete checkpoint, if any; errors if it was made with another
+    /// config. Returns the restored step.
+    pub fn resume(&mut self) -> Result<Option<u64>> {
+        let Some((step, dir)) = self.checkpoints()?.latest()? else {
+            return Ok(None);
+        };
+        let state_path = dir.join("trainer_state.json");
+        let text = std::fs::read_to_string(&state_path).map_err(|e| Error::Io {
+            path: state_path.display().to_string(),
+            source: e,
+        })?;
+        let state: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Format {
+            path: state_path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        let saved: PretrainConfig = serde_json::from_value(state["config"].clone()).map_err(|e| Error::Format {
+            path: state_path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        if saved != self.cfg {
+            return invalid(
+                "resume",
+                format!(
+                    "checkpoint {} was made with a different config:\n--- checkpoint\n{}\n--- now\n{}",
+                    dir.display(),
+                    saved.to_toml_string(),
+                    self.cfg.to_toml_string()
+                ),
+            );
+        }
+        let ckpt = Checkpoint::read(dir.join("model.safetensors"))?;
+        ckpt.load_into(&mut self.store)?;
+        load_optimizer(&dir.join("optimizer.safetensors"), &self.store, &mut self.opt)?;
+        self.step = step;
+        Ok(Some(step))
+    }
+
+    /// Runs to `train.steps`, resuming from the last checkpoint. Rank 0 writes the metrics
+    /// log, the progress bar and checkpoints. Returns the last held-out evaluation (all zeros
+    /// when there is no held-out data, e.g. a held-out split of one document under NSP).
+    pub fn run(&mut self) -> Result<Totals> {
+        let rank0 = self.comm.rank() == 0;
+        let out = self.cfg.output_dir.clone();
+        std::fs::create_dir_all(&out).map_err(|e| Error::Io { path: out.display().to_string(), source: e })?;
+        let resumed = self.resume()?;
+        let metrics_path = out.join("metrics.jsonl");
+        let mut log = if rank0 {
+            write_atomic(&out.join("config.toml"), self.cfg.to_toml_string().as_bytes())?;
+            MetricsLog::truncate_after_step(&metrics_path, resumed.unwrap_or(0))?;
+            if resumed.is_none() {
+                let _ = std::fs::remove_file(&metrics_path);
+            }
+            Some(MetricsLog::append(&metrics_path)?)
+        } else {
+            None
+        };
+        let t = self.cfg.train.clone();
+        let bar = if rank0 {
+            let pb = indicatif::ProgressBar::new(t.steps);
+            pb.set_style(
+                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  eta {eta}")
+                    .expect("valid template"),
+            );
+            pb.set_position(self.step);
+            pb
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let mut window = Totals::default();
+        let mut window_start = Instant::now();
+        let mut last_eval = Totals::default();
+        while self.step < t.steps {
+            let lr = self.schedule.lr(self.step);
+            let (tot, norm) = self.train_step()?;
+            window.add(&tot);
+            let step = self.step;
+            if step % t.log_every == 0 || step == t.steps {
+                let secs = window_start.elapsed().as_secs_f64();
+                let tps = window.tokens / secs.max(1e-9);
+                bar.set_message(format!(
+                    "lm {:.3}  nsp {:.3}  {:.0} tok/s",
+                    window.lm_loss(),
+                    window.nsp_loss(),
+                    tps
+                ));
+                if let Some(log) = log.as_mut() {
+                    log.write(&json!({
+                        "step": step, "lm_loss": window.lm_loss(), "lm_accuracy": window.lm_accuracy(),
+                        "nsp_loss": window.nsp_loss(), "nsp_accuracy": window.nsp_accuracy(),
+                        "learning_rate": lr, "grad_norm": norm, "tokens_per_second": tps,
+                        "comm_seconds": self.comm_seconds,
+                    }))?;
+                }
+                window = Totals::default();
+                window_start = Instant::now();
+            }
+            let eval_due = (t.eval_every > 0 && step % t.eval_every == 0) || step == t.steps;
+            if eval_due && !self.data.heldout.is_empty() {
+                last_eval = self.evaluate()?;
+                if let Some(log) = log.as_mut() {
+                    log.write(&json!({
+                        "step": step, "eval_lm_loss": last_eval.lm_loss(),
+                        "eval_lm_perplexity": last_eval.lm_loss().exp(),
+                        "eval_lm_accuracy": last_eval.lm_accuracy(),
+                        "eval_nsp_accuracy": last_eval.nsp_accuracy(),
+                    }))?;
+                }
+            }
+            if rank0 && ((t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || step == t.steps) {
+                self.save_checkpoint()?;
+            }
+            self.comm.barrier();
+            bar.set_position(step);
+        }
+        bar.finish();
+        if rank0 {
+            save_pretrained(out.join("final"), &self.bert_config, &self.store)?;
+            std::fs::copy(&self.cfg.data.vocab, out.join("final").join("vocab.txt"))
+                .map_err(|e| Error::Io { path: out.display().to_string(), source: e })?;
+        }
+        Ok(last_eval)
+    }
+}
+
+/// Reads a config file and runs it (single process).
+pub fn pretrain_from_file(path: &Path) -> Result<Totals> {
+    let cfg = PretrainConfig::from_file(path)?;
+    Pretrainer::single(cfg)?.run()
+}

@@ -1,0 +1,374 @@
+//! The full BERT tokenizer: special-token literals, basic tokenizer, WordPiece, `[CLS]`/`[SEP]`,
+//! pairs, truncation, padding, batches and decoding.
+
+use std::path::Path;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::basic::BasicTokenizer;
+use super::vocab::{Vocab, SPECIAL_TOKENS};
+use super::wordpiece::{self, CONTINUATION_PREFIX, MAX_INPUT_CHARS_PER_WORD};
+use crate::error::{invalid, Result};
+
+/// One encoded sequence (or pair), ready for the model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Encoding {
+    /// Token ids, `[CLS] a… [SEP]` or `[CLS] a… [SEP] b… [SEP]`, then any `[PAD]`s.
+    pub input_ids: Vec<u32>,
+    /// 0 for `[CLS]`, the first text and its `[SEP]`; 1 for the second text and its `[SEP]`;
+    /// 0 for padding.
+    pub token_type_ids: Vec<u32>,
+    /// 1 for real tokens, 0 for padding.
+    pub attention_mask: Vec<u32>,
+    /// The ids as token strings.
+    pub tokens: Vec<String>,
+}
+
+impl Encoding {
+    /// Sequence length, padding included.
+    pub fn len(&self) -> usize {
+        self.input_ids.len()
+    }
+
+    /// True for a zero-length encoding (never produced: `[CLS]` and `[SEP]` are always there).
+    pub fn is_empty(&self) -> bool {
+        self.input_ids.is_empty()
+    }
+}
+
+/// Padding of encoded sequences.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Padding {
+    /// No padding.
+    #[default]
+    None,
+    /// Pad every sequence of a batch to the longest one (a no-op for a single sequence).
+    Longest,
+    /// Pad to exactly this length; a longer sequence is an error.
+    Fixed(usize),
+}
+
+/// How to encode: length limit, truncation and padding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct EncodeOptions {
+    /// Maximum length including the special tokens. Without `truncation`, a longer input is an
+    /// error; it must leave room for the specials (2 for a single text, 3 for a pair).
+    pub max_length: Option<usize>,
+    /// Truncate to `max_length`, HF's `longest_first`: tokens are removed one at a time from the
+    /// end of the longer text (from the second on a tie).
+    pub truncation: bool,
+    /// Padding to apply after truncation.
+    pub padding: Padding,
+}
+
+impl EncodeOptions {
+    /// Truncate to `max_length` tokens (specials included).
+    pub fn truncate(max_length: usize) -> Self {
+        EncodeOptions {
+            max_length: Some(max_length),
+            truncation: true,
+            padding: Padding::None,
+        }
+    }
+
+    /// The same options with `padding`.
+    pub fn with_padding(mut self, padding: Padding) -> Self {
+        self.padding = padding;
+        self
+    }
+}
+
+/// A BERT WordPiece tokenizer giving the same ids as HF's slow `BertTokenizer` (Python 3.11).
+///
+/// ```
+/// use cloze::tokenizer::{EncodeOptions, Padding, Tokenizer, Vocab};
+/// let vocab = Vocab::from_tokens([
+///     "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "##s", ".",
+/// ]).unwrap();
+/// let tok = Tokenizer::new(vocab);
+/// let e = tok.encode("The cats sat.");
+/// assert_eq!(e.tokens, ["[CLS]", "the", "cat", "##s", "sat", ".", "[SEP]"]);
+/// assert_eq!(e.input_ids, [2, 5, 6, 10, 7, 11, 3]);
+///
+/// let p = tok.encode_pair("the cat", "on [MASK] mat");
+/// assert_eq!(p.token_type_ids, [0, 0, 0, 0, 1, 1, 1, 1]);
+///
+/// let opts = EncodeOptions::truncate(5).with_padding(Padding::Fixed(6));
+/// let t = tok.encode_with("the cat sat on the mat", None, &opts).unwrap();
+/// assert_eq!(t.tokens, ["[CLS]", "the", "cat", "sat", "[SEP]", "[PAD]"]);
+/// assert_eq!(t.attention_mask, [1, 1, 1, 1, 1, 0]);
+/// assert_eq!(tok.decode(&t.input_ids, true).unwrap(), "the cat sat");
+/// ```
+#[derive(Clone, Debug)]
+pub struct Tokenizer {
+    vocab: Vocab,
+    basic: BasicTokenizer,
+    max_input_chars_per_word: usize,
+    /// Special-token literals cut out of the raw text, with their ids.
+    specials: Vec<(String, u32)>,
+}
+
+impl Tokenizer {
+    /// An uncased BERT tokenizer (lowercase, strip accents, CJK spacing) over `vocab`.
+    pub fn new(vocab: Vocab) -> Self {
+        Self::with_basic(vocab, BasicTokenizer::uncased())
+    }
+
+    /// A tokenizer with explicit basic-tokenizer options.
+    pub fn with_basic(vocab: Vocab, basic: BasicTokenizer) -> Self {
+        let specials = SPECIAL_TOKENS
+            .iter()
+            .filter_map(|s| vocab.id(s).map(|id| (s.to_string(), id)))
+            .collect();
+        Tokenizer {
+            vocab,
+            basic,
+            max_input_chars_per_word: MAX_INPUT_CHARS_PER_WORD,
+            specials,
+        }
+    }
+
+    /// Loads `vocab.txt` and builds an uncased tokenizer.
+    pub fn from_vocab_file(path: impl AsRef<Path>) -> Result<Self> {
+        Ok(Self::new(Vocab::load(path)?))
+    }
+
+    /// The vocabulary.
+    pub fn vocab(&self) -> &Vocab {
+        &self.vocab
+    }
+
+    /// The basic-tokenizer options.
+    pub fn basic(&self) -> &BasicTokenizer {
+        &self.basic
+    }
+
+    /// Sets `max_input_chars_per_word` (100 by default, as HF; the original Google code uses 200).
+    pub fn set_max_input_chars_per_word(&mut self, n: usize) {
+        self.max_input_chars_per_word = n;
+    }
+
+    /// The WordPiece ids of `text`, without `[CLS]`/`[SEP]`.
+    pub fn tokenize_ids(&self, text: &str) -> Vec<u32> {
+        let mut ids = Vec::new();
+        let mut words = Vec::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            let (chunk, special, after) = self.next_special(rest);
+            words.clear();
+            self.basic.tokenize_into(chunk, &mut words);
+            for w in &words {
+                wordpiece::tokenize_word(&self.vocab, w, self.max_input_chars_per_word, &mut ids);
+            }
+            if let Some(id) = special {
+                ids.push(id);
+            }
+            rest = after;
+        }
+        ids
+    }
+
+    /// The WordPiece tokens of `text`, without `[CLS]`/`[SEP]`.
+    pub fn tokenize(&self, text: &str) -> Vec<String> {
+        self.ids_to_tokens(&self.tokenize_ids(text))
+    }
+
+    /// Splits off the text before the leftmost special-token literal: (text before, the
+    /// special's id, text after). Without a special, returns the whole text.
+    fn next_special<'a>(&self, text: &'a str) -> (&'a str, Option<u32>, &'a str) {
+        let mut best: Option<(usize, usize, u32)> = None;
+        if !text.contains('[') {
+            return (text, None, "");
+        }
+        for (lit, id) in &self.specials {
+            if let Some(pos) = text.find(lit.as_str()) {
+                let better = match best {
+                    None => true,
+                    Some((p, len, _)) => pos < p || (pos == p && lit.len() > len),
+                };
+                if better {
+                    best = Some((pos, lit.len(), *id));
+                }
+            }
+        }
+        match best {
+            Some((pos, len, id)) => (&text[..pos], Some(id), &text[pos + len..]),
+            None => (text, None, ""),
+        }
+    }
+
+    fn ids_to_tokens(&self, ids: &[u32]) -> Vec<String> {
+        ids.iter()
+            .map(|&id| self.vocab.token(id).unwrap_or("[UNK]").to_owned())
+            .collect()
+    }
+
+    /// `[CLS] text [SEP]`, no truncation or padding.
+    pub fn encode(&self, text: &str) -> Encoding {
+        let a = self.tokenize_ids(text);
+        self.assemble(a, None)
+    }
+
+    /// `[CLS] a [SEP] b [SEP]` with token types 0 then 1, no truncation or padding.
+    pub fn encode_pair(&self, a: &str, b: &str) -> Encoding {
+        let a = self.tokenize_ids(a);
+        let b = self.tokenize_ids(b);
+        self.assemble(a, Some(b))
+    }
+
+    /// Encodes a text or a pair with a length limit, truncation and padding.
+    ///
+    /// Errors: `max_length` too small for the special tokens; an input longer than
+    /// `max_length` without `truncation`; a sequence longer than `Padding::Fixed`.
+    pub fn encode_with(&self, a: &str, b: Option<&str>, opts: &EncodeOptions) -> Result<Encoding> {
+        let mut a = self.tokenize_ids(a);
+        let mut b = b.map(|b| self.tokenize_ids(b));
+        let n_special = if b.is_some() { 3 } else { 2 };
+        if let Some(max) = opts.max_length {
+            if max < n_special {
+                return invalid(
+                    "tokenizer.encode",
+                    format!(
+                        "max_length {max} cannot hold the {n_special} special tokens of a {}",
+                        if b.is_some() { "pair" } else { "single text" }
+                    ),
+                );
+            }
+            let total = a.len() + b.as_ref().map_or(0, Vec::len) + n_special;
+            if total > max {
+                if !opts.truncation {
+                    return invalid(
+                        "tokenizer.encode",
+                        format!(
+                            "input is {total} tokens long, more than max_length {max}; enable truncation"
+                        ),
+                    );
+                }
+                truncate_longest_first(&mut a, b.as_mut(), total - max);
+            }
+        } else if opts.truncation {
+            return invalid("tokenizer.encode", "truncation needs a max_length");
+        }
+        let mut e = self.assemble(a, b);
+        if let Padding::Fixed(n) = opts.padding {
+            self.pad(&mut e, n)?;
+        }
+        Ok(e)
+    }
+
+    /// Encodes a batch of texts or pairs (in parallel; the result does not depend on the
+    /// thread count). `Padding::Longest` pads to the longest in the batch.
+    pub fn encode_batch(
+        &self,
+        inputs: &[(&str, Option<&str>)],
+        opts: &EncodeOptions,
+    ) -> Result<Vec<Encoding>> {
+        let mut out = inputs
+            .par_iter()
+            .map(|(a, b)| self.encode_with(a, *b, opts))
+            .collect::<Result<Vec<_>>>()?;
+        if opts.padding == Padding::Longest {
+            let longest = out.iter().map(Encoding::len).max().unwrap_or(0);
+            for e in &mut out {
+                self.pad(e, longest)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Encodes a batch of single texts, padded as `opts.padding` says.
+    pub fn encode_texts(&self, texts: &[&str], opts: &EncodeOptions) -> Result<Vec<Encoding>> {
+        let inputs: Vec<(&str, Option<&str>)> = texts.iter().map(|t| (*t, None)).collect();
+        self.encode_batch(&inputs, opts)
+    }
+
+    /// Right-pads `e` with `[PAD]` (type 0, mask 0) to `len`; a longer `e` is an error.
+    pub fn pad(&self, e: &mut Encoding, len: usize) -> Result<()> {
+        if e.len() > len {
+            return invalid(
+                "tokenizer.pad",
+                format!(
+                    "sequence of {} tokens is longer than the padding length {len}",
+                    e.len()
+                ),
+            );
+        }
+        let extra = len - e.len();
+        let pad = self.vocab.pad_id();
+        let pad_tok = self.vocab.token(pad).unwrap_or("[PAD]").to_owned();
+        e.input_ids.extend(std::iter::repeat_n(pad, extra));
+        e.token_type_ids.extend(std::iter::repeat_n(0, extra));
+        e.attention_mask.extend(std::iter::repeat_n(0, extra));
+        e.tokens.extend(std::iter::repeat_n(pad_tok, extra));
+        Ok(())
+    }
+
+    fn assemble(&self, a: Vec<u32>, b: Option<Vec<u32>>) -> Encoding {
+        let (cls, sep) = (self.vocab.cls_id(), self.vocab.sep_id());
+        let mut ids = Vec::with_capacity(a.len() + b.as_ref().map_or(0, Vec::len) + 3);
+        ids.push(cls);
+        ids.extend_from_slice(&a);
+        ids.push(sep);
+        let first = ids.len();
+        if let Some(b) = &b {
+            ids.extend_from_slice(b);
+            ids.push(sep);
+        }
+        let mut types = vec![0; first];
+        types.resize(ids.len(), 1);
+        Encoding {
+            token_type_ids: types,
+            attention_mask: vec![1; ids.len()],
+            tokens: self.ids_to_tokens(&ids),
+            input_ids: ids,
+        }
+    }
+
+    /// Joins the tokens of `ids` with spaces, gluing `##` pieces to the previous one
+    /// (HF's `decode` without `clean_up_tokenization_spaces`). With `skip_special`, the
+    /// special tokens (`[PAD] [UNK] [CLS] [SEP] [MASK]`) are left out. An id outside the
+    /// vocabulary is an error naming it.
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
+        let mut out = String::new();
+        for &id in ids {
+            let Some(tok) = self.vocab.token(id) else {
+                return invalid(
+                    "tokenizer.decode",
+                    format!(
+                        "id {id} is outside the vocabulary of {} tokens",
+                        self.vocab.len()
+                    ),
+                );
+            };
+            if skip_special && self.vocab.is_special(id) {
+                continue;
+            }
+            match tok.strip_prefix(CONTINUATION_PREFIX) {
+                Some(piece) if !out.is_empty() => out.push_str(piece),
+                _ => {
+                    if !out.is_empty() {
+                        out.push(' ');
+                    }
+                    out.push_str(tok);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// HF's `longest_first` truncation: remove `n` tokens one at a time from the end of the longer
+/// text; on a tie, from the second.
+fn truncate_longest_first(a: &mut Vec<u32>, mut b: Option<&mut Vec<u32>>, n: usize) {
+    for _ in 0..n {
+        match b.as_deref_mut() {
+            Some(b) if b.len() >= a.len() => {
+                b.pop();
+            }
+            _ => {
+                a.pop();
+            }
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Basic tokenizer rules, WordPiece, special literals, truncation, padding, batches, decoding.
+//! Expected values are worked out by hand from the reference algorithm (bert-facts.md §7).
+
+use cloze::tokenizer::{BasicTokenizer, EncodeOptions, Padding, Tokenizer, Vocab};
+
+/// [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4 then the listed words from id 5.
+fn tok(words: &[&str]) -> Tokenizer {
+    let mut all = vec!["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+    all.extend_from_slice(words);
+    Tokenizer::new(Vocab::from_tokens(all).unwrap())
+}
+
+#[test]
+fn basic_cleaning_whitespace_and_cjk() {
+    let b = BasicTokenizer::uncased();
+    // NUL, U+FFFD, BEL, zero-width space (Cf), soft hyphen (Cf) deleted; tab/NBSP/U+3000 split.
+    assert_eq!(
+        b.tokenize("a\u{0}b\u{FFFD}c\u{7}d e\u{200B}f\u{AD}g\th\u{A0}i\u{3000}j"),
+        ["abcd", "efg", "h", "i", "j"]
+    );
+    // U+2028 / U+2029 are not Zs but Python's str.split() splits on them.
+    assert_eq!(b.tokenize("x\u{2028}y\u{2029}z"), ["x", "y", "z"]);
+    // CJK ideographs split; kana and hangul do not.
+    assert_eq!(b.tokenize("ab中文cd"), ["ab", "中", "文", "cd"]);
+    // (NFD also splits off the dakuten of が, an Mn char, and decomposes 한 into jamo:
+    // Python gives U+3072 U+3089 U+304B U+306A U+1112 U+1161 U+11AB.)
+    assert_eq!(
+        b.tokenize("ひらがな한"),
+        ["\u{3072}\u{3089}\u{304B}\u{306A}\u{1112}\u{1161}\u{11AB}"]
+    );
+    // Unassigned (Cn) code point deleted: it joins its neighbours.
+    assert_eq!(b.tokenize("q\u{2E9A}r"), ["qr"]);
+}
+
+#[test]
+fn basic_lowercase_accents_and_punctuation() {
+    let b = BasicTokenizer::uncased();
+    assert_eq!(
+        b.tokenize("Zürich İSTANBUL ÅNGSTRÖM"),
+        ["zurich", "istanbul", "angstrom"]
+    );
+    // No NFKC: ligature and superscript stay.
+    assert_eq!(b.tokenize("ﬁne x²"), ["ﬁne", "x²"]);
+    // ASCII symbol ranges and P* punctuation split, each char alone.
+    assert_eq!(
+        b.tokenize("a$b^c+d«e»"),
+        ["a", "$", "b", "^", "c", "+", "d", "«", "e", "»"]
+    );
+    assert_eq!(b.tokenize("..."), [".", ".", "."]);
+    // Cased keeps case and accents.
+    assert_eq!(BasicTokenizer::cased().tokenize("Café!"), ["Café", "!"]);
+}
+
+#[test]
+fn special_literals_are_kept_whole_even_inside_words() {
+    let t = tok(&["x", "y", "[", "]", "mask"]);
+    assert_eq!(
+        t.encode("x[MASK]y").tokens,
+        ["[CLS]", "x", "[MASK]", "y", "[SEP]"]
+    );
+    // Lowercase is not special: split as punctuation.
+    assert_eq!(
+        t.encode("[mask]").tokens,
+        ["[CLS]", "[", "mask", "]", "[SEP]"]
+    );
+    assert_eq!(t.encode("[UNK][SEP]").input_ids, [2, 1, 3, 3]);
+}
+
+#[test]
+fn wordpiece_greedy_longest_match_and_unk() {
+    let t = tok(&["un", "unaff", "##aff", "##able", "a", "##a"]);
+    // Longest first: "unaff" + "##able", not "un" + "##aff" + "##able".
+    assert_eq!(t.tokenize("unaffable"), ["unaff", "##able"]);
+    // A word that cannot be covered is one [UNK], even if a prefix matched.
+    assert_eq!(t.tokenize("unaffz"), ["[UNK]"]);
+    // 100 chars are split into pieces; 101 chars are one [UNK].
+    let w100 = "a".repeat(100);
+    assert_eq!(t.tokenize(&w100).len(), 100);
+    assert_eq!(t.tokenize(&"a".repeat(101)), ["[UNK]"]);
+    let mut long = t.clone();
+    long.set_max_input_chars_per_word(200);
+    assert_eq!(long.tokenize(&"a".repeat(101)).len(), 101);
+}
+
+#[test]
+fn empty_text_gives_cls_sep() {
+    let t = tok(&[]);
+    let e = t.encode("");
+    assert_eq!(e.input_ids, [2, 3]);
+    assert_eq!(t.encode_pair("", "").input_ids, [2, 3, 3]);
+}
+
+#[test]
+fn pair_truncation_is_longest_first_from_the_end() {
+    let t = tok(&["a", "b", "c", "d", "e", "f", "g", "h"]);
+    // a: 6 tokens (ids 5..=10), b: 2 tokens; max 9 leaves 6 content tokens: a loses 2 from its end.
+    let e = t
+        .encode_with("a b c d e f", Some("g h"), &EncodeOptions::truncate(9))
+        .unwrap();
+    assert_eq!(
+        e.tokens,
+        ["[CLS]", "a", "b", "c", "d", "[SEP]", "g", "h", "[SEP]"]
+    );
+    assert_eq!(e.token_type_ids, [0, 0, 0, 0, 0, 0, 1, 1, 1]);
+    // Equal lengths 3 and 3, remove 3: b, a, b → a keeps 2, b keeps 1.
+    let e = t
+        .encode_with("a b c", Some("d e f"), &EncodeOptions::truncate(6))
+        .unwrap();
+    assert_eq!(e.tokens, ["[CLS]", "a", "b", "[SEP]", "d", "[SEP]"]);
+    // Down to the specials only.
+    let e = t
+        .encode_with("a b c", Some("d"), &EncodeOptions::truncate(3))
+        .unwrap();
+    assert_eq!(e.tokens, ["[CLS]", "[SEP]", "[SEP]"]);
+}
+
+#[test]
+fn max_length_too_small_is_an_error_naming_it() {
+    let t = tok(&["a"]);
+    let err = t
+        .encode_with("a", None, &EncodeOptions::truncate(1))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("max_length 1"), "{err}");
+    let err = t
+        .encode_with("a", Some("a"), &EncodeOptions::truncate(2))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("max_length 2") && err.contains("3"), "{err}");
+    let no_max = EncodeOptions {
+        truncation: true,
+        ..EncodeOptions::default()
+    };
+    assert!(t.encode_with("a", None, &no_max).is_err());
+}
+
+#[test]
+fn padding_and_batches() {
+    let t = tok(&["a", "b", "c"]);
+    let e = t
+        .encode_with(
+            "a",
+            None,
+            &EncodeOptions::default().with_padding(Padding::Fixed(5)),
+        )
+        .unwrap();
+    assert_eq!(e.input_ids, [2, 5, 3, 0, 0]);
+    assert_eq!(e.attention_mask, [1, 1, 1, 0, 0]);
+    assert_eq!(e.token_type_ids, [0; 5]);
+    assert_eq!(e.tokens[4], "[PAD]");
+    let err = t
+        .encode_with(
+            "a b c",
+            None,
+            &EncodeOptions::default().with_padding(Padding::Fixed(4)),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("5") && err.contains("4"), "{err}");
+
+    let batch = t
+        .encode_batch(
+            &[("a", None), ("a b", Some("c")), ("", None)],
+            &EncodeOptions::default().with_padding(Padding::Longest),
+        )
+        .unwrap();
+    let ids: Vec<_> = batch.iter().map(|e| e.input_ids.clone()).collect();
+    assert_eq!(
+        ids,
+        [
+            vec![2, 5, 3, 0, 0, 0],
+            vec![2, 5, 6, 3, 7, 3],
+            vec![2, 3, 0, 0, 0, 0]
+        ]
+    );
+    assert_eq!(batch[1].token_type_ids, [0, 0, 0, 0, 1, 1]);
+    assert_eq!(batch[2].attention_mask, [1, 1, 0, 0, 0, 0]);
+}
+
+#[test]
+fn decode_joins_pieces() {
+    let t = tok(&["play", "##ing", "ball", "."]);
+    let e = t.encode("Playing ball.");
+    assert_eq!(
+        t.decode(&e.input_ids, false).unwrap(),
+        "[CLS] playing ball . [SEP]"
+    );
+    assert_eq!(t.decode(&e.input_ids, true).unwrap(), "playing ball .");
+    let err = t.decode(&[2, 99], false).unwrap_err().to_string();
+    assert!(err.contains("99"), "{err}");
+}
