@@ -26,8 +26,8 @@ pub mod ops;
 pub mod optim;
 pub mod pretrain;
 pub mod tensor;
-pub mod train;
 pub mod tokenizer;
+pub mod train;
 
 pub use autodiff::gradcheck::{gradcheck, GradcheckOptions, GradcheckReport};
 pub use autodiff::params::{ParamId, ParamStore};

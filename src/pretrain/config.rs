@@ -281,23 +281,47 @@ impl PretrainConfig {
         }
         if let Some(m) = t.micro_batch_size {
             if m == 0 || !t.batch_size.is_multiple_of(m) {
-                return invalid(OP, format!("train.micro_batch_size {m} must divide train.batch_size {}", t.batch_size));
+                return invalid(
+                    OP,
+                    format!(
+                        "train.micro_batch_size {m} must divide train.batch_size {}",
+                        t.batch_size
+                    ),
+                );
             }
         }
         if t.steps == 0 {
             return invalid(OP, "train.steps must be at least 1");
         }
         if t.warmup_steps > t.steps {
-            return invalid(OP, format!("train.warmup_steps {} exceeds train.steps {}", t.warmup_steps, t.steps));
+            return invalid(
+                OP,
+                format!(
+                    "train.warmup_steps {} exceeds train.steps {}",
+                    t.warmup_steps, t.steps
+                ),
+            );
         }
         if !(t.learning_rate.is_finite() && t.learning_rate > 0.0) {
-            return invalid(OP, format!("train.learning_rate {} must be positive", t.learning_rate));
+            return invalid(
+                OP,
+                format!("train.learning_rate {} must be positive", t.learning_rate),
+            );
         }
         if t.max_grad_norm.is_nan() || t.max_grad_norm <= 0.0 {
-            return invalid(OP, format!("train.max_grad_norm {} must be positive", t.max_grad_norm));
+            return invalid(
+                OP,
+                format!("train.max_grad_norm {} must be positive", t.max_grad_norm),
+            );
         }
         if self.data.heldout.is_none() && self.data.heldout_every < 2 {
-            return invalid(OP, format!("data.heldout_every {} must be at least 2", self.data.heldout_every));
+            return invalid(
+                OP,
+                format!(
+                    "data.heldout_every {} must be at least 2",
+                    self.data.heldout_every
+                ),
+            );
         }
         Ok(())
     }

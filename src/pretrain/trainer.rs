@@ -19,7 +19,9 @@ use crate::optim::adamw::bert_decays;
 use crate::optim::{AdamW, AdamWConfig, LinearWarmupDecay};
 use crate::pretrain::config::{Objective, PretrainConfig};
 use crate::pretrain::corpus::{read_corpus_file, split_by_document, Document};
-use crate::pretrain::instances::{create_instances_with_stats, Instance, SpecialTokens, TokenDocument};
+use crate::pretrain::instances::{
+    create_instances_with_stats, Instance, SpecialTokens, TokenDocument,
+};
 use crate::tensor::Tensor;
 use crate::tokenizer::Tokenizer;
 use crate::train::checkpoint::{load_optimizer, save_optimizer, write_atomic, CheckpointDir};
@@ -48,7 +50,15 @@ pub struct Totals {
 
 impl Totals {
     fn as_array(&self) -> [f64; 7] {
-        [self.lm_loss_sum, self.lm_correct, self.lm_count, self.nsp_loss_sum, self.nsp_correct, self.nsp_count, self.tokens]
+        [
+            self.lm_loss_sum,
+            self.lm_correct,
+            self.lm_count,
+            self.nsp_loss_sum,
+            self.nsp_correct,
+            self.nsp_count,
+            self.tokens,
+        ]
     }
     fn from_array(a: [f64; 7]) -> Totals {
         Totals {
@@ -62,7 +72,9 @@ impl Totals {
         }
     }
     fn add(&mut self, o: &Totals) {
-        *self = Totals::from_array(std::array::from_fn(|i| self.as_array()[i] + o.as_array()[i]));
+        *self = Totals::from_array(std::array::from_fn(|i| {
+            self.as_array()[i] + o.as_array()[i]
+        }));
     }
     /// Mean LM loss over predicted positions.
     pub fn lm_loss(&self) -> f64 {
@@ -94,7 +106,12 @@ fn tokenize_docs(tok: &Tokenizer, docs: &[Document]) -> Vec<TokenDocument> {
 
 /// LTR instances: each document's tokens in windows of `max_seq_length − 2`, laid out as
 /// `[CLS] tokens [SEP]`; every position predicts the next token.
-fn ltr_instances(docs: &[TokenDocument], max_seq_length: usize, special: SpecialTokens, seed: u64) -> Vec<Instance> {
+fn ltr_instances(
+    docs: &[TokenDocument],
+    max_seq_length: usize,
+    special: SpecialTokens,
+    seed: u64,
+) -> Vec<Instance> {
     let win = max_seq_length - 2;
     let mut out = Vec::new();
     for d in docs {
@@ -125,7 +142,10 @@ pub fn prepare_data(cfg: &PretrainConfig, tok: &Tokenizer) -> Result<PretrainDat
     let v = tok.vocab();
     let mask = v.mask_id().ok_or_else(|| Error::Invalid {
         op: "pretrain",
-        detail: format!("the vocabulary {} has no [MASK] token", cfg.data.vocab.display()),
+        detail: format!(
+            "the vocabulary {} has no [MASK] token",
+            cfg.data.vocab.display()
+        ),
     })?;
     let special = SpecialTokens {
         cls: v.cls_id(),
@@ -138,18 +158,43 @@ pub fn prepare_data(cfg: &PretrainConfig, tok: &Tokenizer) -> Result<PretrainDat
         docs.truncate(n);
     }
     if docs.is_empty() {
-        return invalid("pretrain", format!("the corpus {} has no documents", cfg.data.train.display()));
+        return invalid(
+            "pretrain",
+            format!("the corpus {} has no documents", cfg.data.train.display()),
+        );
+    }
+    if cfg.train.objective == Objective::MlmNsp && cfg.data.heldout.is_none() && docs.len() < 2 {
+        return invalid(
+            "pretrain",
+            format!(
+                "the corpus {} has one document: next-sentence prediction needs at least two to draw random next sentences from",
+                cfg.data.train.display()
+            ),
+        );
     }
     let (train_docs, held_docs) = match &cfg.data.heldout {
         Some(p) => (docs, read_corpus_file(p)?),
         None => split_by_document(docs, cfg.data.heldout_every, 0)?,
     };
+    if train_docs.is_empty() {
+        return invalid(
+            "pretrain",
+            format!(
+                "holding out every {}-th document leaves no training documents",
+                cfg.data.heldout_every
+            ),
+        );
+    }
     let train_tok = tokenize_docs(tok, &train_docs);
     let held_tok = tokenize_docs(tok, &held_docs);
     let ic = cfg.instance_config();
     let seed = cfg.train.seed;
     let vocab_tokens = v.tokens();
-    let is_sub = |id: u32| vocab_tokens.get(id as usize).is_some_and(|t| t.starts_with("##"));
+    let is_sub = |id: u32| {
+        vocab_tokens
+            .get(id as usize)
+            .is_some_and(|t| t.starts_with("##"))
+    };
     let (train, heldout) = if cfg.train.objective == Objective::Ltr {
         (
             ltr_instances(&train_tok, ic.max_seq_length, special, seed),
@@ -157,7 +202,10 @@ pub fn prepare_data(cfg: &PretrainConfig, tok: &Tokenizer) -> Result<PretrainDat
         )
     } else {
         let (train, _) = create_instances_with_stats(&train_tok, &ic, special, &is_sub, seed)?;
-        let held_cfg = crate::pretrain::instances::InstanceConfig { dupe_factor: 1, ..ic };
+        let held_cfg = crate::pretrain::instances::InstanceConfig {
+            dupe_factor: 1,
+            ..ic
+        };
         let heldout = if held_tok.len() >= 2 || !held_cfg.next_sentence {
             create_instances_with_stats(&held_tok, &held_cfg, special, &is_sub, seed ^ 0xE7A1)?.0
         } else {
@@ -166,9 +214,16 @@ pub fn prepare_data(cfg: &PretrainConfig, tok: &Tokenizer) -> Result<PretrainDat
         (train, heldout)
     };
     if train.is_empty() {
-        return invalid("pretrain", "no training instances could be made from the corpus");
+        return invalid(
+            "pretrain",
+            "no training instances could be made from the corpus",
+        );
     }
-    Ok(PretrainData { train, heldout, special })
+    Ok(PretrainData {
+        train,
+        heldout,
+        special,
+    })
 }
 
 /// A batch laid out for the model.
@@ -235,7 +290,13 @@ fn score(logits: &Tensor, labels: &[i32]) -> (f64, f64) {
         let arg = row
             .iter()
             .enumerate()
-            .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
+            .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+                if v > bv {
+                    (i, v)
+                } else {
+                    (bi, bv)
+                }
+            })
             .0;
         correct += f64::from(arg == l as usize);
     }
@@ -289,7 +350,10 @@ impl<'c> Pretrainer<'c> {
         if t.batch_size % size != 0 {
             return invalid(
                 "pretrain",
-                format!("train.batch_size {} is not divisible by the {size} ranks", t.batch_size),
+                format!(
+                    "train.batch_size {} is not divisible by the {size} ranks",
+                    t.batch_size
+                ),
             );
         }
         Ok(Pretrainer {
@@ -315,7 +379,10 @@ impl<'c> Pretrainer<'c> {
     }
 
     pub fn checkpoints(&self) -> Result<CheckpointDir> {
-        CheckpointDir::new(self.cfg.output_dir.join("checkpoints"), self.cfg.train.keep_checkpoints)
+        CheckpointDir::new(
+            self.cfg.output_dir.join("checkpoints"),
+            self.cfg.train.keep_checkpoints,
+        )
     }
 
     /// Indices of the global batch for `step`: a seeded permutation per epoch.
@@ -330,7 +397,10 @@ impl<'c> Pretrainer<'c> {
             let epoch = (flat / n) as u64;
             if epoch != perm_epoch {
                 perm = (0..n).collect();
-                perm.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(mix(self.cfg.train.seed, epoch)));
+                perm.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(mix(
+                    self.cfg.train.seed,
+                    epoch,
+                )));
                 perm_epoch = epoch;
             }
             out.push(perm[flat % n]);
@@ -340,7 +410,14 @@ impl<'c> Pretrainer<'c> {
 
     /// Forward (and, when training, backward) of instances; `lm_total` and `seq_total` are the
     /// global counts the losses are normalised by.
-    fn run_batch(&mut self, insts: &[&Instance], lm_total: f64, seq_total: f64, seed: u64, train: bool) -> Result<Totals> {
+    fn run_batch(
+        &mut self,
+        insts: &[&Instance],
+        lm_total: f64,
+        seq_total: f64,
+        seed: u64,
+        train: bool,
+    ) -> Result<Totals> {
         let objective = self.cfg.train.objective;
         let b = make_batch(insts, objective, self.pad);
         self.tape.reset();
@@ -349,13 +426,22 @@ impl<'c> Pretrainer<'c> {
         let input = BertInput::new(&b.ids, b.batch, b.seq)
             .with_token_types(&b.types)
             .with_attention_mask(&b.mask);
-        let opts = ForwardOptions { seed, output_hidden_states: false };
+        let opts = ForwardOptions {
+            seed,
+            output_hidden_states: false,
+        };
         let tape = &mut self.tape;
         let out = self.model.bert.forward(tape, &self.store, &input, &opts)?;
-        let mut totals = Totals { tokens: b.mask.iter().map(|&m| m as f64).sum(), ..Totals::default() };
+        let mut totals = Totals {
+            tokens: b.mask.iter().map(|&m| m as f64).sum(),
+            ..Totals::default()
+        };
         let mut loss: Option<Var> = None;
         if !b.lm_rows.is_empty() {
-            let logits = self.model.mlm.forward(tape, &self.store, &out.last_hidden_state, &b.lm_rows)?;
+            let logits =
+                self.model
+                    .mlm
+                    .forward(tape, &self.store, &out.last_hidden_state, &b.lm_rows)?;
             let (l, c) = score(logits.value(), &b.lm_labels);
             totals.lm_loss_sum = l;
             totals.lm_correct = c;
@@ -401,12 +487,20 @@ impl<'c> Pretrainer<'c> {
         let seq_total = global.len() as f64;
         let mine = shard(global.len(), self.comm.rank(), self.comm.size());
         let local: Vec<&Instance> = global[mine.clone()].to_vec();
-        let micro = self.cfg.train.micro_batch_size.unwrap_or(local.len()).max(1);
+        let micro = self
+            .cfg
+            .train
+            .micro_batch_size
+            .unwrap_or(local.len())
+            .max(1);
         self.store.zero_grads();
         let mut totals = Totals::default();
         for (k, chunk) in local.chunks(micro).enumerate() {
             // the dropout seed depends on the global position of the micro-batch
-            let seed = mix(mix(self.cfg.train.seed, step), (mine.start / micro + k) as u64);
+            let seed = mix(
+                mix(self.cfg.train.seed, step),
+                (mine.start / micro + k) as u64,
+            );
             let t = self.run_batch(chunk, lm_total.max(1.0), seq_total, seed, true)?;
             totals.add(&t);
         }
@@ -452,7 +546,10 @@ impl<'c> Pretrainer<'c> {
             }
             save_optimizer(&dir.join("optimizer.safetensors"), &self.store, &self.opt)?;
             let state = json!({ "step": self.step, "config": self.cfg });
-            write_atomic(&dir.join("trainer_state.json"), serde_json::to_string_pretty(&state).unwrap().as_bytes())?;
+            write_atomic(
+                &dir.join("trainer_state.json"),
+                serde_json::to_string_pretty(&state).unwrap().as_bytes(),
+            )?;
             std::fs::copy(&self.cfg.data.vocab, dir.join("vocab.txt")).map_err(|e| Error::Io {
                 path: self.cfg.data.vocab.display().to_string(),
                 source: e,
@@ -476,10 +573,11 @@ impl<'c> Pretrainer<'c> {
             path: state_path.display().to_string(),
             detail: e.to_string(),
         })?;
-        let saved: PretrainConfig = serde_json::from_value(state["config"].clone()).map_err(|e| Error::Format {
-            path: state_path.display().to_string(),
-            detail: e.to_string(),
-        })?;
+        let saved: PretrainConfig =
+            serde_json::from_value(state["config"].clone()).map_err(|e| Error::Format {
+                path: state_path.display().to_string(),
+                detail: e.to_string(),
+            })?;
         if saved != self.cfg {
             return invalid(
                 "resume",
@@ -493,7 +591,11 @@ impl<'c> Pretrainer<'c> {
         }
         let ckpt = Checkpoint::read(dir.join("model.safetensors"))?;
         ckpt.load_into(&mut self.store)?;
-        load_optimizer(&dir.join("optimizer.safetensors"), &self.store, &mut self.opt)?;
+        load_optimizer(
+            &dir.join("optimizer.safetensors"),
+            &self.store,
+            &mut self.opt,
+        )?;
         self.step = step;
         Ok(Some(step))
     }
@@ -502,13 +604,25 @@ impl<'c> Pretrainer<'c> {
     /// log, the progress bar and checkpoints. Returns the last held-out evaluation (all zeros
     /// when there is no held-out data, e.g. a held-out split of one document under NSP).
     pub fn run(&mut self) -> Result<Totals> {
+        self.run_until(self.cfg.train.steps)
+    }
+
+    /// Like [`Pretrainer::run`] but stops after step `stop` (at most `train.steps`), as an
+    /// interrupted run would; the schedule still follows `train.steps`.
+    pub fn run_until(&mut self, stop: u64) -> Result<Totals> {
         let rank0 = self.comm.rank() == 0;
         let out = self.cfg.output_dir.clone();
-        std::fs::create_dir_all(&out).map_err(|e| Error::Io { path: out.display().to_string(), source: e })?;
+        std::fs::create_dir_all(&out).map_err(|e| Error::Io {
+            path: out.display().to_string(),
+            source: e,
+        })?;
         let resumed = self.resume()?;
         let metrics_path = out.join("metrics.jsonl");
         let mut log = if rank0 {
-            write_atomic(&out.join("config.toml"), self.cfg.to_toml_string().as_bytes())?;
+            write_atomic(
+                &out.join("config.toml"),
+                self.cfg.to_toml_string().as_bytes(),
+            )?;
             MetricsLog::truncate_after_step(&metrics_path, resumed.unwrap_or(0))?;
             if resumed.is_none() {
                 let _ = std::fs::remove_file(&metrics_path);
@@ -521,8 +635,10 @@ impl<'c> Pretrainer<'c> {
         let bar = if rank0 {
             let pb = indicatif::ProgressBar::new(t.steps);
             pb.set_style(
-                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  eta {eta}")
-                    .expect("valid template"),
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} steps  {msg}  eta {eta}",
+                )
+                .expect("valid template"),
             );
             pb.set_position(self.step);
             pb
@@ -532,7 +648,7 @@ impl<'c> Pretrainer<'c> {
         let mut window = Totals::default();
         let mut window_start = Instant::now();
         let mut last_eval = Totals::default();
-        while self.step < t.steps {
+        while self.step < t.steps.min(stop) {
             let lr = self.schedule.lr(self.step);
             let (tot, norm) = self.train_step()?;
             window.add(&tot);
@@ -569,7 +685,9 @@ impl<'c> Pretrainer<'c> {
                     }))?;
                 }
             }
-            if rank0 && ((t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || step == t.steps) {
+            if rank0
+                && ((t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || step == t.steps)
+            {
                 self.save_checkpoint()?;
             }
             self.comm.barrier();
@@ -578,8 +696,12 @@ impl<'c> Pretrainer<'c> {
         bar.finish();
         if rank0 {
             save_pretrained(out.join("final"), &self.bert_config, &self.store)?;
-            std::fs::copy(&self.cfg.data.vocab, out.join("final").join("vocab.txt"))
-                .map_err(|e| Error::Io { path: out.display().to_string(), source: e })?;
+            std::fs::copy(&self.cfg.data.vocab, out.join("final").join("vocab.txt")).map_err(
+                |e| Error::Io {
+                    path: out.display().to_string(),
+                    source: e,
+                },
+            )?;
         }
         Ok(last_eval)
     }

@@ -35,6 +35,10 @@ pub fn run(args: Args) -> Result<(), String> {
     t.feed_files(&args.input).map_err(|e| e.to_string())?;
     let (vocab, stats) = t.train_with_stats().map_err(|e| e.to_string())?;
     vocab.save(&args.output).map_err(|e| e.to_string())?;
-    eprintln!("wrote {} tokens to {} ({stats:?})", vocab.len(), args.output.display());
+    eprintln!(
+        "wrote {} tokens to {} ({stats:?})",
+        vocab.len(),
+        args.output.display()
+    );
     Ok(())
 }

@@ -1,0 +1,306 @@
+//! Pre-training end to end on the tiny real corpus: the MLM loss falls, a resumed run is
+//! bit-identical to an uninterrupted one (also after SIGKILL in the middle of a checkpoint
+//! write), and bad configs fail before training.
+
+use cloze::pretrain::config::PretrainConfig;
+use cloze::pretrain::trainer::Pretrainer;
+use cloze::tokenizer::{Trainer, TrainerConfig};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn corpus() -> PathBuf {
+    let p = std::env::var("CLOZE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+        .join("data/fixtures/tiny-corpus.txt");
+    assert!(
+        p.is_file(),
+        "{} is missing (set CLOZE_SHARED to the shared folder)",
+        p.display()
+    );
+    p
+}
+
+fn workdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cloze-pt-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A small vocabulary learned from the corpus, and a config for a very small model.
+fn setup(dir: &Path, steps: u64, extra_train: &str) -> PathBuf {
+    let mut t = Trainer::new(TrainerConfig {
+        vocab_size: 600,
+        min_frequency: 2,
+        ..TrainerConfig::default()
+    });
+    t.feed_file(corpus()).unwrap();
+    t.train().unwrap().save(dir.join("vocab.txt")).unwrap();
+    let cfg = format!(
+        r#"
+output_dir = "run"
+[model]
+preset = "tiny"
+num_hidden_layers = 2
+hidden_size = 64
+num_attention_heads = 2
+intermediate_size = 128
+[data]
+vocab = "vocab.txt"
+train = "{corpus}"
+heldout_every = 2
+max_seq_length = 48
+max_predictions_per_seq = 8
+dupe_factor = 3
+[train]
+objective = "mlm+nsp"
+batch_size = 16
+steps = {steps}
+learning_rate = 2e-3
+warmup_steps = 5
+seed = 11
+log_every = 5
+eval_every = 0
+checkpoint_every = 5
+{extra_train}
+"#,
+        corpus = corpus().display()
+    );
+    let p = dir.join("pretrain.toml");
+    std::fs::write(&p, cfg).unwrap();
+    p
+}
+
+/// The deterministic fields of the metrics log (timing fields dropped).
+fn losses(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("run/metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let o = v.as_object_mut().unwrap();
+            o.remove("tokens_per_second");
+            o.remove("comm_seconds");
+            serde_json::to_string(&v).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn mlm_loss_falls_on_the_tiny_corpus() {
+    let dir = workdir("smoke");
+    let cfg = PretrainConfig::from_file(setup(&dir, 60, "")).unwrap();
+    let initial = Pretrainer::single(cfg.clone())
+        .unwrap()
+        .evaluate()
+        .unwrap()
+        .lm_loss();
+    let last = Pretrainer::single(cfg).unwrap().run().unwrap();
+    let ln_v = (600f64).ln();
+    assert!(
+        (initial - ln_v).abs() < 0.5,
+        "initial held-out loss {initial} should be near ln V = {ln_v}"
+    );
+    // training MLM loss over the first and last logging windows (5 steps of 16 sequences each)
+    let log: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("run/metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v.get("lm_loss").is_some())
+        .collect();
+    let (first, end) = (
+        log[0]["lm_loss"].as_f64().unwrap(),
+        log.last().unwrap()["lm_loss"].as_f64().unwrap(),
+    );
+    assert!(
+        end < first - 0.8,
+        "training MLM loss did not fall: {first} -> {end}"
+    );
+    // the held-out split is two documents of another text: it must improve, if only a little
+    assert!(
+        last.lm_loss() < initial - 0.1,
+        "held-out MLM loss {initial} -> {}",
+        last.lm_loss()
+    );
+    assert!(last.nsp_count > 0.0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn resumed_run_is_bit_identical() {
+    let a = workdir("full");
+    let b = workdir("resumed");
+    Pretrainer::single(PretrainConfig::from_file(setup(&a, 20, "")).unwrap())
+        .unwrap()
+        .run()
+        .unwrap();
+    let cfg_b = PretrainConfig::from_file(setup(&b, 20, "")).unwrap();
+    Pretrainer::single(cfg_b.clone())
+        .unwrap()
+        .run_until(10)
+        .unwrap();
+    let mut resumed = Pretrainer::single(cfg_b).unwrap();
+    resumed.run().unwrap();
+    assert_eq!(losses(&a), losses(&b));
+    // and the final parameters are bit-identical
+    let fa = std::fs::read(a.join("run/final/model.safetensors")).unwrap();
+    let fb = std::fs::read(b.join("run/final/model.safetensors")).unwrap();
+    assert!(fa == fb, "final weights differ after resume");
+    std::fs::remove_dir_all(&a).unwrap();
+    std::fs::remove_dir_all(&b).unwrap();
+}
+
+#[test]
+fn sigkill_during_a_checkpoint_write_loses_nothing() {
+    let exe = env!("CARGO_BIN_EXE_cloze");
+    let a = workdir("kill-ref");
+    let b = workdir("kill");
+    let run = |dir: &Path, pause: bool| {
+        let mut c = Command::new(exe);
+        c.args(["pretrain", "--config"])
+            .arg(dir.join("pretrain.toml"))
+            .current_dir(dir);
+        if pause {
+            c.env("CLOZE_CHECKPOINT_PAUSE_MS", "60000");
+        }
+        c
+    };
+    setup(&a, 15, "");
+    assert!(run(&a, false).status().unwrap().success());
+    setup(&b, 15, "");
+    // Pause inside every checkpoint write; kill during the second one (step 10), after the
+    // model file of that checkpoint has been written but before the optimiser state.
+    let mut child = run(&b, true).spawn().unwrap();
+    let tmp_model = b.join("run/checkpoints/step-00000005.tmp/model.safetensors");
+    let start = Instant::now();
+    while !tmp_model.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "the run never reached its first checkpoint"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        b.join("run/checkpoints/step-00000005.tmp").exists(),
+        "killed mid-write"
+    );
+    assert!(
+        !b.join("run/checkpoints/latest").exists(),
+        "no checkpoint was complete"
+    );
+    // Restart without pausing: it starts over (no complete checkpoint) and must match.
+    assert!(run(&b, false).status().unwrap().success());
+    assert_eq!(losses(&a), losses(&b));
+    // Now kill a run in the middle of a later checkpoint, after a complete one exists.
+    let c = workdir("kill2");
+    setup(&c, 15, "");
+    let mut child = run(&c, false)
+        .env("CLOZE_CHECKPOINT_PAUSE_MS", "0")
+        .spawn()
+        .unwrap();
+    child.wait().unwrap();
+    // the finished run's checkpoints: corrupt the newest by simulating a half-written one
+    std::fs::create_dir_all(c.join("run/checkpoints/step-00000020.tmp")).unwrap();
+    std::fs::write(
+        c.join("run/checkpoints/step-00000020.tmp/model.safetensors"),
+        b"partial",
+    )
+    .unwrap();
+    let ck = cloze::train::checkpoint::CheckpointDir::new(c.join("run/checkpoints"), 2).unwrap();
+    assert_eq!(ck.latest().unwrap().unwrap().0, 15);
+    for d in [a, b, c] {
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
+
+#[test]
+fn bad_configs_fail_before_training() {
+    let dir = workdir("bad");
+    let path = setup(&dir, 10, "");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let cases = [
+        (
+            text.replace("batch_size = 16", "batch_size = 16\nbatch_sise = 3"),
+            "batch_sise",
+        ),
+        (
+            text.replace("num_attention_heads = 2", "num_attention_heads = 3"),
+            "3",
+        ),
+        (
+            text.replace("dupe_factor = 3", "dupe_factor = 3\nmask = 0.7"),
+            "100%",
+        ),
+        (
+            text.replace("steps = 10", "steps = 10\nmicro_batch_size = 5"),
+            "micro_batch_size",
+        ),
+    ];
+    for (cfg, needle) in cases {
+        std::fs::write(&path, &cfg).unwrap();
+        let err = match PretrainConfig::from_file(&path)
+            .and_then(|c| Pretrainer::single(c).map(|_| ()))
+        {
+            Ok(()) => panic!("config accepted but should fail on {needle}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(needle), "error for {needle}: {err}");
+    }
+    // a vocabulary without [MASK]
+    std::fs::write(&path, &text).unwrap();
+    let v = std::fs::read_to_string(dir.join("vocab.txt"))
+        .unwrap()
+        .replace("[MASK]\n", "[MASKX]\n");
+    std::fs::write(dir.join("vocab.txt"), v).unwrap();
+    let err = Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("[MASK]"), "{err}");
+    // a corpus with one document under NSP
+    let one = dir.join("one.txt");
+    std::fs::write(&one, "Just one document.\nWith two sentences.\n").unwrap();
+    std::fs::write(
+        dir.join("vocab.txt"),
+        std::fs::read_to_string(dir.join("vocab.txt"))
+            .unwrap()
+            .replace("[MASKX]", "[MASK]"),
+    )
+    .unwrap();
+    std::fs::write(
+        &path,
+        text.replace(&corpus().display().to_string(), &one.display().to_string()),
+    )
+    .unwrap();
+    let err = Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("one document") || err.contains("documents"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn resuming_with_a_different_config_is_refused() {
+    let dir = workdir("mismatch");
+    let path = setup(&dir, 10, "");
+    Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
+        .unwrap()
+        .run_until(5)
+        .unwrap();
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("learning_rate = 2e-3", "learning_rate = 1e-3");
+    std::fs::write(&path, text).unwrap();
+    let mut t = Pretrainer::single(PretrainConfig::from_file(&path).unwrap()).unwrap();
+    let err = t.run().unwrap_err().to_string();
+    assert!(err.contains("different config"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
