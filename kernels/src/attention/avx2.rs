@@ -69,7 +69,7 @@ unsafe fn store<const TAIL: bool>(p: *mut f32, mask: __m256i, x: __m256) {
 /// the lanes of `tail` in the last vector) is in bounds.
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn block<const R: usize, const V: usize, const TAIL: bool>(
+unsafe fn block<const R: usize, const V: usize, const TAIL: bool, const ACC: bool>(
     k: usize,
     a: *const f32,
     a_rs: usize,
@@ -85,6 +85,9 @@ unsafe fn block<const R: usize, const V: usize, const TAIL: bool>(
     unsafe {
         for r in 0..R {
             for v in 0..V {
+                if !ACC {
+                    continue;
+                }
                 let p = c.add(r * ldc + v * L);
                 acc[r][v] = if v + 1 == V {
                     load::<TAIL>(p, tail)
@@ -138,6 +141,7 @@ unsafe fn matmul(
     ldb: usize,
     c: *mut f32,
     ldc: usize,
+    accumulate: bool,
 ) {
     let mut j0 = 0;
     while j0 < n {
@@ -157,7 +161,11 @@ unsafe fn matmul(
                 let cp = c.add(i0 * ldc + j0);
                 macro_rules! go {
                     ($r:literal, $v:literal, $t:literal) => {
-                        block::<$r, $v, $t>(k, ap, a_rs, a_cs, bp, ldb, cp, ldc, tail)
+                        if accumulate {
+                            block::<$r, $v, $t, true>(k, ap, a_rs, a_cs, bp, ldb, cp, ldc, tail)
+                        } else {
+                            block::<$r, $v, $t, false>(k, ap, a_rs, a_cs, bp, ldb, cp, ldc, tail)
+                        }
                     };
                 }
                 match (rows, nv, full) {
@@ -448,6 +456,43 @@ impl Prims for Avx2 {
                     ldb,
                     c.as_mut_ptr(),
                     ldc,
+                    true,
+                )
+            }
+        }
+    }
+
+    fn matmul_set(
+        &self,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        a_rs: usize,
+        a_cs: usize,
+        b: &[f32],
+        ldb: usize,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        if k == 0 {
+            return super::zero_block(c, m, n, ldc);
+        }
+        if check_matmul(m, n, k, a, a_rs, a_cs, b, ldb, c, ldc) {
+            // SAFETY: AVX2 + FMA present (self exists); bounds checked by check_matmul.
+            unsafe {
+                matmul(
+                    m,
+                    n,
+                    k,
+                    a.as_ptr(),
+                    a_rs,
+                    a_cs,
+                    b.as_ptr(),
+                    ldb,
+                    c.as_mut_ptr(),
+                    ldc,
+                    false,
                 )
             }
         }

@@ -1,5 +1,6 @@
-//! AVX-512F inner loops: a 4-row × 64-column FMA micro-kernel (masked loads/stores for ragged
-//! edges, so any `d` and tile width work), a vectorised `exp`, and a vectorised dropout hash.
+//! AVX-512F inner loops: a 4-row × 64-column FMA micro-kernel (8 × 32 for narrow panels; masked
+//! loads/stores for ragged edges, so any `d` and tile width work), a vectorised `exp`, and a
+//! vectorised dropout hash.
 
 use super::{check_matmul, Drop, Prims};
 use std::arch::x86_64::*;
@@ -28,14 +29,14 @@ fn lane_mask(cols: usize) -> __mmask16 {
     }
 }
 
-/// `C[R × 16·V] += A·B` for one register block.
+/// `C[R × 16·V] += A·B` (`ACC`) or `C = A·B` (not `ACC`) for one register block.
 ///
 /// # Safety
 /// AVX-512F available; for `r < R`, `p < k`, and every unmasked lane `j`: `a + r·a_rs + p·a_cs`,
 /// `b + p·ldb + j`, `c + r·ldc + j` are in bounds.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn block<const R: usize, const V: usize>(
+unsafe fn block<const R: usize, const V: usize, const ACC: bool>(
     k: usize,
     a: *const f32,
     a_rs: usize,
@@ -49,6 +50,9 @@ unsafe fn block<const R: usize, const V: usize>(
     let mut acc = [[_mm512_setzero_ps(); V]; R];
     for r in 0..R {
         for v in 0..V {
+            if !ACC {
+                continue;
+            }
             // SAFETY: in bounds by the caller's contract (masked lanes are not read).
             acc[r][v] = unsafe { _mm512_maskz_loadu_ps(masks[v], c.add(r * ldc + v * L)) };
         }
@@ -90,6 +94,7 @@ unsafe fn matmul(
     ldb: usize,
     c: *mut f32,
     ldc: usize,
+    accumulate: bool,
 ) {
     let mut j0 = 0;
     while j0 < n {
@@ -101,7 +106,13 @@ unsafe fn matmul(
         }
         let mut i0 = 0;
         while i0 < m {
-            let rows = (m - i0).min(MR);
+            // Narrow panels (≤ 32 columns, e.g. head dim 32) take 8 rows so that 16
+            // accumulators hide the FMA latency.
+            let rows = if nv <= 2 && m - i0 >= 2 * MR {
+                2 * MR
+            } else {
+                (m - i0).min(MR)
+            };
             // SAFETY: rows i0..i0+rows < m and columns j0..j0+w ≤ n lie inside the block that
             // check_matmul validated; lanes past w are masked off.
             unsafe {
@@ -110,10 +121,16 @@ unsafe fn matmul(
                 let cp = c.add(i0 * ldc + j0);
                 macro_rules! go {
                     ($r:literal, $v:literal) => {
-                        block::<$r, $v>(k, ap, a_rs, a_cs, bp, ldb, cp, ldc, masks)
+                        if accumulate {
+                            block::<$r, $v, true>(k, ap, a_rs, a_cs, bp, ldb, cp, ldc, masks)
+                        } else {
+                            block::<$r, $v, false>(k, ap, a_rs, a_cs, bp, ldb, cp, ldc, masks)
+                        }
                     };
                 }
                 match (rows, nv) {
+                    (8, 2) => go!(8, 2),
+                    (8, _) => go!(8, 1),
                     (4, 4) => go!(4, 4),
                     (4, 3) => go!(4, 3),
                     (4, 2) => go!(4, 2),
@@ -210,6 +227,39 @@ fn exp_sum(row: &mut [f32], m: f32) -> f32 {
             let e = _mm512_maskz_mov_ps(lm, e);
             _mm512_mask_storeu_ps(p, lm, e);
             s = _mm512_add_ps(s, e);
+        }
+        j += L;
+    }
+    _mm512_reduce_add_ps(s)
+}
+
+/// `row[j] = keep ? exp(row[j] − m)·inv : 0`; returns `Σ exp(row[j] − m)` (undropped).
+#[target_feature(enable = "avx512f")]
+fn exp_sum_dropout(row: &mut [f32], m: f32, drop: &Drop, flat0: u64) -> f32 {
+    let n = row.len();
+    if !no_wrap(flat0, n) {
+        let s = exp_sum(row, m);
+        super::dropout_scalar(row, drop, flat0);
+        return s;
+    }
+    let mv = _mm512_set1_ps(m);
+    let inv = _mm512_set1_ps(drop.inv);
+    let mut s = _mm512_setzero_ps();
+    let mut j = 0;
+    while j < n {
+        let lm = lane_mask(n - j);
+        let keep = keep16(
+            drop,
+            (flat0 as u32).wrapping_add(j as u32),
+            (flat0 >> 32) as u32,
+        );
+        let p = row[j..].as_mut_ptr();
+        // SAFETY: masked lanes stay inside row.
+        unsafe {
+            let e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(lm, p), mv));
+            let e = _mm512_maskz_mov_ps(lm, e);
+            s = _mm512_add_ps(s, e);
+            _mm512_mask_storeu_ps(p, lm, _mm512_maskz_mul_ps(keep, e, inv));
         }
         j += L;
     }
@@ -427,6 +477,43 @@ impl Prims for Avx512 {
                     ldb,
                     c.as_mut_ptr(),
                     ldc,
+                    true,
+                )
+            }
+        }
+    }
+
+    fn matmul_set(
+        &self,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        a_rs: usize,
+        a_cs: usize,
+        b: &[f32],
+        ldb: usize,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        if k == 0 {
+            return super::zero_block(c, m, n, ldc);
+        }
+        if check_matmul(m, n, k, a, a_rs, a_cs, b, ldb, c, ldc) {
+            // SAFETY: AVX-512F present (self exists); bounds checked by check_matmul.
+            unsafe {
+                matmul(
+                    m,
+                    n,
+                    k,
+                    a.as_ptr(),
+                    a_rs,
+                    a_cs,
+                    b.as_ptr(),
+                    ldb,
+                    c.as_mut_ptr(),
+                    ldc,
+                    false,
                 )
             }
         }
@@ -446,6 +533,11 @@ impl Prims for Avx512 {
     fn exp_sum(&self, row: &mut [f32], m: f32) -> f32 {
         // SAFETY: AVX-512F present (self exists).
         unsafe { exp_sum(row, m) }
+    }
+
+    fn exp_sum_dropout(&self, row: &mut [f32], m: f32, drop: &Drop, flat0: u64) -> f32 {
+        // SAFETY: AVX-512F present (self exists).
+        unsafe { exp_sum_dropout(row, m, drop, flat0) }
     }
 
     fn probs(&self, row: &mut [f32], scale: f32, mask: Option<&[f32]>, lse: f32, valid: usize) {

@@ -26,8 +26,8 @@
 //! # Memory and tiling
 //! No `Tq × Tk` matrix is ever held. The forward pass splits each `(b, h)` into blocks of
 //! [`BLOCK_Q`] query rows (one rayon task each) and walks the keys in tiles of [`BLOCK_K`] with an
-//! online softmax (running max and sum); its scratch per task is a transposed key tile
-//! (`d × BLOCK_K`), a score tile (`BLOCK_Q × BLOCK_K`) and two row vectors. The backward pass runs
+//! online softmax (running max and sum); its scratch is the head's transposed keys (`d × Tk`, shared by the head's
+//! query blocks), and per task a score tile (`BLOCK_Q × BLOCK_K`) and two row vectors. The backward pass runs
 //! one rayon task per `(b, h)`: the outer loop walks key tiles (accumulating that tile's `dk`, `dv`
 //! in place), the inner loop walks query blocks, recomputing scores and probabilities and adding
 //! into `dq`. Its scratch is two transposed tiles (`k`, `v`), three score-sized tiles and the `D`
@@ -126,7 +126,7 @@ impl AttnParams {
 /// scores/gradients in the backward pass).
 pub fn scratch_floats(shape: &AttnShape, threads: usize) -> (usize, usize) {
     let d = shape.d;
-    let fwd_task = d * BLOCK_K + BLOCK_Q * BLOCK_K + 2 * BLOCK_Q;
+    let fwd_task = d * shape.tk + BLOCK_Q * BLOCK_K + 2 * BLOCK_Q;
     let bwd_task = 2 * d * BLOCK_K + 3 * BLOCK_Q * BLOCK_K + shape.tq;
     (
         shape.lse_len() + threads * fwd_task,
@@ -497,6 +497,25 @@ pub(crate) trait Prims: Sync {
         ldc: usize,
     );
 
+    /// `C[m×n] = A·B` (C's old contents ignored), otherwise as [`Prims::matmul_acc`].
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_set(
+        &self,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        a_rs: usize,
+        a_cs: usize,
+        b: &[f32],
+        ldb: usize,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        zero_block(c, m, n, ldc);
+        self.matmul_acc(m, n, k, a, a_rs, a_cs, b, ldb, c, ldc)
+    }
+
     /// `row[j] = row[j]·scale + mask[j]` for `j < valid`, `-inf` after; returns the maximum.
     fn scale_mask_max(
         &self,
@@ -511,6 +530,13 @@ pub(crate) trait Prims: Sync {
 
     /// `row[j] = exp(row[j]·scale + mask[j] − lse)` for `j < valid`, 0 after.
     fn probs(&self, row: &mut [f32], scale: f32, mask: Option<&[f32]>, lse: f32, valid: usize);
+
+    /// [`Prims::exp_sum`] then [`Prims::dropout`]; the sum is of the undropped values.
+    fn exp_sum_dropout(&self, row: &mut [f32], m: f32, drop: &Drop, flat0: u64) -> f32 {
+        let s = self.exp_sum(row, m);
+        self.dropout(row, drop, flat0);
+        s
+    }
 
     /// `row[j] = keep(flat0 + j) ? row[j]·inv : 0`.
     fn dropout(&self, row: &mut [f32], drop: &Drop, flat0: u64) {
@@ -581,6 +607,13 @@ pub(crate) fn check_matmul(
         "attention matmul: A too short"
     );
     true
+}
+
+/// Zeroes rows `0..m`, columns `0..n` of a matrix with row stride `ldc`.
+pub(crate) fn zero_block(c: &mut [f32], m: usize, n: usize, ldc: usize) {
+    for i in 0..m {
+        c[i * ldc..i * ldc + n].fill(0.0);
+    }
 }
 
 pub(crate) fn dropout_scalar(row: &mut [f32], drop: &Drop, flat0: u64) {
@@ -729,34 +762,55 @@ fn valid_keys(causal: bool, tq: usize, tk: usize, i: usize, j0: usize, bc: usize
 }
 
 /// Transposes rows `[j0, j0+bc)` of a `[T, d]` matrix into `dst[d × bc]`.
+///
+/// Walks blocks of 16 source rows so that each destination row segment written is one cache line
+/// and the 16 source rows stay in L1 (a plain row-by-row scatter with a power-of-two `bc` thrashes
+/// a few cache sets).
 fn transpose_tile(src: &[f32], d: usize, j0: usize, bc: usize, dst: &mut [f32]) {
-    for jj in 0..bc {
-        let row = &src[(j0 + jj) * d..(j0 + jj + 1) * d];
-        for (c, &x) in row.iter().enumerate() {
-            dst[c * bc + jj] = x;
+    const B: usize = 16;
+    let src = &src[j0 * d..(j0 + bc) * d];
+    let dst = &mut dst[..d * bc];
+    let mut jb = 0;
+    while jb < bc {
+        let w = B.min(bc - jb);
+        let rows = &src[jb * d..(jb + w) * d];
+        for c in 0..d {
+            let out = &mut dst[c * bc + jb..c * bc + jb + w];
+            for (jj, o) in out.iter_mut().enumerate() {
+                *o = rows[jj * d + c];
+            }
         }
+        jb += w;
     }
 }
 
 fn run_forward<P: Prims>(p: &P, a: &Fwd<'_>, out: &mut [f32], lse: &mut [f32]) {
-    let AttnShape { heads, tq, d, .. } = a.shape;
+    let AttnShape {
+        heads, tq, tk, d, ..
+    } = a.shape;
     out.par_chunks_mut(tq * d)
         .zip(lse.par_chunks_mut(tq))
         .enumerate()
         .for_each(|(bh, (o, l))| {
+            // kᵀ of this head, d × Tk, shared by its query blocks
+            let mut kth = vec![0.0f32; d * tk];
+            transpose_tile(&a.k[bh * tk * d..(bh + 1) * tk * d], d, 0, tk, &mut kth);
+            let kth = &kth;
             o.par_chunks_mut(BLOCK_Q * d)
                 .zip(l.par_chunks_mut(BLOCK_Q))
                 .enumerate()
                 .for_each(|(blk, (ob, lb))| {
-                    forward_block(p, a, bh, bh / heads, blk * BLOCK_Q, ob, lb)
+                    forward_block(p, a, kth, bh, bh / heads, blk * BLOCK_Q, ob, lb)
                 })
         });
 }
 
-/// One block of query rows `[i0, i0 + lb.len())` of head `bh`.
+/// One block of query rows `[i0, i0 + lb.len())` of head `bh`; `kth` is the head's kᵀ.
+#[allow(clippy::too_many_arguments)]
 fn forward_block<P: Prims>(
     p: &P,
     a: &Fwd<'_>,
+    kth: &[f32],
     bh: usize,
     b: usize,
     i0: usize,
@@ -772,12 +826,10 @@ fn forward_block<P: Prims>(
     } = a.params;
     let br = lse_out.len();
     let qb = &a.q[(bh * tq + i0) * d..(bh * tq + i0 + br) * d];
-    let kh = &a.k[bh * tk * d..(bh + 1) * tk * d];
     let vh = &a.v[bh * tk * d..(bh + 1) * tk * d];
     let maskb = a.mask.map(|m| &m[b * tk..(b + 1) * tk]);
     let drop = (dropout > 0.0).then(|| Drop::new(seed, dropout));
 
-    let mut kt = vec![0.0f32; d * BLOCK_K];
     let mut s = vec![0.0f32; br * BLOCK_K];
     let mut mrow = vec![f32::NEG_INFINITY; br];
     let mut lrow = vec![0.0f32; br];
@@ -790,10 +842,8 @@ fn forward_block<P: Prims>(
         if valid_keys(causal, tq, tk, last_i, j0, bc) == 0 {
             break; // this and every later tile is hidden from every row of the block
         }
-        transpose_tile(kh, d, j0, bc, &mut kt);
         let st = &mut s[..br * bc];
-        st.fill(0.0);
-        p.matmul_acc(br, bc, d, qb, d, 1, &kt[..d * bc], bc, st, bc);
+        p.matmul_set(br, bc, d, qb, d, 1, &kth[j0..], tk, st, bc);
         let mt = maskb.map(|m| &m[j0..j0 + bc]);
         for r in 0..br {
             let i = i0 + r;
@@ -806,15 +856,15 @@ fn forward_block<P: Prims>(
                 continue;
             }
             let alpha = (mrow[r] - m_new).exp();
-            let sum = p.exp_sum(row, m_new);
+            let sum = match &drop {
+                Some(dr) => p.exp_sum_dropout(row, m_new, dr, ((bh * tq + i) * tk + j0) as u64),
+                None => p.exp_sum(row, m_new),
+            };
             if alpha != 1.0 {
                 p.scale_row(&mut acc[r * d..(r + 1) * d], alpha);
             }
             lrow[r] = lrow[r] * alpha + sum;
             mrow[r] = m_new;
-            if let Some(dr) = &drop {
-                p.dropout(row, dr, ((bh * tq + i) * tk + j0) as u64);
-            }
         }
         p.matmul_acc(br, d, bc, st, bc, 1, &vh[j0 * d..(j0 + bc) * d], d, acc, d);
         j0 += bc;
@@ -904,10 +954,8 @@ fn backward_head<P: Prims>(
             let dob = &doh[i0 * d..(i0 + br) * d];
             let st = &mut s[..br * bc];
             let dpt = &mut dp[..br * bc];
-            st.fill(0.0);
-            dpt.fill(0.0);
-            p.matmul_acc(br, bc, d, qb, d, 1, &kt[..d * bc], bc, st, bc);
-            p.matmul_acc(br, bc, d, dob, d, 1, &vt[..d * bc], bc, dpt, bc);
+            p.matmul_set(br, bc, d, qb, d, 1, &kt[..d * bc], bc, st, bc);
+            p.matmul_set(br, bc, d, dob, d, 1, &vt[..d * bc], bc, dpt, bc);
             for r in 0..br {
                 let i = i0 + r;
                 let row = &mut st[r * bc..(r + 1) * bc];
