@@ -390,17 +390,57 @@ fn dropout(row: &mut [f32], drop: &Drop, flat0: u64) {
 }
 
 #[target_feature(enable = "avx2,fma")]
-fn dropout_bwd(p: &[f32], pd: &mut [f32], dp: &mut [f32], drop: &Drop, flat0: u64) {
+fn grads_row(p: &mut [f32], dp: &mut [f32], dsum: f32, drop: Option<(&Drop, u64)>) {
     let n = p.len();
-    assert!(
-        pd.len() == n && dp.len() == n,
-        "attention: dropout rows differ"
-    );
-    if !no_wrap(flat0, n) {
-        return super::dropout_bwd_scalar(p, pd, dp, drop, flat0);
+    assert_eq!(dp.len(), n, "attention: gradient rows differ");
+    if let Some((_, flat0)) = drop {
+        if !no_wrap(flat0, n) {
+            return super::grads_row_scalar(p, dp, dsum, drop);
+        }
     }
-    let inv = _mm256_set1_ps(drop.inv);
+    let dv = _mm256_set1_ps(dsum);
     let end = whole(n);
+    let mut j = 0;
+    while j < end {
+        // SAFETY: j + 8 ≤ n, the length of both rows.
+        unsafe {
+            let pp = p.as_mut_ptr().add(j);
+            let gp = dp.as_mut_ptr().add(j);
+            let x = _mm256_loadu_ps(pp);
+            let g = _mm256_loadu_ps(gp);
+            match drop {
+                None => _mm256_storeu_ps(gp, _mm256_mul_ps(x, _mm256_sub_ps(g, dv))),
+                Some((dr, flat0)) => {
+                    let keep = keep8(
+                        dr,
+                        (flat0 as u32).wrapping_add(j as u32),
+                        (flat0 >> 32) as u32,
+                    );
+                    let inv = _mm256_set1_ps(dr.inv);
+                    let g = _mm256_and_ps(_mm256_mul_ps(g, inv), keep);
+                    _mm256_storeu_ps(gp, _mm256_mul_ps(x, _mm256_sub_ps(g, dv)));
+                    _mm256_storeu_ps(pp, _mm256_and_ps(_mm256_mul_ps(x, inv), keep));
+                }
+            }
+        }
+        j += L;
+    }
+    let tail = drop.map(|(dr, flat0)| (dr, flat0 + j as u64));
+    super::grads_row_scalar(&mut p[j..], &mut dp[j..], dsum, tail);
+}
+
+/// `row[j] = keep ? exp(row[j] − m)·inv : 0`; returns `Σ exp(row[j] − m)` (undropped).
+#[target_feature(enable = "avx2,fma")]
+fn exp_sum_dropout(row: &mut [f32], m: f32, drop: &Drop, flat0: u64) -> f32 {
+    if !no_wrap(flat0, row.len()) {
+        let s = exp_sum(row, m);
+        super::dropout_scalar(row, drop, flat0);
+        return s;
+    }
+    let mv = _mm256_set1_ps(m);
+    let inv = _mm256_set1_ps(drop.inv);
+    let mut s = _mm256_setzero_ps();
+    let end = whole(row.len());
     let mut j = 0;
     while j < end {
         let keep = keep8(
@@ -408,22 +448,26 @@ fn dropout_bwd(p: &[f32], pd: &mut [f32], dp: &mut [f32], drop: &Drop, flat0: u6
             (flat0 as u32).wrapping_add(j as u32),
             (flat0 >> 32) as u32,
         );
-        // SAFETY: j + 8 ≤ n, the length of all three rows.
+        // SAFETY: j + 8 ≤ row.len().
         unsafe {
-            let x = _mm256_loadu_ps(p.as_ptr().add(j));
-            _mm256_storeu_ps(
-                pd.as_mut_ptr().add(j),
-                _mm256_and_ps(_mm256_mul_ps(x, inv), keep),
-            );
-            let g = _mm256_loadu_ps(dp.as_ptr().add(j));
-            _mm256_storeu_ps(
-                dp.as_mut_ptr().add(j),
-                _mm256_and_ps(_mm256_mul_ps(g, inv), keep),
-            );
+            let p = row.as_mut_ptr().add(j);
+            let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p), mv));
+            s = _mm256_add_ps(s, e);
+            _mm256_storeu_ps(p, _mm256_and_ps(_mm256_mul_ps(e, inv), keep));
         }
         j += L;
     }
-    super::dropout_bwd_scalar(&p[j..], &mut pd[j..], &mut dp[j..], drop, flat0 + j as u64);
+    let mut sum = hsum(s);
+    for (jj, x) in row[j..].iter_mut().enumerate() {
+        let e = (*x - m).exp();
+        sum += e;
+        *x = if drop.keep(flat0 + (j + jj) as u64) {
+            e * drop.inv
+        } else {
+            0.0
+        };
+    }
+    sum
 }
 
 // SAFETY (all methods below): an `Avx2` exists only when the CPU has AVX2 and FMA (see `new`),
@@ -524,8 +568,13 @@ impl Prims for Avx2 {
         unsafe { dropout(row, drop, flat0) }
     }
 
-    fn dropout_bwd(&self, p: &[f32], pd: &mut [f32], dp: &mut [f32], drop: &Drop, flat0: u64) {
+    fn grads_row(&self, p: &mut [f32], dp: &mut [f32], dsum: f32, drop: Option<(&Drop, u64)>) {
         // SAFETY: AVX2 + FMA present (self exists).
-        unsafe { dropout_bwd(p, pd, dp, drop, flat0) }
+        unsafe { grads_row(p, dp, dsum, drop) }
+    }
+
+    fn exp_sum_dropout(&self, row: &mut [f32], m: f32, drop: &Drop, flat0: u64) -> f32 {
+        // SAFETY: AVX2 + FMA present (self exists).
+        unsafe { exp_sum_dropout(row, m, drop, flat0) }
     }
 }

@@ -353,59 +353,40 @@ fn dropout(row: &mut [f32], drop: &Drop, flat0: u64) {
 }
 
 #[target_feature(enable = "avx512f")]
-fn dropout_bwd(p: &[f32], pd: &mut [f32], dp: &mut [f32], drop: &Drop, flat0: u64) {
+fn grads_row(p: &mut [f32], dp: &mut [f32], dsum: f32, drop: Option<(&Drop, u64)>) {
     let n = p.len();
-    assert!(
-        pd.len() == n && dp.len() == n,
-        "attention: dropout rows differ"
-    );
-    if !no_wrap(flat0, n) {
-        return super::dropout_bwd_scalar(p, pd, dp, drop, flat0);
-    }
-    let inv = _mm512_set1_ps(drop.inv);
-    let mut j = 0;
-    while j < n {
-        let lm = lane_mask(n - j);
-        let keep = keep16(
-            drop,
-            (flat0 as u32).wrapping_add(j as u32),
-            (flat0 >> 32) as u32,
-        );
-        // SAFETY: masked lanes stay inside the three rows of length n.
-        unsafe {
-            let x = _mm512_maskz_loadu_ps(lm, p.as_ptr().add(j));
-            _mm512_mask_storeu_ps(
-                pd.as_mut_ptr().add(j),
-                lm,
-                _mm512_maskz_mul_ps(keep, x, inv),
-            );
-            let g = _mm512_maskz_loadu_ps(lm, dp.as_ptr().add(j));
-            _mm512_mask_storeu_ps(
-                dp.as_mut_ptr().add(j),
-                lm,
-                _mm512_maskz_mul_ps(keep, g, inv),
-            );
+    assert_eq!(dp.len(), n, "attention: gradient rows differ");
+    if let Some((_, flat0)) = drop {
+        if !no_wrap(flat0, n) {
+            return super::grads_row_scalar(p, dp, dsum, drop);
         }
-        j += L;
     }
-}
-
-#[target_feature(enable = "avx512f")]
-fn ds_row(p: &[f32], dp: &mut [f32], dsum: f32) {
-    let n = p.len().min(dp.len());
     let dv = _mm512_set1_ps(dsum);
     let mut j = 0;
     while j < n {
         let lm = lane_mask(n - j);
-        // SAFETY: masked lanes stay inside both rows.
+        // SAFETY: masked lanes stay inside both rows of length n.
         unsafe {
-            let x = _mm512_maskz_loadu_ps(lm, p.as_ptr().add(j));
-            let g = _mm512_maskz_loadu_ps(lm, dp.as_ptr().add(j));
-            _mm512_mask_storeu_ps(
-                dp.as_mut_ptr().add(j),
-                lm,
-                _mm512_mul_ps(x, _mm512_sub_ps(g, dv)),
-            );
+            let pp = p.as_mut_ptr().add(j);
+            let gp = dp.as_mut_ptr().add(j);
+            let x = _mm512_maskz_loadu_ps(lm, pp);
+            let g = _mm512_maskz_loadu_ps(lm, gp);
+            match drop {
+                None => {
+                    _mm512_mask_storeu_ps(gp, lm, _mm512_mul_ps(x, _mm512_sub_ps(g, dv)));
+                }
+                Some((dr, flat0)) => {
+                    let keep = keep16(
+                        dr,
+                        (flat0 as u32).wrapping_add(j as u32),
+                        (flat0 >> 32) as u32,
+                    );
+                    let inv = _mm512_set1_ps(dr.inv);
+                    let g = _mm512_maskz_mul_ps(keep, g, inv);
+                    _mm512_mask_storeu_ps(gp, lm, _mm512_mul_ps(x, _mm512_sub_ps(g, dv)));
+                    _mm512_mask_storeu_ps(pp, lm, _mm512_maskz_mul_ps(keep, x, inv));
+                }
+            }
         }
         j += L;
     }
@@ -550,14 +531,9 @@ impl Prims for Avx512 {
         unsafe { dropout(row, drop, flat0) }
     }
 
-    fn dropout_bwd(&self, p: &[f32], pd: &mut [f32], dp: &mut [f32], drop: &Drop, flat0: u64) {
+    fn grads_row(&self, p: &mut [f32], dp: &mut [f32], dsum: f32, drop: Option<(&Drop, u64)>) {
         // SAFETY: AVX-512F present (self exists).
-        unsafe { dropout_bwd(p, pd, dp, drop, flat0) }
-    }
-
-    fn ds_row(&self, p: &[f32], dp: &mut [f32], dsum: f32) {
-        // SAFETY: AVX-512F present (self exists).
-        unsafe { ds_row(p, dp, dsum) }
+        unsafe { grads_row(p, dp, dsum, drop) }
     }
 
     fn scale_row(&self, row: &mut [f32], alpha: f32) {

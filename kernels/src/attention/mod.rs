@@ -543,16 +543,11 @@ pub(crate) trait Prims: Sync {
         dropout_scalar(row, drop, flat0)
     }
 
-    /// `pd[j] = keep ? p[j]·inv : 0`, `dp[j] = keep ? dp[j]·inv : 0`.
-    fn dropout_bwd(&self, p: &[f32], pd: &mut [f32], dp: &mut [f32], drop: &Drop, flat0: u64) {
-        dropout_bwd_scalar(p, pd, dp, drop, flat0)
-    }
-
-    /// `dp[j] = p[j]·(dp[j] − dsum)`.
-    fn ds_row(&self, p: &[f32], dp: &mut [f32], dsum: f32) {
-        for (x, &pj) in dp.iter_mut().zip(p) {
-            *x = pj * (*x - dsum);
-        }
+    /// One row of the backward pass after the probabilities: on entry `p` holds `P` and `dp`
+    /// holds `dout·vᵀ`; on exit `dp[j] = P[j]·(keep_j·inv·dp[j] − dsum)` (that is dS) and
+    /// `p[j] = keep_j·inv·P[j]` (that is Pd). Without dropout, `keep·inv = 1`.
+    fn grads_row(&self, p: &mut [f32], dp: &mut [f32], dsum: f32, drop: Option<(&Drop, u64)>) {
+        grads_row_scalar(p, dp, dsum, drop)
     }
 
     /// `row *= alpha`.
@@ -626,20 +621,29 @@ pub(crate) fn dropout_scalar(row: &mut [f32], drop: &Drop, flat0: u64) {
     }
 }
 
-pub(crate) fn dropout_bwd_scalar(
-    p: &[f32],
-    pd: &mut [f32],
+pub(crate) fn grads_row_scalar(
+    p: &mut [f32],
     dp: &mut [f32],
-    drop: &Drop,
-    flat0: u64,
+    dsum: f32,
+    drop: Option<(&Drop, u64)>,
 ) {
-    for j in 0..p.len() {
-        if drop.keep(flat0 + j as u64) {
-            pd[j] = p[j] * drop.inv;
-            dp[j] *= drop.inv;
-        } else {
-            pd[j] = 0.0;
-            dp[j] = 0.0;
+    assert_eq!(p.len(), dp.len(), "attention: gradient rows differ");
+    match drop {
+        None => {
+            for (g, &pj) in dp.iter_mut().zip(p.iter()) {
+                *g = pj * (*g - dsum);
+            }
+        }
+        Some((dr, flat0)) => {
+            for (j, (g, pj)) in dp.iter_mut().zip(p.iter_mut()).enumerate() {
+                if dr.keep(flat0 + j as u64) {
+                    *g = *pj * (*g * dr.inv - dsum);
+                    *pj *= dr.inv;
+                } else {
+                    *g = *pj * -dsum;
+                    *pj = 0.0;
+                }
+            }
         }
     }
 }
@@ -925,11 +929,6 @@ fn backward_head<P: Prims>(
     let mut vt = vec![0.0f32; d * BLOCK_K];
     let mut s = vec![0.0f32; BLOCK_Q * BLOCK_K];
     let mut dp = vec![0.0f32; BLOCK_Q * BLOCK_K];
-    let mut pd = if drop.is_some() {
-        vec![0.0f32; BLOCK_Q * BLOCK_K]
-    } else {
-        Vec::new()
-    };
     dqh.fill(0.0);
     dkh.fill(0.0);
     dvh.fill(0.0);
@@ -967,23 +966,15 @@ fn backward_head<P: Prims>(
                     p.probs(row, scale, mt, l, valid);
                 }
             }
-            // dv += Pdᵀ·dout ; dP ← dP ⊙ keep/(1−p)
-            if let Some(dr) = &drop {
-                let pdt = &mut pd[..br * bc];
-                for r in 0..br {
-                    let flat0 = ((bh * tq + i0 + r) * tk + j0) as u64;
-                    let (a0, a1) = (r * bc, (r + 1) * bc);
-                    p.dropout_bwd(&st[a0..a1], &mut pdt[a0..a1], &mut dpt[a0..a1], dr, flat0);
-                }
-                p.matmul_acc(bc, d, br, pdt, 1, bc, dob, d, dvt, d);
-            } else {
-                p.matmul_acc(bc, d, br, st, 1, bc, dob, d, dvt, d);
-            }
-            // dS = P ⊙ (dP − D)
+            // dP ← dP ⊙ keep/(1−p) ; dS = P ⊙ (dP − D) ; P ← Pd
             for r in 0..br {
+                let flat0 = ((bh * tq + i0 + r) * tk + j0) as u64;
                 let (a0, a1) = (r * bc, (r + 1) * bc);
-                p.ds_row(&st[a0..a1], &mut dpt[a0..a1], dsum[i0 + r]);
+                let dr = drop.as_ref().map(|dr| (dr, flat0));
+                p.grads_row(&mut st[a0..a1], &mut dpt[a0..a1], dsum[i0 + r], dr);
             }
+            // dv += Pdᵀ·dout
+            p.matmul_acc(bc, d, br, st, 1, bc, dob, d, dvt, d);
             // dq += dS·k ; dk += dSᵀ·q   (scaled once at the end)
             p.matmul_acc(
                 br,
@@ -1157,11 +1148,31 @@ mod tests {
                     p.dropout(&mut a, &drop, flat0);
                     dropout_scalar(&mut b, &drop, flat0);
                     assert_eq!(a, b, "{isa} dropout at {flat0}");
-                    let (mut pa, mut pb) = (vec![0.0; n], vec![0.0; n]);
-                    let (mut ga, mut gb) = (mask.clone(), mask.clone());
-                    p.dropout_bwd(&x, &mut pa, &mut ga, &drop, flat0);
-                    dropout_bwd_scalar(&x, &mut pb, &mut gb, &drop, flat0);
-                    assert_eq!((pa, ga), (pb, gb), "{isa} dropout_bwd at {flat0}");
+                    // fused exp + dropout: the same zeros, values within the exp tolerance
+                    let mut a = x.clone();
+                    let mut b = x.clone();
+                    let sa = p.exp_sum_dropout(&mut a, 0.5, &drop, flat0);
+                    let sb = Scalar.exp_sum(&mut b, 0.5);
+                    dropout_scalar(&mut b, &drop, flat0);
+                    let tol = 3.0 * f32::EPSILON;
+                    assert!((sa - sb).abs() <= tol * n as f32 * sb, "{isa} sum {sa} vs {sb}");
+                    for (y, z) in a.iter().zip(&b) {
+                        assert!((y - z).abs() <= tol * z.abs(), "{isa} exp dropout {y} vs {z}");
+                        assert_eq!(*y == 0.0, *z == 0.0, "{isa} exp dropout mask");
+                    }
+                    for dr in [None, Some((&drop, flat0))] {
+                        let (mut pa, mut pb) = (x.clone(), x.clone());
+                        let (mut ga, mut gb) = (mask.clone(), mask.clone());
+                        p.grads_row(&mut pa, &mut ga, 0.25, dr);
+                        grads_row_scalar(&mut pb, &mut gb, 0.25, dr);
+                        assert_eq!(pa, pb, "{isa} grads_row Pd at {flat0}");
+                        // dS = P·(g·inv − D): a fused multiply-add may skip the rounding of
+                        // g·inv (≤ u·|g·inv| ≤ 1.5u, times |P| ≤ 1), plus one ulp of dS
+                        for (y, z) in ga.iter().zip(&gb) {
+                            let tol = f32::EPSILON * (1.0 + z.abs());
+                            assert!((y - z).abs() <= tol, "{isa} grads_row dS: {y} vs {z}");
+                        }
+                    }
                 });
             }
         }
