@@ -1,7 +1,7 @@
 //! AVX2 + FMA inner loops: a 4-row × 16-column FMA micro-kernel (a masked last vector for
 //! ragged edges), a vectorised `exp` and a vectorised dropout hash.
 
-use super::{check_matmul, Drop, Prims};
+use super::{check_matmul, Drop, Prims, RowDrop, Valid};
 use std::arch::x86_64::*;
 
 /// Proof that the CPU has AVX2 and FMA: only [`Avx2::new`] makes one.
@@ -228,6 +228,7 @@ fn whole(n: usize) -> usize {
     n / L * L
 }
 
+#[inline]
 #[target_feature(enable = "avx2,fma")]
 fn scale_mask_max(row: &mut [f32], scale: f32, mask: Option<&[f32]>, valid: usize) -> f32 {
     let valid = valid.min(row.len());
@@ -272,6 +273,7 @@ fn hsum(x: __m256) -> f32 {
         + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]))
 }
 
+#[inline]
 #[target_feature(enable = "avx2,fma")]
 fn exp_sum(row: &mut [f32], m: f32) -> f32 {
     let mv = _mm256_set1_ps(m);
@@ -296,6 +298,7 @@ fn exp_sum(row: &mut [f32], m: f32) -> f32 {
     sum
 }
 
+#[inline]
 #[target_feature(enable = "avx2,fma")]
 fn probs(row: &mut [f32], scale: f32, mask: Option<&[f32]>, lse: f32, valid: usize) {
     let valid = valid.min(row.len());
@@ -389,6 +392,7 @@ fn dropout(row: &mut [f32], drop: &Drop, flat0: u64) {
     super::dropout_scalar(&mut row[j..], drop, flat0 + j as u64);
 }
 
+#[inline]
 #[target_feature(enable = "avx2,fma")]
 fn grads_row(p: &mut [f32], dp: &mut [f32], dsum: f32, drop: Option<(&Drop, u64)>) {
     let n = p.len();
@@ -430,6 +434,7 @@ fn grads_row(p: &mut [f32], dp: &mut [f32], dsum: f32, drop: Option<(&Drop, u64)
 }
 
 /// `row[j] = keep ? exp(row[j] − m)·inv : 0`; returns `Σ exp(row[j] − m)` (undropped).
+#[inline]
 #[target_feature(enable = "avx2,fma")]
 fn exp_sum_dropout(row: &mut [f32], m: f32, drop: &Drop, flat0: u64) -> f32 {
     if !no_wrap(flat0, row.len()) {
@@ -468,6 +473,54 @@ fn exp_sum_dropout(row: &mut [f32], m: f32, drop: &Drop, flat0: u64) -> f32 {
         };
     }
     sum
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn scale_mask_max_tile(
+    s: &mut [f32],
+    cols: usize,
+    scale: f32,
+    mask: Option<&[f32]>,
+    valid: Valid,
+    maxes: &mut [f32],
+) {
+    super::each_row_max(s, cols, valid, maxes, |row, v| {
+        scale_mask_max(row, scale, mask, v)
+    })
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn exp_tile(s: &mut [f32], cols: usize, m: &[f32], sums: &mut [f32], drop: Option<RowDrop<'_>>) {
+    super::each_row_exp(
+        s,
+        cols,
+        m,
+        sums,
+        drop,
+        |row, mr| exp_sum(row, mr),
+        |row, mr, dr, f0| exp_sum_dropout(row, mr, dr, f0),
+    )
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn probs_tile(
+    s: &mut [f32],
+    cols: usize,
+    scale: f32,
+    mask: Option<&[f32]>,
+    lse: &[f32],
+    valid: Valid,
+) {
+    super::each_row_probs(s, cols, lse, valid, |row, l, v| {
+        probs(row, scale, mask, l, v)
+    })
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn grads_tile(p: &mut [f32], dp: &mut [f32], cols: usize, dsum: &[f32], drop: Option<RowDrop<'_>>) {
+    super::each_row_grads(p, dp, cols, dsum, drop, |pr, gr, ds, dr| {
+        grads_row(pr, gr, ds, dr)
+    })
 }
 
 // SAFETY (all methods below): an `Avx2` exists only when the CPU has AVX2 and FMA (see `new`),
@@ -576,5 +629,54 @@ impl Prims for Avx2 {
     fn exp_sum_dropout(&self, row: &mut [f32], m: f32, drop: &Drop, flat0: u64) -> f32 {
         // SAFETY: AVX2 + FMA present (self exists).
         unsafe { exp_sum_dropout(row, m, drop, flat0) }
+    }
+    fn scale_mask_max_tile(
+        &self,
+        s: &mut [f32],
+        cols: usize,
+        scale: f32,
+        mask: Option<&[f32]>,
+        valid: Valid,
+        maxes: &mut [f32],
+    ) {
+        // SAFETY: AVX2 + FMA present (self exists).
+        unsafe { scale_mask_max_tile(s, cols, scale, mask, valid, maxes) }
+    }
+
+    fn exp_tile(
+        &self,
+        s: &mut [f32],
+        cols: usize,
+        m: &[f32],
+        sums: &mut [f32],
+        drop: Option<RowDrop<'_>>,
+    ) {
+        // SAFETY: AVX2 + FMA present (self exists).
+        unsafe { exp_tile(s, cols, m, sums, drop) }
+    }
+
+    fn probs_tile(
+        &self,
+        s: &mut [f32],
+        cols: usize,
+        scale: f32,
+        mask: Option<&[f32]>,
+        lse: &[f32],
+        valid: Valid,
+    ) {
+        // SAFETY: AVX2 + FMA present (self exists).
+        unsafe { probs_tile(s, cols, scale, mask, lse, valid) }
+    }
+
+    fn grads_tile(
+        &self,
+        p: &mut [f32],
+        dp: &mut [f32],
+        cols: usize,
+        dsum: &[f32],
+        drop: Option<RowDrop<'_>>,
+    ) {
+        // SAFETY: AVX2 + FMA present (self exists).
+        unsafe { grads_tile(p, dp, cols, dsum, drop) }
     }
 }

@@ -2,7 +2,7 @@
 //! loads/stores for ragged edges, so any `d` and tile width work), a vectorised `exp`, and a
 //! vectorised dropout hash.
 
-use super::{check_matmul, Drop, Prims};
+use super::{check_matmul, Drop, Prims, RowDrop, Valid};
 use std::arch::x86_64::*;
 
 /// Proof that the CPU has AVX-512F, AVX2 and FMA: only [`Avx512::new`] makes one.
@@ -182,6 +182,7 @@ fn exp16(x: __m512) -> __m512 {
     }
 }
 
+#[inline]
 #[target_feature(enable = "avx512f")]
 fn scale_mask_max(row: &mut [f32], scale: f32, mask: Option<&[f32]>, valid: usize) -> f32 {
     let n = row.len();
@@ -212,6 +213,7 @@ fn scale_mask_max(row: &mut [f32], scale: f32, mask: Option<&[f32]>, valid: usiz
     _mm512_reduce_max_ps(mx)
 }
 
+#[inline]
 #[target_feature(enable = "avx512f")]
 fn exp_sum(row: &mut [f32], m: f32) -> f32 {
     let n = row.len();
@@ -234,6 +236,7 @@ fn exp_sum(row: &mut [f32], m: f32) -> f32 {
 }
 
 /// `row[j] = keep ? exp(row[j] − m)·inv : 0`; returns `Σ exp(row[j] − m)` (undropped).
+#[inline]
 #[target_feature(enable = "avx512f")]
 fn exp_sum_dropout(row: &mut [f32], m: f32, drop: &Drop, flat0: u64) -> f32 {
     let n = row.len();
@@ -266,6 +269,7 @@ fn exp_sum_dropout(row: &mut [f32], m: f32, drop: &Drop, flat0: u64) -> f32 {
     _mm512_reduce_add_ps(s)
 }
 
+#[inline]
 #[target_feature(enable = "avx512f")]
 fn probs(row: &mut [f32], scale: f32, mask: Option<&[f32]>, lse: f32, valid: usize) {
     let n = row.len();
@@ -352,6 +356,7 @@ fn dropout(row: &mut [f32], drop: &Drop, flat0: u64) {
     }
 }
 
+#[inline]
 #[target_feature(enable = "avx512f")]
 fn grads_row(p: &mut [f32], dp: &mut [f32], dsum: f32, drop: Option<(&Drop, u64)>) {
     let n = p.len();
@@ -426,6 +431,54 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         j += L;
     }
     _mm512_reduce_add_ps(s)
+}
+
+#[target_feature(enable = "avx512f")]
+fn scale_mask_max_tile(
+    s: &mut [f32],
+    cols: usize,
+    scale: f32,
+    mask: Option<&[f32]>,
+    valid: Valid,
+    maxes: &mut [f32],
+) {
+    super::each_row_max(s, cols, valid, maxes, |row, v| {
+        scale_mask_max(row, scale, mask, v)
+    })
+}
+
+#[target_feature(enable = "avx512f")]
+fn exp_tile(s: &mut [f32], cols: usize, m: &[f32], sums: &mut [f32], drop: Option<RowDrop<'_>>) {
+    super::each_row_exp(
+        s,
+        cols,
+        m,
+        sums,
+        drop,
+        |row, mr| exp_sum(row, mr),
+        |row, mr, dr, f0| exp_sum_dropout(row, mr, dr, f0),
+    )
+}
+
+#[target_feature(enable = "avx512f")]
+fn probs_tile(
+    s: &mut [f32],
+    cols: usize,
+    scale: f32,
+    mask: Option<&[f32]>,
+    lse: &[f32],
+    valid: Valid,
+) {
+    super::each_row_probs(s, cols, lse, valid, |row, l, v| {
+        probs(row, scale, mask, l, v)
+    })
+}
+
+#[target_feature(enable = "avx512f")]
+fn grads_tile(p: &mut [f32], dp: &mut [f32], cols: usize, dsum: &[f32], drop: Option<RowDrop<'_>>) {
+    super::each_row_grads(p, dp, cols, dsum, drop, |pr, gr, ds, dr| {
+        grads_row(pr, gr, ds, dr)
+    })
 }
 
 // SAFETY (all methods below): an `Avx512` exists only when the CPU has AVX-512F (see `new`), so
@@ -544,5 +597,54 @@ impl Prims for Avx512 {
     fn dot(&self, a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: AVX-512F present (self exists).
         unsafe { dot(a, b) }
+    }
+    fn scale_mask_max_tile(
+        &self,
+        s: &mut [f32],
+        cols: usize,
+        scale: f32,
+        mask: Option<&[f32]>,
+        valid: Valid,
+        maxes: &mut [f32],
+    ) {
+        // SAFETY: AVX-512F present (self exists).
+        unsafe { scale_mask_max_tile(s, cols, scale, mask, valid, maxes) }
+    }
+
+    fn exp_tile(
+        &self,
+        s: &mut [f32],
+        cols: usize,
+        m: &[f32],
+        sums: &mut [f32],
+        drop: Option<RowDrop<'_>>,
+    ) {
+        // SAFETY: AVX-512F present (self exists).
+        unsafe { exp_tile(s, cols, m, sums, drop) }
+    }
+
+    fn probs_tile(
+        &self,
+        s: &mut [f32],
+        cols: usize,
+        scale: f32,
+        mask: Option<&[f32]>,
+        lse: &[f32],
+        valid: Valid,
+    ) {
+        // SAFETY: AVX-512F present (self exists).
+        unsafe { probs_tile(s, cols, scale, mask, lse, valid) }
+    }
+
+    fn grads_tile(
+        &self,
+        p: &mut [f32],
+        dp: &mut [f32],
+        cols: usize,
+        dsum: &[f32],
+        drop: Option<RowDrop<'_>>,
+    ) {
+        // SAFETY: AVX-512F present (self exists).
+        unsafe { grads_tile(p, dp, cols, dsum, drop) }
     }
 }

@@ -556,6 +556,73 @@ pub(crate) trait Prims: Sync {
         grads_row_scalar(p, dp, dsum, drop)
     }
 
+    /// [`Prims::scale_mask_max`] on each row of a tile of `cols` columns; row `r` sees
+    /// `valid.get(r, cols)` keys; its maximum goes to `maxes[r]`.
+    fn scale_mask_max_tile(
+        &self,
+        s: &mut [f32],
+        cols: usize,
+        scale: f32,
+        mask: Option<&[f32]>,
+        valid: Valid,
+        maxes: &mut [f32],
+    ) {
+        each_row_max(s, cols, valid, maxes, |row, v| {
+            self.scale_mask_max(row, scale, mask, v)
+        })
+    }
+
+    /// [`Prims::exp_sum`] (or [`Prims::exp_sum_dropout`]) on each row of a tile with its own
+    /// `m[r]`; the row sums go to `sums[r]`.
+    fn exp_tile(
+        &self,
+        s: &mut [f32],
+        cols: usize,
+        m: &[f32],
+        sums: &mut [f32],
+        drop: Option<RowDrop<'_>>,
+    ) {
+        each_row_exp(
+            s,
+            cols,
+            m,
+            sums,
+            drop,
+            |row, mr| self.exp_sum(row, mr),
+            |row, mr, dr, f0| self.exp_sum_dropout(row, mr, dr, f0),
+        )
+    }
+
+    /// [`Prims::probs`] on each row of a tile with its own `lse[r]` (a row with `lse = -inf`
+    /// becomes 0).
+    fn probs_tile(
+        &self,
+        s: &mut [f32],
+        cols: usize,
+        scale: f32,
+        mask: Option<&[f32]>,
+        lse: &[f32],
+        valid: Valid,
+    ) {
+        each_row_probs(s, cols, lse, valid, |row, l, v| {
+            self.probs(row, scale, mask, l, v)
+        })
+    }
+
+    /// [`Prims::grads_row`] on each row of a tile with its own `dsum[r]`.
+    fn grads_tile(
+        &self,
+        p: &mut [f32],
+        dp: &mut [f32],
+        cols: usize,
+        dsum: &[f32],
+        drop: Option<RowDrop<'_>>,
+    ) {
+        each_row_grads(p, dp, cols, dsum, drop, |pr, gr, ds, dr| {
+            self.grads_row(pr, gr, ds, dr)
+        })
+    }
+
     /// `row *= alpha`.
     fn scale_row(&self, row: &mut [f32], alpha: f32) {
         for x in row {
@@ -608,6 +675,118 @@ pub(crate) fn check_matmul(
         "attention matmul: A too short"
     );
     true
+}
+
+/// Which keys of a tile each of its rows may see: a prefix, of length `cols` unless causal.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Valid {
+    causal: bool,
+    /// For causal: visible keys of the tile's row 0 (may be ≤ 0), growing by one per row.
+    v0: isize,
+}
+
+impl Valid {
+    /// The tile whose row 0 is query `i0` and whose column 0 is key `j0`.
+    pub fn new(causal: bool, tq: usize, tk: usize, i0: usize, j0: usize) -> Valid {
+        Valid {
+            causal,
+            v0: i0 as isize + tk as isize - tq as isize - j0 as isize + 1,
+        }
+    }
+
+    #[inline(always)]
+    pub fn get(self, r: usize, cols: usize) -> usize {
+        if self.causal {
+            (self.v0 + r as isize).clamp(0, cols as isize) as usize
+        } else {
+            cols
+        }
+    }
+}
+
+/// Dropout of a tile: row `r`, column `c` has flat index `flat0 + r·stride + c`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RowDrop<'a> {
+    pub drop: &'a Drop,
+    pub flat0: u64,
+    pub stride: u64,
+}
+
+#[inline(always)]
+pub(crate) fn each_row_max(
+    s: &mut [f32],
+    cols: usize,
+    valid: Valid,
+    maxes: &mut [f32],
+    mut f: impl FnMut(&mut [f32], usize) -> f32,
+) {
+    for (r, (row, mx)) in s.chunks_exact_mut(cols).zip(maxes.iter_mut()).enumerate() {
+        *mx = f(row, valid.get(r, cols));
+    }
+}
+
+#[inline(always)]
+pub(crate) fn each_row_exp(
+    s: &mut [f32],
+    cols: usize,
+    m: &[f32],
+    sums: &mut [f32],
+    drop: Option<RowDrop<'_>>,
+    mut plain: impl FnMut(&mut [f32], f32) -> f32,
+    mut dropped: impl FnMut(&mut [f32], f32, &Drop, u64) -> f32,
+) {
+    for (r, ((row, &mr), sum)) in s
+        .chunks_exact_mut(cols)
+        .zip(m)
+        .zip(sums.iter_mut())
+        .enumerate()
+    {
+        *sum = match drop {
+            None => plain(row, mr),
+            Some(d) => dropped(row, mr, d.drop, d.flat0 + r as u64 * d.stride),
+        };
+    }
+}
+
+#[inline(always)]
+pub(crate) fn each_row_probs(
+    s: &mut [f32],
+    cols: usize,
+    lse: &[f32],
+    valid: Valid,
+    mut f: impl FnMut(&mut [f32], f32, usize),
+) {
+    for (r, (row, &l)) in s.chunks_exact_mut(cols).zip(lse).enumerate() {
+        if l == f32::NEG_INFINITY {
+            row.fill(0.0);
+        } else {
+            f(row, l, valid.get(r, cols));
+        }
+    }
+}
+
+#[inline(always)]
+pub(crate) fn each_row_grads(
+    p: &mut [f32],
+    dp: &mut [f32],
+    cols: usize,
+    dsum: &[f32],
+    drop: Option<RowDrop<'_>>,
+    mut f: impl FnMut(&mut [f32], &mut [f32], f32, Option<(&Drop, u64)>),
+) {
+    for (r, ((pr, gr), &ds)) in p
+        .chunks_exact_mut(cols)
+        .zip(dp.chunks_exact_mut(cols))
+        .zip(dsum)
+        .enumerate()
+    {
+        f(
+            pr,
+            gr,
+            ds,
+            drop.map(|d| (d.drop, d.flat0 + r as u64 * d.stride)),
+        );
+    }
 }
 
 /// Zeroes rows `0..m`, columns `0..n` of a matrix with row stride `ldc`.
@@ -843,6 +1022,10 @@ fn forward_block<P: Prims>(
     let mut s = vec![0.0f32; br * BLOCK_K];
     let mut mrow = vec![f32::NEG_INFINITY; br];
     let mut lrow = vec![0.0f32; br];
+    let mut tmax = vec![0.0f32; br];
+    let mut meff = vec![0.0f32; br];
+    let mut alpha = vec![0.0f32; br];
+    let mut sums = vec![0.0f32; br];
     acc.fill(0.0);
 
     let last_i = i0 + br - 1;
@@ -855,26 +1038,31 @@ fn forward_block<P: Prims>(
         let st = &mut s[..br * bc];
         p.matmul_set(br, bc, d, qb, d, 1, &kth[j0..], tk, st, bc);
         let mt = maskb.map(|m| &m[j0..j0 + bc]);
+        let valid = Valid::new(causal, tq, tk, i0, j0);
+        p.scale_mask_max_tile(st, bc, scale, mt, valid, &mut tmax);
         for r in 0..br {
-            let i = i0 + r;
-            let row = &mut st[r * bc..(r + 1) * bc];
-            let valid = valid_keys(causal, tq, tk, i, j0, bc);
-            let tmax = p.scale_mask_max(row, scale, mt, valid);
-            let m_new = mrow[r].max(tmax);
+            let m_new = mrow[r].max(tmax[r]);
             if m_new == f32::NEG_INFINITY {
-                row.fill(0.0);
-                continue;
+                // nothing visible yet: the row is all −inf and exp(−inf − 0) = 0
+                meff[r] = 0.0;
+                alpha[r] = 1.0;
+            } else {
+                meff[r] = m_new;
+                alpha[r] = (mrow[r] - m_new).exp();
             }
-            let alpha = (mrow[r] - m_new).exp();
-            let sum = match &drop {
-                Some(dr) => p.exp_sum_dropout(row, m_new, dr, ((bh * tq + i) * tk + j0) as u64),
-                None => p.exp_sum(row, m_new),
-            };
-            if alpha != 1.0 {
-                p.scale_row(&mut acc[r * d..(r + 1) * d], alpha);
+        }
+        let rd = drop.as_ref().map(|dr| RowDrop {
+            drop: dr,
+            flat0: ((bh * tq + i0) * tk + j0) as u64,
+            stride: tk as u64,
+        });
+        p.exp_tile(st, bc, &meff, &mut sums, rd);
+        for r in 0..br {
+            if alpha[r] != 1.0 {
+                p.scale_row(&mut acc[r * d..(r + 1) * d], alpha[r]);
             }
-            lrow[r] = lrow[r] * alpha + sum;
-            mrow[r] = m_new;
+            lrow[r] = lrow[r] * alpha[r] + sums[r];
+            mrow[r] = mrow[r].max(tmax[r]);
         }
         p.matmul_acc(br, d, bc, st, bc, 1, &vh[j0 * d..(j0 + bc) * d], d, acc, d);
         j0 += bc;
@@ -961,24 +1149,15 @@ fn backward_head<P: Prims>(
             let dpt = &mut dp[..br * bc];
             p.matmul_set(br, bc, d, qb, d, 1, &kt[..d * bc], bc, st, bc);
             p.matmul_set(br, bc, d, dob, d, 1, &vt[..d * bc], bc, dpt, bc);
-            for r in 0..br {
-                let i = i0 + r;
-                let row = &mut st[r * bc..(r + 1) * bc];
-                let l = lseh[i];
-                if l == f32::NEG_INFINITY {
-                    row.fill(0.0);
-                } else {
-                    let valid = valid_keys(causal, tq, tk, i, j0, bc);
-                    p.probs(row, scale, mt, l, valid);
-                }
-            }
+            let valid = Valid::new(causal, tq, tk, i0, j0);
+            p.probs_tile(st, bc, scale, mt, &lseh[i0..i0 + br], valid);
             // dP ← dP ⊙ keep/(1−p) ; dS = P ⊙ (dP − D) ; P ← Pd
-            for r in 0..br {
-                let flat0 = ((bh * tq + i0 + r) * tk + j0) as u64;
-                let (a0, a1) = (r * bc, (r + 1) * bc);
-                let dr = drop.as_ref().map(|dr| (dr, flat0));
-                p.grads_row(&mut st[a0..a1], &mut dpt[a0..a1], dsum[i0 + r], dr);
-            }
+            let rd = drop.as_ref().map(|dr| RowDrop {
+                drop: dr,
+                flat0: ((bh * tq + i0) * tk + j0) as u64,
+                stride: tk as u64,
+            });
+            p.grads_tile(st, dpt, bc, &dsum[i0..i0 + br], rd);
             // dv += Pdᵀ·dout
             p.matmul_acc(bc, d, br, st, 1, bc, dob, d, dvt, d);
             // dq += dS·k ; dk += dSᵀ·q   (scaled once at the end)
