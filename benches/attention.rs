@@ -6,8 +6,8 @@
 //! tiles (from `attention::scratch_floats`) against the unfused path's `B·H·T·T` matrices
 //! (forward: scores and probabilities; backward adds dP and dS).
 //!
-//! The reference runs at seq 128; at seq 512 (one forward ≈ 3 s, forward+backward ≈ 11 s on
-//! this machine) only when `CLOZE_BENCH_SLOW_REFERENCE=1` is set.
+//! The reference runs at seq 128; at seq 512 (16× the work per iteration: several seconds for a
+//! forward, over ten for forward+backward) only when `CLOZE_BENCH_SLOW_REFERENCE=1` is set.
 //! Run: `cargo bench --bench attention` (add `CLOZE_BENCH_SLOW_REFERENCE=1` for the full table).
 
 use cloze_kernels::attention::{self, reference, AttnParams, AttnShape};
