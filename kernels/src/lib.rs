@@ -13,6 +13,7 @@
 #![allow(clippy::match_single_binding)]
 
 pub mod adamw;
+pub mod attention;
 pub mod convert;
 pub mod dispatch;
 pub mod gelu;

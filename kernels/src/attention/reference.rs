@@ -1,0 +1,178 @@
+//! The plain attention every fused path is tested against: per `(b, h)` it materialises the full
+//! `Tq × Tk` score, probability and gradient matrices, in f64, following the formulas of the
+//! [module documentation](super) one by one. Same signatures and checks as the fused API.
+
+use super::{check_backward, check_forward, AttnParams, AttnShape, Drop};
+
+/// Scores, probabilities (undropped) and dropped probabilities of head `bh`, `Tq × Tk` each, and
+/// each row's log-sum-exp (`-inf` for a row with no visible key).
+struct Probs {
+    p: Vec<f64>,
+    pd: Vec<f64>,
+    lse: Vec<f64>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn probs(
+    shape: &AttnShape,
+    params: &AttnParams,
+    q: &[f32],
+    k: &[f32],
+    mask: Option<&[f32]>,
+    bh: usize,
+) -> Probs {
+    let AttnShape {
+        heads, tq, tk, d, ..
+    } = *shape;
+    let b = bh / heads;
+    let drop = Drop::new(params.seed, params.dropout);
+    let mut s = vec![f64::NEG_INFINITY; tq * tk];
+    for i in 0..tq {
+        for j in 0..tk {
+            let hidden = params.causal && (j as isize) > i as isize + tk as isize - tq as isize;
+            if hidden {
+                continue;
+            }
+            let qi = &q[(bh * tq + i) * d..(bh * tq + i + 1) * d];
+            let kj = &k[(bh * tk + j) * d..(bh * tk + j + 1) * d];
+            let dot: f64 = qi.iter().zip(kj).map(|(&x, &y)| x as f64 * y as f64).sum();
+            s[i * tk + j] = dot * params.scale as f64 + mask.map_or(0.0, |m| m[b * tk + j] as f64);
+        }
+    }
+    let mut p = vec![0.0f64; tq * tk];
+    let mut pd = vec![0.0f64; tq * tk];
+    let mut lse = vec![f64::NEG_INFINITY; tq];
+    for i in 0..tq {
+        let row = &s[i * tk..(i + 1) * tk];
+        let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if m == f64::NEG_INFINITY {
+            continue; // no visible key: zero weights
+        }
+        let sum: f64 = row.iter().map(|&x| (x - m).exp()).sum();
+        lse[i] = m + sum.ln();
+        for j in 0..tk {
+            let pij = (row[j] - m).exp() / sum;
+            p[i * tk + j] = pij;
+            let flat = ((bh * tq + i) * tk + j) as u64;
+            pd[i * tk + j] = if params.dropout == 0.0 || drop.keep(flat) {
+                pij / (1.0 - params.dropout as f64)
+            } else {
+                0.0
+            };
+        }
+    }
+    Probs { p, pd, lse }
+}
+
+/// Reference forward: `out` and `lse` as the fused [`super::forward`].
+#[allow(clippy::too_many_arguments)]
+pub fn forward(
+    shape: AttnShape,
+    params: AttnParams,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: Option<&[f32]>,
+    out: &mut [f32],
+    lse: &mut [f32],
+) {
+    check_forward(&shape, &params, q, k, v, mask, out, lse);
+    let AttnShape {
+        batch,
+        heads,
+        tq,
+        tk,
+        d,
+    } = shape;
+    for bh in 0..batch * heads {
+        let pr = probs(&shape, &params, q, k, mask, bh);
+        for i in 0..tq {
+            lse[bh * tq + i] = pr.lse[i] as f32;
+            for c in 0..d {
+                let mut acc = 0.0f64;
+                for j in 0..tk {
+                    acc += pr.pd[i * tk + j] * v[(bh * tk + j) * d + c] as f64;
+                }
+                out[(bh * tq + i) * d + c] = acc as f32;
+            }
+        }
+    }
+}
+
+/// Reference backward: `dq`, `dk`, `dv` as the fused [`super::backward`]. It recomputes the
+/// probabilities itself; `lse` is only length-checked, and `out` is used for `D` exactly as the
+/// fused path does.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    shape: AttnShape,
+    params: AttnParams,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: Option<&[f32]>,
+    out: &[f32],
+    lse: &[f32],
+    dout: &[f32],
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+) {
+    check_backward(&shape, &params, q, k, v, mask, out, lse, dout, dq, dk, dv);
+    let AttnShape {
+        batch,
+        heads,
+        tq,
+        tk,
+        d,
+    } = shape;
+    let keep_scale = 1.0 / (1.0 - params.dropout as f64);
+    let sc = params.scale as f64;
+    for bh in 0..batch * heads {
+        let pr = probs(&shape, &params, q, k, mask, bh);
+        let qo = bh * tq * d;
+        let ko = bh * tk * d;
+        // dP[i, j] = (dout_i · v_j) · keep / (1 − p)
+        let mut ds = vec![0.0f64; tq * tk];
+        for i in 0..tq {
+            let di: f64 = (0..d)
+                .map(|c| dout[qo + i * d + c] as f64 * out[qo + i * d + c] as f64)
+                .sum();
+            for j in 0..tk {
+                let pij = pr.p[i * tk + j];
+                if pij == 0.0 {
+                    continue;
+                }
+                let dot: f64 = (0..d)
+                    .map(|c| dout[qo + i * d + c] as f64 * v[ko + j * d + c] as f64)
+                    .sum();
+                // pd / p is keep/(1−p) (0 or keep_scale) whenever p > 0
+                let kept = if pr.pd[i * tk + j] != 0.0 {
+                    keep_scale
+                } else {
+                    0.0
+                };
+                ds[i * tk + j] = pij * (dot * kept - di);
+            }
+        }
+        for i in 0..tq {
+            for c in 0..d {
+                let acc: f64 = (0..tk)
+                    .map(|j| ds[i * tk + j] * k[ko + j * d + c] as f64)
+                    .sum();
+                dq[qo + i * d + c] = (acc * sc) as f32;
+            }
+        }
+        for j in 0..tk {
+            for c in 0..d {
+                let mut gk = 0.0f64;
+                let mut gv = 0.0f64;
+                for i in 0..tq {
+                    gk += ds[i * tk + j] * q[qo + i * d + c] as f64;
+                    gv += pr.pd[i * tk + j] * dout[qo + i * d + c] as f64;
+                }
+                dk[ko + j * d + c] = (gk * sc) as f32;
+                dv[ko + j * d + c] = gv as f32;
+            }
+        }
+    }
+}

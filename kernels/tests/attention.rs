@@ -1,0 +1,633 @@
+//! Fused attention (every path this CPU supports) against the plain f64 reference, and the
+//! reference backward against central finite differences.
+//!
+//! Tolerance (fused vs reference), normwise per output tensor:
+//!   max |fused − ref| ≤ 4·u·(d·(1 + |scale|·d) + Tq + Tk + M + 16)·(1 + max |ref|)
+//! with `u = 2^-24` the f32 unit roundoff. Inputs are in [−1, 1], so a score `scale·q·k` is a
+//! length-`d` f32 dot product of error ≤ d·u·|scale|·d, plus ≤ u·(|scale|·d + M) for adding the
+//! mask (M = the largest |finite mask value| near which a row's maximum can sit); `exp` turns an
+//! absolute score error into the same relative probability error. The accumulations along keys
+//! (online softmax, P·V) and along queries (dk, dv) have lengths Tk and Tq, and each dot over
+//! the head dimension (dP, D) has length d. The reference is f64, so its own error is
+//! negligible. The factor 4 covers the few roundings per element (exp ≤ 2 ulp, lse, rescaling).
+//! These are worst-case (linear) bounds: observed errors stay below 1/40 of them, so the tight
+//! per-loop checks (exp ≤ 3 ulp, micro-kernel, row passes) live in the unit tests of
+//! `kernels/src/attention/mod.rs`.
+
+use cloze_kernels::attention::{
+    self, backward_with, dropout_keep, forward_with, reference, AttnParams, AttnShape,
+};
+use cloze_kernels::dispatch::{supported, Isa};
+use proptest::prelude::*;
+
+const U: f64 = f32::EPSILON as f64 / 2.0;
+
+/// splitmix64 stream of uniform f32 in [lo, hi).
+struct Gen(u64);
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        let x = (self.next() >> 40) as f32 / (1u64 << 24) as f32;
+        lo + (hi - lo) * x
+    }
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.uniform(-1.0, 1.0)).collect()
+    }
+}
+
+/// Key-padding mask patterns, one per batch row (cycled).
+#[derive(Clone, Copy, Debug)]
+enum MaskKind {
+    None,
+    /// Mix of 0, −30 and −inf, at least one key 0.
+    Partial,
+    /// Batch 0 all −inf (a fully hidden row), the others partial.
+    FullyHidden,
+}
+
+const PARTIAL_MAG: f64 = 30.0;
+
+fn make_mask(kind: MaskKind, batch: usize, tk: usize, g: &mut Gen) -> Option<Vec<f32>> {
+    let partial = |g: &mut Gen| -> Vec<f32> {
+        let mut row: Vec<f32> = (0..tk)
+            .map(|_| match g.next() % 4 {
+                0 => f32::NEG_INFINITY,
+                1 => -PARTIAL_MAG as f32,
+                _ => 0.0,
+            })
+            .collect();
+        let keep = (g.next() % tk as u64) as usize;
+        row[keep] = 0.0;
+        row
+    };
+    match kind {
+        MaskKind::None => None,
+        MaskKind::Partial => Some((0..batch).flat_map(|_| partial(g)).collect()),
+        MaskKind::FullyHidden => Some(
+            (0..batch)
+                .flat_map(|b| {
+                    if b == 0 {
+                        vec![f32::NEG_INFINITY; tk]
+                    } else {
+                        partial(g)
+                    }
+                })
+                .collect(),
+        ),
+    }
+}
+
+struct Case {
+    shape: AttnShape,
+    params: AttnParams,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    dout: Vec<f32>,
+    mask: Option<Vec<f32>>,
+}
+
+impl Case {
+    fn new(shape: AttnShape, params: AttnParams, mask: MaskKind, seed: u64) -> Case {
+        let mut g = Gen(seed);
+        Case {
+            shape,
+            params,
+            q: g.vec(shape.q_len()),
+            k: g.vec(shape.kv_len()),
+            v: g.vec(shape.kv_len()),
+            dout: g.vec(shape.q_len()),
+            mask: make_mask(mask, shape.batch, shape.tk, &mut g),
+        }
+    }
+    fn mask(&self) -> Option<&[f32]> {
+        self.mask.as_deref()
+    }
+}
+
+struct Outs {
+    out: Vec<f32>,
+    lse: Vec<f32>,
+    dq: Vec<f32>,
+    dk: Vec<f32>,
+    dv: Vec<f32>,
+}
+
+fn run_reference(c: &Case) -> Outs {
+    let s = c.shape;
+    let mut o = Outs {
+        out: vec![0.0; s.q_len()],
+        lse: vec![0.0; s.lse_len()],
+        dq: vec![0.0; s.q_len()],
+        dk: vec![0.0; s.kv_len()],
+        dv: vec![0.0; s.kv_len()],
+    };
+    reference::forward(
+        s,
+        c.params,
+        &c.q,
+        &c.k,
+        &c.v,
+        c.mask(),
+        &mut o.out,
+        &mut o.lse,
+    );
+    reference::backward(
+        s,
+        c.params,
+        &c.q,
+        &c.k,
+        &c.v,
+        c.mask(),
+        &o.out,
+        &o.lse,
+        &c.dout,
+        &mut o.dq,
+        &mut o.dk,
+        &mut o.dv,
+    );
+    o
+}
+
+/// Fused forward, then fused backward fed with the fused forward's own `out` and `lse`.
+fn run_fused(isa: Isa, c: &Case) -> Outs {
+    let s = c.shape;
+    // NaN-filled outputs: every element must be written.
+    let mut o = Outs {
+        out: vec![f32::NAN; s.q_len()],
+        lse: vec![f32::NAN; s.lse_len()],
+        dq: vec![f32::NAN; s.q_len()],
+        dk: vec![f32::NAN; s.kv_len()],
+        dv: vec![f32::NAN; s.kv_len()],
+    };
+    forward_with(
+        isa,
+        s,
+        c.params,
+        &c.q,
+        &c.k,
+        &c.v,
+        c.mask(),
+        &mut o.out,
+        &mut o.lse,
+    );
+    backward_with(
+        isa,
+        s,
+        c.params,
+        &c.q,
+        &c.k,
+        &c.v,
+        c.mask(),
+        &o.out,
+        &o.lse,
+        &c.dout,
+        &mut o.dq,
+        &mut o.dk,
+        &mut o.dv,
+    );
+    o
+}
+
+fn tolerance(c: &Case, reference: &[f32], mask_mag: f64) -> f64 {
+    let s = c.shape;
+    let d = s.d as f64;
+    let scale = c.params.scale.abs() as f64;
+    let n = d * (1.0 + scale * d) + s.tq as f64 + s.tk as f64 + mask_mag + 16.0;
+    let max_ref = reference
+        .iter()
+        .filter(|x| x.is_finite())
+        .fold(0.0f64, |m, &x| m.max(x.abs() as f64));
+    4.0 * U * n * (1.0 + max_ref)
+}
+
+fn compare(what: &str, isa: Isa, c: &Case, got: &[f32], want: &[f32], mask_mag: f64) {
+    let tol = tolerance(c, want, mask_mag);
+    for (idx, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let ok = if w.is_finite() {
+            g.is_finite() && ((g as f64) - (w as f64)).abs() <= tol
+        } else {
+            g == w // −inf lse of a fully hidden row
+        };
+        assert!(
+            ok,
+            "{what} on {isa}: element {idx} fused {g} vs reference {w} (tol {tol:e}); shape {:?} params {:?} mask {}",
+            c.shape,
+            c.params,
+            c.mask.is_some()
+        );
+    }
+}
+
+fn check_case(c: &Case, mask_mag: f64) {
+    let r = run_reference(c);
+    for isa in supported() {
+        let f = run_fused(isa, c);
+        compare("out", isa, c, &f.out, &r.out, mask_mag);
+        compare("lse", isa, c, &f.lse, &r.lse, mask_mag);
+        compare("dq", isa, c, &f.dq, &r.dq, mask_mag);
+        compare("dk", isa, c, &f.dk, &r.dk, mask_mag);
+        compare("dv", isa, c, &f.dv, &r.dv, mask_mag);
+    }
+}
+
+fn params(d: usize, causal: bool, dropout: f32, seed: u64) -> AttnParams {
+    AttnParams {
+        scale: 1.0 / (d as f32).sqrt(),
+        causal,
+        dropout,
+        seed,
+    }
+}
+
+const TS: [usize; 9] = [1, 3, 7, 15, 17, 31, 33, 127, 129];
+const DS: [usize; 6] = [1, 3, 8, 17, 32, 64];
+
+#[test]
+fn every_path_matches_reference_on_awkward_sizes() {
+    let mut n = 0u64;
+    for &t in &TS {
+        for &d in &DS {
+            // Three configurations per size: plain; partial mask + causal + dropout 0.1;
+            // partial mask with a fully hidden batch, not causal, dropout 0.1.
+            let configs = [
+                (MaskKind::None, false, 0.0),
+                (MaskKind::Partial, true, 0.1),
+                (MaskKind::FullyHidden, false, 0.1),
+            ];
+            for (mask, causal, p) in configs {
+                n += 1;
+                let shape = AttnShape {
+                    batch: 2,
+                    heads: if t > 64 { 1 } else { 2 },
+                    tq: t,
+                    tk: t,
+                    d,
+                };
+                let c = Case::new(shape, params(d, causal, p, n), mask, 1000 + n);
+                check_case(&c, PARTIAL_MAG);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_path_matches_reference_when_query_and_key_lengths_differ() {
+    // causal with Tq ≠ Tk is bottom-right aligned; Tq > Tk hides every key from early rows.
+    for (tq, tk) in [(5, 70), (70, 5), (65, 129), (129, 64), (1, 17), (17, 1)] {
+        for causal in [false, true] {
+            let shape = AttnShape {
+                batch: 2,
+                heads: 2,
+                tq,
+                tk,
+                d: 17,
+            };
+            let c = Case::new(shape, params(17, causal, 0.1, 7), MaskKind::Partial, 77);
+            check_case(&c, PARTIAL_MAG);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn every_path_matches_reference_on_random_shapes(
+        batch in 1usize..=2,
+        heads in 1usize..=3,
+        tq in 1usize..=80,
+        tk in 1usize..=80,
+        d in 1usize..=72,
+        causal in any::<bool>(),
+        dropout in prop::sample::select(vec![0.0f32, 0.1, 0.5]),
+        mask in prop::sample::select(vec![MaskKind::None, MaskKind::Partial, MaskKind::FullyHidden]),
+        scale in 0.05f32..1.0,
+        seed in any::<u64>(),
+    ) {
+        let shape = AttnShape { batch, heads, tq, tk, d };
+        let p = AttnParams { scale, causal, dropout, seed };
+        let c = Case::new(shape, p, mask, seed ^ 0x5555);
+        check_case(&c, PARTIAL_MAG);
+    }
+}
+
+#[test]
+fn fully_hidden_rows_give_zero_output_and_gradients_without_nan() {
+    let shape = AttnShape {
+        batch: 2,
+        heads: 2,
+        tq: 33,
+        tk: 33,
+        d: 8,
+    };
+    for p in [0.0, 0.1] {
+        let c = Case::new(shape, params(8, false, p, 3), MaskKind::FullyHidden, 5);
+        for isa in supported() {
+            let f = run_fused(isa, &c);
+            let per_b_q = shape.heads * shape.tq * shape.d;
+            let per_b_k = shape.heads * shape.tk * shape.d;
+            // batch 0 is fully hidden
+            assert!(f.out[..per_b_q].iter().all(|&x| x == 0.0), "{isa}: out");
+            assert!(f.dq[..per_b_q].iter().all(|&x| x == 0.0), "{isa}: dq");
+            assert!(f.dk[..per_b_k].iter().all(|&x| x == 0.0), "{isa}: dk");
+            assert!(f.dv[..per_b_k].iter().all(|&x| x == 0.0), "{isa}: dv");
+            assert!(
+                f.lse[..shape.heads * shape.tq]
+                    .iter()
+                    .all(|&x| x == f32::NEG_INFINITY),
+                "{isa}: lse"
+            );
+            for (name, x) in [("out", &f.out), ("dq", &f.dq), ("dk", &f.dk), ("dv", &f.dv)] {
+                assert!(x.iter().all(|v| !v.is_nan()), "{isa}: NaN in {name}");
+            }
+        }
+    }
+}
+
+#[test]
+fn causal_rows_before_the_first_key_are_zero() {
+    // Tq = 10 > Tk = 4: query i sees keys j ≤ i − 6, so rows 0..6 see nothing.
+    let shape = AttnShape {
+        batch: 1,
+        heads: 1,
+        tq: 10,
+        tk: 4,
+        d: 5,
+    };
+    let c = Case::new(shape, params(5, true, 0.0, 0), MaskKind::None, 9);
+    for isa in supported() {
+        let f = run_fused(isa, &c);
+        assert!(f.out[..6 * 5].iter().all(|&x| x == 0.0), "{isa}");
+        assert!(f.out[6 * 5..].iter().any(|&x| x != 0.0), "{isa}");
+        // row 6 sees only key 0: its output is v_0 exactly up to rounding of 1·v
+        for c_ in 0..5 {
+            assert!(
+                (f.out[6 * 5 + c_] - c.v[c_]).abs() <= 4.0 * f32::EPSILON,
+                "{isa}"
+            );
+        }
+    }
+}
+
+#[test]
+fn mask_of_minus_10000_everywhere_gives_uniform_weights() {
+    let (tq, tk, d) = (17, 70, 32);
+    let shape = AttnShape {
+        batch: 1,
+        heads: 2,
+        tq,
+        tk,
+        d,
+    };
+    let mut c = Case::new(shape, params(d, false, 0.0, 0), MaskKind::None, 11);
+    c.mask = Some(vec![-10000.0; tk]);
+    // Uniform weights: out_i = mean_j v_j, computed here directly in f64.
+    let mut mean = vec![0.0f64; 2 * d];
+    for h in 0..2 {
+        for j in 0..tk {
+            for x in 0..d {
+                mean[h * d + x] += c.v[(h * tk + j) * d + x] as f64 / tk as f64;
+            }
+        }
+    }
+    // With random q the weights are a softmax of the scores shifted by −10000: compare with the
+    // reference. Scores near −10000 are rounded to the f32 spacing there (2^-10), an absolute
+    // score error that the tolerance's M = 10000 term covers.
+    check_case(&c, 10000.0);
+    // With q = 0 every score is exactly −10000: uniform weights, out_i = mean_j v_j.
+    c.q = vec![0.0; shape.q_len()];
+    let r = run_reference(&c);
+    for isa in supported() {
+        let f = run_fused(isa, &c);
+        for h in 0..2 {
+            for i in 0..tq {
+                for x in 0..d {
+                    let got = f.out[(h * tq + i) * d + x] as f64;
+                    let want = mean[h * d + x];
+                    // uniform weights 1/tk exactly (all scores equal): error only from the
+                    // length-tk f32 sum
+                    let tol = 4.0 * U * (tk as f64 + 8.0);
+                    assert!((got - want).abs() <= tol, "{isa}: {got} vs mean {want}");
+                    assert!(
+                        ((r.out[(h * tq + i) * d + x] as f64) - want).abs() <= tol,
+                        "reference: {} vs mean {want}",
+                        r.out[(h * tq + i) * d + x]
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn one_and_two_threads_give_identical_bits() {
+    let shape = AttnShape {
+        batch: 2,
+        heads: 3,
+        tq: 133,
+        tk: 133,
+        d: 64,
+    };
+    let c = Case::new(shape, params(64, false, 0.1, 42), MaskKind::Partial, 13);
+    let run = |threads: usize, isa: Isa| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| run_fused(isa, &c))
+    };
+    for isa in supported() {
+        let a = run(1, isa);
+        let b = run(2, isa);
+        for (name, x, y) in [
+            ("out", &a.out, &b.out),
+            ("lse", &a.lse, &b.lse),
+            ("dq", &a.dq, &b.dq),
+            ("dk", &a.dk, &b.dk),
+            ("dv", &a.dv, &b.dv),
+        ] {
+            let xb: Vec<u32> = x.iter().map(|v| v.to_bits()).collect();
+            let yb: Vec<u32> = y.iter().map(|v| v.to_bits()).collect();
+            assert!(xb == yb, "{isa}: {name} differs between 1 and 2 threads");
+        }
+    }
+}
+
+#[test]
+fn dropout_keep_rate_and_seed_dependence() {
+    // Over n indices the kept count is Binomial(n, 1−p); 6 standard deviations.
+    let n = 200_000u64;
+    for p in [0.1f32, 0.5] {
+        let kept = (0..n).filter(|&i| dropout_keep(7, i, p)).count() as f64;
+        let mean = n as f64 * (1.0 - p as f64);
+        let sd = (n as f64 * p as f64 * (1.0 - p as f64)).sqrt();
+        assert!(
+            (kept - mean).abs() <= 6.0 * sd,
+            "p {p}: kept {kept}, expected {mean}"
+        );
+    }
+    assert!((0..1000).all(|i| dropout_keep(3, i, 0.0)));
+    let differ = (0..10_000u64)
+        .filter(|&i| dropout_keep(1, i, 0.5) != dropout_keep(2, i, 0.5))
+        .count();
+    // independent masks disagree on about half the indices
+    assert!((4000..6000).contains(&differ), "{differ}");
+    // indices past 2^32 (high half) matter too
+    let differ_hi = (0..10_000u64)
+        .filter(|&i| dropout_keep(1, i, 0.5) != dropout_keep(1, i + (1 << 32), 0.5))
+        .count();
+    assert!((4000..6000).contains(&differ_hi), "{differ_hi}");
+}
+
+#[test]
+fn fused_dropout_uses_the_exported_mask() {
+    // With v = identity-like one-hot rows, out[i, c] = Pd[i, j=c]: dropped weights are exactly 0
+    // where dropout_keep says drop, and non-zero where it keeps (all scores finite).
+    let (tq, tk) = (9, 16);
+    let shape = AttnShape {
+        batch: 1,
+        heads: 2,
+        tq,
+        tk,
+        d: tk,
+    };
+    let mut c = Case::new(shape, params(tk, false, 0.5, 99), MaskKind::None, 4);
+    c.v = (0..shape.kv_len())
+        .map(|x| {
+            let (j, col) = ((x / tk) % tk, x % tk);
+            if j == col {
+                1.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    for isa in supported() {
+        let f = run_fused(isa, &c);
+        for h in 0..2 {
+            for i in 0..tq {
+                for j in 0..tk {
+                    let flat = ((h * tq + i) * tk + j) as u64;
+                    let w = f.out[(h * tq + i) * tk + j];
+                    assert_eq!(
+                        w != 0.0,
+                        dropout_keep(99, flat, 0.5),
+                        "{isa}: h {h} i {i} j {j} weight {w}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_lengths_panic_naming_the_slice() {
+    let shape = AttnShape {
+        batch: 1,
+        heads: 1,
+        tq: 4,
+        tk: 5,
+        d: 3,
+    };
+    let p = params(3, false, 0.0, 0);
+    let q = vec![0.0; 12];
+    let kv = vec![0.0; 15];
+    let r = std::panic::catch_unwind(|| {
+        let mut out = vec![0.0; 12];
+        let mut lse = vec![0.0; 4];
+        attention::forward(shape, p, &q, &kv[..14], &kv, None, &mut out, &mut lse);
+    });
+    let msg = *r.unwrap_err().downcast::<String>().unwrap();
+    assert!(msg.contains("k has 14"), "{msg}");
+    let r = std::panic::catch_unwind(|| {
+        let mut out = vec![0.0; 12];
+        let mut lse = vec![0.0; 3];
+        attention::forward(shape, p, &q, &kv, &kv, None, &mut out, &mut lse);
+    });
+    let msg = *r.unwrap_err().downcast::<String>().unwrap();
+    assert!(msg.contains("lse has 3"), "{msg}");
+    let r = std::panic::catch_unwind(|| {
+        let mut out = vec![0.0; 12];
+        let mut lse = vec![0.0; 4];
+        let bad = AttnParams { dropout: 1.0, ..p };
+        attention::forward(shape, bad, &q, &kv, &kv, None, &mut out, &mut lse);
+    });
+    let msg = *r.unwrap_err().downcast::<String>().unwrap();
+    assert!(msg.contains("dropout probability 1"), "{msg}");
+}
+
+/// Central differences of `L = Σ out ⊙ w` (f64 loss of the reference's f32 outputs) against the
+/// reference backward fed `dout = w`.
+///
+/// Error budget: the step is h = 2^-7 (the actual f32 step is used); truncation error is
+/// h²/6·|L'''| with |L'''| = O(10) on these tiny shapes (≈ 3e-5), and the f32 rounding of the
+/// outputs adds ≤ N·u·max|out|/(2h) ≈ 1e-4 for N ≤ 40 outputs; 2e-3·(1 + |g|) covers both.
+#[test]
+fn reference_backward_matches_finite_differences() {
+    let shapes = [(1, 2, 3, 4, 3), (2, 1, 4, 4, 2), (1, 1, 5, 3, 4)];
+    let mut case = 0;
+    for &(batch, heads, tq, tk, d) in &shapes {
+        for (causal, dropout, mask) in [
+            (false, 0.0, MaskKind::None),
+            (true, 0.0, MaskKind::Partial),
+            (false, 0.3, MaskKind::Partial),
+            (true, 0.3, MaskKind::None),
+        ] {
+            case += 1;
+            let shape = AttnShape {
+                batch,
+                heads,
+                tq,
+                tk,
+                d,
+            };
+            let p = AttnParams {
+                scale: 0.7,
+                causal,
+                dropout,
+                seed: case,
+            };
+            let c = Case::new(shape, p, mask, 500 + case);
+            let w = &c.dout;
+            let loss = |q: &[f32], k: &[f32], v: &[f32]| -> f64 {
+                let mut out = vec![0.0; shape.q_len()];
+                let mut lse = vec![0.0; shape.lse_len()];
+                reference::forward(shape, p, q, k, v, c.mask(), &mut out, &mut lse);
+                out.iter().zip(w).map(|(&o, &x)| o as f64 * x as f64).sum()
+            };
+            let r = run_reference(&c);
+            let h = 1.0f32 / 128.0;
+            for which in 0..3 {
+                let (base, grad) = match which {
+                    0 => (&c.q, &r.dq),
+                    1 => (&c.k, &r.dk),
+                    _ => (&c.v, &r.dv),
+                };
+                for idx in 0..base.len() {
+                    let mut plus = base.clone();
+                    let mut minus = base.clone();
+                    plus[idx] += h;
+                    minus[idx] -= h;
+                    let step = plus[idx] as f64 - minus[idx] as f64;
+                    let eval = |x: &Vec<f32>| match which {
+                        0 => loss(x, &c.k, &c.v),
+                        1 => loss(&c.q, x, &c.v),
+                        _ => loss(&c.q, &c.k, x),
+                    };
+                    let fd = (eval(&plus) - eval(&minus)) / step;
+                    let g = grad[idx] as f64;
+                    assert!(
+                        (fd - g).abs() <= 2e-3 * (1.0 + g.abs()),
+                        "input {which} element {idx}: finite difference {fd} vs backward {g}; {shape:?} {p:?}"
+                    );
+                }
+            }
+        }
+    }
+}
