@@ -31,6 +31,8 @@ fn mask_value() -> impl Strategy<Value = f32> {
 fn case(masked: bool, causal: bool) -> impl Strategy<Value = Case> {
     (1usize..=2, 1usize..=3, 1usize..=9, 1usize..=9, 1usize..=8).prop_flat_map(
         move |(b, h, tq, tk, d)| {
+            // the fused op's causal mask needs Tq == Tk (as LTR self-attention has)
+            let tk = if causal { tq } else { tk };
             let mask = if masked {
                 proptest::collection::vec(mask_value(), b * tk)
                     .prop_map(move |mut m| {
@@ -107,6 +109,11 @@ fn naive(c: &Case) -> Vec<f64> {
 }
 
 fn forward(c: &Case, training: bool) -> Tensor {
+    forward_with(c, training, false)
+}
+
+/// Forward through the fused op, or the unfused one.
+fn forward_with(c: &Case, training: bool, unfused: bool) -> Tensor {
     let mut t = Tape::new();
     t.set_training(training);
     let (q, k, v) = (
@@ -114,7 +121,36 @@ fn forward(c: &Case, training: bool) -> Tensor {
         t.leaf(c.k.clone()),
         t.leaf(c.v.clone()),
     );
-    t.attention(&q, &k, &v, &c.opts).unwrap().value().clone()
+    let out = if unfused {
+        t.attention_unfused(&q, &k, &v, &c.opts)
+    } else {
+        t.attention(&q, &k, &v, &c.opts)
+    };
+    out.unwrap().value().clone()
+}
+
+/// Output and (dq, dk, dv) for the loss Σ out ⊙ r, fused or unfused.
+fn grads_with(c: &Case, unfused: bool) -> Vec<Tensor> {
+    let mut t = Tape::new();
+    let (q, k, v) = (
+        t.leaf(c.q.clone()),
+        t.leaf(c.k.clone()),
+        t.leaf(c.v.clone()),
+    );
+    let out = if unfused {
+        t.attention_unfused(&q, &k, &v, &c.opts)
+    } else {
+        t.attention(&q, &k, &v, &c.opts)
+    }
+    .unwrap();
+    let r = Tensor::from_fn(out.shape(), |i| ((i * 13 + 5) % 17) as f32 / 8.0 - 1.0);
+    let g = t.backward_with(&out, r).unwrap();
+    vec![
+        out.value().clone(),
+        g.get(&q).unwrap().clone(),
+        g.get(&k).unwrap().clone(),
+        g.get(&v).unwrap().clone(),
+    ]
 }
 
 fn check(c: Case) -> Result<(), TestCaseError> {
@@ -210,12 +246,62 @@ proptest! {
         let k = Tensor::from_fn(&[b, h, tk, d], |i| ((i * 5 + 1) % 9) as f32 * 0.2 - 0.8);
         let v = Tensor::from_fn(&[b, h, tk, d], |i| if (i / d) % tk == i % d { 1.0 } else { 0.0 });
         let c = Case { q, k, v, opts: AttentionOptions { causal, dropout: p, seed, ..AttentionOptions::new(d) } };
-        let eval = forward(&c, false);
-        let train = forward(&c, true);
+        let (tk, c) = if causal {
+            // causal needs Tq == Tk: rebuild with tk = tq
+            let tk = tq;
+            let d = tk;
+            let k = Tensor::from_fn(&[b, h, tk, d], |i| ((i * 5 + 1) % 9) as f32 * 0.2 - 0.8);
+            let v = Tensor::from_fn(&[b, h, tk, d], |i| if (i / d) % tk == i % d { 1.0 } else { 0.0 });
+            let q = Tensor::from_fn(&[b, h, tq, d], |i| ((i as u64 ^ q_seed) % 7) as f32 * 0.3 - 1.0);
+            (tk, Case { q, k, v, opts: c.opts })
+        } else {
+            (tk, c)
+        };
+        // Unfused: exactly `Tape::dropout` (same mask, same x/(1−p) rounding).
+        let eval = forward_with(&c, false, true);
+        let train = forward_with(&c, true, true);
         let mut t = Tape::new();
-        let dropped = t.dropout(&Var::constant(eval), p, seed).unwrap();
+        let dropped = t.dropout(&Var::constant(eval.clone()), p, seed).unwrap();
         prop_assert_eq!(train.data(), dropped.value().data());
+        // Fused: the same weights are dropped (zero exactly where `Tape::dropout` zeroes); kept
+        // ones agree to rounding (online softmax, x·(1/(1−p)) instead of x/(1−p)).
+        let fused = forward_with(&c, true, false);
+        for (i, (&f, &u)) in fused.data().iter().zip(dropped.value().data()).enumerate() {
+            prop_assert_eq!(f == 0.0, u == 0.0, "element {} (Tk {}): fused {} vs unfused {}", i, tk, f, u);
+            prop_assert!((f - u).abs() <= 1e-5 * (1.0 + u.abs()), "element {}: {} vs {}", i, f, u);
+        }
     }
+
+    /// The fused kernel against the engine's unfused attention, values and all three gradients,
+    /// with masks, causal masks and dropout. Tolerance: both compute in f32 with different
+    /// summation orders over Tk ≤ 9 and d ≤ 8 terms of magnitude ≤ 4 (inputs in [−2, 2]), so
+    /// a few 1e-6 absolute; 2e-5·(1 + |x|) leaves margin without hiding a wrong formula
+    /// (gradients are of order 1).
+    #[test]
+    fn fused_matches_unfused_values_and_gradients(
+        c in prop_oneof![case(true, false).boxed(), case(true, true).boxed()],
+        p in prop_oneof![Just(0.0f32), 0.05f32..0.5],
+        seed in any::<u64>(),
+    ) {
+        let c = Case { opts: AttentionOptions { dropout: p, seed, ..c.opts.clone() }, ..c };
+        let fused = grads_with(&c, false);
+        let plain = grads_with(&c, true);
+        for (name, (f, u)) in ["out", "dq", "dk", "dv"].iter().zip(fused.iter().zip(&plain)) {
+            for (i, (&x, &y)) in f.data().iter().zip(u.data()).enumerate() {
+                prop_assert!((x - y).abs() <= 2e-5 * (1.0 + y.abs()), "{} [{}]: fused {} vs unfused {}", name, i, x, y);
+            }
+        }
+    }
+
+    #[test]
+    fn grad_attention_unfused(c in case(true, false)) {
+        let opts = c.opts.clone();
+        check_grads(move |t, v| t.attention_unfused(&v[0], &v[1], &v[2], &opts), &[c.q, c.k, c.v], &opts_gc())?;
+    }
+}
+
+fn opts_gc() -> cloze::GradcheckOptions {
+    common::opts()
 }
 
 #[test]

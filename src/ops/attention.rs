@@ -35,21 +35,24 @@
 //! The forward saves `q`, `k`, `v`, `P` and the dropout mask bits. The mask is a `Tensor`, not a
 //! `Var`, and gets no gradient.
 //!
-//! Kernels: [`cloze_kernels::gemm::Gemm::run_batched`] for the four products,
-//! [`cloze_kernels::softmax::softmax_rows`] and `softmax_backward_rows`. This is the plain
-//! (unfused) version, which materialises `P`.
+//! Kernels: `attention` runs the fused kernel [`cloze_kernels::attention`] (saves only the
+//! output and the row log-sum-exp; the backward recomputes `P` in tiles). `attention_unfused`
+//! computes the same thing with [`cloze_kernels::gemm::Gemm::run_batched`] for the four
+//! products and [`cloze_kernels::softmax`], materialising `P`; it is the reference the fused
+//! op is tested against and the baseline of `benches/attention.rs`.
 
 use crate::autodiff::tape::{Backward, Tape, Var};
 use crate::error::{invalid, shape_err, Result};
 use crate::ops::dropout::{check_p, Mask};
 use crate::tensor::pool;
 use crate::tensor::Tensor;
+use cloze_kernels::attention as fused;
 use cloze_kernels::gemm::Gemm;
 use cloze_kernels::softmax;
 
-/// The kernels this op uses.
-pub const KERNEL: &str =
-    "cloze_kernels::gemm::Gemm::run_batched + cloze_kernels::softmax::{softmax_rows, softmax_backward_rows}";
+/// The kernel `attention` uses (`attention_unfused` uses `Gemm::run_batched` and the softmax
+/// kernels).
+pub const KERNEL: &str = "cloze_kernels::attention::{forward, backward} (fused, flash-style)";
 
 /// Options of [`Tape::attention`].
 #[derive(Clone, Debug)]
@@ -229,13 +232,17 @@ fn check(q: &Var, k: &Var, v: &Var, opts: &AttentionOptions) -> Result<Dims> {
 }
 
 impl Tape {
-    /// Scaled dot-product attention with an optional additive key mask, causal mask and
-    /// dropout on the probabilities; see the module docs for the exact definition.
-    ///
-    /// Errors: shapes that are not `q [B, heads, Tq, d]`, `k`, `v [B, heads, Tk, d]` (with
-    /// `Tk, d > 0`); a mask that is not `[B, Tk]` or holds NaN/+∞; a non-finite scale; a
-    /// dropout probability outside [0, 1).
-    pub fn attention(&mut self, q: &Var, k: &Var, v: &Var, opts: &AttentionOptions) -> Result<Var> {
+    /// The unfused attention: the same definition as [`Tape::attention`], computed with
+    /// batched GEMMs and a materialised `[B, heads, Tq, Tk]` probability matrix (kept for the
+    /// backward). It is the engine-level reference the fused kernel is tested against, and the
+    /// baseline of the attention bench.
+    pub fn attention_unfused(
+        &mut self,
+        q: &Var,
+        k: &Var,
+        v: &Var,
+        opts: &AttentionOptions,
+    ) -> Result<Var> {
         let dims = check(q, k, v, opts)?;
         let Dims { bh, tq, tk, d } = dims;
         let heads = q.shape()[1];
@@ -301,6 +308,112 @@ impl Tape {
             dropout,
         };
         // `saved` is dropped (its buffers freed) when nothing is recorded.
-        self.record("attention", out, &[q, k, v], || saved)
+        self.record("attention_unfused", out, &[q, k, v], || saved)
+    }
+
+    /// Scaled dot-product attention with an optional additive key mask, causal mask and
+    /// dropout on the probabilities; see the module docs for the exact definition. Runs the
+    /// fused flash-style kernel ([`cloze_kernels::attention`]): the `[Tq, Tk]` matrices are never
+    /// materialised, the forward saves only its output and the per-row log-sum-exp, and the
+    /// backward recomputes the probabilities tile by tile, so memory grows linearly with the
+    /// sequence length.
+    ///
+    /// Errors: shapes that are not `q [B, heads, Tq, d]`, `k`, `v [B, heads, Tk, d]` (with
+    /// `Tk, d > 0`); causal attention with `Tq ≠ Tk`; a mask that is not `[B, Tk]` or holds
+    /// NaN/+∞; a non-finite scale; a dropout probability outside [0, 1).
+    pub fn attention(&mut self, q: &Var, k: &Var, v: &Var, opts: &AttentionOptions) -> Result<Var> {
+        let Dims { tq, tk, d, .. } = check(q, k, v, opts)?;
+        if opts.causal && tq != tk {
+            return shape_err(
+                "attention",
+                format!(
+                    "causal attention needs as many queries as keys; got q {:?}, k {:?}",
+                    q.shape(),
+                    k.shape()
+                ),
+            );
+        }
+        let shape = fused::AttnShape {
+            batch: q.shape()[0],
+            heads: q.shape()[1],
+            tq,
+            tk,
+            d,
+        };
+        let params = fused::AttnParams {
+            scale: opts.scale,
+            causal: opts.causal,
+            dropout: if self.training() { opts.dropout } else { 0.0 },
+            seed: opts.seed,
+        };
+        let mask = opts.mask.clone();
+        let mut out = pool::take(q.value().len());
+        let mut lse = pool::take(shape.batch * shape.heads * tq);
+        fused::forward(
+            shape,
+            params,
+            q.value().data(),
+            k.value().data(),
+            v.value().data(),
+            mask.as_ref().map(|m| m.data()),
+            &mut out,
+            &mut lse,
+        );
+        let out = Tensor::from_parts(out, q.shape());
+        let lse = Tensor::from_parts(lse, &[shape.batch, shape.heads, tq]);
+        let saved_out = out.clone();
+        self.record("attention", out, &[q, k, v], || FusedBackward {
+            shape,
+            params,
+            q: q.value().clone(),
+            k: k.value().clone(),
+            v: v.value().clone(),
+            mask,
+            out: saved_out,
+            lse,
+        })
+    }
+}
+
+/// What the fused backward needs: the inputs, the output and the per-row log-sum-exp.
+struct FusedBackward {
+    shape: fused::AttnShape,
+    params: fused::AttnParams,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Option<Tensor>,
+    out: Tensor,
+    lse: Tensor,
+}
+
+impl Backward for FusedBackward {
+    fn name(&self) -> &'static str {
+        "attention"
+    }
+
+    fn backward(&self, d_out: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let mut dq = pool::take(self.q.len());
+        let mut dk = pool::take(self.k.len());
+        let mut dv = pool::take(self.v.len());
+        fused::backward(
+            self.shape,
+            self.params,
+            self.q.data(),
+            self.k.data(),
+            self.v.data(),
+            self.mask.as_ref().map(|m| m.data()),
+            self.out.data(),
+            self.lse.data(),
+            d_out.data(),
+            &mut dq,
+            &mut dk,
+            &mut dv,
+        );
+        Ok(vec![
+            Some(Tensor::from_parts(dq, self.q.shape())),
+            Some(Tensor::from_parts(dk, self.k.shape())),
+            Some(Tensor::from_parts(dv, self.v.shape())),
+        ])
     }
 }

@@ -2,18 +2,14 @@
 //!
 //! # The mask
 //!
-//! Element `i` is kept when `u(seed, i) ≥ p`, where `u` is a uniform number in [0, 1) built from
-//! the top 53 bits of a counter-based hash: the `i`-th output of a SplitMix64 stream whose state
-//! starts at `mix64(seed)`:
-//!
-//! ```text
-//! u(seed, i) = (mix64(mix64(seed) + (i + 1)·0x9E3779B97F4A7C15) >> 11) · 2⁻⁵³
-//! ```
-//!
-//! so the mask depends only on `(seed, p, i)`: the same seed gives the same mask on any number
-//! of threads, and any element's bit can be regenerated on its own. Each element is kept with
-//! probability `1 − p`. Kept elements are divided by `1 − p` (in f32, so a kept value is exactly
-//! `x / (1 − p)` as f32 computes it), which keeps the expectation unchanged.
+//! Element `i` is kept when a counter-based hash of `(seed, i)` is at least `round(p·2³²)`
+//! ([`cloze_kernels::attention::dropout_keep`], the function the fused attention kernel uses):
+//! the mask depends only on `(seed, p, i)`, so the same seed gives the same mask on any number
+//! of threads, any element's bit can be regenerated on its own, and attention dropout over a
+//! `[B, heads, Tq, Tk]` tensor drops exactly what `Tape::dropout` over that tensor would. Each
+//! element is kept with probability `1 − p` (to 2⁻³²). Kept elements are divided by `1 − p`
+//! (in f32, so a kept value is exactly `x / (1 − p)` as f32 computes it), which keeps the
+//! expectation unchanged.
 //!
 //! The forward keeps the mask as a packed bit vector (one bit per element) for the backward.
 //! [`Tape::dropout`] is the identity when the tape is not in training mode or `p == 0`.
@@ -29,26 +25,8 @@ use crate::error::{invalid, Result};
 use crate::tensor::Tensor;
 
 /// The kernel this op uses.
-pub const KERNEL: &str = "inline loops (SplitMix64 counter-based mask)";
+pub const KERNEL: &str = "inline loops, mask from cloze_kernels::attention::dropout_keep";
 
-const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
-
-/// SplitMix64's output function (a bijective 64-bit mixer).
-fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// Whether element `index` is kept: `u(seed, index) ≥ p` (see the module docs), given
-/// `key = mix64(seed)`.
-fn keeps(key: u64, p: f32, index: usize) -> bool {
-    let z = mix64(key.wrapping_add((index as u64).wrapping_add(1).wrapping_mul(GOLDEN)));
-    let u = (z >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
-    u >= p as f64
-}
-
-/// Errors unless `0 ≤ p < 1`.
 pub(crate) fn check_p(op: &'static str, p: f32) -> Result<()> {
     if !(0.0..1.0).contains(&p) {
         return invalid(op, format!("dropout probability p = {p} is outside [0, 1)"));
@@ -66,12 +44,14 @@ pub(crate) struct Mask {
 impl Mask {
     /// The mask of `(seed, p)` over elements `0..len`. `p` must be in [0, 1).
     pub(crate) fn new(seed: u64, p: f32, len: usize) -> Mask {
-        let key = mix64(seed);
+        // The counter-based hash of the fused attention kernel, so `Tape::dropout` and attention
+        // dropout draw identical masks from the same seed.
+        let hash = cloze_kernels::attention::DropoutMask::new(seed, p);
         let mut bits = vec![0u64; len.div_ceil(64)];
         for (w, word) in bits.iter_mut().enumerate() {
             let start = w * 64;
             for b in 0..(len - start).min(64) {
-                if keeps(key, p, start + b) {
+                if hash.keep((start + b) as u64) {
                     *word |= 1 << b;
                 }
             }

@@ -347,7 +347,7 @@ impl<'c> Pretrainer<'c> {
         )?;
         let schedule = LinearWarmupDecay::new(t.learning_rate, t.warmup_steps, t.steps)?;
         let size = comm.size();
-        if t.batch_size % size != 0 {
+        if !t.batch_size.is_multiple_of(size) {
             return invalid(
                 "pretrain",
                 format!(
@@ -653,7 +653,7 @@ impl<'c> Pretrainer<'c> {
             let (tot, norm) = self.train_step()?;
             window.add(&tot);
             let step = self.step;
-            if step % t.log_every == 0 || step == t.steps {
+            if step.is_multiple_of(t.log_every.max(1)) || step == t.steps {
                 let secs = window_start.elapsed().as_secs_f64();
                 let tps = window.tokens / secs.max(1e-9);
                 bar.set_message(format!(
@@ -673,7 +673,7 @@ impl<'c> Pretrainer<'c> {
                 window = Totals::default();
                 window_start = Instant::now();
             }
-            let eval_due = (t.eval_every > 0 && step % t.eval_every == 0) || step == t.steps;
+            let eval_due = (t.eval_every > 0 && step.is_multiple_of(t.eval_every)) || step == t.steps;
             if eval_due && !self.data.heldout.is_empty() {
                 last_eval = self.evaluate()?;
                 if let Some(log) = log.as_mut() {
@@ -686,7 +686,7 @@ impl<'c> Pretrainer<'c> {
                 }
             }
             if rank0
-                && ((t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || step == t.steps)
+                && ((t.checkpoint_every > 0 && step.is_multiple_of(t.checkpoint_every)) || step == t.steps)
             {
                 self.save_checkpoint()?;
             }

@@ -215,6 +215,24 @@ pub fn dropout_keep(seed: u64, flat_index: u64, p: f32) -> bool {
     Drop::new(seed, p).keep(flat_index)
 }
 
+/// [`dropout_keep`] for many indices of one `(seed, p)`: the seed is mixed once.
+#[derive(Clone, Copy, Debug)]
+pub struct DropoutMask(Drop);
+
+impl DropoutMask {
+    /// # Panics
+    /// If `p` is not in `[0, 1)`.
+    pub fn new(seed: u64, p: f32) -> DropoutMask {
+        DropoutMask(Drop::new(seed, p))
+    }
+
+    /// Whether element `flat_index` is kept; equals `dropout_keep(seed, flat_index, p)`.
+    #[inline]
+    pub fn keep(&self, flat_index: u64) -> bool {
+        self.0.keep(flat_index)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Checks.
 
