@@ -24,6 +24,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod embed;
 pub mod init;
 pub mod model;
 

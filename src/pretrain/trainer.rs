@@ -673,7 +673,8 @@ impl<'c> Pretrainer<'c> {
                 window = Totals::default();
                 window_start = Instant::now();
             }
-            let eval_due = (t.eval_every > 0 && step.is_multiple_of(t.eval_every)) || step == t.steps;
+            let eval_due =
+                (t.eval_every > 0 && step.is_multiple_of(t.eval_every)) || step == t.steps;
             if eval_due && !self.data.heldout.is_empty() {
                 last_eval = self.evaluate()?;
                 if let Some(log) = log.as_mut() {
@@ -686,7 +687,8 @@ impl<'c> Pretrainer<'c> {
                 }
             }
             if rank0
-                && ((t.checkpoint_every > 0 && step.is_multiple_of(t.checkpoint_every)) || step == t.steps)
+                && ((t.checkpoint_every > 0 && step.is_multiple_of(t.checkpoint_every))
+                    || step == t.steps)
             {
                 self.save_checkpoint()?;
             }

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod embed;
 mod pretrain;
 mod tokenize;
 mod vocab;
@@ -27,6 +28,8 @@ struct Cli {
 enum Command {
     /// Tokenize JSON lines ({"text": ..., "text_pair": ...}) with a WordPiece vocab.txt.
     Tokenize(tokenize::Args),
+    /// Sentence embeddings (mean pooling + L2 norm) of JSON lines, written as safetensors.
+    Embed(embed::Args),
     /// Learn a WordPiece vocabulary (vocab.txt) from text files.
     Vocab(vocab::Args),
     /// Pre-train a BERT from a TOML config, resuming from its last checkpoint.
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Tokenize(args) => tokenize::run(args),
         Command::Vocab(args) => vocab::run(args),
+        Command::Embed(args) => embed::run(args),
         Command::Pretrain(args) => pretrain::run(args),
     };
     match result {

