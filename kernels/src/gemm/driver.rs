@@ -1,0 +1,292 @@
+//! The blocked GEMM driver shared by every SIMD path: packing, cache blocking, threading.
+//!
+//! Layout (Goto/BLIS style, row-major C):
+//! - all of op(B) (k×n) is packed once per call into column panels of `NR` columns, split along k
+//!   into blocks of `KC` rows: block `pc` starts at `pc·np·NR`, panel `jp` of it at
+//!   `+ jp·kc·NR`, element (p, jj) at `+ p·NR + jj`; columns past n are zero.
+//! - each task packs a block of `MC` rows of op(A) for one k block into row panels of `MR` rows:
+//!   panel `ip` at `ip·kc·MR`, element (p, ii) at `+ p·MR + ii`; rows past m are zero.
+//! - the micro-kernel computes one `MR×NR` tile of C from one A panel and one B panel, holding
+//!   the tile in registers for the whole k block.
+//!
+//! Threads (rayon) split C into rectangles of whole tiles; each C element is computed by one
+//! task, accumulating k blocks in increasing order and, inside a block, p in increasing order.
+//! Tile boundaries sit on multiples of MR and NR whatever the split, so the result is
+//! bit-identical for any number of threads.
+
+use super::Gemm;
+use rayon::prelude::*;
+use std::cell::Cell;
+
+/// An element type that can be packed into f32 panels.
+pub(crate) trait Elem: Copy + Send + Sync {
+    fn f32(self) -> f32;
+}
+
+impl Elem for f32 {
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        self
+    }
+}
+
+impl Elem for half::bf16 {
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        self.to_f32()
+    }
+}
+
+/// One register-blocked micro-kernel and the cache blocking that suits it.
+pub(crate) trait MicroKernel {
+    /// Rows of the C tile.
+    const MR: usize;
+    /// Columns of the C tile.
+    const NR: usize;
+    /// k block (A and B panels hold this many k steps).
+    const KC: usize;
+    /// Rows of op(A) packed together (a multiple of MR; the A block lives in L2).
+    const MC: usize;
+
+    /// `C[0..MR, 0..NR] = alpha·(A panel · B panel) + beta·C` (beta == 0: C is not read).
+    ///
+    /// # Safety
+    /// `a` is readable for `kc·MR` f32, `b` for `kc·NR` f32, and `c` is readable and
+    /// writable for `MR` rows of `NR` f32 at stride `ldc`; the CPU supports the kernel's ISA.
+    unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, alpha: f32, beta: f32);
+}
+
+/// Largest MR·NR of any kernel (stack buffer for edge tiles).
+const MAX_TILE: usize = 16 * 64;
+
+/// A raw C pointer shared by tasks that write disjoint tiles.
+#[derive(Clone, Copy)]
+struct CPtr(*mut f32);
+// SAFETY: tasks write pairwise disjoint rectangles of C (see `run`), so sharing the pointer across
+// threads creates no data race; the pointer outlives the tasks (they finish before `run` returns).
+unsafe impl Send for CPtr {}
+// SAFETY: as above.
+unsafe impl Sync for CPtr {}
+
+thread_local! {
+    static A_BUF: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    static B_BUF: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// Runs `f` on a 64-byte aligned scratch slice of `len` f32 taken from a thread-local buffer.
+/// The buffer is taken out of its cell while in use, so a re-entrant call (rayon work stealing
+/// inside `f`) just allocates a fresh one.
+fn with_scratch<R>(
+    key: &'static std::thread::LocalKey<Cell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    let mut v = key.with(|c| c.take());
+    if v.len() < len + 16 {
+        v = vec![0.0; len + 16];
+    }
+    let off = v.as_ptr().align_offset(64).min(15);
+    let r = f(&mut v[off..off + len]);
+    key.with(|c| c.set(v));
+    r
+}
+
+/// `C = beta·C` for k == 0 (beta == 0 overwrites).
+fn scale_c(g: &Gemm, c: &mut [f32]) {
+    for i in 0..g.m {
+        for x in &mut c[i * g.ldc..i * g.ldc + g.n] {
+            *x = if g.beta == 0.0 { 0.0 } else { g.beta * *x };
+        }
+    }
+}
+
+/// Packs one B panel: columns `j0..j0+nr` (nr ≤ NR) of op(B), k rows `p0..p0+kc`.
+fn pack_b_panel<T: Elem>(g: &Gemm, b: &[T], dst: &mut [f32], nr_full: usize, p0: usize, kc: usize, j0: usize) {
+    let nr = nr_full.min(g.n - j0);
+    if g.trans_b {
+        // op(B)[p][j] = b[j·ldb + p]
+        if nr < nr_full {
+            dst.fill(0.0);
+        }
+        for jj in 0..nr {
+            let src = &b[(j0 + jj) * g.ldb + p0..][..kc];
+            for (p, &v) in src.iter().enumerate() {
+                dst[p * nr_full + jj] = v.f32();
+            }
+        }
+    } else {
+        for p in 0..kc {
+            let src = &b[(p0 + p) * g.ldb + j0..][..nr];
+            let d = &mut dst[p * nr_full..(p + 1) * nr_full];
+            for (x, &v) in d.iter_mut().zip(src) {
+                *x = v.f32();
+            }
+            d[nr..].fill(0.0);
+        }
+    }
+}
+
+/// Packs one A panel: rows `i0..i0+mr` (mr ≤ MR) of op(A), k columns `p0..p0+kc`.
+fn pack_a_panel<T: Elem>(g: &Gemm, a: &[T], dst: &mut [f32], mr_full: usize, p0: usize, kc: usize, i0: usize) {
+    let mr = mr_full.min(g.m - i0);
+    if g.trans_a {
+        // op(A)[i][p] = a[p·lda + i]
+        for p in 0..kc {
+            let src = &a[(p0 + p) * g.lda + i0..][..mr];
+            let d = &mut dst[p * mr_full..(p + 1) * mr_full];
+            for (x, &v) in d.iter_mut().zip(src) {
+                *x = v.f32();
+            }
+            d[mr..].fill(0.0);
+        }
+    } else {
+        if mr < mr_full {
+            dst.fill(0.0);
+        }
+        for ii in 0..mr {
+            let src = &a[(i0 + ii) * g.lda + p0..][..kc];
+            for (p, &v) in src.iter().enumerate() {
+                dst[p * mr_full + ii] = v.f32();
+            }
+        }
+    }
+}
+
+/// Minimum multiply-adds before threads are used (below this rayon's overhead dominates).
+const PAR_MIN_WORK: usize = 1 << 21;
+
+/// Runs `g` with micro-kernel `K`. Lengths must already be checked ([`Gemm::check`]).
+/// `par`: use rayon's current pool.
+pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(g: &Gemm, a: &[TA], b: &[TB], c: &mut [f32], par: bool) {
+    let (m, n, k) = (g.m, g.n, g.k);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        scale_c(g, c);
+        return;
+    }
+    let (mr, nr, kcb, mcb) = (K::MR, K::NR, K::KC, K::MC);
+    assert!(mr * nr <= MAX_TILE && mcb % mr == 0);
+    let par = par && m * n * k >= PAR_MIN_WORK && rayon::current_num_threads() > 1;
+    let np = n.div_ceil(nr);
+    let kblocks = k.div_ceil(kcb);
+
+    with_scratch(&B_BUF, k * np * nr, |bpack| {
+        // Pack all of op(B); block q covers k rows q·KC.. and is contiguous.
+        let pack_block = |(q, blk): (usize, &mut [f32])| {
+            let p0 = q * kcb;
+            let kc = kcb.min(k - p0);
+            for (jp, panel) in blk.chunks_mut(kc * nr).enumerate() {
+                pack_b_panel(g, b, panel, nr, p0, kc, jp * nr);
+            }
+        };
+        if par {
+            bpack.par_chunks_mut(kcb * np * nr).enumerate().for_each(pack_block);
+        } else {
+            bpack.chunks_mut(kcb * np * nr).enumerate().for_each(pack_block);
+        }
+        let bpack: &[f32] = bpack;
+
+        // Split C into row blocks of MC rows and, if that gives too few tasks, column blocks.
+        let mb = m.div_ceil(mcb);
+        let threads = if par { rayon::current_num_threads() } else { 1 };
+        let want = if par { 4 * threads } else { 1 };
+        let nb = if mb >= want { 1 } else { want.div_ceil(mb).min(np) };
+        let panels_per_nb = np.div_ceil(nb);
+        let nb = np.div_ceil(panels_per_nb);
+        let cptr = CPtr(c.as_mut_ptr());
+        let c_len = c.len();
+
+        let task = |t: usize| {
+            let cptr = cptr;
+            let (ib, jb) = (t / nb, t % nb);
+            let i0 = ib * mcb;
+            let mc = mcb.min(m - i0);
+            let mpanels = mc.div_ceil(mr);
+            let jp0 = jb * panels_per_nb;
+            let jp1 = np.min(jp0 + panels_per_nb);
+            with_scratch(&A_BUF, mcb * kcb, |apack| {
+                for q in 0..kblocks {
+                    let p0 = q * kcb;
+                    let kc = kcb.min(k - p0);
+                    for (ip, panel) in apack[..mpanels * kc * mr].chunks_mut(kc * mr).enumerate() {
+                        pack_a_panel(g, a, panel, mr, p0, kc, i0 + ip * mr);
+                    }
+                    let beta = if q == 0 { g.beta } else { 1.0 };
+                    let bblock = &bpack[p0 * np * nr..];
+                    for jp in jp0..jp1 {
+                        let bpanel = &bblock[jp * kc * nr..][..kc * nr];
+                        let j = jp * nr;
+                        let nr_eff = nr.min(n - j);
+                        for ip in 0..mpanels {
+                            let apanel = &apack[ip * kc * mr..][..kc * mr];
+                            let i = i0 + ip * mr;
+                            let mr_eff = mr.min(m - i);
+                            let off = i * g.ldc + j;
+                            if mr_eff == mr && nr_eff == nr {
+                                debug_assert!(off + (mr - 1) * g.ldc + nr <= c_len);
+                                // SAFETY: the panels hold kc·MR and kc·NR f32 (sliced above);
+                                // rows i..i+MR, columns j..j+NR lie inside C (m×n at stride ldc,
+                                // checked by Gemm::check) and belong to this task alone; the
+                                // caller picked K for an ISA the CPU supports.
+                                unsafe {
+                                    K::tile(kc, apanel.as_ptr(), bpanel.as_ptr(), cptr.0.add(off), g.ldc, g.alpha, beta)
+                                };
+                            } else {
+                                // Edge tile: run the full kernel on a stack copy, then copy back
+                                // the valid part, so edge elements get the same arithmetic.
+                                let mut tmp = [0.0f32; MAX_TILE];
+                                for ii in 0..mr_eff {
+                                    for jj in 0..nr_eff {
+                                        // SAFETY: (i+ii, j+jj) is inside C and owned by this task.
+                                        tmp[ii * nr + jj] = unsafe { *cptr.0.add(off + ii * g.ldc + jj) };
+                                    }
+                                }
+                                // SAFETY: panels as above; tmp holds MR rows of NR at stride NR.
+                                unsafe { K::tile(kc, apanel.as_ptr(), bpanel.as_ptr(), tmp.as_mut_ptr(), nr, g.alpha, beta) };
+                                for ii in 0..mr_eff {
+                                    for jj in 0..nr_eff {
+                                        // SAFETY: as for the read above.
+                                        unsafe { *cptr.0.add(off + ii * g.ldc + jj) = tmp[ii * nr + jj] };
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        };
+        let tasks = mb * nb;
+        if par && tasks > 1 {
+            (0..tasks).into_par_iter().with_max_len(1).for_each(task);
+        } else {
+            (0..tasks).for_each(task);
+        }
+    });
+}
+
+/// `batch` products through [`run`]: the batch is split over threads, each product runs on one
+/// thread. Lengths and strides must already be checked; `stride_c ≥` C's extent when batch > 1.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_batched<K: MicroKernel, TA: Elem, TB: Elem>(
+    g: &Gemm,
+    batch: usize,
+    a: &[TA],
+    sa: usize,
+    b: &[TB],
+    sb: usize,
+    c: &mut [f32],
+    sc: usize,
+) {
+    let threads = rayon::current_num_threads();
+    if batch == 1 || batch < threads || sc == 0 {
+        for i in 0..batch {
+            run::<K, TA, TB>(g, &a[i * sa..], &b[i * sb..], &mut c[i * sc..], true);
+        }
+        return;
+    }
+    c.par_chunks_mut(sc).take(batch).enumerate().with_max_len(1).for_each(|(i, ci)| {
+        run::<K, TA, TB>(g, &a[i * sa..], &b[i * sb..], ci, false);
+    });
+}
