@@ -51,7 +51,8 @@ fn assert_close(g: &Gemm, a: &[f32], b: &[f32], c0: &[f32], got: &[f32], want: &
             } else {
                 (g.beta as f64 * c0[idx] as f64).abs()
             };
-            let bound = 4.0 * (g.k as f64 + 2.0) * eps * ((g.alpha as f64).abs() * s + beta_term) + 1e-30;
+            let bound =
+                4.0 * (g.k as f64 + 2.0) * eps * ((g.alpha as f64).abs() * s + beta_term) + 1e-30;
             let err = (got[idx] as f64 - want[idx] as f64).abs();
             assert!(
                 err <= bound,
@@ -113,10 +114,7 @@ fn large_awkward_shapes_cross_every_block_boundary() {
     // k > 256 crosses a k block; m > 192 crosses an A block; big enough to run threaded.
     for (m, n, k) in [(257, 129, 257), (129, 257, 513), (300, 67, 260)] {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            let g = Gemm::new(m, n, k)
-                .transposes(ta, tb)
-                .alpha(0.75)
-                .beta(-0.5);
+            let g = Gemm::new(m, n, k).transposes(ta, tb).alpha(0.75).beta(-0.5);
             check_all_paths(&g, (m * n + k) as u64);
         }
     }

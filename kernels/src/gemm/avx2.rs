@@ -15,14 +15,30 @@ impl MicroKernel for Avx2 {
     const KC: usize = 256;
     const MC: usize = 24 * MR;
 
-    unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, alpha: f32, beta: f32) {
+    unsafe fn tile(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        alpha: f32,
+        beta: f32,
+    ) {
         // SAFETY: forwarded contract of MicroKernel::tile (AVX2+FMA present, pointers valid).
         unsafe { tile_6x16(kc, a, b, c, ldc, alpha, beta) }
     }
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_6x16(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, alpha: f32, beta: f32) {
+unsafe fn tile_6x16(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    alpha: f32,
+    beta: f32,
+) {
     let mut lo = [_mm256_setzero_ps(); MR];
     let mut hi = [_mm256_setzero_ps(); MR];
     let (mut a, mut b) = (a, b);

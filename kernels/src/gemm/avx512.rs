@@ -12,19 +12,42 @@ const NR: usize = 32;
 impl MicroKernel for Avx512 {
     const MR: usize = MR;
     const NR: usize = NR;
-    const KC: usize = 256;
+    const KC: usize = 384;
     const MC: usize = 16 * MR;
 
-    unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, alpha: f32, beta: f32) {
+    unsafe fn tile(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        alpha: f32,
+        beta: f32,
+    ) {
         // SAFETY: forwarded contract of MicroKernel::tile (AVX-512F present, pointers valid).
         unsafe { tile_12x32(kc, a, b, c, ldc, alpha, beta) }
     }
 }
 
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_12x32(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, alpha: f32, beta: f32) {
+unsafe fn tile_12x32(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    alpha: f32,
+    beta: f32,
+) {
     let mut lo = [_mm512_setzero_ps(); MR];
     let mut hi = [_mm512_setzero_ps(); MR];
+    for i in 0..MR {
+        // Warm the C tile while the k loop runs (prefetches never fault).
+        let r = c.wrapping_add(i * ldc) as *const i8;
+        _mm_prefetch::<_MM_HINT_T0>(r);
+        _mm_prefetch::<_MM_HINT_T0>(r.wrapping_add(64));
+        _mm_prefetch::<_MM_HINT_T0>(r.wrapping_add(124));
+    }
     let (mut a, mut b) = (a, b);
     for _ in 0..kc {
         // SAFETY: the caller guarantees kc·NR readable f32 at b and kc·MR at a; each step

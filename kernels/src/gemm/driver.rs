@@ -1,9 +1,9 @@
 //! The blocked GEMM driver shared by every SIMD path: packing, cache blocking, threading.
 //!
 //! Layout (Goto/BLIS style, row-major C):
-//! - all of op(B) (k×n) is packed once per call into column panels of `NR` columns, split along k
-//!   into blocks of `KC` rows: block `pc` starts at `pc·np·NR`, panel `jp` of it at
-//!   `+ jp·kc·NR`, element (p, jj) at `+ p·NR + jj`; columns past n are zero.
+//! - op(B) is packed one block of KC rows × NC columns at a time into column panels of `NR`
+//!   columns: panel `jp` at `jp·kc·NR`, element (p, jj) at `+ p·NR + jj`; columns past n are
+//!   zero. All tasks share the packed block.
 //! - each task packs a block of `MC` rows of op(A) for one k block into row panels of `MR` rows:
 //!   panel `ip` at `ip·kc·MR`, element (p, ii) at `+ p·MR + ii`; rows past m are zero.
 //! - the micro-kernel computes one `MR×NR` tile of C from one A panel and one B panel, holding
@@ -53,7 +53,15 @@ pub(crate) trait MicroKernel {
     /// # Safety
     /// `a` is readable for `kc·MR` f32, `b` for `kc·NR` f32, and `c` is readable and
     /// writable for `MR` rows of `NR` f32 at stride `ldc`; the CPU supports the kernel's ISA.
-    unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, alpha: f32, beta: f32);
+    unsafe fn tile(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        alpha: f32,
+        beta: f32,
+    );
 }
 
 /// Largest MR·NR of any kernel (stack buffer for edge tiles).
@@ -100,64 +108,126 @@ fn scale_c(g: &Gemm, c: &mut [f32]) {
     }
 }
 
-/// Packs one B panel: columns `j0..j0+nr` (nr ≤ NR) of op(B), k rows `p0..p0+kc`.
-fn pack_b_panel<T: Elem>(g: &Gemm, b: &[T], dst: &mut [f32], nr_full: usize, p0: usize, kc: usize, j0: usize) {
-    let nr = nr_full.min(g.n - j0);
-    if g.trans_b {
-        // op(B)[p][j] = b[j·ldb + p]
-        if nr < nr_full {
-            dst.fill(0.0);
-        }
-        for jj in 0..nr {
-            let src = &b[(j0 + jj) * g.ldb + p0..][..kc];
-            for (p, &v) in src.iter().enumerate() {
-                dst[p * nr_full + jj] = v.f32();
+/// `dst[p·R + r] = src[r][p]` for `p < kc`, `r < src.len() ≤ R`; lanes `r ≥ src.len()` are zero.
+/// Each `src[r]` holds at least kc elements.
+#[inline(always)]
+fn interleave<T: Elem, const R: usize>(src: &[&[T]], kc: usize, dst: &mut [f32]) {
+    let dst = &mut dst[..kc * R];
+    if src.len() == R {
+        let s: [&[T]; R] = std::array::from_fn(|r| &src[r][..kc]);
+        for (p, d) in dst.chunks_exact_mut(R).enumerate() {
+            for r in 0..R {
+                d[r] = s[r][p].f32();
             }
         }
     } else {
-        for p in 0..kc {
-            let src = &b[(p0 + p) * g.ldb + j0..][..nr];
-            let d = &mut dst[p * nr_full..(p + 1) * nr_full];
-            for (x, &v) in d.iter_mut().zip(src) {
-                *x = v.f32();
+        dst.fill(0.0);
+        for (r, row) in src.iter().enumerate() {
+            for (p, &v) in row[..kc].iter().enumerate() {
+                dst[p * R + r] = v.f32();
             }
-            d[nr..].fill(0.0);
         }
     }
 }
 
+/// [`interleave`] with R chosen at run time among the kernels' tile sizes.
+fn interleave_dyn<T: Elem>(src: &[&[T]], r: usize, kc: usize, dst: &mut [f32]) {
+    match r {
+        6 => interleave::<T, 6>(src, kc, dst),
+        8 => interleave::<T, 8>(src, kc, dst),
+        12 => interleave::<T, 12>(src, kc, dst),
+        16 => interleave::<T, 16>(src, kc, dst),
+        32 => interleave::<T, 32>(src, kc, dst),
+        _ => {
+            let dst = &mut dst[..kc * r];
+            dst.fill(0.0);
+            for (i, row) in src.iter().enumerate() {
+                for (p, &v) in row[..kc].iter().enumerate() {
+                    dst[p * r + i] = v.f32();
+                }
+            }
+        }
+    }
+}
+
+/// `dst[p·R + c] = src[p·ld + c]` for `c < w ≤ R`, zero for `c ≥ w` (rows copied as they are).
+fn copy_rows<T: Elem>(src: &[T], ld: usize, w: usize, r: usize, kc: usize, dst: &mut [f32]) {
+    for (p, d) in dst[..kc * r].chunks_exact_mut(r).enumerate() {
+        let s = &src[p * ld..p * ld + w];
+        for (x, &v) in d.iter_mut().zip(s) {
+            *x = v.f32();
+        }
+        d[w..].fill(0.0);
+    }
+}
+
+/// Packs one B panel: columns `j0..j0+nr` (nr ≤ NR) of op(B), k rows `p0..p0+kc`.
+fn pack_b_panel<T: Elem>(
+    g: &Gemm,
+    b: &[T],
+    dst: &mut [f32],
+    nr_full: usize,
+    p0: usize,
+    kc: usize,
+    j0: usize,
+) {
+    let nr = nr_full.min(g.n - j0);
+    if g.trans_b {
+        // op(B)[p][j] = b[j·ldb + p]: column j of op(B) is a contiguous row of b.
+        let mut cols: [&[T]; 64] = [&[]; 64];
+        for (jj, col) in cols[..nr].iter_mut().enumerate() {
+            *col = &b[(j0 + jj) * g.ldb + p0..][..kc];
+        }
+        interleave_dyn(&cols[..nr], nr_full, kc, dst);
+    } else {
+        copy_rows(&b[p0 * g.ldb + j0..], g.ldb, nr, nr_full, kc, dst);
+    }
+}
+
 /// Packs one A panel: rows `i0..i0+mr` (mr ≤ MR) of op(A), k columns `p0..p0+kc`.
-fn pack_a_panel<T: Elem>(g: &Gemm, a: &[T], dst: &mut [f32], mr_full: usize, p0: usize, kc: usize, i0: usize) {
+fn pack_a_panel<T: Elem>(
+    g: &Gemm,
+    a: &[T],
+    dst: &mut [f32],
+    mr_full: usize,
+    p0: usize,
+    kc: usize,
+    i0: usize,
+) {
     let mr = mr_full.min(g.m - i0);
     if g.trans_a {
-        // op(A)[i][p] = a[p·lda + i]
-        for p in 0..kc {
-            let src = &a[(p0 + p) * g.lda + i0..][..mr];
-            let d = &mut dst[p * mr_full..(p + 1) * mr_full];
-            for (x, &v) in d.iter_mut().zip(src) {
-                *x = v.f32();
-            }
-            d[mr..].fill(0.0);
-        }
+        // op(A)[i][p] = a[p·lda + i]: column p of op(A) is contiguous.
+        copy_rows(&a[p0 * g.lda + i0..], g.lda, mr, mr_full, kc, dst);
     } else {
-        if mr < mr_full {
-            dst.fill(0.0);
+        let mut rows: [&[T]; 64] = [&[]; 64];
+        for (ii, row) in rows[..mr].iter_mut().enumerate() {
+            *row = &a[(i0 + ii) * g.lda + p0..][..kc];
         }
-        for ii in 0..mr {
-            let src = &a[(i0 + ii) * g.lda + p0..][..kc];
-            for (p, &v) in src.iter().enumerate() {
-                dst[p * mr_full + ii] = v.f32();
-            }
-        }
+        interleave_dyn(&rows[..mr], mr_full, kc, dst);
     }
 }
 
 /// Minimum multiply-adds before threads are used (below this rayon's overhead dominates).
 const PAR_MIN_WORK: usize = 1 << 21;
 
+/// Columns of op(B) packed together (a multiple of every NR): the packed B block (KC×NC) stays
+/// in L3 while every A block of the rows passes over it.
+const NC: usize = 2048;
+
 /// Runs `g` with micro-kernel `K`. Lengths must already be checked ([`Gemm::check`]).
 /// `par`: use rayon's current pool.
-pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(g: &Gemm, a: &[TA], b: &[TB], c: &mut [f32], par: bool) {
+///
+/// Loops: column blocks of NC, then k blocks of KC (B block packed once, shared by all tasks),
+/// then tasks = row blocks of MC (× column splits when there are few row blocks), each packing
+/// its A block and running the micro-kernel over its B panels (outer) and A panels (inner), so
+/// one B panel stays in L1 while the A block streams from L2.
+pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(
+    g: &Gemm,
+    a: &[TA],
+    b: &[TB],
+    c: &mut [f32],
+    par: bool,
+) {
     let (m, n, k) = (g.m, g.n, g.k);
     if m == 0 || n == 0 {
         return;
@@ -167,101 +237,125 @@ pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(g: &Gemm, a: &[TA], b: &[T
         return;
     }
     let (mr, nr, kcb, mcb) = (K::MR, K::NR, K::KC, K::MC);
-    assert!(mr * nr <= MAX_TILE && mcb % mr == 0);
+    assert!(mr * nr <= MAX_TILE && mr <= 64 && nr <= 64 && mcb % mr == 0 && NC % nr == 0);
     let par = par && m * n * k >= PAR_MIN_WORK && rayon::current_num_threads() > 1;
-    let np = n.div_ceil(nr);
-    let kblocks = k.div_ceil(kcb);
+    let threads = if par { rayon::current_num_threads() } else { 1 };
+    let cptr = CPtr(c.as_mut_ptr());
+    let c_len = c.len();
+    let mb = m.div_ceil(mcb);
 
-    with_scratch(&B_BUF, k * np * nr, |bpack| {
-        // Pack all of op(B); block q covers k rows q·KC.. and is contiguous.
-        let pack_block = |(q, blk): (usize, &mut [f32])| {
-            let p0 = q * kcb;
-            let kc = kcb.min(k - p0);
-            for (jp, panel) in blk.chunks_mut(kc * nr).enumerate() {
-                pack_b_panel(g, b, panel, nr, p0, kc, jp * nr);
-            }
-        };
-        if par {
-            bpack.par_chunks_mut(kcb * np * nr).enumerate().for_each(pack_block);
-        } else {
-            bpack.chunks_mut(kcb * np * nr).enumerate().for_each(pack_block);
-        }
-        let bpack: &[f32] = bpack;
+    with_scratch(&B_BUF, kcb * NC.min(n.div_ceil(nr) * nr), |bpack| {
+        for j0 in (0..n).step_by(NC) {
+            let np = NC.min(n - j0).div_ceil(nr);
+            for (q, p0) in (0..k).step_by(kcb).enumerate() {
+                let kc = kcb.min(k - p0);
+                let bblk = &mut bpack[..np * kc * nr];
+                let pack = |(jp, panel): (usize, &mut [f32])| {
+                    pack_b_panel(g, b, panel, nr, p0, kc, j0 + jp * nr)
+                };
+                if par {
+                    bblk.par_chunks_mut(kc * nr).enumerate().for_each(pack);
+                } else {
+                    bblk.chunks_mut(kc * nr).enumerate().for_each(pack);
+                }
+                let bblk: &[f32] = bblk;
+                let beta = if q == 0 { g.beta } else { 1.0 };
 
-        // Split C into row blocks of MC rows and, if that gives too few tasks, column blocks.
-        let mb = m.div_ceil(mcb);
-        let threads = if par { rayon::current_num_threads() } else { 1 };
-        let want = if par { 4 * threads } else { 1 };
-        let nb = if mb >= want { 1 } else { want.div_ceil(mb).min(np) };
-        let panels_per_nb = np.div_ceil(nb);
-        let nb = np.div_ceil(panels_per_nb);
-        let cptr = CPtr(c.as_mut_ptr());
-        let c_len = c.len();
+                // Split C into row blocks and, if that gives too few tasks, column blocks.
+                let want = if par { 4 * threads } else { 1 };
+                let nb = if mb >= want {
+                    1
+                } else {
+                    want.div_ceil(mb).min(np)
+                };
+                let panels_per_nb = np.div_ceil(nb);
+                let nb = np.div_ceil(panels_per_nb);
 
-        let task = |t: usize| {
-            let cptr = cptr;
-            let (ib, jb) = (t / nb, t % nb);
-            let i0 = ib * mcb;
-            let mc = mcb.min(m - i0);
-            let mpanels = mc.div_ceil(mr);
-            let jp0 = jb * panels_per_nb;
-            let jp1 = np.min(jp0 + panels_per_nb);
-            with_scratch(&A_BUF, mcb * kcb, |apack| {
-                for q in 0..kblocks {
-                    let p0 = q * kcb;
-                    let kc = kcb.min(k - p0);
-                    for (ip, panel) in apack[..mpanels * kc * mr].chunks_mut(kc * mr).enumerate() {
-                        pack_a_panel(g, a, panel, mr, p0, kc, i0 + ip * mr);
-                    }
-                    let beta = if q == 0 { g.beta } else { 1.0 };
-                    let bblock = &bpack[p0 * np * nr..];
-                    for jp in jp0..jp1 {
-                        let bpanel = &bblock[jp * kc * nr..][..kc * nr];
-                        let j = jp * nr;
-                        let nr_eff = nr.min(n - j);
-                        for ip in 0..mpanels {
-                            let apanel = &apack[ip * kc * mr..][..kc * mr];
-                            let i = i0 + ip * mr;
-                            let mr_eff = mr.min(m - i);
-                            let off = i * g.ldc + j;
-                            if mr_eff == mr && nr_eff == nr {
-                                debug_assert!(off + (mr - 1) * g.ldc + nr <= c_len);
-                                // SAFETY: the panels hold kc·MR and kc·NR f32 (sliced above);
-                                // rows i..i+MR, columns j..j+NR lie inside C (m×n at stride ldc,
-                                // checked by Gemm::check) and belong to this task alone; the
-                                // caller picked K for an ISA the CPU supports.
-                                unsafe {
-                                    K::tile(kc, apanel.as_ptr(), bpanel.as_ptr(), cptr.0.add(off), g.ldc, g.alpha, beta)
-                                };
-                            } else {
-                                // Edge tile: run the full kernel on a stack copy, then copy back
-                                // the valid part, so edge elements get the same arithmetic.
-                                let mut tmp = [0.0f32; MAX_TILE];
-                                for ii in 0..mr_eff {
-                                    for jj in 0..nr_eff {
-                                        // SAFETY: (i+ii, j+jj) is inside C and owned by this task.
-                                        tmp[ii * nr + jj] = unsafe { *cptr.0.add(off + ii * g.ldc + jj) };
+                let task = |t: usize| {
+                    let cptr = cptr;
+                    let (ib, jb) = (t / nb, t % nb);
+                    let i0 = ib * mcb;
+                    let mc = mcb.min(m - i0);
+                    let mpanels = mc.div_ceil(mr);
+                    let jp0 = jb * panels_per_nb;
+                    let jp1 = np.min(jp0 + panels_per_nb);
+                    with_scratch(&A_BUF, mcb * kcb, |apack| {
+                        for (ip, panel) in
+                            apack[..mpanels * kc * mr].chunks_mut(kc * mr).enumerate()
+                        {
+                            pack_a_panel(g, a, panel, mr, p0, kc, i0 + ip * mr);
+                        }
+                        for jp in jp0..jp1 {
+                            let bpanel = &bblk[jp * kc * nr..][..kc * nr];
+                            let j = j0 + jp * nr;
+                            let nr_eff = nr.min(n - j);
+                            for ip in 0..mpanels {
+                                let apanel = &apack[ip * kc * mr..][..kc * mr];
+                                let i = i0 + ip * mr;
+                                let mr_eff = mr.min(m - i);
+                                let off = i * g.ldc + j;
+                                if mr_eff == mr && nr_eff == nr {
+                                    debug_assert!(off + (mr - 1) * g.ldc + nr <= c_len);
+                                    // SAFETY: the panels hold kc·MR and kc·NR f32 (sliced
+                                    // above); rows i..i+MR, columns j..j+NR lie inside C (m×n at
+                                    // stride ldc, checked by Gemm::check) and belong to this task
+                                    // alone; the caller picked K for an ISA the CPU supports.
+                                    unsafe {
+                                        K::tile(
+                                            kc,
+                                            apanel.as_ptr(),
+                                            bpanel.as_ptr(),
+                                            cptr.0.add(off),
+                                            g.ldc,
+                                            g.alpha,
+                                            beta,
+                                        )
+                                    };
+                                } else {
+                                    // Edge tile: run the full kernel on a stack copy, then copy
+                                    // back the valid part, so edge elements get the same
+                                    // arithmetic as interior ones.
+                                    let mut tmp = [0.0f32; MAX_TILE];
+                                    for ii in 0..mr_eff {
+                                        for jj in 0..nr_eff {
+                                            // SAFETY: (i+ii, j+jj) is inside C, owned by this task.
+                                            tmp[ii * nr + jj] =
+                                                unsafe { *cptr.0.add(off + ii * g.ldc + jj) };
+                                        }
                                     }
-                                }
-                                // SAFETY: panels as above; tmp holds MR rows of NR at stride NR.
-                                unsafe { K::tile(kc, apanel.as_ptr(), bpanel.as_ptr(), tmp.as_mut_ptr(), nr, g.alpha, beta) };
-                                for ii in 0..mr_eff {
-                                    for jj in 0..nr_eff {
-                                        // SAFETY: as for the read above.
-                                        unsafe { *cptr.0.add(off + ii * g.ldc + jj) = tmp[ii * nr + jj] };
+                                    // SAFETY: panels as above; tmp holds MR rows of NR at stride NR.
+                                    unsafe {
+                                        K::tile(
+                                            kc,
+                                            apanel.as_ptr(),
+                                            bpanel.as_ptr(),
+                                            tmp.as_mut_ptr(),
+                                            nr,
+                                            g.alpha,
+                                            beta,
+                                        )
+                                    };
+                                    for ii in 0..mr_eff {
+                                        for jj in 0..nr_eff {
+                                            // SAFETY: as for the read above.
+                                            unsafe {
+                                                *cptr.0.add(off + ii * g.ldc + jj) =
+                                                    tmp[ii * nr + jj]
+                                            };
+                                        }
                                     }
                                 }
                             }
                         }
-                    }
+                    });
+                };
+                let tasks = mb * nb;
+                if par && tasks > 1 {
+                    (0..tasks).into_par_iter().with_max_len(1).for_each(task);
+                } else {
+                    (0..tasks).for_each(task);
                 }
-            });
-        };
-        let tasks = mb * nb;
-        if par && tasks > 1 {
-            (0..tasks).into_par_iter().with_max_len(1).for_each(task);
-        } else {
-            (0..tasks).for_each(task);
+            }
         }
     });
 }
@@ -286,7 +380,11 @@ pub(crate) fn run_batched<K: MicroKernel, TA: Elem, TB: Elem>(
         }
         return;
     }
-    c.par_chunks_mut(sc).take(batch).enumerate().with_max_len(1).for_each(|(i, ci)| {
-        run::<K, TA, TB>(g, &a[i * sa..], &b[i * sb..], ci, false);
-    });
+    c.par_chunks_mut(sc)
+        .take(batch)
+        .enumerate()
+        .with_max_len(1)
+        .for_each(|(i, ci)| {
+            run::<K, TA, TB>(g, &a[i * sa..], &b[i * sb..], ci, false);
+        });
 }

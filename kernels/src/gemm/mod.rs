@@ -264,11 +264,26 @@ impl Gemm {
         c: &mut [f32],
         stride_c: usize,
     ) {
-        self.check_batched(batch, a.len(), stride_a, b.len(), stride_b, c.len(), stride_c);
+        self.check_batched(
+            batch,
+            a.len(),
+            stride_a,
+            b.len(),
+            stride_b,
+            c.len(),
+            stride_c,
+        );
         if batch == 0 {
             return;
         }
-        dispatch(isa, self, Some((batch, stride_a, stride_b, stride_c)), a, b, c)
+        dispatch(
+            isa,
+            self,
+            Some((batch, stride_a, stride_b, stride_c)),
+            a,
+            b,
+            c,
+        )
     }
 
     /// Panics with a message naming the bad value unless a strided batch fits the slices.

@@ -15,14 +15,30 @@ impl MicroKernel for Neon {
     const KC: usize = 256;
     const MC: usize = 16 * MR;
 
-    unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, alpha: f32, beta: f32) {
+    unsafe fn tile(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        alpha: f32,
+        beta: f32,
+    ) {
         // SAFETY: forwarded contract of MicroKernel::tile (NEON present, pointers valid).
         unsafe { tile_8x8(kc, a, b, c, ldc, alpha, beta) }
     }
 }
 
 #[target_feature(enable = "neon")]
-unsafe fn tile_8x8(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, alpha: f32, beta: f32) {
+unsafe fn tile_8x8(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    alpha: f32,
+    beta: f32,
+) {
     let z = vdupq_n_f32(0.0);
     let mut lo = [z; MR];
     let mut hi = [z; MR];

@@ -15,7 +15,15 @@ impl MicroKernel for Portable {
     const KC: usize = 256;
     const MC: usize = 32 * MR;
 
-    unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, alpha: f32, beta: f32) {
+    unsafe fn tile(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        alpha: f32,
+        beta: f32,
+    ) {
         // SAFETY: the caller guarantees kc·MR readable f32 at a, kc·NR at b and MR rows of NR
         // f32 at stride ldc at c (the last row needs only NR, so the length below is exact).
         let (a, b, c) = unsafe {
