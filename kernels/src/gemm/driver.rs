@@ -150,60 +150,83 @@ fn interleave_dyn<T: Elem>(src: &[&[T]], r: usize, kc: usize, dst: &mut [f32]) {
     }
 }
 
-/// `dst[p·R + c] = src[p·ld + c]` for `c < w ≤ R`, zero for `c ≥ w` (rows copied as they are).
-fn copy_rows<T: Elem>(src: &[T], ld: usize, w: usize, r: usize, kc: usize, dst: &mut [f32]) {
-    for (p, d) in dst[..kc * r].chunks_exact_mut(r).enumerate() {
-        let s = &src[p * ld..p * ld + w];
-        for (x, &v) in d.iter_mut().zip(s) {
-            *x = v.f32();
+/// Packs `w` consecutive columns of the `kc` rows `src[p·ld..p·ld + w]` into panels of `r`
+/// columns: panel q at `q·kc·r`, element (p, cc) at `+ p·r + cc`, zero past w. Reads each
+/// source row once, contiguously (kind to the TLB and the prefetcher for large `ld`).
+fn pack_rows_panels<T: Elem>(src: &[T], ld: usize, w: usize, r: usize, kc: usize, dst: &mut [f32]) {
+    let npan = w.div_ceil(r);
+    let dst = &mut dst[..npan * kc * r];
+    for p in 0..kc {
+        let row = &src[p * ld..p * ld + w];
+        for (q, s) in row.chunks(r).enumerate() {
+            let d = &mut dst[q * kc * r + p * r..][..r];
+            for (x, &v) in d.iter_mut().zip(s) {
+                *x = v.f32();
+            }
+            d[s.len()..].fill(0.0);
         }
-        d[w..].fill(0.0);
     }
 }
 
-/// Packs one B panel: columns `j0..j0+nr` (nr ≤ NR) of op(B), k rows `p0..p0+kc`.
-fn pack_b_panel<T: Elem>(
+/// Packs columns `j0..j0+w` of op(B), k rows `p0..p0+kc`, into panels of `nr` columns.
+#[allow(clippy::too_many_arguments)]
+fn pack_b_range<T: Elem>(
     g: &Gemm,
     b: &[T],
     dst: &mut [f32],
-    nr_full: usize,
+    nr: usize,
     p0: usize,
     kc: usize,
     j0: usize,
+    w: usize,
 ) {
-    let nr = nr_full.min(g.n - j0);
     if g.trans_b {
         // op(B)[p][j] = b[j·ldb + p]: column j of op(B) is a contiguous row of b.
-        let mut cols: [&[T]; 64] = [&[]; 64];
-        for (jj, col) in cols[..nr].iter_mut().enumerate() {
-            *col = &b[(j0 + jj) * g.ldb + p0..][..kc];
+        for (q, panel) in dst[..w.div_ceil(nr) * kc * nr]
+            .chunks_mut(kc * nr)
+            .enumerate()
+        {
+            let jq = j0 + q * nr;
+            let cols_n = nr.min(j0 + w - jq);
+            let mut cols: [&[T]; 64] = [&[]; 64];
+            for (jj, col) in cols[..cols_n].iter_mut().enumerate() {
+                *col = &b[(jq + jj) * g.ldb + p0..][..kc];
+            }
+            interleave_dyn(&cols[..cols_n], nr, kc, panel);
         }
-        interleave_dyn(&cols[..nr], nr_full, kc, dst);
     } else {
-        copy_rows(&b[p0 * g.ldb + j0..], g.ldb, nr, nr_full, kc, dst);
+        pack_rows_panels(&b[p0 * g.ldb + j0..], g.ldb, w, nr, kc, dst);
     }
 }
 
-/// Packs one A panel: rows `i0..i0+mr` (mr ≤ MR) of op(A), k columns `p0..p0+kc`.
-fn pack_a_panel<T: Elem>(
+/// Packs rows `i0..i0+h` of op(A), k columns `p0..p0+kc`, into panels of `mr` rows.
+#[allow(clippy::too_many_arguments)]
+fn pack_a_range<T: Elem>(
     g: &Gemm,
     a: &[T],
     dst: &mut [f32],
-    mr_full: usize,
+    mr: usize,
     p0: usize,
     kc: usize,
     i0: usize,
+    h: usize,
 ) {
-    let mr = mr_full.min(g.m - i0);
     if g.trans_a {
-        // op(A)[i][p] = a[p·lda + i]: column p of op(A) is contiguous.
-        copy_rows(&a[p0 * g.lda + i0..], g.lda, mr, mr_full, kc, dst);
+        // op(A)[i][p] = a[p·lda + i]: column p of op(A) is a contiguous row of a.
+        pack_rows_panels(&a[p0 * g.lda + i0..], g.lda, h, mr, kc, dst);
     } else {
-        let mut rows: [&[T]; 64] = [&[]; 64];
-        for (ii, row) in rows[..mr].iter_mut().enumerate() {
-            *row = &a[(i0 + ii) * g.lda + p0..][..kc];
+        for (q, panel) in dst[..h.div_ceil(mr) * kc * mr]
+            .chunks_mut(kc * mr)
+            .enumerate()
+        {
+            let iq = i0 + q * mr;
+            let rows_n = mr.min(i0 + h - iq);
+            let mut rows: [&[T]; 64] = [&[]; 64];
+            for (ii, row) in rows[..rows_n].iter_mut().enumerate() {
+                *row = &a[(iq + ii) * g.lda + p0..][..kc];
+            }
+            interleave_dyn(&rows[..rows_n], mr, kc, panel);
         }
-        interleave_dyn(&rows[..mr], mr_full, kc, dst);
     }
 }
 
@@ -250,13 +273,19 @@ pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(
             for (q, p0) in (0..k).step_by(kcb).enumerate() {
                 let kc = kcb.min(k - p0);
                 let bblk = &mut bpack[..np * kc * nr];
-                let pack = |(jp, panel): (usize, &mut [f32])| {
-                    pack_b_panel(g, b, panel, nr, p0, kc, j0 + jp * nr)
+                let ncols = NC.min(n - j0);
+                // Each thread packs a run of whole panels, row by row.
+                let ppt = if par { np.div_ceil(threads) } else { np };
+                let pack = |(t, chunk): (usize, &mut [f32])| {
+                    let js = t * ppt * nr;
+                    pack_b_range(g, b, chunk, nr, p0, kc, j0 + js, (ppt * nr).min(ncols - js))
                 };
                 if par {
-                    bblk.par_chunks_mut(kc * nr).enumerate().for_each(pack);
+                    bblk.par_chunks_mut(ppt * kc * nr)
+                        .enumerate()
+                        .for_each(pack);
                 } else {
-                    bblk.chunks_mut(kc * nr).enumerate().for_each(pack);
+                    bblk.chunks_mut(ppt * kc * nr).enumerate().for_each(pack);
                 }
                 let bblk: &[f32] = bblk;
                 let beta = if q == 0 { g.beta } else { 1.0 };
@@ -280,11 +309,7 @@ pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(
                     let jp0 = jb * panels_per_nb;
                     let jp1 = np.min(jp0 + panels_per_nb);
                     with_scratch(&A_BUF, mcb * kcb, |apack| {
-                        for (ip, panel) in
-                            apack[..mpanels * kc * mr].chunks_mut(kc * mr).enumerate()
-                        {
-                            pack_a_panel(g, a, panel, mr, p0, kc, i0 + ip * mr);
-                        }
+                        pack_a_range(g, a, apack, mr, p0, kc, i0, mc);
                         for jp in jp0..jp1 {
                             let bpanel = &bblk[jp * kc * nr..][..kc * nr];
                             let j = j0 + jp * nr;
