@@ -21,6 +21,8 @@ use std::cell::Cell;
 /// An element type that can be packed into f32 panels.
 pub(crate) trait Elem: Copy + Send + Sync {
     fn f32(self) -> f32;
+    /// The slice itself when the elements already are f32 (kernels may read it unpacked).
+    fn as_f32(s: &[Self]) -> Option<&[f32]>;
 }
 
 impl Elem for f32 {
@@ -28,12 +30,18 @@ impl Elem for f32 {
     fn f32(self) -> f32 {
         self
     }
+    fn as_f32(s: &[Self]) -> Option<&[f32]> {
+        Some(s)
+    }
 }
 
 impl Elem for half::bf16 {
     #[inline(always)]
     fn f32(self) -> f32 {
         self.to_f32()
+    }
+    fn as_f32(_: &[Self]) -> Option<&[f32]> {
+        None
     }
 }
 
@@ -62,6 +70,29 @@ pub(crate) trait MicroKernel {
         alpha: f32,
         beta: f32,
     );
+
+    /// Whether [`MicroKernel::tile_strided`] exists.
+    const STRIDED_A: bool = false;
+
+    /// [`MicroKernel::tile`] reading A unpacked: element (i, p) of the A panel at
+    /// `a[i·rsa + p·csa]`. Same arithmetic, in the same order, as `tile` on the packed panel.
+    ///
+    /// # Safety
+    /// As for `tile`, with `a` readable at every `i·rsa + p·csa`, `i < MR`, `p < kc`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_strided(
+        _kc: usize,
+        _a: *const f32,
+        _rsa: usize,
+        _csa: usize,
+        _b: *const f32,
+        _c: *mut f32,
+        _ldc: usize,
+        _alpha: f32,
+        _beta: f32,
+    ) {
+        unreachable!("tile_strided called on a kernel without STRIDED_A")
+    }
 }
 
 /// Largest MR·NR of any kernel (stack buffer for edge tiles).
@@ -230,6 +261,9 @@ fn pack_a_range<T: Elem>(
     }
 }
 
+/// A tasks's A block is read in place, not packed, when it meets at most this many B panels.
+const DIRECT_A_MAX_PANELS: usize = 4;
+
 /// Minimum multiply-adds before threads are used (below this rayon's overhead dominates).
 const PAR_MIN_WORK: usize = 1 << 21;
 
@@ -308,8 +342,29 @@ pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(
                     let mpanels = mc.div_ceil(mr);
                     let jp0 = jb * panels_per_nb;
                     let jp1 = np.min(jp0 + panels_per_nb);
+                    // An A panel meets only jp1 - jp0 B panels here: for a few, reading A in
+                    // place beats packing it (full panels only; the last partial one is packed).
+                    let a_direct = match TA::as_f32(a) {
+                        Some(a32) if K::STRIDED_A && jp1 - jp0 <= DIRECT_A_MAX_PANELS => Some(a32),
+                        _ => None,
+                    };
+                    let (rsa, csa) = if g.trans_a { (1, g.lda) } else { (g.lda, 1) };
                     with_scratch(&A_BUF, mcb * kcb, |apack| {
-                        pack_a_range(g, a, apack, mr, p0, kc, i0, mc);
+                        if a_direct.is_none() {
+                            pack_a_range(g, a, apack, mr, p0, kc, i0, mc);
+                        } else if mc % mr != 0 {
+                            let last = mpanels - 1;
+                            pack_a_range(
+                                g,
+                                a,
+                                &mut apack[last * kc * mr..],
+                                mr,
+                                p0,
+                                kc,
+                                i0 + last * mr,
+                                mc - last * mr,
+                            );
+                        }
                         for jp in jp0..jp1 {
                             let bpanel = &bblk[jp * kc * nr..][..kc * nr];
                             let j = j0 + jp * nr;
@@ -319,23 +374,50 @@ pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(
                                 let i = i0 + ip * mr;
                                 let mr_eff = mr.min(m - i);
                                 let off = i * g.ldc + j;
-                                if mr_eff == mr && nr_eff == nr {
-                                    debug_assert!(off + (mr - 1) * g.ldc + nr <= c_len);
-                                    // SAFETY: the panels hold kc·MR and kc·NR f32 (sliced
-                                    // above); rows i..i+MR, columns j..j+NR lie inside C (m×n at
-                                    // stride ldc, checked by Gemm::check) and belong to this task
-                                    // alone; the caller picked K for an ISA the CPU supports.
-                                    unsafe {
+                                let tile = |c: *mut f32, ldc: usize| match a_direct {
+                                    Some(a32) if mr_eff == mr => {
+                                        let a_off = i * rsa + p0 * csa;
+                                        debug_assert!(
+                                            a_off + (mr - 1) * rsa + (kc - 1) * csa < a32.len()
+                                        );
+                                        // SAFETY: rows i..i+MR (all < m) and columns p0..p0+kc
+                                        // (≤ k) of op(A) lie inside A (checked by Gemm::check);
+                                        // b and c as below; K has STRIDED_A.
+                                        unsafe {
+                                            K::tile_strided(
+                                                kc,
+                                                a32.as_ptr().add(a_off),
+                                                rsa,
+                                                csa,
+                                                bpanel.as_ptr(),
+                                                c,
+                                                ldc,
+                                                g.alpha,
+                                                beta,
+                                            )
+                                        }
+                                    }
+                                    // SAFETY: the panels hold kc·MR and kc·NR f32 (sliced above);
+                                    // c as below.
+                                    _ => unsafe {
                                         K::tile(
                                             kc,
                                             apanel.as_ptr(),
                                             bpanel.as_ptr(),
-                                            cptr.0.add(off),
-                                            g.ldc,
+                                            c,
+                                            ldc,
                                             g.alpha,
                                             beta,
                                         )
-                                    };
+                                    },
+                                };
+                                if mr_eff == mr && nr_eff == nr {
+                                    debug_assert!(off + (mr - 1) * g.ldc + nr <= c_len);
+                                    // Rows i..i+MR, columns j..j+NR lie inside C (m×n at stride
+                                    // ldc, checked by Gemm::check) and belong to this task alone;
+                                    // the caller picked K for an ISA the CPU supports.
+                                    // SAFETY: off is inside C (see above).
+                                    tile(unsafe { cptr.0.add(off) }, g.ldc);
                                 } else {
                                     // Edge tile: run the full kernel on a stack copy, then copy
                                     // back the valid part, so edge elements get the same
@@ -348,18 +430,8 @@ pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(
                                                 unsafe { *cptr.0.add(off + ii * g.ldc + jj) };
                                         }
                                     }
-                                    // SAFETY: panels as above; tmp holds MR rows of NR at stride NR.
-                                    unsafe {
-                                        K::tile(
-                                            kc,
-                                            apanel.as_ptr(),
-                                            bpanel.as_ptr(),
-                                            tmp.as_mut_ptr(),
-                                            nr,
-                                            g.alpha,
-                                            beta,
-                                        )
-                                    };
+                                    // tmp holds MR rows of NR at stride NR.
+                                    tile(tmp.as_mut_ptr(), nr);
                                     for ii in 0..mr_eff {
                                         for jj in 0..nr_eff {
                                             // SAFETY: as for the read above.
