@@ -117,7 +117,7 @@ unsafe fn tile_6x16<const PACKED: bool>(
         // Unpacked A, element (i, p) at a + i·rsa + p·csa: rows addressed as one of MR/3 base
         // pointers plus 0, 1 or 2 strides. The bases' offsets go through black_box so LLVM cannot
         // rewrite them into one serial chain of pointer additions inside the k loop.
-        let mut g0 = a.wrapping_add(0 * rsa);
+        let mut g0 = a;
         let mut g1 = a.wrapping_add(std::hint::black_box(3 * rsa));
         for _ in 0..kc {
             // SAFETY: the caller guarantees kc·NR readable f32 at b and A element (i, p) at

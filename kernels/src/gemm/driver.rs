@@ -107,6 +107,13 @@ unsafe impl Send for CPtr {}
 // SAFETY: as above.
 unsafe impl Sync for CPtr {}
 
+impl CPtr {
+    /// The pointer (a method, so closures capture the whole `CPtr`, not its raw field).
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
 thread_local! {
     static A_BUF: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
     static B_BUF: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
@@ -291,7 +298,9 @@ pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(
         return;
     }
     let (mr, nr, kcb, mcb) = (K::MR, K::NR, K::KC, K::MC);
-    assert!(mr * nr <= MAX_TILE && mr <= 64 && nr <= 64 && mcb % mr == 0 && NC % nr == 0);
+    assert!(
+        mr * nr <= MAX_TILE && mr <= 64 && nr <= 64 && mcb / mr * mr == mcb && NC / nr * nr == NC
+    );
     let par = par && m * n * k >= PAR_MIN_WORK && rayon::current_num_threads() > 1;
     let threads = if par { rayon::current_num_threads() } else { 1 };
     let cptr = CPtr(c.as_mut_ptr());
@@ -332,7 +341,6 @@ pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(
                 let nb = np.div_ceil(panels_per_nb);
 
                 let task = |t: usize| {
-                    let cptr = cptr;
                     let (ib, jb) = (t / nb, t % nb);
                     let i0 = ib * mcb;
                     let mc = mcb.min(m - i0);
@@ -415,7 +423,7 @@ pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(
                                     // ldc, checked by Gemm::check) and belong to this task alone;
                                     // the caller picked K for an ISA the CPU supports.
                                     // SAFETY: off is inside C (see above).
-                                    tile(unsafe { cptr.0.add(off) }, g.ldc);
+                                    tile(unsafe { cptr.ptr().add(off) }, g.ldc);
                                 } else {
                                     // Edge tile: run the full kernel on a stack copy, then copy
                                     // back the valid part, so edge elements get the same
@@ -425,7 +433,7 @@ pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(
                                         for jj in 0..nr_eff {
                                             // SAFETY: (i+ii, j+jj) is inside C, owned by this task.
                                             tmp[ii * nr + jj] =
-                                                unsafe { *cptr.0.add(off + ii * g.ldc + jj) };
+                                                unsafe { *cptr.ptr().add(off + ii * g.ldc + jj) };
                                         }
                                     }
                                     // tmp holds MR rows of NR at stride NR.
@@ -434,7 +442,7 @@ pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(
                                         for jj in 0..nr_eff {
                                             // SAFETY: as for the read above.
                                             unsafe {
-                                                *cptr.0.add(off + ii * g.ldc + jj) =
+                                                *cptr.ptr().add(off + ii * g.ldc + jj) =
                                                     tmp[ii * nr + jj]
                                             };
                                         }
