@@ -315,3 +315,42 @@ fn short_bf16_a_is_rejected() {
     let a = [bf16::ZERO; 3];
     g.run_mixed(Operand::Bf16(&a), Operand::F32(&[0.0; 4]), &mut c);
 }
+
+#[test]
+fn bf16_both_operands_large_and_thread_invariant() {
+    // Crosses k blocks (k > 384 pairs·2), odd k, edge tiles; on AVX-512 CPUs with AVX512-BF16
+    // this runs the vdpbf16ps path. Same tolerance as every other path (products of bf16 are
+    // exact in f32, so only the k additions round).
+    for (m, n, k, ta, tb) in [(203, 77, 801, false, true), (64, 300, 385, true, false)] {
+        let g = Gemm::new(m, n, k).transposes(ta, tb).alpha(0.5).beta(2.0);
+        let (la, lb, lc) = g.min_lens();
+        let a16: Vec<bf16> = rand_vec(la, 31)
+            .iter()
+            .map(|&x| bf16::from_f32(x))
+            .collect();
+        let b16: Vec<bf16> = rand_vec(lb, 32)
+            .iter()
+            .map(|&x| bf16::from_f32(x))
+            .collect();
+        let a_r: Vec<f32> = a16.iter().map(|x| x.to_f32()).collect();
+        let b_r: Vec<f32> = b16.iter().map(|x| x.to_f32()).collect();
+        let c0 = rand_vec(lc, 33);
+        let mut want = c0.clone();
+        reference::gemm(&g, &a_r, &b_r, &mut want);
+        for isa in supported() {
+            let run = |threads| {
+                in_pool(threads, || {
+                    let mut c = c0.clone();
+                    g.run_mixed_with(isa, Operand::Bf16(&a16), Operand::Bf16(&b16), &mut c);
+                    c
+                })
+            };
+            let (c1, c2) = (run(1), run(2));
+            assert_close(&g, &a_r, &b_r, &c0, &c1, &want, isa.name());
+            assert!(
+                c1.iter().zip(&c2).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{isa}: bf16 {g:?} differs between 1 and 2 threads"
+            );
+        }
+    }
+}

@@ -1,9 +1,11 @@
 //! GEMM with bf16 operands and f32 accumulation: `C (f32) = alpha·op(A)·op(B) + beta·C` where
-//! A and/or B are `half::bf16`. The panels are converted to f32 (exactly) while packing, so the
-//! result equals the f32 GEMM of the bf16 values, computed by the same micro-kernels.
+//! A and/or B are `half::bf16`.
 //!
-//! Not done yet: a `vdpbf16ps` (AVX512-BF16) micro-kernel on bf16 panels; it would halve the
-//! packed bytes but its pairwise accumulation and denormal flushing differ from the f32 kernel.
+//! - Both bf16, [`Isa::Avx512`], CPU with `avx512bf16`: `vdpbf16ps` on bf16 pair panels
+//!   (`bf16dp`); products are exact in f32, sums round as f32 FMAs would, but subnormal inputs
+//!   and results are flushed to zero.
+//! - Otherwise the panels are converted to f32 (exactly) while packing, so the result is the
+//!   f32 GEMM of the bf16 values, computed by the same micro-kernels.
 
 use super::{dispatch, Gemm};
 use crate::dispatch::{active, Isa};
@@ -56,7 +58,13 @@ impl Gemm {
             (Operand::F32(a), Operand::F32(b)) => dispatch(isa, self, None, a, b, c),
             (Operand::F32(a), Operand::Bf16(b)) => dispatch(isa, self, None, a, b, c),
             (Operand::Bf16(a), Operand::F32(b)) => dispatch(isa, self, None, a, b, c),
-            (Operand::Bf16(a), Operand::Bf16(b)) => dispatch(isa, self, None, a, b, c),
+            (Operand::Bf16(a), Operand::Bf16(b)) => {
+                #[cfg(target_arch = "x86_64")]
+                if isa == Isa::Avx512 && super::bf16dp::available() {
+                    return super::bf16dp::run(self, a, b, c);
+                }
+                dispatch(isa, self, None, a, b, c)
+            }
         }
     }
 }

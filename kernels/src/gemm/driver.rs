@@ -4,10 +4,13 @@
 //! - op(B) is packed one block of KC rows × NC columns at a time into column panels of `NR`
 //!   columns: panel `jp` at `jp·kc·NR`, element (p, jj) at `+ p·NR + jj`; columns past n are
 //!   zero. All tasks share the packed block.
-//! - each task packs a block of `MC` rows of op(A) for one k block into row panels of `MR` rows:
-//!   panel `ip` at `ip·kc·MR`, element (p, ii) at `+ p·MR + ii`; rows past m are zero.
+//! - each task takes a block of `MC` rows of op(A) for one k block. Kernels with
+//!   `STRIDED_A` read f32 A in place (element (i, p) at `i·rsa + p·csa`); otherwise (and for a
+//!   last partial panel, and for bf16) A is packed into row panels of `MR` rows: panel `ip` at
+//!   `ip·kc·MR`, element (p, ii) at `+ p·MR + ii`; rows past m are zero.
 //! - the micro-kernel computes one `MR×NR` tile of C from one A panel and one B panel, holding
-//!   the tile in registers for the whole k block.
+//!   the tile in registers for the whole k block; packed and in-place A give the same
+//!   arithmetic in the same order, so the choice never changes a result.
 //!
 //! Threads (rayon) split C into rectangles of whole tiles; each C element is computed by one
 //! task, accumulating k blocks in increasing order and, inside a block, p in increasing order.
@@ -96,11 +99,11 @@ pub(crate) trait MicroKernel {
 }
 
 /// Largest MR·NR of any kernel (stack buffer for edge tiles).
-const MAX_TILE: usize = 16 * 64;
+pub(super) const MAX_TILE: usize = 16 * 64;
 
 /// A raw C pointer shared by tasks that write disjoint tiles.
 #[derive(Clone, Copy)]
-struct CPtr(*mut f32);
+pub(super) struct CPtr(pub(super) *mut f32);
 // SAFETY: tasks write pairwise disjoint rectangles of C (see `run`), so sharing the pointer across
 // threads creates no data race; the pointer outlives the tasks (they finish before `run` returns).
 unsafe impl Send for CPtr {}
@@ -109,7 +112,7 @@ unsafe impl Sync for CPtr {}
 
 impl CPtr {
     /// The pointer (a method, so closures capture the whole `CPtr`, not its raw field).
-    fn ptr(self) -> *mut f32 {
+    pub(super) fn ptr(self) -> *mut f32 {
         self.0
     }
 }
@@ -269,7 +272,7 @@ fn pack_a_range<T: Elem>(
 }
 
 /// Minimum multiply-adds before threads are used (below this rayon's overhead dominates).
-const PAR_MIN_WORK: usize = 1 << 21;
+pub(super) const PAR_MIN_WORK: usize = 1 << 21;
 
 /// Columns of op(B) packed together (a multiple of every NR): the packed B block (KC×NC) stays
 /// in L3 while every A block of the rows passes over it.

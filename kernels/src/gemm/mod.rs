@@ -7,20 +7,26 @@
 //!
 //! Every product is computed with a fixed order of accumulation along k for each output
 //! element, so results do not depend on the number of threads.
-
 //!
-//! Fast paths (see `driver`): op(B) is packed into NR-column panels and op(A) into MR-row panels
-//! (the packing absorbs the transposes), per-ISA register-blocked micro-kernels compute MR×NR
-//! tiles (AVX-512 12×32, AVX2 6×16, portable `wide` 6×8, NEON 8×8), k is blocked by 256 and
-//! rows by MC so the A block stays in L2 and one B panel in L1, and rayon splits C into
-//! rectangles of whole tiles. [`Gemm::run_batched`] splits the batch over threads instead.
-//! [`Gemm::run_mixed`] takes bf16 operands (converted to f32 while packing, f32 accumulation).
+//! Fast paths (see `driver`): op(B) is packed, one KC×NC block at a time, into NR-column panels
+//! (the packing absorbs B's transpose); per-ISA register-blocked micro-kernels compute MR×NR
+//! tiles of C (AVX-512 12×32 in 24 zmm, AVX2 6×16 in 12 ymm, portable `wide` 6×8, NEON 8×8).
+//! On AVX-512 and AVX2, f32 A is read in place with its strides (a transposed A costs nothing);
+//! other paths and bf16 A pack A into MR-row panels. k is blocked by KC (384 on AVX-512, 256
+//! elsewhere), rows by MC (192 / 144) so A's block stays in L2 and one B panel in L1, columns by
+//! NC = 2048. rayon splits C into rectangles of whole tiles (row blocks, plus column blocks when
+//! rows are few); [`Gemm::run_batched`] splits the batch over threads instead and runs each
+//! product on one thread. [`Gemm::run_mixed`] takes bf16 operands (f32 accumulation): with both
+//! in bf16 on the AVX-512 path of a CPU with AVX512-BF16 it runs `vdpbf16ps` on bf16 pair
+//! panels, otherwise the panels are converted to f32 while packing.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 pub mod bf16;
+#[cfg(target_arch = "x86_64")]
+mod bf16dp;
 mod driver;
 pub mod limits;
 #[cfg(target_arch = "aarch64")]
