@@ -195,12 +195,56 @@ fn interleave_dyn<T: Elem>(src: &[&[T]], r: usize, kc: usize, dst: &mut [f32]) {
 /// columns: panel q at `q·kc·r`, element (p, cc) at `+ p·r + cc`, zero past w. Reads each
 /// source row once, contiguously (kind to the TLB and the prefetcher for large `ld`).
 fn pack_rows_panels<T: Elem>(src: &[T], ld: usize, w: usize, r: usize, kc: usize, dst: &mut [f32]) {
-    let npan = w.div_ceil(r);
-    let dst = &mut dst[..npan * kc * r];
+    // Fixed widths let the compiler copy a panel row with a few vector moves (no memcpy call).
+    match r {
+        6 => pack_rows_panels_n::<T, 6>(src, ld, w, kc, dst),
+        8 => pack_rows_panels_n::<T, 8>(src, ld, w, kc, dst),
+        12 => pack_rows_panels_n::<T, 12>(src, ld, w, kc, dst),
+        16 => pack_rows_panels_n::<T, 16>(src, ld, w, kc, dst),
+        32 => pack_rows_panels_n::<T, 32>(src, ld, w, kc, dst),
+        _ => {
+            let npan = w.div_ceil(r);
+            let dst = &mut dst[..npan * kc * r];
+            for p in 0..kc {
+                let row = &src[p * ld..p * ld + w];
+                for (q, s) in row.chunks(r).enumerate() {
+                    let d = &mut dst[q * kc * r + p * r..][..r];
+                    for (x, &v) in d.iter_mut().zip(s) {
+                        *x = v.f32();
+                    }
+                    d[s.len()..].fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// [`pack_rows_panels`] for a compile-time panel width `R`.
+#[inline(always)]
+fn pack_rows_panels_n<T: Elem, const R: usize>(
+    src: &[T],
+    ld: usize,
+    w: usize,
+    kc: usize,
+    dst: &mut [f32],
+) {
+    let npan = w.div_ceil(R);
+    let full = w / R;
+    let dst = &mut dst[..npan * kc * R];
     for p in 0..kc {
         let row = &src[p * ld..p * ld + w];
-        for (q, s) in row.chunks(r).enumerate() {
-            let d = &mut dst[q * kc * r + p * r..][..r];
+        for q in 0..full {
+            let s: &[T; R] = row[q * R..(q + 1) * R].try_into().expect("R elements");
+            let d: &mut [f32; R] = (&mut dst[q * kc * R + p * R..][..R])
+                .try_into()
+                .expect("R lanes");
+            for (x, &v) in d.iter_mut().zip(s) {
+                *x = v.f32();
+            }
+        }
+        if full < npan {
+            let s = &row[full * R..];
+            let d = &mut dst[full * kc * R + p * R..][..R];
             for (x, &v) in d.iter_mut().zip(s) {
                 *x = v.f32();
             }
