@@ -70,7 +70,32 @@ fn pack_b(g: &Gemm, b: &[bf16], dst: &mut [u16], pp0: usize, kp: usize, j0: usiz
 fn pack_a(g: &Gemm, a: &[bf16], dst: &mut [u32], pp0: usize, kp: usize, i0: usize) {
     let mr = MR.min(g.m - i0);
     let dst = &mut dst[..kp * MR];
-    for pp in 0..kp {
+    // Pairs whose both k indices are < k; a last pair with p + 1 == k takes the slow path.
+    let full = kp.min((g.k / 2).saturating_sub(pp0));
+    let pair = |lo: bf16, hi: bf16| lo.to_bits() as u32 | (hi.to_bits() as u32) << 16;
+    if g.trans_a {
+        // op(A)[i][p] = a[p·lda + i]: rows p and p+1 of a give the pair for every i.
+        for pp in 0..full {
+            let p = 2 * (pp0 + pp);
+            let r0 = &a[p * g.lda + i0..][..mr];
+            let r1 = &a[(p + 1) * g.lda + i0..][..mr];
+            let d = &mut dst[pp * MR..(pp + 1) * MR];
+            for ((x, &lo), &hi) in d.iter_mut().zip(r0).zip(r1) {
+                *x = pair(lo, hi);
+            }
+            d[mr..].fill(0);
+        }
+    } else {
+        // op(A)[i][p] = a[i·lda + p]: the pair is two adjacent elements of row i.
+        dst[..full * MR].fill(0);
+        for ii in 0..mr {
+            let row = &a[(i0 + ii) * g.lda + 2 * pp0..][..2 * full];
+            for (pp, two) in row.chunks_exact(2).enumerate() {
+                dst[pp * MR + ii] = pair(two[0], two[1]);
+            }
+        }
+    }
+    for pp in full..kp {
         let p = 2 * (pp0 + pp);
         let d = &mut dst[pp * MR..(pp + 1) * MR];
         for (ii, x) in d[..mr].iter_mut().enumerate() {
