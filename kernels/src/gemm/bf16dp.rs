@@ -55,7 +55,33 @@ fn b_at(g: &Gemm, b: &[bf16], p: usize, j: usize) -> u16 {
 fn pack_b(g: &Gemm, b: &[bf16], dst: &mut [u16], pp0: usize, kp: usize, j0: usize) {
     let nr = NR.min(g.n - j0);
     let dst = &mut dst[..kp * NR * 2];
-    for pp in 0..kp {
+    // Pairs whose both k indices are < k; a last pair with p + 1 == k takes the slow path.
+    let full = kp.min((g.k / 2).saturating_sub(pp0));
+    if g.trans_b {
+        // op(B)[p][j] = b[j·ldb + p]: the pair is two adjacent elements of row j of b.
+        dst[..full * NR * 2].fill(0);
+        for jj in 0..nr {
+            let row = &b[(j0 + jj) * g.ldb + 2 * pp0..][..2 * full];
+            for (pp, two) in row.chunks_exact(2).enumerate() {
+                dst[(pp * NR + jj) * 2] = two[0].to_bits();
+                dst[(pp * NR + jj) * 2 + 1] = two[1].to_bits();
+            }
+        }
+    } else {
+        // op(B)[p][j] = b[p·ldb + j]: rows p and p+1 of b, interleaved.
+        for pp in 0..full {
+            let p = 2 * (pp0 + pp);
+            let r0 = &b[p * g.ldb + j0..][..nr];
+            let r1 = &b[(p + 1) * g.ldb + j0..][..nr];
+            let d = &mut dst[pp * NR * 2..(pp + 1) * NR * 2];
+            for ((x, &lo), &hi) in d.chunks_exact_mut(2).zip(r0).zip(r1) {
+                x[0] = lo.to_bits();
+                x[1] = hi.to_bits();
+            }
+            d[2 * nr..].fill(0);
+        }
+    }
+    for pp in full..kp {
         let p = 2 * (pp0 + pp);
         let d = &mut dst[pp * NR * 2..(pp + 1) * NR * 2];
         for jj in 0..nr {
@@ -86,13 +112,17 @@ fn pack_a(g: &Gemm, a: &[bf16], dst: &mut [u32], pp0: usize, kp: usize, i0: usiz
             d[mr..].fill(0);
         }
     } else {
-        // op(A)[i][p] = a[i·lda + p]: the pair is two adjacent elements of row i.
-        dst[..full * MR].fill(0);
-        for ii in 0..mr {
-            let row = &a[(i0 + ii) * g.lda + 2 * pp0..][..2 * full];
-            for (pp, two) in row.chunks_exact(2).enumerate() {
-                dst[pp * MR + ii] = pair(two[0], two[1]);
+        // op(A)[i][p] = a[i·lda + p]: the pair is two adjacent elements of row i. Walk k
+        // outermost so the panel is written contiguously.
+        let mut rows: [&[bf16]; MR] = [&[]; MR];
+        for (ii, row) in rows[..mr].iter_mut().enumerate() {
+            *row = &a[(i0 + ii) * g.lda + 2 * pp0..][..2 * full];
+        }
+        for (pp, d) in dst[..full * MR].chunks_exact_mut(MR).enumerate() {
+            for (x, row) in d[..mr].iter_mut().zip(&rows[..mr]) {
+                *x = pair(row[2 * pp], row[2 * pp + 1]);
             }
+            d[mr..].fill(0);
         }
     }
     for pp in full..kp {
