@@ -6,12 +6,14 @@
 //!
 //! Shapes are m×n×k; `nt` = A·Bᵀ, `tn` = Aᵀ·B. Peak reference: `benches/machine_limits.rs`.
 //!
+//! Also `gemm_bf16`: bf16 A and B (f32 accumulation) at 4096×768×768.
+//!
 //! Run: `cargo bench --bench gemm` (filter e.g. `-- 4096x768x768`).
 //!
 //! The peers' APIs are raw-pointer `unsafe fn`s; their calls are the only `unsafe` here, each
 //! on slices whose lengths were sized for the exact shape and strides passed.
 
-use cloze_kernels::gemm::Gemm;
+use cloze_kernels::gemm::{Gemm, Operand};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rayon::prelude::*;
 use std::hint::black_box;
@@ -279,5 +281,49 @@ fn batched(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, single, batched);
+fn bf16(c: &mut Criterion) {
+    // bf16 A and B, f32 accumulation (vdpbf16ps where the CPU has AVX512-BF16).
+    let s = Shape {
+        m: 4096,
+        n: 768,
+        k: 768,
+        ta: false,
+        tb: false,
+    };
+    let a: Vec<half::bf16> = data(s.m * s.k, 5)
+        .into_iter()
+        .map(half::bf16::from_f32)
+        .collect();
+    let b: Vec<half::bf16> = data(s.k * s.n, 6)
+        .into_iter()
+        .map(half::bf16::from_f32)
+        .collect();
+    let mut out = vec![0.0f32; s.m * s.n];
+    let mut g = c.benchmark_group("gemm_bf16");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+    g.throughput(Throughput::Elements((2 * s.m * s.n * s.k) as u64));
+    for threads in [1usize, 2] {
+        let p = pool(threads);
+        let gm = s.gemm();
+        g.bench_function(
+            BenchmarkId::new(format!("cloze/t{threads}"), s.label()),
+            |bch| {
+                bch.iter(|| {
+                    p.install(|| {
+                        gm.run_mixed(
+                            Operand::Bf16(black_box(&a)),
+                            Operand::Bf16(black_box(&b)),
+                            &mut out,
+                        )
+                    })
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, single, batched, bf16);
 criterion_main!(benches);
