@@ -2,3 +2,4 @@
 //! tasks), and token-tagging data.
 
 pub mod data;
+pub mod trainer;

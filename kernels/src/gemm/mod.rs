@@ -7,10 +7,87 @@
 //!
 //! Every product is computed with a fixed order of accumulation along k for each output
 //! element, so results do not depend on the number of threads.
+//!
+//! Fast paths (see `driver`): op(B) is packed, one KC×NC block at a time, into NR-column panels
+//! (the packing absorbs B's transpose); per-ISA register-blocked micro-kernels compute MR×NR
+//! tiles of C (AVX-512 12×32 in 24 zmm, AVX2 6×16 in 12 ymm, portable `wide` 6×8, NEON 8×8).
+//! On AVX-512 and AVX2, f32 A is read in place with its strides (a transposed A costs nothing);
+//! other paths and bf16 A pack A into MR-row panels. k is blocked by KC (384 on AVX-512, 256
+//! elsewhere), rows by MC (192 / 144) so A's block stays in L2 and one B panel in L1, columns by
+//! NC = 2048. rayon splits C into rectangles of whole tiles (row blocks, plus column blocks when
+//! rows are few); [`Gemm::run_batched`] splits the batch over threads instead and runs each
+//! product on one thread. [`Gemm::run_mixed`] takes bf16 operands (f32 accumulation): with both
+//! in bf16 on the AVX-512 path of a CPU with AVX512-BF16 it runs `vdpbf16ps` on bf16 pair
+//! panels, otherwise the panels are converted to f32 while packing.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+pub mod bf16;
+#[cfg(target_arch = "x86_64")]
+mod bf16dp;
+mod driver;
+pub mod limits;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+mod portable;
 pub mod reference;
 
+pub use bf16::Operand;
+
 use crate::dispatch::{active, Isa};
+use driver::Elem;
+
+/// Runs one product (`batch == None`) or a strided batch on `isa`'s fast path; the scalar path
+/// (and a path this build lacks) runs the reference. Lengths must already be checked.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dispatch<TA: Elem, TB: Elem>(
+    isa: Isa,
+    g: &Gemm,
+    batch: Option<(usize, usize, usize, usize)>,
+    a: &[TA],
+    b: &[TB],
+    c: &mut [f32],
+) {
+    fn go<K: driver::MicroKernel, TA: Elem, TB: Elem>(
+        g: &Gemm,
+        batch: Option<(usize, usize, usize, usize)>,
+        a: &[TA],
+        b: &[TB],
+        c: &mut [f32],
+    ) {
+        match batch {
+            None => driver::run::<K, TA, TB>(g, a, b, c, true),
+            Some((n, sa, sb, sc)) => driver::run_batched::<K, TA, TB>(g, n, a, sa, b, sb, c, sc),
+        }
+    }
+    assert!(
+        isa.is_supported(),
+        "gemm: instruction set {isa} is not supported by this CPU"
+    );
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => go::<avx512::Avx512, TA, TB>(g, batch, a, b, c),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => go::<avx2::Avx2, TA, TB>(g, batch, a, b, c),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => go::<neon::Neon, TA, TB>(g, batch, a, b, c),
+        Isa::Portable => go::<portable::Portable, TA, TB>(g, batch, a, b, c),
+        _ => {
+            let a: Vec<f32> = a.iter().map(|x| x.f32()).collect();
+            let b: Vec<f32> = b.iter().map(|x| x.f32()).collect();
+            match batch {
+                None => reference::gemm(g, &a, &b, c),
+                Some((n, sa, sb, sc)) => {
+                    for i in 0..n {
+                        reference::gemm(g, &a[i * sa..], &b[i * sb..], &mut c[i * sc..]);
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// One GEMM problem. Build with [`Gemm::new`] and the setters.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -117,6 +194,20 @@ impl Gemm {
 
     /// Panics with a message naming the bad value unless strides and lengths fit.
     pub fn check(&self, a: &[f32], b: &[f32], c: &[f32]) {
+        self.check_lens(a.len(), b.len(), c.len())
+    }
+
+    /// [`Gemm::check`] on slice lengths.
+    pub fn check_lens(&self, a_len: usize, b_len: usize, c_len: usize) {
+        self.check_strides();
+        let (la, lb, lc) = self.min_lens();
+        assert!(a_len >= la, "gemm: A has {a_len} elements, needs {la}");
+        assert!(b_len >= lb, "gemm: B has {b_len} elements, needs {lb}");
+        assert!(c_len >= lc, "gemm: C has {c_len} elements, needs {lc}");
+    }
+
+    /// Panics with a message naming the bad leading dimension unless each covers its rows.
+    pub fn check_strides(&self) {
         let (_, ac) = self.a_stored();
         let (_, bc) = self.b_stored();
         assert!(
@@ -137,22 +228,6 @@ impl Gemm {
             self.ldc,
             self.n
         );
-        let (la, lb, lc) = self.min_lens();
-        assert!(
-            a.len() >= la,
-            "gemm: A has {} elements, needs {la}",
-            a.len()
-        );
-        assert!(
-            b.len() >= lb,
-            "gemm: B has {} elements, needs {lb}",
-            b.len()
-        );
-        assert!(
-            c.len() >= lc,
-            "gemm: C has {} elements, needs {lc}",
-            c.len()
-        );
     }
 
     /// Runs on the process's active instruction set.
@@ -163,10 +238,7 @@ impl Gemm {
     /// Runs on a chosen instruction set (tests and benches use this to reach every path).
     pub fn run_with(&self, isa: Isa, a: &[f32], b: &[f32], c: &mut [f32]) {
         self.check(a, b, c);
-        match isa {
-            // Fast paths are added per ISA; until one exists the reference runs.
-            _ => reference::gemm(self, a, b, c),
-        }
+        dispatch(isa, self, None, a, b, c)
     }
 
     /// `batch` products; the i-th reads A at `i*stride_a`, B at `i*stride_b`, writes C at
@@ -198,35 +270,66 @@ impl Gemm {
         c: &mut [f32],
         stride_c: usize,
     ) {
+        self.check_batched(
+            batch,
+            a.len(),
+            stride_a,
+            b.len(),
+            stride_b,
+            c.len(),
+            stride_c,
+        );
         if batch == 0 {
             return;
         }
+        dispatch(
+            isa,
+            self,
+            Some((batch, stride_a, stride_b, stride_c)),
+            a,
+            b,
+            c,
+        )
+    }
+
+    /// Panics with a message naming the bad value unless a strided batch fits the slices.
+    #[allow(clippy::too_many_arguments)]
+    pub fn check_batched(
+        &self,
+        batch: usize,
+        a_len: usize,
+        stride_a: usize,
+        b_len: usize,
+        stride_b: usize,
+        c_len: usize,
+        stride_c: usize,
+    ) {
+        if batch == 0 {
+            return;
+        }
+        self.check_strides();
         let (la, lb, lc) = self.min_lens();
         assert!(
-            a.len() >= (batch - 1) * stride_a + la,
+            a_len >= (batch - 1) * stride_a + la,
             "gemm batched: A has {} elements, needs {}",
-            a.len(),
+            a_len,
             (batch - 1) * stride_a + la
         );
         assert!(
-            b.len() >= (batch - 1) * stride_b + lb,
+            b_len >= (batch - 1) * stride_b + lb,
             "gemm batched: B has {} elements, needs {}",
-            b.len(),
+            b_len,
             (batch - 1) * stride_b + lb
         );
         assert!(
-            c.len() >= (batch - 1) * stride_c + lc,
+            c_len >= (batch - 1) * stride_c + lc,
             "gemm batched: C has {} elements, needs {}",
-            c.len(),
+            c_len,
             (batch - 1) * stride_c + lc
         );
         assert!(
             batch == 1 || stride_c >= lc,
             "gemm batched: stride_c {stride_c} < {lc} makes outputs overlap"
         );
-        for i in 0..batch {
-            let c_i = &mut c[i * stride_c..];
-            self.run_with(isa, &a[i * stride_a..], &b[i * stride_b..], c_i);
-        }
     }
 }

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod embed;
+mod finetune;
 mod pretrain;
 mod tokenize;
 mod vocab;
@@ -32,6 +33,10 @@ enum Command {
     Embed(embed::Args),
     /// Learn a WordPiece vocabulary (vocab.txt) from text files.
     Vocab(vocab::Args),
+    /// Fine-tune a pre-trained model on sentence(-pair) classification.
+    Finetune(finetune::Args),
+    /// Score a fine-tuned model on labelled data (prints accuracy and F1 as JSON).
+    Eval(finetune::EvalArgs),
     /// Pre-train a BERT from a TOML config, resuming from its last checkpoint.
     Pretrain(pretrain::Args),
 }
@@ -42,6 +47,8 @@ fn main() -> ExitCode {
         Command::Tokenize(args) => tokenize::run(args),
         Command::Vocab(args) => vocab::run(args),
         Command::Embed(args) => embed::run(args),
+        Command::Finetune(args) => finetune::run(args),
+        Command::Eval(args) => finetune::eval(args),
         Command::Pretrain(args) => pretrain::run(args),
     };
     match result {

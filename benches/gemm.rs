@@ -1,0 +1,329 @@
+//! f32 GEMM throughput (criterion "elem/s" = FLOP/s, 2·m·n·k per product) of cloze-kernels'
+//! `Gemm` on the active path, against `matrixmultiply::sgemm` and the `gemm` crate measured in
+//! the same run, on 1 and 2 threads (rayon pools; the `gemm` crate gets `Parallelism::Rayon(2)`,
+//! `matrixmultiply` is built without its threading feature so it runs only at 1 thread for
+//! single products). Batched attention shapes split the batch over the pool for every library.
+//!
+//! Shapes are m×n×k; `nt` = A·Bᵀ, `tn` = Aᵀ·B. Peak reference: `benches/machine_limits.rs`.
+//!
+//! Also `gemm_bf16`: bf16 A and B (f32 accumulation) at 4096×768×768.
+//!
+//! Run: `cargo bench --bench gemm` (filter e.g. `-- 4096x768x768`).
+//!
+//! The peers' APIs are raw-pointer `unsafe fn`s; their calls are the only `unsafe` here, each
+//! on slices whose lengths were sized for the exact shape and strides passed.
+
+use cloze_kernels::gemm::{Gemm, Operand};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use rayon::prelude::*;
+use std::hint::black_box;
+use std::time::Duration;
+
+#[derive(Clone, Copy)]
+struct Shape {
+    m: usize,
+    n: usize,
+    k: usize,
+    ta: bool,
+    tb: bool,
+}
+
+impl Shape {
+    fn label(&self) -> String {
+        let t = match (self.ta, self.tb) {
+            (false, false) => "",
+            (false, true) => "_nt",
+            (true, false) => "_tn",
+            (true, true) => "_tt",
+        };
+        format!("{}x{}x{}{t}", self.m, self.n, self.k)
+    }
+    fn gemm(&self) -> Gemm {
+        Gemm::new(self.m, self.n, self.k).transposes(self.ta, self.tb)
+    }
+    /// (row stride, column stride) of stored A and B as seen by op(A), op(B).
+    fn a_strides(&self) -> (isize, isize) {
+        if self.ta {
+            (1, self.m as isize)
+        } else {
+            (self.k as isize, 1)
+        }
+    }
+    fn b_strides(&self) -> (isize, isize) {
+        if self.tb {
+            (1, self.k as isize)
+        } else {
+            (self.n as isize, 1)
+        }
+    }
+}
+
+fn data(len: usize, seed: u32) -> Vec<f32> {
+    (0..len)
+        .map(|i| {
+            ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32
+                / (1u32 << 24) as f32
+                - 0.5
+        })
+        .collect()
+}
+
+fn mm_sgemm(s: &Shape, a: &[f32], b: &[f32], c: &mut [f32]) {
+    assert!(a.len() >= s.m * s.k && b.len() >= s.k * s.n && c.len() >= s.m * s.n);
+    let (rsa, csa) = s.a_strides();
+    let (rsb, csb) = s.b_strides();
+    // SAFETY: a holds m·k, b k·n and c m·n f32 (asserted), addressed with the strides of the
+    // stored (possibly transposed) row-major layouts; c is not aliased.
+    unsafe {
+        matrixmultiply::sgemm(
+            s.m,
+            s.k,
+            s.n,
+            1.0,
+            a.as_ptr(),
+            rsa,
+            csa,
+            b.as_ptr(),
+            rsb,
+            csb,
+            0.0,
+            c.as_mut_ptr(),
+            s.n as isize,
+            1,
+        )
+    }
+}
+
+fn gemm_crate(s: &Shape, a: &[f32], b: &[f32], c: &mut [f32], par: gemm::Parallelism) {
+    assert!(a.len() >= s.m * s.k && b.len() >= s.k * s.n && c.len() >= s.m * s.n);
+    let (rsa, csa) = s.a_strides();
+    let (rsb, csb) = s.b_strides();
+    // SAFETY: as in mm_sgemm; read_dst = false so C is overwritten (dst = 1·A·B).
+    unsafe {
+        gemm::gemm(
+            s.m,
+            s.n,
+            s.k,
+            c.as_mut_ptr(),
+            1,
+            s.n as isize,
+            false,
+            a.as_ptr(),
+            csa,
+            rsa,
+            b.as_ptr(),
+            csb,
+            rsb,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool")
+}
+
+fn single(c: &mut Criterion) {
+    let shapes = [
+        Shape {
+            m: 4096,
+            n: 768,
+            k: 768,
+            ta: false,
+            tb: false,
+        },
+        Shape {
+            m: 4096,
+            n: 3072,
+            k: 768,
+            ta: false,
+            tb: false,
+        },
+        Shape {
+            m: 4096,
+            n: 768,
+            k: 3072,
+            ta: false,
+            tb: false,
+        },
+        Shape {
+            m: 4096,
+            n: 768,
+            k: 3072,
+            ta: false,
+            tb: true,
+        },
+        Shape {
+            m: 768,
+            n: 3072,
+            k: 4096,
+            ta: true,
+            tb: false,
+        },
+        Shape {
+            m: 1024,
+            n: 1024,
+            k: 1024,
+            ta: false,
+            tb: false,
+        },
+    ];
+    let mut g = c.benchmark_group("gemm");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+    for s in shapes {
+        let a = data(s.m * s.k, 1);
+        let b = data(s.k * s.n, 2);
+        let mut out = vec![0.0f32; s.m * s.n];
+        g.throughput(Throughput::Elements((2 * s.m * s.n * s.k) as u64));
+        for threads in [1usize, 2] {
+            let p = pool(threads);
+            let id = |lib: &str| BenchmarkId::new(format!("{lib}/t{threads}"), s.label());
+            let gm = s.gemm();
+            g.bench_function(id("cloze"), |bch| {
+                bch.iter(|| p.install(|| gm.run(black_box(&a), black_box(&b), &mut out)))
+            });
+            if threads == 1 {
+                g.bench_function(id("matrixmultiply"), |bch| {
+                    bch.iter(|| mm_sgemm(&s, black_box(&a), black_box(&b), &mut out))
+                });
+            }
+            let par = if threads == 1 {
+                gemm::Parallelism::None
+            } else {
+                gemm::Parallelism::Rayon(threads)
+            };
+            g.bench_function(id("gemm_crate"), |bch| {
+                bch.iter(|| {
+                    p.install(|| gemm_crate(&s, black_box(&a), black_box(&b), &mut out, par))
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+fn batched(c: &mut Criterion) {
+    let batch = 96;
+    // Q·Kᵀ (scores) and P·V (context) of 96 heads × 128 tokens × 64 dims.
+    let shapes = [
+        Shape {
+            m: 128,
+            n: 128,
+            k: 64,
+            ta: false,
+            tb: true,
+        },
+        Shape {
+            m: 128,
+            n: 64,
+            k: 128,
+            ta: false,
+            tb: false,
+        },
+    ];
+    let mut g = c.benchmark_group("gemm_batched96");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+    for s in shapes {
+        let (sa, sb, sc) = (s.m * s.k, s.k * s.n, s.m * s.n);
+        let a = data(batch * sa, 3);
+        let b = data(batch * sb, 4);
+        let mut out = vec![0.0f32; batch * sc];
+        g.throughput(Throughput::Elements((batch * 2 * s.m * s.n * s.k) as u64));
+        for threads in [1usize, 2] {
+            let p = pool(threads);
+            let id = |lib: &str| BenchmarkId::new(format!("{lib}/t{threads}"), s.label());
+            let gm = s.gemm();
+            g.bench_function(id("cloze"), |bch| {
+                bch.iter(|| {
+                    p.install(|| {
+                        gm.run_batched(batch, black_box(&a), sa, black_box(&b), sb, &mut out, sc)
+                    })
+                })
+            });
+            g.bench_function(id("matrixmultiply"), |bch| {
+                bch.iter(|| {
+                    p.install(|| {
+                        out.par_chunks_mut(sc).enumerate().for_each(|(i, ci)| {
+                            mm_sgemm(&s, &a[i * sa..][..sa], &b[i * sb..][..sb], ci)
+                        })
+                    })
+                })
+            });
+            g.bench_function(id("gemm_crate"), |bch| {
+                bch.iter(|| {
+                    p.install(|| {
+                        out.par_chunks_mut(sc).enumerate().for_each(|(i, ci)| {
+                            gemm_crate(
+                                &s,
+                                &a[i * sa..][..sa],
+                                &b[i * sb..][..sb],
+                                ci,
+                                gemm::Parallelism::None,
+                            )
+                        })
+                    })
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+fn bf16(c: &mut Criterion) {
+    // bf16 A and B, f32 accumulation (vdpbf16ps where the CPU has AVX512-BF16).
+    let s = Shape {
+        m: 4096,
+        n: 768,
+        k: 768,
+        ta: false,
+        tb: false,
+    };
+    let a: Vec<half::bf16> = data(s.m * s.k, 5)
+        .into_iter()
+        .map(half::bf16::from_f32)
+        .collect();
+    let b: Vec<half::bf16> = data(s.k * s.n, 6)
+        .into_iter()
+        .map(half::bf16::from_f32)
+        .collect();
+    let mut out = vec![0.0f32; s.m * s.n];
+    let mut g = c.benchmark_group("gemm_bf16");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+    g.throughput(Throughput::Elements((2 * s.m * s.n * s.k) as u64));
+    for threads in [1usize, 2] {
+        let p = pool(threads);
+        let gm = s.gemm();
+        g.bench_function(
+            BenchmarkId::new(format!("cloze/t{threads}"), s.label()),
+            |bch| {
+                bch.iter(|| {
+                    p.install(|| {
+                        gm.run_mixed(
+                            Operand::Bf16(black_box(&a)),
+                            Operand::Bf16(black_box(&b)),
+                            &mut out,
+                        )
+                    })
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, single, batched, bf16);
+criterion_main!(benches);

@@ -1,0 +1,70 @@
+//! GEMM with bf16 operands and f32 accumulation: `C (f32) = alpha·op(A)·op(B) + beta·C` where
+//! A and/or B are `half::bf16`.
+//!
+//! - Both bf16, [`Isa::Avx512`], CPU with `avx512bf16`: `vdpbf16ps` on bf16 pair panels
+//!   (`bf16dp`); products are exact in f32, sums round as f32 FMAs would, but subnormal inputs
+//!   and results are flushed to zero.
+//! - Otherwise the panels are converted to f32 (exactly) while packing, so the result is the
+//!   f32 GEMM of the bf16 values, computed by the same micro-kernels.
+
+use super::{dispatch, Gemm};
+use crate::dispatch::{active, Isa};
+use half::bf16;
+
+/// One GEMM operand as stored: f32 or bf16.
+#[derive(Clone, Copy, Debug)]
+pub enum Operand<'a> {
+    F32(&'a [f32]),
+    Bf16(&'a [bf16]),
+}
+
+impl Operand<'_> {
+    /// Number of stored elements.
+    pub fn len(&self) -> usize {
+        match self {
+            Operand::F32(s) => s.len(),
+            Operand::Bf16(s) => s.len(),
+        }
+    }
+
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<'a> From<&'a [f32]> for Operand<'a> {
+    fn from(s: &'a [f32]) -> Self {
+        Operand::F32(s)
+    }
+}
+
+impl<'a> From<&'a [bf16]> for Operand<'a> {
+    fn from(s: &'a [bf16]) -> Self {
+        Operand::Bf16(s)
+    }
+}
+
+impl Gemm {
+    /// [`Gemm::run`] with f32 or bf16 operands (f32 accumulation, f32 C).
+    pub fn run_mixed(&self, a: Operand<'_>, b: Operand<'_>, c: &mut [f32]) {
+        self.run_mixed_with(active(), a, b, c)
+    }
+
+    /// [`Gemm::run_mixed`] on a chosen instruction set.
+    pub fn run_mixed_with(&self, isa: Isa, a: Operand<'_>, b: Operand<'_>, c: &mut [f32]) {
+        self.check_lens(a.len(), b.len(), c.len());
+        match (a, b) {
+            (Operand::F32(a), Operand::F32(b)) => dispatch(isa, self, None, a, b, c),
+            (Operand::F32(a), Operand::Bf16(b)) => dispatch(isa, self, None, a, b, c),
+            (Operand::Bf16(a), Operand::F32(b)) => dispatch(isa, self, None, a, b, c),
+            (Operand::Bf16(a), Operand::Bf16(b)) => {
+                #[cfg(target_arch = "x86_64")]
+                if isa == Isa::Avx512 && super::bf16dp::available() {
+                    return super::bf16dp::run(self, a, b, c);
+                }
+                dispatch(isa, self, None, a, b, c)
+            }
+        }
+    }
+}

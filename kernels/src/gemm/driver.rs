@@ -1,0 +1,540 @@
+//! The blocked GEMM driver shared by every SIMD path: packing, cache blocking, threading.
+//!
+//! Layout (Goto/BLIS style, row-major C):
+//! - op(B) is packed one block of KC rows × NC columns at a time into column panels of `NR`
+//!   columns: panel `jp` at `jp·kc·NR`, element (p, jj) at `+ p·NR + jj`; columns past n are
+//!   zero. All tasks share the packed block.
+//! - each task takes a block of `MC` rows of op(A) for one k block. Kernels with
+//!   `STRIDED_A` read f32 A in place (element (i, p) at `i·rsa + p·csa`); otherwise (and for a
+//!   last partial panel, and for bf16) A is packed into row panels of `MR` rows: panel `ip` at
+//!   `ip·kc·MR`, element (p, ii) at `+ p·MR + ii`; rows past m are zero.
+//! - the micro-kernel computes one `MR×NR` tile of C from one A panel and one B panel, holding
+//!   the tile in registers for the whole k block; packed and in-place A give the same
+//!   arithmetic in the same order, so the choice never changes a result.
+//!
+//! Threads (rayon) split C into rectangles of whole tiles; each C element is computed by one
+//! task, accumulating k blocks in increasing order and, inside a block, p in increasing order.
+//! Tile boundaries sit on multiples of MR and NR whatever the split, so the result is
+//! bit-identical for any number of threads.
+
+use super::Gemm;
+use rayon::prelude::*;
+use std::cell::Cell;
+
+/// An element type that can be packed into f32 panels.
+pub(crate) trait Elem: Copy + Send + Sync {
+    fn f32(self) -> f32;
+    /// The slice itself when the elements already are f32 (kernels may read it unpacked).
+    fn as_f32(s: &[Self]) -> Option<&[f32]>;
+}
+
+impl Elem for f32 {
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        self
+    }
+    fn as_f32(s: &[Self]) -> Option<&[f32]> {
+        Some(s)
+    }
+}
+
+impl Elem for half::bf16 {
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        self.to_f32()
+    }
+    fn as_f32(_: &[Self]) -> Option<&[f32]> {
+        None
+    }
+}
+
+/// One register-blocked micro-kernel and the cache blocking that suits it.
+pub(crate) trait MicroKernel {
+    /// Rows of the C tile.
+    const MR: usize;
+    /// Columns of the C tile.
+    const NR: usize;
+    /// k block (A and B panels hold this many k steps).
+    const KC: usize;
+    /// Rows of op(A) packed together (a multiple of MR; the A block lives in L2).
+    const MC: usize;
+
+    /// `C[0..MR, 0..NR] = alpha·(A panel · B panel) + beta·C` (beta == 0: C is not read).
+    ///
+    /// # Safety
+    /// `a` is readable for `kc·MR` f32, `b` for `kc·NR` f32, and `c` is readable and
+    /// writable for `MR` rows of `NR` f32 at stride `ldc`; the CPU supports the kernel's ISA.
+    unsafe fn tile(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        alpha: f32,
+        beta: f32,
+    );
+
+    /// Whether [`MicroKernel::tile_strided`] exists.
+    const STRIDED_A: bool = false;
+
+    /// [`MicroKernel::tile`] reading A unpacked: element (i, p) of the A panel at
+    /// `a[i·rsa + p·csa]`. Same arithmetic, in the same order, as `tile` on the packed panel.
+    ///
+    /// # Safety
+    /// As for `tile`, with `a` readable at every `i·rsa + p·csa`, `i < MR`, `p < kc`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_strided(
+        _kc: usize,
+        _a: *const f32,
+        _rsa: usize,
+        _csa: usize,
+        _b: *const f32,
+        _c: *mut f32,
+        _ldc: usize,
+        _alpha: f32,
+        _beta: f32,
+    ) {
+        unreachable!("tile_strided called on a kernel without STRIDED_A")
+    }
+}
+
+/// Largest MR·NR of any kernel (stack buffer for edge tiles).
+pub(super) const MAX_TILE: usize = 16 * 64;
+
+/// A raw C pointer shared by tasks that write disjoint tiles.
+#[derive(Clone, Copy)]
+pub(super) struct CPtr(pub(super) *mut f32);
+// SAFETY: tasks write pairwise disjoint rectangles of C (see `run`), so sharing the pointer across
+// threads creates no data race; the pointer outlives the tasks (they finish before `run` returns).
+unsafe impl Send for CPtr {}
+// SAFETY: as above.
+unsafe impl Sync for CPtr {}
+
+impl CPtr {
+    /// The pointer (a method, so closures capture the whole `CPtr`, not its raw field).
+    pub(super) fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
+thread_local! {
+    static A_BUF: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    static B_BUF: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// Runs `f` on a 64-byte aligned scratch slice of `len` f32 taken from a thread-local buffer.
+/// The buffer is taken out of its cell while in use, so a re-entrant call (rayon work stealing
+/// inside `f`) just allocates a fresh one.
+fn with_scratch<R>(
+    key: &'static std::thread::LocalKey<Cell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    let mut v = key.with(|c| c.take());
+    if v.len() < len + 16 {
+        v = vec![0.0; len + 16];
+    }
+    let off = v.as_ptr().align_offset(64).min(15);
+    let r = f(&mut v[off..off + len]);
+    key.with(|c| c.set(v));
+    r
+}
+
+/// `C = beta·C` for k == 0 (beta == 0 overwrites).
+fn scale_c(g: &Gemm, c: &mut [f32]) {
+    for i in 0..g.m {
+        for x in &mut c[i * g.ldc..i * g.ldc + g.n] {
+            *x = if g.beta == 0.0 { 0.0 } else { g.beta * *x };
+        }
+    }
+}
+
+/// `dst[p·R + r] = src[r][p]` for `p < kc`, `r < src.len() ≤ R`; lanes `r ≥ src.len()` are zero.
+/// Each `src[r]` holds at least kc elements.
+#[inline(always)]
+fn interleave<T: Elem, const R: usize>(src: &[&[T]], kc: usize, dst: &mut [f32]) {
+    let dst = &mut dst[..kc * R];
+    if src.len() == R {
+        let s: [&[T]; R] = std::array::from_fn(|r| &src[r][..kc]);
+        for (p, d) in dst.chunks_exact_mut(R).enumerate() {
+            for r in 0..R {
+                d[r] = s[r][p].f32();
+            }
+        }
+    } else {
+        dst.fill(0.0);
+        for (r, row) in src.iter().enumerate() {
+            for (p, &v) in row[..kc].iter().enumerate() {
+                dst[p * R + r] = v.f32();
+            }
+        }
+    }
+}
+
+/// [`interleave`] with R chosen at run time among the kernels' tile sizes.
+fn interleave_dyn<T: Elem>(src: &[&[T]], r: usize, kc: usize, dst: &mut [f32]) {
+    match r {
+        6 => interleave::<T, 6>(src, kc, dst),
+        8 => interleave::<T, 8>(src, kc, dst),
+        12 => interleave::<T, 12>(src, kc, dst),
+        16 => interleave::<T, 16>(src, kc, dst),
+        32 => interleave::<T, 32>(src, kc, dst),
+        _ => {
+            let dst = &mut dst[..kc * r];
+            dst.fill(0.0);
+            for (i, row) in src.iter().enumerate() {
+                for (p, &v) in row[..kc].iter().enumerate() {
+                    dst[p * r + i] = v.f32();
+                }
+            }
+        }
+    }
+}
+
+/// Packs `w` consecutive columns of the `kc` rows `src[p·ld..p·ld + w]` into panels of `r`
+/// columns: panel q at `q·kc·r`, element (p, cc) at `+ p·r + cc`, zero past w. Reads each
+/// source row once, contiguously (kind to the TLB and the prefetcher for large `ld`).
+fn pack_rows_panels<T: Elem>(src: &[T], ld: usize, w: usize, r: usize, kc: usize, dst: &mut [f32]) {
+    // Fixed widths let the compiler copy a panel row with a few vector moves (no memcpy call).
+    match r {
+        6 => pack_rows_panels_n::<T, 6>(src, ld, w, kc, dst),
+        8 => pack_rows_panels_n::<T, 8>(src, ld, w, kc, dst),
+        12 => pack_rows_panels_n::<T, 12>(src, ld, w, kc, dst),
+        16 => pack_rows_panels_n::<T, 16>(src, ld, w, kc, dst),
+        32 => pack_rows_panels_n::<T, 32>(src, ld, w, kc, dst),
+        _ => {
+            let npan = w.div_ceil(r);
+            let dst = &mut dst[..npan * kc * r];
+            for p in 0..kc {
+                let row = &src[p * ld..p * ld + w];
+                for (q, s) in row.chunks(r).enumerate() {
+                    let d = &mut dst[q * kc * r + p * r..][..r];
+                    for (x, &v) in d.iter_mut().zip(s) {
+                        *x = v.f32();
+                    }
+                    d[s.len()..].fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// [`pack_rows_panels`] for a compile-time panel width `R`.
+#[inline(always)]
+fn pack_rows_panels_n<T: Elem, const R: usize>(
+    src: &[T],
+    ld: usize,
+    w: usize,
+    kc: usize,
+    dst: &mut [f32],
+) {
+    let npan = w.div_ceil(R);
+    let full = w / R;
+    let dst = &mut dst[..npan * kc * R];
+    for p in 0..kc {
+        let row = &src[p * ld..p * ld + w];
+        for q in 0..full {
+            let s: &[T; R] = row[q * R..(q + 1) * R].try_into().expect("R elements");
+            let d: &mut [f32; R] = (&mut dst[q * kc * R + p * R..][..R])
+                .try_into()
+                .expect("R lanes");
+            for (x, &v) in d.iter_mut().zip(s) {
+                *x = v.f32();
+            }
+        }
+        if full < npan {
+            let s = &row[full * R..];
+            let d = &mut dst[full * kc * R + p * R..][..R];
+            for (x, &v) in d.iter_mut().zip(s) {
+                *x = v.f32();
+            }
+            d[s.len()..].fill(0.0);
+        }
+    }
+}
+
+/// Packs columns `j0..j0+w` of op(B), k rows `p0..p0+kc`, into panels of `nr` columns.
+#[allow(clippy::too_many_arguments)]
+fn pack_b_range<T: Elem>(
+    g: &Gemm,
+    b: &[T],
+    dst: &mut [f32],
+    nr: usize,
+    p0: usize,
+    kc: usize,
+    j0: usize,
+    w: usize,
+) {
+    if g.trans_b {
+        // op(B)[p][j] = b[j·ldb + p]: column j of op(B) is a contiguous row of b.
+        for (q, panel) in dst[..w.div_ceil(nr) * kc * nr]
+            .chunks_mut(kc * nr)
+            .enumerate()
+        {
+            let jq = j0 + q * nr;
+            let cols_n = nr.min(j0 + w - jq);
+            let mut cols: [&[T]; 64] = [&[]; 64];
+            for (jj, col) in cols[..cols_n].iter_mut().enumerate() {
+                *col = &b[(jq + jj) * g.ldb + p0..][..kc];
+            }
+            interleave_dyn(&cols[..cols_n], nr, kc, panel);
+        }
+    } else {
+        pack_rows_panels(&b[p0 * g.ldb + j0..], g.ldb, w, nr, kc, dst);
+    }
+}
+
+/// Packs rows `i0..i0+h` of op(A), k columns `p0..p0+kc`, into panels of `mr` rows.
+#[allow(clippy::too_many_arguments)]
+fn pack_a_range<T: Elem>(
+    g: &Gemm,
+    a: &[T],
+    dst: &mut [f32],
+    mr: usize,
+    p0: usize,
+    kc: usize,
+    i0: usize,
+    h: usize,
+) {
+    if g.trans_a {
+        // op(A)[i][p] = a[p·lda + i]: column p of op(A) is a contiguous row of a.
+        pack_rows_panels(&a[p0 * g.lda + i0..], g.lda, h, mr, kc, dst);
+    } else {
+        for (q, panel) in dst[..h.div_ceil(mr) * kc * mr]
+            .chunks_mut(kc * mr)
+            .enumerate()
+        {
+            let iq = i0 + q * mr;
+            let rows_n = mr.min(i0 + h - iq);
+            let mut rows: [&[T]; 64] = [&[]; 64];
+            for (ii, row) in rows[..rows_n].iter_mut().enumerate() {
+                *row = &a[(iq + ii) * g.lda + p0..][..kc];
+            }
+            interleave_dyn(&rows[..rows_n], mr, kc, panel);
+        }
+    }
+}
+
+/// Minimum multiply-adds before threads are used (below this rayon's overhead dominates).
+pub(super) const PAR_MIN_WORK: usize = 1 << 21;
+
+/// Columns of op(B) packed together (a multiple of every NR): the packed B block (KC×NC) stays
+/// in L3 while every A block of the rows passes over it.
+const NC: usize = 2048;
+
+/// Runs `g` with micro-kernel `K`. Lengths must already be checked ([`Gemm::check`]).
+/// `par`: use rayon's current pool.
+///
+/// Loops: column blocks of NC, then k blocks of KC (B block packed once, shared by all tasks),
+/// then tasks = row blocks of MC (× column splits when there are few row blocks), each packing
+/// its A block and running the micro-kernel over its B panels (outer) and A panels (inner), so
+/// one B panel stays in L1 while the A block streams from L2.
+pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(
+    g: &Gemm,
+    a: &[TA],
+    b: &[TB],
+    c: &mut [f32],
+    par: bool,
+) {
+    let (m, n, k) = (g.m, g.n, g.k);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        scale_c(g, c);
+        return;
+    }
+    let (mr, nr, kcb, mcb) = (K::MR, K::NR, K::KC, K::MC);
+    assert!(
+        mr * nr <= MAX_TILE && mr <= 64 && nr <= 64 && mcb / mr * mr == mcb && NC / nr * nr == NC
+    );
+    let par = par && m * n * k >= PAR_MIN_WORK && rayon::current_num_threads() > 1;
+    let threads = if par { rayon::current_num_threads() } else { 1 };
+    let cptr = CPtr(c.as_mut_ptr());
+    let c_len = c.len();
+    let mb = m.div_ceil(mcb);
+
+    with_scratch(&B_BUF, kcb * NC.min(n.div_ceil(nr) * nr), |bpack| {
+        for j0 in (0..n).step_by(NC) {
+            let np = NC.min(n - j0).div_ceil(nr);
+            for (q, p0) in (0..k).step_by(kcb).enumerate() {
+                let kc = kcb.min(k - p0);
+                let bblk = &mut bpack[..np * kc * nr];
+                let ncols = NC.min(n - j0);
+                // Each thread packs a run of whole panels, row by row.
+                let ppt = if par { np.div_ceil(threads) } else { np };
+                let pack = |(t, chunk): (usize, &mut [f32])| {
+                    let js = t * ppt * nr;
+                    pack_b_range(g, b, chunk, nr, p0, kc, j0 + js, (ppt * nr).min(ncols - js))
+                };
+                if par {
+                    bblk.par_chunks_mut(ppt * kc * nr)
+                        .enumerate()
+                        .for_each(pack);
+                } else {
+                    bblk.chunks_mut(ppt * kc * nr).enumerate().for_each(pack);
+                }
+                let bblk: &[f32] = bblk;
+                let beta = if q == 0 { g.beta } else { 1.0 };
+
+                // Split C into row blocks and, if that gives too few tasks, column blocks.
+                let want = if par { 4 * threads } else { 1 };
+                let nb = if mb >= want {
+                    1
+                } else {
+                    want.div_ceil(mb).min(np)
+                };
+                let panels_per_nb = np.div_ceil(nb);
+                let nb = np.div_ceil(panels_per_nb);
+
+                let task = |t: usize| {
+                    let (ib, jb) = (t / nb, t % nb);
+                    let i0 = ib * mcb;
+                    let mc = mcb.min(m - i0);
+                    let mpanels = mc.div_ceil(mr);
+                    let jp0 = jb * panels_per_nb;
+                    let jp1 = np.min(jp0 + panels_per_nb);
+                    // f32 A is read in place when the kernel can (measured: never slower than
+                    // packing here, and much faster when an A panel meets few B panels, as in
+                    // attention); full panels only, the last partial one is packed.
+                    let a_direct = match TA::as_f32(a) {
+                        Some(a32) if K::STRIDED_A => Some(a32),
+                        _ => None,
+                    };
+                    let (rsa, csa) = if g.trans_a { (1, g.lda) } else { (g.lda, 1) };
+                    with_scratch(&A_BUF, mcb * kcb, |apack| {
+                        if a_direct.is_none() {
+                            pack_a_range(g, a, apack, mr, p0, kc, i0, mc);
+                        } else if mc % mr != 0 {
+                            let last = mpanels - 1;
+                            pack_a_range(
+                                g,
+                                a,
+                                &mut apack[last * kc * mr..],
+                                mr,
+                                p0,
+                                kc,
+                                i0 + last * mr,
+                                mc - last * mr,
+                            );
+                        }
+                        for jp in jp0..jp1 {
+                            let bpanel = &bblk[jp * kc * nr..][..kc * nr];
+                            let j = j0 + jp * nr;
+                            let nr_eff = nr.min(n - j);
+                            for ip in 0..mpanels {
+                                let apanel = &apack[ip * kc * mr..][..kc * mr];
+                                let i = i0 + ip * mr;
+                                let mr_eff = mr.min(m - i);
+                                let off = i * g.ldc + j;
+                                let tile = |c: *mut f32, ldc: usize| match a_direct {
+                                    Some(a32) if mr_eff == mr => {
+                                        let a_off = i * rsa + p0 * csa;
+                                        debug_assert!(
+                                            a_off + (mr - 1) * rsa + (kc - 1) * csa < a32.len()
+                                        );
+                                        // SAFETY: rows i..i+MR (all < m) and columns p0..p0+kc
+                                        // (≤ k) of op(A) lie inside A (checked by Gemm::check);
+                                        // b and c as below; K has STRIDED_A.
+                                        unsafe {
+                                            K::tile_strided(
+                                                kc,
+                                                a32.as_ptr().add(a_off),
+                                                rsa,
+                                                csa,
+                                                bpanel.as_ptr(),
+                                                c,
+                                                ldc,
+                                                g.alpha,
+                                                beta,
+                                            )
+                                        }
+                                    }
+                                    // SAFETY: the panels hold kc·MR and kc·NR f32 (sliced above);
+                                    // c as below.
+                                    _ => unsafe {
+                                        K::tile(
+                                            kc,
+                                            apanel.as_ptr(),
+                                            bpanel.as_ptr(),
+                                            c,
+                                            ldc,
+                                            g.alpha,
+                                            beta,
+                                        )
+                                    },
+                                };
+                                if mr_eff == mr && nr_eff == nr {
+                                    debug_assert!(off + (mr - 1) * g.ldc + nr <= c_len);
+                                    // Rows i..i+MR, columns j..j+NR lie inside C (m×n at stride
+                                    // ldc, checked by Gemm::check) and belong to this task alone;
+                                    // the caller picked K for an ISA the CPU supports.
+                                    // SAFETY: off is inside C (see above).
+                                    tile(unsafe { cptr.ptr().add(off) }, g.ldc);
+                                } else {
+                                    // Edge tile: run the full kernel on a stack copy, then copy
+                                    // back the valid part, so edge elements get the same
+                                    // arithmetic as interior ones.
+                                    let mut tmp = [0.0f32; MAX_TILE];
+                                    for ii in 0..mr_eff {
+                                        for jj in 0..nr_eff {
+                                            // SAFETY: (i+ii, j+jj) is inside C, owned by this task.
+                                            tmp[ii * nr + jj] =
+                                                unsafe { *cptr.ptr().add(off + ii * g.ldc + jj) };
+                                        }
+                                    }
+                                    // tmp holds MR rows of NR at stride NR.
+                                    tile(tmp.as_mut_ptr(), nr);
+                                    for ii in 0..mr_eff {
+                                        for jj in 0..nr_eff {
+                                            // SAFETY: as for the read above.
+                                            unsafe {
+                                                *cptr.ptr().add(off + ii * g.ldc + jj) =
+                                                    tmp[ii * nr + jj]
+                                            };
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    });
+                };
+                let tasks = mb * nb;
+                if par && tasks > 1 {
+                    (0..tasks).into_par_iter().with_max_len(1).for_each(task);
+                } else {
+                    (0..tasks).for_each(task);
+                }
+            }
+        }
+    });
+}
+
+/// `batch` products through [`run`]: the batch is split over threads, each product runs on one
+/// thread. Lengths and strides must already be checked; `stride_c ≥` C's extent when batch > 1.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_batched<K: MicroKernel, TA: Elem, TB: Elem>(
+    g: &Gemm,
+    batch: usize,
+    a: &[TA],
+    sa: usize,
+    b: &[TB],
+    sb: usize,
+    c: &mut [f32],
+    sc: usize,
+) {
+    let threads = rayon::current_num_threads();
+    if batch == 1 || batch < threads || sc == 0 {
+        for i in 0..batch {
+            run::<K, TA, TB>(g, &a[i * sa..], &b[i * sb..], &mut c[i * sc..], true);
+        }
+        return;
+    }
+    c.par_chunks_mut(sc)
+        .take(batch)
+        .enumerate()
+        .with_max_len(1)
+        .for_each(|(i, ci)| {
+            run::<K, TA, TB>(g, &a[i * sa..], &b[i * sb..], ci, false);
+        });
+}

@@ -1,0 +1,356 @@
+//! Every GEMM path this CPU supports against the scalar reference (`gemm::reference`).
+//!
+//! Tolerance: for each element the reference sums k products in order and the fast paths sum
+//! them in blocks of KC with FMAs, then combine `alpha·acc + beta·c`. Each computed value is
+//! within `γ·S` of the exact one, with `S = |alpha|·Σ_p |a_ip|·|b_pj| + |beta|·|c_ij|` and
+//! `γ ≤ (k + ⌈k/KC⌉ + 2)·ε ≤ 2(k + 2)·ε`, so two paths differ by at most `4(k + 2)·ε·S`
+//! (ε = f32::EPSILON). A tiny absolute term covers S = 0.
+
+use cloze_kernels::dispatch::{supported, Isa};
+use cloze_kernels::gemm::{reference, Gemm, Operand};
+use half::bf16;
+use proptest::prelude::*;
+
+/// Deterministic pseudo-random values in [-1, 1) (xorshift64*).
+fn rand_vec(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s >> 12;
+            s ^= s << 25;
+            s ^= s >> 27;
+            let r = s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+            (r as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn at(x: &[f32], trans: bool, ld: usize, r: usize, c: usize) -> f32 {
+    if trans {
+        x[c * ld + r]
+    } else {
+        x[r * ld + c]
+    }
+}
+
+/// Asserts `got` matches `want` within the documented bound on every element of the m×n C,
+/// and that C's padding columns (ldc > n) still hold `c0`.
+fn assert_close(g: &Gemm, a: &[f32], b: &[f32], c0: &[f32], got: &[f32], want: &[f32], what: &str) {
+    let eps = f32::EPSILON as f64;
+    for i in 0..g.m {
+        for j in 0..g.n {
+            let mut s = 0.0f64;
+            for p in 0..g.k {
+                let av = at(a, g.trans_a, g.lda, i, p) as f64;
+                let bv = at(b, g.trans_b, g.ldb, p, j) as f64;
+                s += (av * bv).abs();
+            }
+            let idx = i * g.ldc + j;
+            let beta_term = if g.beta == 0.0 {
+                0.0
+            } else {
+                (g.beta as f64 * c0[idx] as f64).abs()
+            };
+            let bound =
+                4.0 * (g.k as f64 + 2.0) * eps * ((g.alpha as f64).abs() * s + beta_term) + 1e-30;
+            let err = (got[idx] as f64 - want[idx] as f64).abs();
+            assert!(
+                err <= bound,
+                "{what}: {g:?} C[{i},{j}] = {} vs reference {} (err {err:e} > bound {bound:e})",
+                got[idx],
+                want[idx]
+            );
+        }
+        for j in g.n..g.ldc.min(got.len().saturating_sub(i * g.ldc)) {
+            let idx = i * g.ldc + j;
+            assert_eq!(
+                got[idx].to_bits(),
+                c0[idx].to_bits(),
+                "{what}: {g:?} wrote padding C[{i},{j}]"
+            );
+        }
+    }
+}
+
+/// Runs `g` on every supported path and compares with the reference.
+fn check_all_paths(g: &Gemm, seed: u64) {
+    let (la, lb, lc) = g.min_lens();
+    let a = rand_vec(la, seed);
+    let b = rand_vec(lb, seed + 1);
+    let c0 = rand_vec(lc, seed + 2);
+    let mut want = c0.clone();
+    reference::gemm(g, &a, &b, &mut want);
+    for isa in supported() {
+        let mut got = c0.clone();
+        g.run_with(isa, &a, &b, &mut got);
+        assert_close(g, &a, &b, &c0, &got, &want, isa.name());
+    }
+}
+
+const AWKWARD: [usize; 10] = [1, 3, 7, 15, 17, 31, 33, 127, 129, 257];
+
+#[test]
+fn awkward_sizes_all_transposes_all_paths() {
+    let mut seed = 1;
+    for &m in &AWKWARD {
+        for &n in &AWKWARD {
+            for &k in &AWKWARD {
+                // Keep the scalar reference cheap; the largest sizes are covered below.
+                if m * n * k > 600_000 {
+                    continue;
+                }
+                for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                    let g = Gemm::new(m, n, k).transposes(ta, tb);
+                    check_all_paths(&g, seed);
+                    seed += 3;
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn large_awkward_shapes_cross_every_block_boundary() {
+    // k > 256 crosses a k block; m > 192 crosses an A block; big enough to run threaded.
+    for (m, n, k) in [(257, 129, 257), (129, 257, 513), (300, 67, 260)] {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let g = Gemm::new(m, n, k).transposes(ta, tb).alpha(0.75).beta(-0.5);
+            check_all_paths(&g, (m * n + k) as u64);
+        }
+    }
+}
+
+#[test]
+fn beta_zero_overwrites_nan() {
+    for isa in supported() {
+        for (m, n, k) in [(5, 7, 3), (12, 32, 9), (33, 65, 300)] {
+            let g = Gemm::new(m, n, k);
+            let a = rand_vec(m * k, 7);
+            let b = rand_vec(k * n, 8);
+            let mut c = vec![f32::NAN; m * n];
+            g.run_with(isa, &a, &b, &mut c);
+            let mut want = vec![0.0; m * n];
+            reference::gemm(&g, &a, &b, &mut want);
+            assert_close(&g, &a, &b, &want, &c, &want, isa.name());
+        }
+    }
+}
+
+#[test]
+fn k_zero_scales_c_by_beta() {
+    for isa in supported() {
+        let mut c = vec![2.0f32; 12];
+        Gemm::new(3, 4, 0)
+            .strides(1, 4, 4)
+            .beta(0.5)
+            .run_with(isa, &[], &[], &mut c);
+        assert!(c.iter().all(|&x| x == 1.0), "{isa}: {c:?}");
+        let mut c = vec![f32::NAN; 12];
+        Gemm::new(3, 4, 0)
+            .strides(1, 4, 4)
+            .run_with(isa, &[], &[], &mut c);
+        assert!(c.iter().all(|&x| x == 0.0), "{isa}: {c:?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn random_shapes_strides_alpha_beta(
+        m in 1usize..70, n in 1usize..70, k in 1usize..300,
+        ta in any::<bool>(), tb in any::<bool>(),
+        pad in (0usize..5, 0usize..5, 0usize..5),
+        alpha in prop::sample::select(vec![1.0f32, -0.5, 2.25]),
+        beta in prop::sample::select(vec![0.0f32, 1.0, 0.7, -1.5]),
+        seed in 0u64..1000,
+    ) {
+        let g = Gemm::new(m, n, k).transposes(ta, tb).alpha(alpha).beta(beta);
+        let g = g.strides(g.lda + pad.0, g.ldb + pad.1, g.ldc + pad.2);
+        check_all_paths(&g, seed);
+    }
+
+    #[test]
+    fn batched_matches_reference_per_item(
+        batch in 1usize..7, m in 1usize..40, n in 1usize..40, k in 1usize..70,
+        ta in any::<bool>(), tb in any::<bool>(), gap in 0usize..9,
+        beta in prop::sample::select(vec![0.0f32, 1.0]),
+        seed in 0u64..1000,
+    ) {
+        let g = Gemm::new(m, n, k).transposes(ta, tb).beta(beta);
+        let (la, lb, lc) = g.min_lens();
+        let (sa, sb, sc) = (la + gap, lb + 2 * gap, lc + gap);
+        let a = rand_vec((batch - 1) * sa + la, seed);
+        let b = rand_vec((batch - 1) * sb + lb, seed + 1);
+        let c0 = rand_vec((batch - 1) * sc + lc, seed + 2);
+        let mut want = c0.clone();
+        for i in 0..batch {
+            reference::gemm(&g, &a[i * sa..], &b[i * sb..], &mut want[i * sc..]);
+        }
+        for isa in supported() {
+            let mut got = c0.clone();
+            g.run_batched_with(isa, batch, &a, sa, &b, sb, &mut got, sc);
+            for i in 0..batch {
+                assert_close(&g, &a[i * sa..], &b[i * sb..], &c0[i * sc..], &got[i * sc..], &want[i * sc..], isa.name());
+                // The gap between outputs is untouched.
+                for x in lc..sc.min(got.len() - i * sc) {
+                    prop_assert_eq!(got[i * sc + x].to_bits(), c0[i * sc + x].to_bits());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bf16_operands_match_reference_on_rounded_inputs(
+        m in 1usize..50, n in 1usize..50, k in 1usize..300,
+        ta in any::<bool>(), tb in any::<bool>(),
+        which in 0usize..3, seed in 0u64..1000,
+    ) {
+        let g = Gemm::new(m, n, k).transposes(ta, tb).alpha(1.5).beta(0.5);
+        let (la, lb, lc) = g.min_lens();
+        let a32 = rand_vec(la, seed);
+        let b32 = rand_vec(lb, seed + 1);
+        let c0 = rand_vec(lc, seed + 2);
+        let a16: Vec<bf16> = a32.iter().map(|&x| bf16::from_f32(x)).collect();
+        let b16: Vec<bf16> = b32.iter().map(|&x| bf16::from_f32(x)).collect();
+        let a_r: Vec<f32> = a16.iter().map(|x| x.to_f32()).collect();
+        let b_r: Vec<f32> = b16.iter().map(|x| x.to_f32()).collect();
+        // which: 0 = bf16 A, 1 = bf16 B, 2 = both.
+        let (a_used, b_used) = match which {
+            0 => (&a_r, &b32),
+            1 => (&a32, &b_r),
+            _ => (&a_r, &b_r),
+        };
+        let mut want = c0.clone();
+        reference::gemm(&g, a_used, b_used, &mut want);
+        for isa in supported() {
+            let mut got = c0.clone();
+            let (oa, ob) = match which {
+                0 => (Operand::Bf16(&a16), Operand::F32(&b32)),
+                1 => (Operand::F32(&a32), Operand::Bf16(&b16)),
+                _ => (Operand::Bf16(&a16), Operand::Bf16(&b16)),
+            };
+            g.run_mixed_with(isa, oa, ob, &mut got);
+            assert_close(&g, a_used, b_used, &c0, &got, &want, isa.name());
+        }
+    }
+}
+
+fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool")
+        .install(f)
+}
+
+#[test]
+fn one_and_two_threads_are_bit_identical() {
+    for isa in supported() {
+        for (m, n, k, ta, tb) in [
+            (401, 300, 600, false, false),
+            (130, 517, 300, true, false),
+            (257, 100, 700, false, true),
+        ] {
+            let g = Gemm::new(m, n, k).transposes(ta, tb).beta(0.25);
+            let (la, lb, lc) = g.min_lens();
+            let a = rand_vec(la, 11);
+            let b = rand_vec(lb, 12);
+            let c0 = rand_vec(lc, 13);
+            let run = |threads| {
+                in_pool(threads, || {
+                    let mut c = c0.clone();
+                    g.run_with(isa, &a, &b, &mut c);
+                    c
+                })
+            };
+            let (c1, c2) = (run(1), run(2));
+            assert!(
+                c1.iter().zip(&c2).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{isa}: {g:?} differs between 1 and 2 threads"
+            );
+        }
+        // Batched attention-like shape.
+        let g = Gemm::new(64, 64, 32).transposes(false, true);
+        let (la, lb, lc) = g.min_lens();
+        let batch = 12;
+        let a = rand_vec(batch * la, 21);
+        let b = rand_vec(batch * lb, 22);
+        let run = |threads| {
+            in_pool(threads, || {
+                let mut c = vec![0.0; batch * lc];
+                g.run_batched_with(isa, batch, &a, la, &b, lb, &mut c, lc);
+                c
+            })
+        };
+        let (c1, c2) = (run(1), run(2));
+        assert!(
+            c1.iter().zip(&c2).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{isa}: batched differs between 1 and 2 threads"
+        );
+    }
+}
+
+#[test]
+#[should_panic(expected = "lda 3 < 4 columns of A")]
+fn short_lda_is_rejected() {
+    let g = Gemm::new(2, 2, 4).strides(3, 2, 2);
+    let mut c = vec![0.0; 4];
+    g.run_with(Isa::Scalar, &[0.0; 8], &[0.0; 8], &mut c);
+}
+
+#[test]
+#[should_panic(expected = "B has 5 elements, needs 6")]
+fn short_b_is_rejected_on_every_path() {
+    let g = Gemm::new(2, 3, 2);
+    let mut c = vec![0.0; 6];
+    g.run_with(*supported().last().unwrap(), &[0.0; 4], &[0.0; 5], &mut c);
+}
+
+#[test]
+#[should_panic(expected = "A has 3 elements, needs 4")]
+fn short_bf16_a_is_rejected() {
+    let g = Gemm::new(2, 2, 2);
+    let mut c = vec![0.0; 4];
+    let a = [bf16::ZERO; 3];
+    g.run_mixed(Operand::Bf16(&a), Operand::F32(&[0.0; 4]), &mut c);
+}
+
+#[test]
+fn bf16_both_operands_large_and_thread_invariant() {
+    // Crosses k blocks (k > 384 pairs·2), odd k, edge tiles; on AVX-512 CPUs with AVX512-BF16
+    // this runs the vdpbf16ps path. Same tolerance as every other path (products of bf16 are
+    // exact in f32, so only the k additions round).
+    for (m, n, k, ta, tb) in [(203, 77, 801, false, true), (64, 300, 385, true, false)] {
+        let g = Gemm::new(m, n, k).transposes(ta, tb).alpha(0.5).beta(2.0);
+        let (la, lb, lc) = g.min_lens();
+        let a16: Vec<bf16> = rand_vec(la, 31)
+            .iter()
+            .map(|&x| bf16::from_f32(x))
+            .collect();
+        let b16: Vec<bf16> = rand_vec(lb, 32)
+            .iter()
+            .map(|&x| bf16::from_f32(x))
+            .collect();
+        let a_r: Vec<f32> = a16.iter().map(|x| x.to_f32()).collect();
+        let b_r: Vec<f32> = b16.iter().map(|x| x.to_f32()).collect();
+        let c0 = rand_vec(lc, 33);
+        let mut want = c0.clone();
+        reference::gemm(&g, &a_r, &b_r, &mut want);
+        for isa in supported() {
+            let run = |threads| {
+                in_pool(threads, || {
+                    let mut c = c0.clone();
+                    g.run_mixed_with(isa, Operand::Bf16(&a16), Operand::Bf16(&b16), &mut c);
+                    c
+                })
+            };
+            let (c1, c2) = (run(1), run(2));
+            assert_close(&g, &a_r, &b_r, &c0, &c1, &want, isa.name());
+            assert!(
+                c1.iter().zip(&c2).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{isa}: bf16 {g:?} differs between 1 and 2 threads"
+            );
+        }
+    }
+}
