@@ -7,7 +7,49 @@
 //! p ← p − lr·(m̂/(√v̂ + ε) + wd·p)
 //! ```
 
+//!
+//! The vector paths compute the same expressions in f32 with fused multiply-adds; inputs of at
+//! least [`simd::PAR_MIN_ELEMS`] elements are split over rayon in fixed chunks.
+
 use crate::dispatch::{active, Isa};
+use crate::simd::{self, dispatch, load_or_pad, store_part, Kernel, Simd};
+use rayon::prelude::*;
+
+struct Step<'a> {
+    h: AdamW,
+    c1: f32,
+    c2: f32,
+    param: &'a mut [f32],
+    grad: &'a [f32],
+    m: &'a mut [f32],
+    v: &'a mut [f32],
+}
+
+impl Kernel for Step<'_> {
+    type Out = ();
+    #[inline(always)]
+    unsafe fn run<S: Simd>(self) {
+        let h = self.h;
+        let (b1, b2) = (S::splat(h.beta1), S::splat(h.beta2));
+        let (nb1, nb2) = (S::splat(1.0 - h.beta1), S::splat(1.0 - h.beta2));
+        let (c1, c2) = (S::splat(self.c1), S::splat(self.c2));
+        let (eps, wd, nlr) = (S::splat(h.eps), S::splat(h.weight_decay), S::splat(-h.lr));
+        let n = self.param.len();
+        let mut i = 0;
+        while i < n {
+            let g = load_or_pad::<S>(self.grad, i, 0.0);
+            let m = S::fma(b1, load_or_pad::<S>(self.m, i, 0.0), S::mul(nb1, g));
+            let v = S::fma(b2, load_or_pad::<S>(self.v, i, 0.0), S::mul(S::mul(nb2, g), g));
+            store_part::<S>(self.m, i, m);
+            store_part::<S>(self.v, i, v);
+            let p = load_or_pad::<S>(self.param, i, 0.0);
+            let den = S::add(S::sqrt(S::mul(v, c2)), eps);
+            let upd = S::fma(wd, p, S::div(S::mul(m, c1), den));
+            store_part::<S>(self.param, i, S::fma(nlr, upd, p));
+            i += S::LANES;
+        }
+    }
+}
 
 /// Hyper-parameters of one update.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -55,8 +97,36 @@ pub fn step_with(
         (1.0, 1.0)
     };
     let (c1, c2) = (c1 as f32, c2 as f32);
-    match isa {
-        _ => {
+    if isa != Isa::Scalar {
+        let run = |param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]| {
+            let k = Step {
+                h: *h,
+                c1,
+                c2,
+                param,
+                grad,
+                m,
+                v,
+            };
+            if dispatch(isa, k).is_err() {
+                unreachable!("scalar is handled below");
+            }
+        };
+        if simd::parallel(n) {
+            let c = simd::PAR_CHUNK_ELEMS;
+            param
+                .par_chunks_mut(c)
+                .zip(grad.par_chunks(c))
+                .zip(m.par_chunks_mut(c))
+                .zip(v.par_chunks_mut(c))
+                .for_each(|(((p, g), m), v)| run(p, g, m, v));
+        } else {
+            run(param, grad, m, v);
+        }
+        return;
+    }
+    {
+        {
             for i in 0..n {
                 let g = grad[i];
                 m[i] = h.beta1 * m[i] + (1.0 - h.beta1) * g;
