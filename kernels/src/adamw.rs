@@ -39,7 +39,11 @@ impl Kernel for Step<'_> {
         while i < n {
             let g = load_or_pad::<S>(self.grad, i, 0.0);
             let m = S::fma(b1, load_or_pad::<S>(self.m, i, 0.0), S::mul(nb1, g));
-            let v = S::fma(b2, load_or_pad::<S>(self.v, i, 0.0), S::mul(S::mul(nb2, g), g));
+            let v = S::fma(
+                b2,
+                load_or_pad::<S>(self.v, i, 0.0),
+                S::mul(S::mul(nb2, g), g),
+            );
             store_part::<S>(self.m, i, m);
             store_part::<S>(self.v, i, v);
             let p = load_or_pad::<S>(self.param, i, 0.0);

@@ -170,8 +170,16 @@ fn f32_to_bf16_portable(src: &[f32], dst: &mut [bf16]) {
     use wide::u32x4;
     let n = src.len();
     let body = n - n % 4;
-    for (s, d) in src[..body].chunks_exact(4).zip(dst[..body].chunks_exact_mut(4)) {
-        let b = u32x4::from([s[0].to_bits(), s[1].to_bits(), s[2].to_bits(), s[3].to_bits()]);
+    for (s, d) in src[..body]
+        .chunks_exact(4)
+        .zip(dst[..body].chunks_exact_mut(4))
+    {
+        let b = u32x4::from([
+            s[0].to_bits(),
+            s[1].to_bits(),
+            s[2].to_bits(),
+            s[3].to_bits(),
+        ]);
         let nan = (b & u32x4::splat(0x7FFF_FFFF)).cmp_gt(u32x4::splat(0x7F80_0000));
         let hi = b >> 16;
         let rounded = (b + u32x4::splat(0x7FFF) + (hi & u32x4::splat(1))) >> 16;
@@ -189,7 +197,10 @@ fn bf16_to_f32_portable(src: &[bf16], dst: &mut [f32]) {
     use wide::u32x4;
     let n = src.len();
     let body = n - n % 4;
-    for (s, d) in src[..body].chunks_exact(4).zip(dst[..body].chunks_exact_mut(4)) {
+    for (s, d) in src[..body]
+        .chunks_exact(4)
+        .zip(dst[..body].chunks_exact_mut(4))
+    {
         let h = u32x4::from([
             s[0].to_bits() as u32,
             s[1].to_bits() as u32,
@@ -278,10 +289,7 @@ mod x86 {
             let r = _mm256_blendv_epi8(r, q, nan);
             // Values fit in 16 bits: pack (per 128-bit lane) and gather the two low quarters.
             let p = _mm256_permute4x64_epi64::<0b1000>(_mm256_packus_epi32(r, r));
-            _mm_storeu_si128(
-                dst.as_mut_ptr().add(i) as *mut _,
-                _mm256_castsi256_si128(p),
-            );
+            _mm_storeu_si128(dst.as_mut_ptr().add(i) as *mut _, _mm256_castsi256_si128(p));
             i += 8;
         }
         for k in i..n {
@@ -393,7 +401,10 @@ mod arm {
         let mut i = 0;
         while i + 4 <= n {
             let b = vld1q_u32(src.as_ptr().add(i) as *const u32);
-            let nan = vcgtq_u32(vandq_u32(b, vdupq_n_u32(0x7FFF_FFFF)), vdupq_n_u32(0x7F80_0000));
+            let nan = vcgtq_u32(
+                vandq_u32(b, vdupq_n_u32(0x7FFF_FFFF)),
+                vdupq_n_u32(0x7F80_0000),
+            );
             let hi = vshrq_n_u32::<16>(b);
             let lsb = vandq_u32(hi, vdupq_n_u32(1));
             let r = vshrq_n_u32::<16>(vaddq_u32(vaddq_u32(b, vdupq_n_u32(0x7FFF)), lsb));

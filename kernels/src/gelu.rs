@@ -124,6 +124,11 @@ unsafe fn gelu_grad_v<S: Simd>(kind: GeluKind, x: S::V) -> S::V {
             S::fma(x, pdf, simd::phi::<S>(x))
         }
         GeluKind::Tanh => {
+            // Beyond |x| = 30, gelu' is exactly 1 or 0 in f32; clamping keeps x²·u' finite (no
+            // 0·∞). Selects, not min/max, so NaN passes through.
+            let lim = S::splat(30.0);
+            let x = S::select_gt(x, lim, lim, x);
+            let x = S::select_lt(x, S::sub(S::splat(0.0), lim), S::sub(S::splat(0.0), lim), x);
             let x2 = S::mul(x, x);
             let u = S::mul(x, S::fma(x2, S::splat(C_TANH3), S::splat(C_TANH)));
             let du = S::fma(x2, S::splat(C_TANH3D), S::splat(C_TANH));

@@ -405,7 +405,17 @@ pub fn residual_forward_with(
         mean.len(),
         rstd.len()
     );
-    forward_simd(isa, x, Some((residual, sum)), gamma, beta, eps, y, mean, rstd)
+    forward_simd(
+        isa,
+        x,
+        Some((residual, sum)),
+        gamma,
+        beta,
+        eps,
+        y,
+        mean,
+        rstd,
+    )
 }
 
 /// Runs [`Bwd`] over fixed chunks of rows (in parallel when large) and adds the chunks'

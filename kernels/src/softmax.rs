@@ -119,7 +119,18 @@ impl Kernel for Rows<'_> {
 /// Runs a [`Rows`] kernel on a vector path, over fixed row chunks in parallel when large.
 fn rows_simd(isa: Isa, op: RowOp, cols: usize, a: &[f32], b: &[f32], out: &mut [f32]) {
     let run = |a: &[f32], b: &[f32], out: &mut [f32]| {
-        if dispatch(isa, Rows { op, cols, a, b, out }).is_err() {
+        if dispatch(
+            isa,
+            Rows {
+                op,
+                cols,
+                a,
+                b,
+                out,
+            },
+        )
+        .is_err()
+        {
             unreachable!("scalar is handled by the callers");
         }
     };
@@ -464,21 +475,32 @@ fn cross_entropy_simd(
             Err(_) => unreachable!("scalar is handled by the caller"),
         }
     };
-    if !simd::parallel(logits.len()) {
-        return run(logits, labels, dlogits);
-    }
+    // Always the same fixed row chunks, run in parallel only when large, so the loss is summed
+    // the same way whatever the pool size.
     let rpc = simd::rows_per_chunk(cols);
     let c = rpc * cols;
-    let parts: Vec<CrossEntropy> = match dlogits {
-        Some(d) => logits
+    let par = simd::parallel(logits.len());
+    let parts: Vec<CrossEntropy> = match (dlogits, par) {
+        (Some(d), true) => logits
             .par_chunks(c)
             .zip(labels.par_chunks(rpc))
             .zip(d.par_chunks_mut(c))
             .map(|((x, lab), d)| run(x, lab, Some(d)))
             .collect(),
-        None => logits
+        (Some(d), false) => logits
+            .chunks(c)
+            .zip(labels.chunks(rpc))
+            .zip(d.chunks_mut(c))
+            .map(|((x, lab), d)| run(x, lab, Some(d)))
+            .collect(),
+        (None, true) => logits
             .par_chunks(c)
             .zip(labels.par_chunks(rpc))
+            .map(|(x, lab)| run(x, lab, None))
+            .collect(),
+        (None, false) => logits
+            .chunks(c)
+            .zip(labels.chunks(rpc))
             .map(|(x, lab)| run(x, lab, None))
             .collect(),
     };
