@@ -10,7 +10,7 @@
 //! in fixed chunks (each element computed once, by the same code whatever the pool size).
 
 use crate::dispatch::{active, Isa};
-use crate::simd::{self, dispatch, load_or_pad, map1, map2, store_part, Kernel, Simd};
+use crate::simd::{self, dispatch, load_or_pad, map1, map2, store_part, Kernel, Map1, Map2, Simd};
 use rayon::prelude::*;
 
 /// Which GELU.
@@ -142,6 +142,28 @@ unsafe fn gelu_grad_v<S: Simd>(kind: GeluKind, x: S::V) -> S::V {
     }
 }
 
+/// `gelu` as a [`Map1`]; the match on the kind folds away in each monomorphised loop above.
+#[derive(Clone, Copy)]
+struct FwdOp(GeluKind);
+
+impl Map1 for FwdOp {
+    #[inline(always)]
+    unsafe fn f<S: Simd>(self, x: S::V) -> S::V {
+        gelu_v::<S>(self.0, x)
+    }
+}
+
+/// `dy·gelu'(x)` as a [`Map2`].
+#[derive(Clone, Copy)]
+struct BwdOp(GeluKind);
+
+impl Map2 for BwdOp {
+    #[inline(always)]
+    unsafe fn f<S: Simd>(self, x: S::V, dy: S::V) -> S::V {
+        S::mul(dy, gelu_grad_v::<S>(self.0, x))
+    }
+}
+
 struct Fwd<'a> {
     kind: GeluKind,
     x: &'a [f32],
@@ -152,8 +174,10 @@ impl Kernel for Fwd<'_> {
     type Out = ();
     #[inline(always)]
     unsafe fn run<S: Simd>(self) {
-        let kind = self.kind;
-        map1::<S>(self.x, self.y, |v| gelu_v::<S>(kind, v));
+        match self.kind {
+            GeluKind::Erf => map1::<S, _>(self.x, self.y, FwdOp(GeluKind::Erf)),
+            GeluKind::Tanh => map1::<S, _>(self.x, self.y, FwdOp(GeluKind::Tanh)),
+        }
     }
 }
 
@@ -168,10 +192,10 @@ impl Kernel for Bwd<'_> {
     type Out = ();
     #[inline(always)]
     unsafe fn run<S: Simd>(self) {
-        let kind = self.kind;
-        map2::<S>(self.x, self.dy, self.dx, |x, dy| {
-            S::mul(dy, gelu_grad_v::<S>(kind, x))
-        });
+        match self.kind {
+            GeluKind::Erf => map2::<S, _>(self.x, self.dy, self.dx, BwdOp(GeluKind::Erf)),
+            GeluKind::Tanh => map2::<S, _>(self.x, self.dy, self.dx, BwdOp(GeluKind::Tanh)),
+        }
     }
 }
 
