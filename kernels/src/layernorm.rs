@@ -418,6 +418,16 @@ pub fn residual_forward_with(
     )
 }
 
+/// One chunk of the backward's inputs as the zipped iterators yield it:
+/// `(((((dy, x), mean), rstd), dx), [dgamma | dbeta] partial)`.
+type BwdChunk<'a> = (
+    (
+        (((&'a [f32], &'a [f32]), &'a [f32]), &'a [f32]),
+        &'a mut [f32],
+    ),
+    &'a mut [f32],
+);
+
 /// Runs [`Bwd`] over fixed chunks of rows (in parallel when large) and adds the chunks'
 /// `dgamma`/`dbeta` partials in chunk order.
 #[allow(clippy::too_many_arguments)]
@@ -439,10 +449,7 @@ fn backward_simd(
     let chunks = rows.div_ceil(rpc);
     // Per chunk: [dgamma | dbeta].
     let mut parts = vec![0.0f32; chunks * 2 * cols];
-    let run = |(((((dy, x), m), r), dx), p): (
-        ((((&[f32], &[f32]), &[f32]), &[f32]), &mut [f32]),
-        &mut [f32],
-    )| {
+    let run = |(((((dy, x), m), r), dx), p): BwdChunk<'_>| {
         let (dgamma, dbeta) = p.split_at_mut(cols);
         let k = Bwd {
             dy,

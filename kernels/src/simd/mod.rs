@@ -341,7 +341,7 @@ pub(crate) unsafe fn exp<S: Simd>(x: S::V) -> S::V {
     p = S::fma(p, r, S::splat(8.333_452e-3));
     p = S::fma(p, r, S::splat(4.166_579_6e-2));
     p = S::fma(p, r, S::splat(1.666_666_5e-1));
-    p = S::fma(p, r, S::splat(5.000_000_1e-1));
+    p = S::fma(p, r, S::splat(0.5));
     let r2 = S::mul(r, r);
     let e = S::add(S::fma(p, r2, r), S::splat(1.0));
     let y = S::mul(e, S::pow2i(n));
