@@ -160,17 +160,13 @@ pub fn step_with(
         }
         return;
     }
-    {
-        {
-            for i in 0..n {
-                let g = grad[i];
-                m[i] = h.beta1 * m[i] + (1.0 - h.beta1) * g;
-                v[i] = h.beta2 * v[i] + (1.0 - h.beta2) * g * g;
-                let mh = m[i] * c1;
-                let vh = v[i] * c2;
-                let upd = mh / (vh.sqrt() + h.eps) + h.weight_decay * param[i];
-                param[i] -= h.lr * upd;
-            }
-        }
+    for i in 0..n {
+        let g = grad[i];
+        m[i] = h.beta1 * m[i] + (1.0 - h.beta1) * g;
+        v[i] = h.beta2 * v[i] + (1.0 - h.beta2) * g * g;
+        let mh = m[i] * c1;
+        let vh = v[i] * c2;
+        let upd = mh / (vh.sqrt() + h.eps) + h.weight_decay * param[i];
+        param[i] -= h.lr * upd;
     }
 }

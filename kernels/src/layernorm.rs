@@ -238,29 +238,25 @@ pub fn forward_with(
     if isa != Isa::Scalar {
         return forward_simd(isa, x, None, gamma, beta, eps, y, mean, rstd);
     }
-    {
-        {
-            for r in 0..rows {
-                let xr = &x[r * cols..(r + 1) * cols];
-                let mut s = 0.0f64;
-                for &v in xr {
-                    s += v as f64;
-                }
-                let mu = s / cols as f64;
-                let mut ss = 0.0f64;
-                for &v in xr {
-                    let d = v as f64 - mu;
-                    ss += d * d;
-                }
-                let var = ss / cols as f64;
-                let rs = 1.0 / (var + eps as f64).sqrt();
-                mean[r] = mu as f32;
-                rstd[r] = rs as f32;
-                let yr = &mut y[r * cols..(r + 1) * cols];
-                for j in 0..cols {
-                    yr[j] = (((xr[j] as f64 - mu) * rs) as f32) * gamma[j] + beta[j];
-                }
-            }
+    for r in 0..rows {
+        let xr = &x[r * cols..(r + 1) * cols];
+        let mut s = 0.0f64;
+        for &v in xr {
+            s += v as f64;
+        }
+        let mu = s / cols as f64;
+        let mut ss = 0.0f64;
+        for &v in xr {
+            let d = v as f64 - mu;
+            ss += d * d;
+        }
+        let var = ss / cols as f64;
+        let rs = 1.0 / (var + eps as f64).sqrt();
+        mean[r] = mu as f32;
+        rstd[r] = rs as f32;
+        let yr = &mut y[r * cols..(r + 1) * cols];
+        for j in 0..cols {
+            yr[j] = (((xr[j] as f64 - mu) * rs) as f32) * gamma[j] + beta[j];
         }
     }
 }
@@ -313,41 +309,37 @@ pub fn backward_with(
     if isa != Isa::Scalar {
         return backward_simd(isa, dy, x, gamma, mean, rstd, dx, dgamma, dbeta);
     }
-    {
-        {
-            let mut dg = vec![0.0f64; cols];
-            let mut db = vec![0.0f64; cols];
-            for r in 0..rows {
-                let xr = &x[r * cols..(r + 1) * cols];
-                let dyr = &dy[r * cols..(r + 1) * cols];
-                let mu = mean[r] as f64;
-                let rs = rstd[r] as f64;
-                // xhat = (x - mu) * rs; g = dy * gamma
-                // dx = rs * (g - mean(g) - xhat * mean(g * xhat))
-                let mut sum_g = 0.0f64;
-                let mut sum_gx = 0.0f64;
-                for j in 0..cols {
-                    let xhat = (xr[j] as f64 - mu) * rs;
-                    let g = dyr[j] as f64 * gamma[j] as f64;
-                    sum_g += g;
-                    sum_gx += g * xhat;
-                    dg[j] += dyr[j] as f64 * xhat;
-                    db[j] += dyr[j] as f64;
-                }
-                let mg = sum_g / cols as f64;
-                let mgx = sum_gx / cols as f64;
-                let dxr = &mut dx[r * cols..(r + 1) * cols];
-                for j in 0..cols {
-                    let xhat = (xr[j] as f64 - mu) * rs;
-                    let g = dyr[j] as f64 * gamma[j] as f64;
-                    dxr[j] = (rs * (g - mg - xhat * mgx)) as f32;
-                }
-            }
-            for j in 0..cols {
-                dgamma[j] = dg[j] as f32;
-                dbeta[j] = db[j] as f32;
-            }
+    let mut dg = vec![0.0f64; cols];
+    let mut db = vec![0.0f64; cols];
+    for r in 0..rows {
+        let xr = &x[r * cols..(r + 1) * cols];
+        let dyr = &dy[r * cols..(r + 1) * cols];
+        let mu = mean[r] as f64;
+        let rs = rstd[r] as f64;
+        // xhat = (x - mu) * rs; g = dy * gamma
+        // dx = rs * (g - mean(g) - xhat * mean(g * xhat))
+        let mut sum_g = 0.0f64;
+        let mut sum_gx = 0.0f64;
+        for j in 0..cols {
+            let xhat = (xr[j] as f64 - mu) * rs;
+            let g = dyr[j] as f64 * gamma[j] as f64;
+            sum_g += g;
+            sum_gx += g * xhat;
+            dg[j] += dyr[j] as f64 * xhat;
+            db[j] += dyr[j] as f64;
         }
+        let mg = sum_g / cols as f64;
+        let mgx = sum_gx / cols as f64;
+        let dxr = &mut dx[r * cols..(r + 1) * cols];
+        for j in 0..cols {
+            let xhat = (xr[j] as f64 - mu) * rs;
+            let g = dyr[j] as f64 * gamma[j] as f64;
+            dxr[j] = (rs * (g - mg - xhat * mgx)) as f32;
+        }
+    }
+    for j in 0..cols {
+        dgamma[j] = dg[j] as f32;
+        dbeta[j] = db[j] as f32;
     }
 }
 

@@ -179,23 +179,19 @@ pub fn softmax_rows_with(isa: Isa, x: &[f32], cols: usize, y: &mut [f32]) {
     if isa != Isa::Scalar {
         return rows_simd(isa, RowOp::Softmax, cols, x, &[], y);
     }
-    {
-        {
-            for r in 0..rows {
-                let xr = &x[r * cols..(r + 1) * cols];
-                let yr = &mut y[r * cols..(r + 1) * cols];
-                let m = xr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut s = 0.0f64;
-                for j in 0..cols {
-                    let e = ((xr[j] - m) as f64).exp();
-                    yr[j] = e as f32;
-                    s += e;
-                }
-                let inv = 1.0 / s;
-                for v in yr.iter_mut() {
-                    *v = (*v as f64 * inv) as f32;
-                }
-            }
+    for r in 0..rows {
+        let xr = &x[r * cols..(r + 1) * cols];
+        let yr = &mut y[r * cols..(r + 1) * cols];
+        let m = xr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut s = 0.0f64;
+        for j in 0..cols {
+            let e = ((xr[j] - m) as f64).exp();
+            yr[j] = e as f32;
+            s += e;
+        }
+        let inv = 1.0 / s;
+        for v in yr.iter_mut() {
+            *v = (*v as f64 * inv) as f32;
         }
     }
 }
@@ -218,15 +214,11 @@ pub fn log_softmax_rows_with(isa: Isa, x: &[f32], cols: usize, y: &mut [f32]) {
     if isa != Isa::Scalar {
         return rows_simd(isa, RowOp::LogSoftmax, cols, x, &[], y);
     }
-    {
-        {
-            for r in 0..rows {
-                let xr = &x[r * cols..(r + 1) * cols];
-                let lse = logsumexp(xr);
-                for j in 0..cols {
-                    y[r * cols + j] = (xr[j] as f64 - lse) as f32;
-                }
-            }
+    for r in 0..rows {
+        let xr = &x[r * cols..(r + 1) * cols];
+        let lse = logsumexp(xr);
+        for j in 0..cols {
+            y[r * cols + j] = (xr[j] as f64 - lse) as f32;
         }
     }
 }
@@ -362,32 +354,28 @@ pub fn cross_entropy_with(
         loss_sum: 0.0,
         count: 0,
     };
-    {
-        {
-            for r in 0..rows {
-                let xr = &logits[r * cols..(r + 1) * cols];
-                let label = labels[r];
-                if label == ignore_index {
-                    if let Some(d) = dlogits.as_deref_mut() {
-                        d[r * cols..(r + 1) * cols].fill(0.0);
-                    }
-                    continue;
-                }
-                assert!(
-                    label >= 0 && (label as usize) < cols,
-                    "cross_entropy: label {label} at row {r} is outside 0..{cols}"
-                );
-                let lse = logsumexp(xr);
-                out.loss_sum += lse - xr[label as usize] as f64;
-                out.count += 1;
-                if let Some(d) = dlogits.as_deref_mut() {
-                    let dr = &mut d[r * cols..(r + 1) * cols];
-                    for j in 0..cols {
-                        dr[j] = (xr[j] as f64 - lse).exp() as f32;
-                    }
-                    dr[label as usize] -= 1.0;
-                }
+    for r in 0..rows {
+        let xr = &logits[r * cols..(r + 1) * cols];
+        let label = labels[r];
+        if label == ignore_index {
+            if let Some(d) = dlogits.as_deref_mut() {
+                d[r * cols..(r + 1) * cols].fill(0.0);
             }
+            continue;
+        }
+        assert!(
+            label >= 0 && (label as usize) < cols,
+            "cross_entropy: label {label} at row {r} is outside 0..{cols}"
+        );
+        let lse = logsumexp(xr);
+        out.loss_sum += lse - xr[label as usize] as f64;
+        out.count += 1;
+        if let Some(d) = dlogits.as_deref_mut() {
+            let dr = &mut d[r * cols..(r + 1) * cols];
+            for j in 0..cols {
+                dr[j] = (xr[j] as f64 - lse).exp() as f32;
+            }
+            dr[label as usize] -= 1.0;
         }
     }
     out
