@@ -10,7 +10,9 @@
 //! in fixed chunks (each element computed once, by the same code whatever the pool size).
 
 use crate::dispatch::{active, Isa};
-use crate::simd::{self, dispatch, load_or_pad, map1, map2, store_part, Kernel, Map1, Map2, Simd};
+use crate::simd::{
+    self, dispatch, load_or_pad, map1, map2, store_part, vec_loop, Kernel, Map1, Map2, Simd,
+};
 use rayon::prelude::*;
 
 /// Which GELU.
@@ -216,16 +218,14 @@ impl Kernel for BiasFwd<'_> {
         let pres = self.pre.chunks_exact_mut(n);
         let ys = self.y.chunks_exact_mut(n);
         for ((xr, pr), yr) in rows.zip(pres).zip(ys) {
-            let mut j = 0;
-            while j < n {
+            vec_loop!(j in n, S::LANES => {
                 let p = S::add(
                     load_or_pad::<S>(xr, j, 0.0),
                     load_or_pad::<S>(self.bias, j, 0.0),
                 );
                 store_part::<S>(pr, j, p);
                 store_part::<S>(yr, j, gelu_v::<S>(self.kind, p));
-                j += S::LANES;
-            }
+            });
         }
     }
 }

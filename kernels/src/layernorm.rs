@@ -11,7 +11,7 @@
 //! partials in chunk order, so the result does not depend on the number of threads.
 
 use crate::dispatch::{active, Isa};
-use crate::simd::{self, dispatch, load_or_pad, store_part, Kernel, Simd};
+use crate::simd::{self, dispatch, load_or_pad, store_part, vec_loop, Kernel, Simd};
 use rayon::prelude::*;
 
 /// LayerNorm forward over a block of rows (optionally adding `residual` first, into `sum`).
@@ -40,12 +40,10 @@ impl Kernel for Fwd<'_> {
                 Some((res, sum)) => {
                     let (xr, rr) = (&self.x[span.clone()], &res[span.clone()]);
                     let sr = &mut sum[span.clone()];
-                    let mut j = 0;
-                    while j < cols {
+                    vec_loop!(j in cols, l => {
                         let v = S::add(load_or_pad::<S>(xr, j, 0.0), load_or_pad::<S>(rr, j, 0.0));
                         store_part::<S>(sr, j, v);
-                        j += l;
-                    }
+                    });
                     &sum[span]
                 }
                 None => &self.x[span],
@@ -54,14 +52,12 @@ impl Kernel for Fwd<'_> {
             let mu0 = simd::sum::<S>(xr) * inv_n;
             let mu0v = S::splat(mu0);
             let (mut sd, mut sdd) = (S::splat(0.0), S::splat(0.0));
-            let mut j = 0;
-            while j < cols {
+            vec_loop!(j in cols, l => {
                 // Padding with μ₀ gives d = 0 in the tail lanes.
                 let d = S::sub(load_or_pad::<S>(xr, j, mu0), mu0v);
                 sd = S::add(sd, d);
                 sdd = S::fma(d, d, sdd);
-                j += l;
-            }
+            });
             let md = S::reduce_sum(sd) * inv_n;
             let mu = mu0 + md;
             let var = (S::reduce_sum(sdd) * inv_n - md * md).max(0.0);
@@ -69,14 +65,12 @@ impl Kernel for Fwd<'_> {
             self.mean[r] = mu;
             self.rstd[r] = rs;
             let (muv, rsv) = (S::splat(mu), S::splat(rs));
-            let mut j = 0;
-            while j < cols {
+            vec_loop!(j in cols, l => {
                 let xh = S::mul(S::sub(load_or_pad::<S>(xr, j, 0.0), muv), rsv);
                 let g = load_or_pad::<S>(self.gamma, j, 0.0);
                 let b = load_or_pad::<S>(self.beta, j, 0.0);
                 store_part::<S>(yr, j, S::fma(xh, g, b));
-                j += l;
-            }
+            });
         }
     }
 }
@@ -157,8 +151,7 @@ impl Kernel for Bwd<'_> {
             let dyr = &self.dy[r * cols..(r + 1) * cols];
             let (muv, rsv) = (S::splat(self.mean[r]), S::splat(self.rstd[r]));
             let (mut sg, mut sgx) = (S::splat(0.0), S::splat(0.0));
-            let mut j = 0;
-            while j < cols {
+            vec_loop!(j in cols, l => {
                 // Tail lanes: dy = 0 makes g = 0 and adds nothing to any sum.
                 let xh = S::mul(S::sub(load_or_pad::<S>(xr, j, 0.0), muv), rsv);
                 let dy = load_or_pad::<S>(dyr, j, 0.0);
@@ -169,13 +162,11 @@ impl Kernel for Bwd<'_> {
                 store_part::<S>(self.dgamma, j, dgv);
                 let dbv = S::add(dy, load_or_pad::<S>(self.dbeta, j, 0.0));
                 store_part::<S>(self.dbeta, j, dbv);
-                j += l;
-            }
+            });
             let inv_n = 1.0 / cols as f32;
             let mg = S::splat(S::reduce_sum(sg) * inv_n);
             let mgx = S::splat(S::reduce_sum(sgx) * inv_n);
-            let mut j = 0;
-            while j < cols {
+            vec_loop!(j in cols, l => {
                 let xh = S::mul(S::sub(load_or_pad::<S>(xr, j, 0.0), muv), rsv);
                 let g = S::mul(
                     load_or_pad::<S>(dyr, j, 0.0),
@@ -184,8 +175,7 @@ impl Kernel for Bwd<'_> {
                 // rs·(g − mean(g) − x̂·mean(g·x̂))
                 let t = S::sub(S::sub(g, mg), S::mul(xh, mgx));
                 store_part::<S>(dxr, j, S::mul(rsv, t));
-                j += l;
-            }
+            });
         }
     }
 }

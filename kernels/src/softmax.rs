@@ -10,7 +10,7 @@
 //! sums added in chunk order, so results do not depend on the pool size.
 
 use crate::dispatch::{active, Isa};
-use crate::simd::{self, dispatch, load_or_pad, store_part, Kernel, Simd};
+use crate::simd::{self, dispatch, load_or_pad, store_part, vec_loop, Kernel, Simd};
 use rayon::prelude::*;
 
 /// Which row operation a [`Rows`] kernel applies.
@@ -45,8 +45,7 @@ impl Kernel for Rows<'_> {
                     let mv = S::splat(m);
                     // Σ e^(x−m), storing e^(x−m) for softmax.
                     let mut acc = S::splat(0.0);
-                    let mut j = 0;
-                    while j < cols {
+                    vec_loop!(j in cols, l => {
                         let e = simd::exp::<S>(S::sub(load_or_pad::<S>(a, j, m), mv));
                         let e = if j + l > cols {
                             // Padded lanes hold e⁰ = 1: zero them before summing.
@@ -61,55 +60,44 @@ impl Kernel for Rows<'_> {
                             store_part::<S>(out, j, e);
                         }
                         acc = S::add(acc, e);
-                        j += l;
-                    }
+                    });
                     let s = S::reduce_sum(acc);
                     if let RowOp::Softmax = self.op {
                         let inv = S::splat(1.0 / s);
-                        let mut j = 0;
-                        while j < cols {
+                        vec_loop!(j in cols, l => {
                             store_part::<S>(out, j, S::mul(load_or_pad::<S>(out, j, 0.0), inv));
-                            j += l;
-                        }
+                        });
                     } else {
                         let lse = S::splat((m as f64 + (s as f64).ln()) as f32);
-                        let mut j = 0;
-                        while j < cols {
+                        vec_loop!(j in cols, l => {
                             store_part::<S>(out, j, S::sub(load_or_pad::<S>(a, j, 0.0), lse));
-                            j += l;
-                        }
+                        });
                     }
                 }
                 RowOp::SoftmaxBwd => {
                     // a = y, b = dy: dx = y·(dy − Σ dy·y).
                     let b = &self.b[r * cols..(r + 1) * cols];
                     let mut acc = S::splat(0.0);
-                    let mut j = 0;
-                    while j < cols {
+                    vec_loop!(j in cols, l => {
                         let p = S::mul(load_or_pad::<S>(a, j, 0.0), load_or_pad::<S>(b, j, 0.0));
                         acc = S::add(acc, p);
-                        j += l;
-                    }
+                    });
                     let dot = S::splat(S::reduce_sum(acc));
-                    let mut j = 0;
-                    while j < cols {
+                    vec_loop!(j in cols, l => {
                         let y = load_or_pad::<S>(a, j, 0.0);
                         let d = S::sub(load_or_pad::<S>(b, j, 0.0), dot);
                         store_part::<S>(out, j, S::mul(y, d));
-                        j += l;
-                    }
+                    });
                 }
                 RowOp::LogSoftmaxBwd => {
                     // a = y, b = dy: dx = dy − e^y·Σ dy.
                     let b = &self.b[r * cols..(r + 1) * cols];
                     let s = S::splat(simd::sum::<S>(b));
-                    let mut j = 0;
-                    while j < cols {
+                    vec_loop!(j in cols, l => {
                         let e = simd::exp::<S>(load_or_pad::<S>(a, j, 0.0));
                         let d = load_or_pad::<S>(b, j, 0.0);
                         store_part::<S>(out, j, S::sub(d, S::mul(e, s)));
-                        j += l;
-                    }
+                    });
                 }
             }
         }
@@ -411,30 +399,28 @@ impl Kernel for Ce<'_> {
             }
             let m = simd::max::<S>(xr);
             let mv = S::splat(m);
+            // Σ e^(x−m) with tail lanes padded by −∞ (e^(−∞) = 0 adds nothing); with a gradient
+            // wanted, e^(x−m) is stored there and scaled by 1/Σ afterwards (one exp per element).
             let mut acc = S::splat(0.0);
-            let mut j = 0;
-            while j + l <= cols {
-                acc = S::add(acc, simd::exp::<S>(S::sub(S::load(xr.as_ptr().add(j)), mv)));
-                j += l;
-            }
-            if j < cols {
-                // Pad with −∞: e^(−∞) = 0 adds nothing.
-                let v = load_or_pad::<S>(xr, j, f32::NEG_INFINITY);
-                acc = S::add(acc, simd::exp::<S>(S::sub(v, mv)));
-            }
+            let mut dr = dlogits
+                .as_deref_mut()
+                .map(|d| &mut d[r * cols..(r + 1) * cols]);
+            vec_loop!(j in cols, l => {
+                let e = simd::exp::<S>(S::sub(load_or_pad::<S>(xr, j, f32::NEG_INFINITY), mv));
+                if let Some(dr) = dr.as_deref_mut() {
+                    store_part::<S>(dr, j, e);
+                }
+                acc = S::add(acc, e);
+            });
             let s = S::reduce_sum(acc);
             let lab = label as usize;
             out.loss_sum += (m as f64 - xr[lab] as f64) + (s as f64).ln();
             out.count += 1;
-            if let Some(d) = dlogits.as_deref_mut() {
-                let dr = &mut d[r * cols..(r + 1) * cols];
+            if let Some(dr) = dr {
                 let inv = S::splat(1.0 / s);
-                let mut j = 0;
-                while j < cols {
-                    let e = simd::exp::<S>(S::sub(load_or_pad::<S>(xr, j, m), mv));
-                    store_part::<S>(dr, j, S::mul(e, inv));
-                    j += l;
-                }
+                vec_loop!(j in cols, l => {
+                    store_part::<S>(dr, j, S::mul(load_or_pad::<S>(dr, j, 0.0), inv));
+                });
                 dr[lab] -= 1.0;
             }
         }

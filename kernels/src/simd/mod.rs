@@ -236,6 +236,22 @@ pub(crate) unsafe fn map2<S: Simd, F: Map2>(a: &[f32], b: &[f32], y: &mut [f32],
     }
 }
 
+/// Runs `$body` for `$j` = 0, l, 2l, … below `$n`: the full vectors in one loop and the partial
+/// one after it, so the length checks of [`load_or_pad`] and [`store_part`] fold away in the main
+/// loop. The body is expanded twice.
+macro_rules! vec_loop {
+    ($j:ident in $n:expr, $l:expr => $body:block) => {{
+        let (n, l) = ($n, $l);
+        let mut $j = 0;
+        while $j + l <= n {
+            $body
+            $j += l;
+        }
+        if $j < n $body
+    }};
+}
+pub(crate) use vec_loop;
+
 /// Loads `x[i..i+LANES]`, or the tail padded with `pad` when fewer remain.
 ///
 /// # Safety
