@@ -89,4 +89,16 @@ unsafe impl Simd for Avx512 {
     unsafe fn reduce_max(a: __m512) -> f32 {
         _mm512_reduce_max_ps(a)
     }
+    /// `vscalefps` scales by `2ⁿ` with correct overflow to ∞ and gradual underflow, so clamping
+    /// the input replaces the generic version's selects. `min`/`max` return their second operand
+    /// when either is NaN, so NaN passes through the clamp.
+    #[inline(always)]
+    unsafe fn exp(x: __m512) -> __m512 {
+        let x = _mm512_max_ps(
+            _mm512_set1_ps(-104.0),
+            _mm512_min_ps(_mm512_set1_ps(89.0), x),
+        );
+        let (n, e) = super::exp_reduced::<Self>(x);
+        _mm512_scalef_ps(e, n)
+    }
 }

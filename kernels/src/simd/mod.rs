@@ -66,6 +66,11 @@ pub(crate) unsafe trait Simd: Copy {
     unsafe fn reduce_sum(a: Self::V) -> f32;
     /// Maximum of the lanes (NaN lanes may be ignored or propagated).
     unsafe fn reduce_max(a: Self::V) -> f32;
+    /// `eˣ` per lane (see [`exp`]); a token may replace the generic version.
+    #[inline(always)]
+    unsafe fn exp(x: Self::V) -> Self::V {
+        exp_generic::<Self>(x)
+    }
 }
 
 /// A kernel body generic over the instruction set; [`dispatch`] runs it on one.
@@ -339,16 +344,26 @@ const EXP_HI: f32 = 88.376_26;
 /// Below this `exp` is returned as 0 (the true value is below f32's smallest normal).
 const EXP_LO: f32 = -87.336_54;
 
-/// `eˣ` per lane, within about 2 ulp for normal results; +∞ above 88.376, 0 below −87.337
-/// (f32 subnormal results are flushed to 0), NaN stays NaN.
+/// `eˣ` per lane, within about 2 ulp for normal results; +∞ above 88.376 and 0 below −103.98;
+/// results in f32's subnormal range may be flushed to 0 (the generic version does so below
+/// −87.337); NaN stays NaN.
 ///
 /// `x = n·ln2 + r`, `|r| ≤ ln2/2`, `eʳ = 1 + r + r²·P(r)` with the degree-5 minimax `P` of the
-/// Cephes `expf`, then scaled by `2ⁿ` built from the exponent bits.
+/// Cephes `expf` ([`exp_reduced`]), then scaled by `2ⁿ`.
 ///
 /// # Safety
 /// As for [`Simd`] methods.
 #[inline(always)]
 pub(crate) unsafe fn exp<S: Simd>(x: S::V) -> S::V {
+    S::exp(x)
+}
+
+/// `(n, eʳ)` with `x = n·ln2 + r`, `|r| ≤ ln2/2`: the part of [`exp`] before scaling by `2ⁿ`.
+///
+/// # Safety
+/// As for [`Simd`] methods.
+#[inline(always)]
+pub(crate) unsafe fn exp_reduced<S: Simd>(x: S::V) -> (S::V, S::V) {
     let n = S::round(S::mul(x, S::splat(LOG2E)));
     let r = S::fma(n, S::splat(-LN2_HI), x);
     let r = S::fma(n, S::splat(-LN2_LO), r);
@@ -359,7 +374,17 @@ pub(crate) unsafe fn exp<S: Simd>(x: S::V) -> S::V {
     p = S::fma(p, r, S::splat(1.666_666_5e-1));
     p = S::fma(p, r, S::splat(0.5));
     let r2 = S::mul(r, r);
-    let e = S::add(S::fma(p, r2, r), S::splat(1.0));
+    (n, S::add(S::fma(p, r2, r), S::splat(1.0)))
+}
+
+/// [`exp`] from the [`Simd`] primitives: `2ⁿ` built from exponent bits, out-of-range inputs
+/// fixed by selects (which keep NaN).
+///
+/// # Safety
+/// As for [`Simd`] methods.
+#[inline(always)]
+pub(crate) unsafe fn exp_generic<S: Simd>(x: S::V) -> S::V {
+    let (n, e) = exp_reduced::<S>(x);
     let y = S::mul(e, S::pow2i(n));
     let y = S::select_gt(x, S::splat(EXP_HI), S::splat(f32::INFINITY), y);
     S::select_lt(x, S::splat(EXP_LO), S::splat(0.0), y)
