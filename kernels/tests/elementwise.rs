@@ -949,3 +949,15 @@ fn one_and_two_threads_bit_identical() {
         });
     }
 }
+
+#[test]
+#[should_panic(expected = "is not supported on this CPU")]
+fn unsupported_path_is_a_clear_error() {
+    // x86_64 lacks NEON and aarch64 lacks AVX-512, so some path is always missing.
+    let missing = Isa::ALL
+        .into_iter()
+        .find(|i| !i.is_supported())
+        .expect("every build target lacks at least one path");
+    let mut y = [0.0f32; 4];
+    gelu::forward_with(missing, GeluKind::Erf, &[1.0; 4], &mut y);
+}
