@@ -4,7 +4,7 @@
 //! tanh form: `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
 //! The scalar reference computes erf and tanh in f64 through `libm`.
 //!
-//! The vector paths compute `Φ` with [`crate::simd::phi`] (erf absolute error below 1e-7) and the
+//! The vector paths compute `Φ` with `simd::phi` (erf absolute error below 1e-7) and the
 //! tanh form without cancellation as `x·σ(2u)` (`½(1 + tanh u) = σ(2u)`), with its derivative
 //! `σ + 2x·σ(1−σ)·u'`. Inputs of at least [`simd::PAR_MIN_ELEMS`] elements are split over rayon
 //! in fixed chunks (each element computed once, by the same code whatever the pool size).

@@ -4,7 +4,7 @@
 //! Every row is shifted by its maximum before `exp`, so large logits give no overflow.
 //!
 //! The vector paths keep row sums in f32 vector accumulators (relative error about
-//! `(cols/lanes + log₂ lanes)·2⁻²⁴`) and use [`crate::simd::exp`]; per-row scalars (`ln` of the
+//! `(cols/lanes + log₂ lanes)·2⁻²⁴`) and use `simd::exp`; per-row scalars (`ln` of the
 //! sum, the loss) are formed in f64. Inputs of at least [`simd::PAR_MIN_ELEMS`] elements are split
 //! over rayon in fixed chunks of rows; the cross-entropy loss is summed per chunk and the chunk
 //! sums added in chunk order, so results do not depend on the pool size.
@@ -284,7 +284,7 @@ pub fn log_softmax_backward_rows_with(
 /// What [`cross_entropy`] returns: the summed loss over counted rows, and how many rows counted.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CrossEntropy {
-    /// Σ over counted rows of −log softmax(logits)[label].
+    /// Σ over counted rows of `−log softmax(logits)[label]`.
     pub loss_sum: f64,
     /// Rows whose label was not `ignore_index`.
     pub count: usize,

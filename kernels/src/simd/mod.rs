@@ -1,11 +1,11 @@
 //! A small SIMD abstraction so each element-wise and row kernel is written once and compiled for
 //! every instruction set.
 //!
-//! [`Simd`] is implemented by zero-sized tokens for AVX-512F, AVX2+FMA, the `wide` crate
+//! `Simd` is implemented by zero-sized tokens for AVX-512F, AVX2+FMA, the `wide` crate
 //! (portable) and NEON. Its methods are `#[inline(always)] unsafe fn`s: they are only sound to
 //! call from code compiled with the token's CPU features, on a CPU that has them. Generic kernel
 //! bodies (also `#[inline(always)] unsafe fn`) are instantiated inside one
-//! `#[target_feature]` entry point per instruction set by [`dispatch`], which is the only place
+//! `#[target_feature]` entry point per instruction set by `dispatch`, which is the only place
 //! that decides, after checking [`Isa::is_supported`], that a token may be used.
 //!
 //! The vector math here (`exp`, `erf`, the normal CDF `phi`) is shared by all paths, so every path
@@ -134,13 +134,13 @@ pub(crate) fn dispatch<K: Kernel>(isa: Isa, k: K) -> Result<K::Out, K> {
 // Threading over fixed chunks.
 
 /// Element-wise kernels split inputs of at least this many elements across rayon tasks.
-pub(crate) const PAR_MIN_ELEMS: usize = 1 << 17;
+pub const PAR_MIN_ELEMS: usize = 1 << 17;
 /// Fixed chunk size (elements) of those tasks: independent of the number of threads, so every
 /// element is computed by the same code whatever the pool size.
-pub(crate) const PAR_CHUNK_ELEMS: usize = 1 << 15;
+pub const PAR_CHUNK_ELEMS: usize = 1 << 15;
 
 /// Rows per task for a row kernel with `cols` columns (fixed for a given `cols`).
-pub(crate) fn rows_per_chunk(cols: usize) -> usize {
+pub fn rows_per_chunk(cols: usize) -> usize {
     (PAR_CHUNK_ELEMS / cols.max(1)).max(1)
 }
 
