@@ -19,6 +19,7 @@ pub mod dispatch;
 pub mod gelu;
 pub mod gemm;
 pub mod layernorm;
+pub mod simd;
 pub mod softmax;
 
 pub use dispatch::{active, Isa};
