@@ -10,10 +10,11 @@
 //!
 //! Run: `cargo bench --bench gemm` (filter e.g. `-- 4096x768x768`).
 //!
-//! The peers' APIs are raw-pointer `unsafe fn`s; their calls are the only `unsafe` here, each
-//! on slices whose lengths were sized for the exact shape and strides passed.
+//! The peers are called through the safe wrappers in `cloze_kernels::peers` (the `peers`
+//! feature), so no `unsafe` lives outside kernels/.
 
 use cloze_kernels::gemm::{Gemm, Operand};
+use cloze_kernels::peers;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rayon::prelude::*;
 use std::hint::black_box;
@@ -41,21 +42,6 @@ impl Shape {
     fn gemm(&self) -> Gemm {
         Gemm::new(self.m, self.n, self.k).transposes(self.ta, self.tb)
     }
-    /// (row stride, column stride) of stored A and B as seen by op(A), op(B).
-    fn a_strides(&self) -> (isize, isize) {
-        if self.ta {
-            (1, self.m as isize)
-        } else {
-            (self.k as isize, 1)
-        }
-    }
-    fn b_strides(&self) -> (isize, isize) {
-        if self.tb {
-            (1, self.k as isize)
-        } else {
-            (self.n as isize, 1)
-        }
-    }
 }
 
 fn data(len: usize, seed: u32) -> Vec<f32> {
@@ -69,59 +55,11 @@ fn data(len: usize, seed: u32) -> Vec<f32> {
 }
 
 fn mm_sgemm(s: &Shape, a: &[f32], b: &[f32], c: &mut [f32]) {
-    assert!(a.len() >= s.m * s.k && b.len() >= s.k * s.n && c.len() >= s.m * s.n);
-    let (rsa, csa) = s.a_strides();
-    let (rsb, csb) = s.b_strides();
-    // SAFETY: a holds m·k, b k·n and c m·n f32 (asserted), addressed with the strides of the
-    // stored (possibly transposed) row-major layouts; c is not aliased.
-    unsafe {
-        matrixmultiply::sgemm(
-            s.m,
-            s.k,
-            s.n,
-            1.0,
-            a.as_ptr(),
-            rsa,
-            csa,
-            b.as_ptr(),
-            rsb,
-            csb,
-            0.0,
-            c.as_mut_ptr(),
-            s.n as isize,
-            1,
-        )
-    }
+    peers::matrixmultiply_sgemm(s.m, s.n, s.k, s.ta, s.tb, a, b, c)
 }
 
-fn gemm_crate(s: &Shape, a: &[f32], b: &[f32], c: &mut [f32], par: gemm::Parallelism) {
-    assert!(a.len() >= s.m * s.k && b.len() >= s.k * s.n && c.len() >= s.m * s.n);
-    let (rsa, csa) = s.a_strides();
-    let (rsb, csb) = s.b_strides();
-    // SAFETY: as in mm_sgemm; read_dst = false so C is overwritten (dst = 1·A·B).
-    unsafe {
-        gemm::gemm(
-            s.m,
-            s.n,
-            s.k,
-            c.as_mut_ptr(),
-            1,
-            s.n as isize,
-            false,
-            a.as_ptr(),
-            csa,
-            rsa,
-            b.as_ptr(),
-            csb,
-            rsb,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        )
-    }
+fn gemm_crate(s: &Shape, a: &[f32], b: &[f32], c: &mut [f32], threads: usize) {
+    peers::gemm_crate(s.m, s.n, s.k, s.ta, s.tb, a, b, c, threads)
 }
 
 fn pool(threads: usize) -> rayon::ThreadPool {
@@ -197,14 +135,9 @@ fn single(c: &mut Criterion) {
                     bch.iter(|| mm_sgemm(&s, black_box(&a), black_box(&b), &mut out))
                 });
             }
-            let par = if threads == 1 {
-                gemm::Parallelism::None
-            } else {
-                gemm::Parallelism::Rayon(threads)
-            };
             g.bench_function(id("gemm_crate"), |bch| {
                 bch.iter(|| {
-                    p.install(|| gemm_crate(&s, black_box(&a), black_box(&b), &mut out, par))
+                    p.install(|| gemm_crate(&s, black_box(&a), black_box(&b), &mut out, threads))
                 })
             });
         }
@@ -265,13 +198,7 @@ fn batched(c: &mut Criterion) {
                 bch.iter(|| {
                     p.install(|| {
                         out.par_chunks_mut(sc).enumerate().for_each(|(i, ci)| {
-                            gemm_crate(
-                                &s,
-                                &a[i * sa..][..sa],
-                                &b[i * sb..][..sb],
-                                ci,
-                                gemm::Parallelism::None,
-                            )
+                            gemm_crate(&s, &a[i * sa..][..sa], &b[i * sb..][..sb], ci, 1)
                         })
                     })
                 })

@@ -9,9 +9,6 @@
 //! `unsafe` appears only in this crate, in `#[target_feature]` functions, and every block
 //! carries a `// SAFETY:` comment; the safe wrappers check slice lengths before calling in.
 
-// Removed once every kernel dispatches to its SIMD paths.
-#![allow(clippy::match_single_binding)]
-
 pub mod adamw;
 pub mod attention;
 pub mod convert;
@@ -19,6 +16,8 @@ pub mod dispatch;
 pub mod gelu;
 pub mod gemm;
 pub mod layernorm;
+#[cfg(feature = "peers")]
+pub mod peers;
 pub mod simd;
 pub mod softmax;
 

@@ -64,9 +64,21 @@ pub fn scores(pred: &[usize], gold: &[usize], num_labels: usize) -> (f64, f64) {
     let n = gold.len().max(1) as f64;
     let acc = pred.iter().zip(gold).filter(|(p, g)| p == g).count() as f64 / n;
     let f1_of = |c: usize| {
-        let tp = pred.iter().zip(gold).filter(|(p, g)| **p == c && **g == c).count() as f64;
-        let fp = pred.iter().zip(gold).filter(|(p, g)| **p == c && **g != c).count() as f64;
-        let fn_ = pred.iter().zip(gold).filter(|(p, g)| **p != c && **g == c).count() as f64;
+        let tp = pred
+            .iter()
+            .zip(gold)
+            .filter(|(p, g)| **p == c && **g == c)
+            .count() as f64;
+        let fp = pred
+            .iter()
+            .zip(gold)
+            .filter(|(p, g)| **p == c && **g != c)
+            .count() as f64;
+        let fn_ = pred
+            .iter()
+            .zip(gold)
+            .filter(|(p, g)| **p != c && **g == c)
+            .count() as f64;
         if tp == 0.0 {
             0.0
         } else {
@@ -86,12 +98,24 @@ struct Encoded {
     labels: Vec<usize>,
 }
 
-fn encode(tok: &Tokenizer, ex: &[Example], max_len: usize, num_labels: usize, what: &str) -> Result<Encoded> {
+fn encode(
+    tok: &Tokenizer,
+    ex: &[Example],
+    max_len: usize,
+    num_labels: usize,
+    what: &str,
+) -> Result<Encoded> {
     let opts = EncodeOptions::truncate(max_len);
     let mut enc = Vec::with_capacity(ex.len());
     for (i, e) in ex.iter().enumerate() {
         if e.label >= num_labels {
-            return invalid("finetune", format!("{what} example {i} has label {} but num_labels is {num_labels}", e.label));
+            return invalid(
+                "finetune",
+                format!(
+                    "{what} example {i} has label {} but num_labels is {num_labels}",
+                    e.label
+                ),
+            );
         }
         enc.push(tok.encode_with(&e.text_a, e.text_b.as_deref(), &opts)?);
     }
@@ -135,11 +159,22 @@ impl Classifier {
         for chunk in data.enc.chunks(batch.max(1)) {
             let refs: Vec<&Encoding> = chunk.iter().collect();
             let (ids, types, mask, t) = batch_input(&refs, pad);
-            let input = BertInput::new(&ids, refs.len(), t).with_token_types(&types).with_attention_mask(&mask);
+            let input = BertInput::new(&ids, refs.len(), t)
+                .with_token_types(&types)
+                .with_attention_mask(&mask);
             tape.reset();
-            let logits = self.model.forward(&mut tape, &self.store, &input, &ForwardOptions::default())?;
+            let logits =
+                self.model
+                    .forward(&mut tape, &self.store, &input, &ForwardOptions::default())?;
             for row in logits.value().data().chunks_exact(nl) {
-                let arg = row.iter().enumerate().fold((0, f32::NEG_INFINITY), |a, (i, &v)| if v > a.1 { (i, v) } else { a }).0;
+                let arg = row
+                    .iter()
+                    .enumerate()
+                    .fold(
+                        (0, f32::NEG_INFINITY),
+                        |a, (i, &v)| if v > a.1 { (i, v) } else { a },
+                    )
+                    .0;
                 out.push(arg);
             }
         }
@@ -148,12 +183,30 @@ impl Classifier {
 }
 
 /// Fine-tunes once with one learning rate; returns the classifier and its dev scores.
-pub fn finetune_once(cfg: &FinetuneConfig, lr: f32, train: &[Example], dev: &[Example]) -> Result<(Classifier, Scores)> {
+pub fn finetune_once(
+    cfg: &FinetuneConfig,
+    lr: f32,
+    train: &[Example],
+    dev: &[Example],
+) -> Result<(Classifier, Scores)> {
     if train.is_empty() || dev.is_empty() {
-        return invalid("finetune", format!("need training and dev examples, got {} and {}", train.len(), dev.len()));
+        return invalid(
+            "finetune",
+            format!(
+                "need training and dev examples, got {} and {}",
+                train.len(),
+                dev.len()
+            ),
+        );
     }
     if cfg.batch_size == 0 || cfg.epochs == 0 {
-        return invalid("finetune", format!("batch_size {} and epochs {} must be positive", cfg.batch_size, cfg.epochs));
+        return invalid(
+            "finetune",
+            format!(
+                "batch_size {} and epochs {} must be positive",
+                cfg.batch_size, cfg.epochs
+            ),
+        );
     }
     let (config, ckpt) = load_pretrained(&cfg.model_dir)?;
     let tokenizer = Tokenizer::from_vocab_file(cfg.model_dir.join("vocab.txt"))?;
@@ -166,8 +219,17 @@ pub fn finetune_once(cfg: &FinetuneConfig, lr: f32, train: &[Example], dev: &[Ex
             allow_unused: vec!["cls.".into(), "classifier.".into()],
         },
     )?;
-    let train = &train[..cfg.max_train_examples.unwrap_or(train.len()).min(train.len())];
-    let data = encode(&tokenizer, train, cfg.max_seq_length, cfg.num_labels, "training")?;
+    let train = &train[..cfg
+        .max_train_examples
+        .unwrap_or(train.len())
+        .min(train.len())];
+    let data = encode(
+        &tokenizer,
+        train,
+        cfg.max_seq_length,
+        cfg.num_labels,
+        "training",
+    )?;
     let steps_per_epoch = data.enc.len().div_ceil(cfg.batch_size);
     let total = (steps_per_epoch * cfg.epochs) as u64;
     let warmup = (total as f32 * cfg.warmup_proportion).round() as u64;
@@ -178,14 +240,18 @@ pub fn finetune_once(cfg: &FinetuneConfig, lr: f32, train: &[Example], dev: &[Ex
     let mut step = 0u64;
     let mut order: Vec<usize> = (0..data.enc.len()).collect();
     for epoch in 0..cfg.epochs {
-        order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed ^ (epoch as u64 + 1)));
+        order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(
+            cfg.seed ^ (epoch as u64 + 1),
+        ));
         for chunk in order.chunks(cfg.batch_size) {
             let refs: Vec<&Encoding> = chunk.iter().map(|&i| &data.enc[i]).collect();
             let labels: Vec<i32> = chunk.iter().map(|&i| data.labels[i] as i32).collect();
             let (ids, types, mask, t) = batch_input(&refs, pad);
             tape.reset();
             store.zero_grads();
-            let input = BertInput::new(&ids, refs.len(), t).with_token_types(&types).with_attention_mask(&mask);
+            let input = BertInput::new(&ids, refs.len(), t)
+                .with_token_types(&types)
+                .with_attention_mask(&mask);
             let opts = ForwardOptions {
                 seed: cfg.seed.wrapping_mul(1_000_003).wrapping_add(step),
                 output_hidden_states: false,
@@ -208,11 +274,22 @@ pub fn finetune_once(cfg: &FinetuneConfig, lr: f32, train: &[Example], dev: &[Ex
     let pred = clf.predict(dev, cfg.batch_size)?;
     let gold: Vec<usize> = dev.iter().map(|e| e.label).collect();
     let (accuracy, f1) = scores(&pred, &gold, cfg.num_labels);
-    Ok((clf, Scores { learning_rate: lr, accuracy, f1 }))
+    Ok((
+        clf,
+        Scores {
+            learning_rate: lr,
+            accuracy,
+            f1,
+        },
+    ))
 }
 
 /// Fine-tunes with every configured learning rate and keeps the best on dev (by accuracy).
-pub fn finetune(cfg: &FinetuneConfig, train: &[Example], dev: &[Example]) -> Result<(Classifier, Vec<Scores>)> {
+pub fn finetune(
+    cfg: &FinetuneConfig,
+    train: &[Example],
+    dev: &[Example],
+) -> Result<(Classifier, Vec<Scores>)> {
     if cfg.learning_rates.is_empty() {
         return invalid("finetune", "no learning rate to try");
     }

@@ -44,14 +44,23 @@ pub struct Args {
 }
 
 pub fn read_examples(path: &Path, task: Option<&str>) -> Result<Vec<Example>, String> {
-    let is_jsonl = path.extension().is_some_and(|e| e == "jsonl" || e == "json");
+    let is_jsonl = path
+        .extension()
+        .is_some_and(|e| e == "jsonl" || e == "json");
     if is_jsonl {
         read_jsonl(path).map_err(|e| e.to_string())
     } else {
-        let task = task.ok_or_else(|| format!("{}: a TSV file needs --task to say which columns to read", path.display()))?;
+        let task = task.ok_or_else(|| {
+            format!(
+                "{}: a TSV file needs --task to say which columns to read",
+                path.display()
+            )
+        })?;
         let spec = TsvSpec::for_task(task).map_err(|e| e.to_string())?;
         if spec.regression {
-            return Err(format!("task {task} is a regression task; only classification is supported"));
+            return Err(format!(
+                "task {task} is a regression task; only classification is supported"
+            ));
         }
         read_tsv(path, &spec).map_err(|e| e.to_string())
     }
@@ -65,7 +74,10 @@ pub fn run(args: Args) -> Result<(), String> {
         .unwrap_or_else(|| train.iter().map(|e| e.label).max().unwrap_or(0) + 1)
         .max(2);
     let cfg = FinetuneConfig {
-        learning_rates: args.lr.map(|l| vec![l]).unwrap_or_else(|| vec![5e-5, 3e-5, 2e-5]),
+        learning_rates: args
+            .lr
+            .map(|l| vec![l])
+            .unwrap_or_else(|| vec![5e-5, 3e-5, 2e-5]),
         epochs: args.epochs,
         batch_size: args.batch_size,
         max_seq_length: args.max_seq_length,
@@ -75,11 +87,16 @@ pub fn run(args: Args) -> Result<(), String> {
     };
     let (clf, all) = finetune(&cfg, &train, &dev).map_err(|e| e.to_string())?;
     for s in &all {
-        eprintln!("lr {:e}: dev accuracy {:.4}, F1 {:.4}", s.learning_rate, s.accuracy, s.f1);
+        eprintln!(
+            "lr {:e}: dev accuracy {:.4}, F1 {:.4}",
+            s.learning_rate, s.accuracy, s.f1
+        );
     }
-    let config = cloze::bert::BertConfig::from_file(args.model.join("config.json")).map_err(|e| e.to_string())?;
+    let config = cloze::bert::BertConfig::from_file(args.model.join("config.json"))
+        .map_err(|e| e.to_string())?;
     cloze::bert::save_pretrained(&args.output, &config, &clf.store).map_err(|e| e.to_string())?;
-    std::fs::copy(args.model.join("vocab.txt"), args.output.join("vocab.txt")).map_err(|e| e.to_string())?;
+    std::fs::copy(args.model.join("vocab.txt"), args.output.join("vocab.txt"))
+        .map_err(|e| e.to_string())?;
     write_scores(&args.output.join("scores.json"), &all).map_err(|e| e.to_string())?;
     Ok(())
 }
@@ -102,24 +119,32 @@ pub struct EvalArgs {
 pub fn eval(args: EvalArgs) -> Result<(), String> {
     let data = read_examples(&args.data, args.task.as_deref())?;
     let ckpt = Checkpoint::read(args.model.join("model.safetensors")).map_err(|e| e.to_string())?;
-    let w = ckpt
-        .get("classifier.weight")
-        .ok_or_else(|| format!("{} has no classifier: fine-tune it first", args.model.display()))?;
+    let w = ckpt.get("classifier.weight").ok_or_else(|| {
+        format!(
+            "{} has no classifier: fine-tune it first",
+            args.model.display()
+        )
+    })?;
     let num_labels = w.shape()[0];
     let (config, ckpt) = cloze::bert::load_pretrained(&args.model).map_err(|e| e.to_string())?;
     let mut store = cloze::ParamStore::new();
-    let model = cloze::bert::model::BertForSequenceClassification::new(&config, &mut store, num_labels, 0)
-        .map_err(|e| e.to_string())?;
+    let model =
+        cloze::bert::model::BertForSequenceClassification::new(&config, &mut store, num_labels, 0)
+            .map_err(|e| e.to_string())?;
     ckpt.load_into(&mut store).map_err(|e| e.to_string())?;
     let clf = cloze::finetune::trainer::Classifier {
         model,
         store,
-        tokenizer: cloze::tokenizer::Tokenizer::from_vocab_file(args.model.join("vocab.txt")).map_err(|e| e.to_string())?,
+        tokenizer: cloze::tokenizer::Tokenizer::from_vocab_file(args.model.join("vocab.txt"))
+            .map_err(|e| e.to_string())?,
         max_seq_length: args.max_seq_length,
     };
     let pred = clf.predict(&data, 32).map_err(|e| e.to_string())?;
     let gold: Vec<usize> = data.iter().map(|e| e.label).collect();
     let (acc, f1) = scores(&pred, &gold, num_labels);
-    println!("{}", serde_json::json!({ "examples": data.len(), "accuracy": acc, "f1": f1 }));
+    println!(
+        "{}",
+        serde_json::json!({ "examples": data.len(), "accuracy": acc, "f1": f1 })
+    );
     Ok(())
 }
