@@ -42,7 +42,10 @@ pub struct ModelSection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSection {
+    /// WordPiece vocabulary (vocab.txt). If it does not exist and `train_vocab_size` is set, a
+    /// vocabulary of that size is learned from the training corpus and written there first.
     pub vocab: PathBuf,
+    pub train_vocab_size: Option<usize>,
     pub train: PathBuf,
     /// Held-out corpus; without it every `heldout_every`-th training document is held out.
     pub heldout: Option<PathBuf>,

@@ -137,6 +137,36 @@ fn ltr_instances(
     out
 }
 
+/// The config's vocabulary, learned from the training corpus first when the file is missing and
+/// `data.train_vocab_size` is set (every rank learns the same one; rank 0 writes it).
+pub fn load_or_train_vocab(cfg: &PretrainConfig, write: bool) -> Result<Tokenizer> {
+    let path = &cfg.data.vocab;
+    if path.exists() {
+        return Tokenizer::from_vocab_file(path);
+    }
+    let Some(size) = cfg.data.train_vocab_size else {
+        return Tokenizer::from_vocab_file(path);
+    };
+    let mut t = crate::tokenizer::Trainer::new(crate::tokenizer::TrainerConfig {
+        vocab_size: size,
+        min_frequency: 2,
+        progress: write,
+        ..crate::tokenizer::TrainerConfig::default()
+    });
+    t.feed_file(&cfg.data.train)?;
+    let vocab = t.train()?;
+    if write {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+                path: dir.display().to_string(),
+                source: e,
+            })?;
+        }
+        vocab.save(path)?;
+    }
+    Ok(Tokenizer::new(vocab))
+}
+
 /// Reads, tokenises and turns the corpora into instances.
 pub fn prepare_data(cfg: &PretrainConfig, tok: &Tokenizer) -> Result<PretrainData> {
     let v = tok.vocab();
@@ -328,7 +358,7 @@ impl<'c> Pretrainer<'c> {
     /// Builds everything from a config; fails before any training on bad input.
     pub fn new(cfg: PretrainConfig, comm: &'c dyn Collective) -> Result<Pretrainer<'c>> {
         cfg.validate()?;
-        let tok = Tokenizer::from_vocab_file(&cfg.data.vocab)?;
+        let tok = load_or_train_vocab(&cfg, comm.rank() == 0)?;
         let bert_config = cfg.bert_config(tok.vocab().len())?;
         let data = prepare_data(&cfg, &tok)?;
         let mut store = ParamStore::new();
