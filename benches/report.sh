@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Regenerates BENCHMARKS.md: runs every criterion bench (machine limits first), the
+# training-step comparison with PyTorch, then benches/report.py. Run on a quiet machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for b in machine_limits gemm attention kernels_bw tape_overhead; do
+  echo "== cargo bench --bench $b"
+  cargo bench --bench "$b" 2>&1 | grep -E "time:|thrpt:|^[a-z_0-9]+/" || true
+done
+bash benches/train_step.sh
+python3 benches/report.py --extra target/bench/train_step.md
