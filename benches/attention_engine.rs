@@ -13,7 +13,8 @@ use std::hint::black_box;
 fn bench(c: &mut Criterion) {
     for t in [128usize, 512] {
         let (b, h, d) = (8, 12, 64);
-        let val = |salt: usize| move |i: usize| ((i * 2654435761 + salt) % 1000) as f32 / 500.0 - 1.0;
+        let val =
+            |salt: usize| move |i: usize| ((i * 2654435761 + salt) % 1000) as f32 / 500.0 - 1.0;
         let q = Tensor::from_fn(&[b, h, t, d], val(1));
         let k = Tensor::from_fn(&[b, h, t, d], val(2));
         let v = Tensor::from_fn(&[b, h, t, d], val(3));
@@ -28,12 +29,20 @@ fn bench(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("attention_engine_b8_h12_d64_t{t}"));
         g.sample_size(10);
         for fused in [true, false] {
-            let name = if fused { "fused_fwd_bwd" } else { "unfused_fwd_bwd" };
+            let name = if fused {
+                "fused_fwd_bwd"
+            } else {
+                "unfused_fwd_bwd"
+            };
             g.bench_function(name, |bch| {
                 let mut tape = Tape::new();
                 bch.iter(|| {
                     tape.reset();
-                    let (qv, kv, vv) = (tape.leaf(q.clone()), tape.leaf(k.clone()), tape.leaf(v.clone()));
+                    let (qv, kv, vv) = (
+                        tape.leaf(q.clone()),
+                        tape.leaf(k.clone()),
+                        tape.leaf(v.clone()),
+                    );
                     let out = if fused {
                         tape.attention(&qv, &kv, &vv, &opts)
                     } else {

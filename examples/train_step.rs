@@ -21,9 +21,11 @@ fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
         })
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
@@ -40,8 +42,12 @@ fn main() -> cloze::Result<()> {
     let model = BertForPreTraining::new(&cfg, &mut store, 1)?;
     let mut opt = AdamW::new(AdamWConfig::bert(), &store, bert_decays)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    let ids: Vec<u32> = (0..batch * seq).map(|_| rng.random_range(1000..cfg.vocab_size as u32)).collect();
-    let types: Vec<u32> = (0..batch * seq).map(|i| u32::from(i % seq >= seq / 2)).collect();
+    let ids: Vec<u32> = (0..batch * seq)
+        .map(|_| rng.random_range(1000..cfg.vocab_size as u32))
+        .collect();
+    let types: Vec<u32> = (0..batch * seq)
+        .map(|i| u32::from(i % seq >= seq / 2))
+        .collect();
     let mask = vec![1u32; batch * seq];
     let mut rows = Vec::new();
     let mut labels = Vec::new();
@@ -59,8 +65,19 @@ fn main() -> cloze::Result<()> {
         let t0 = Instant::now();
         tape.reset();
         store.zero_grads();
-        let input = BertInput::new(&ids, batch, seq).with_token_types(&types).with_attention_mask(&mask);
-        let out = model.forward(&mut tape, &store, &input, &rows, &ForwardOptions { seed: step as u64, output_hidden_states: false })?;
+        let input = BertInput::new(&ids, batch, seq)
+            .with_token_types(&types)
+            .with_attention_mask(&mask);
+        let out = model.forward(
+            &mut tape,
+            &store,
+            &input,
+            &rows,
+            &ForwardOptions {
+                seed: step as u64,
+                output_hidden_states: false,
+            },
+        )?;
         let loss = model.loss(&mut tape, &out, &labels, &nsp)?;
         let grads = tape.backward(&loss)?;
         store.accumulate(&grads)?;

@@ -304,3 +304,39 @@ fn resuming_with_a_different_config_is_refused() {
     assert!(err.contains("different config"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn mlm_only_and_left_to_right_objectives_train() {
+    for objective in ["mlm", "ltr"] {
+        let dir = workdir(&format!("obj-{objective}"));
+        let path = setup(&dir, 30, "");
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            "objective = \"mlm+nsp\"",
+            &format!("objective = \"{objective}\""),
+        );
+        std::fs::write(&path, text).unwrap();
+        let cfg = PretrainConfig::from_file(&path).unwrap();
+        let mut t = Pretrainer::single(cfg).unwrap();
+        // LTR makes causal windows and predicts every next token; MLM-only draws no random B
+        assert!(t.data.train.iter().all(|i| !i.is_random_next));
+        if objective == "ltr" {
+            assert!(t.bert_config.is_decoder, "LTR must use causal attention");
+            assert!(t
+                .data
+                .train
+                .iter()
+                .all(|i| i.masked_positions.is_empty() && i.segment_ids.iter().all(|&s| s == 0)));
+        }
+        let initial = t.evaluate().unwrap();
+        let last = t.run().unwrap();
+        assert_eq!(last.nsp_count, 0.0, "{objective}: no NSP task");
+        assert!(last.lm_count > 0.0);
+        assert!(
+            last.lm_loss() < initial.lm_loss() - 0.2,
+            "{objective}: held-out LM loss {} -> {}",
+            initial.lm_loss(),
+            last.lm_loss()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
