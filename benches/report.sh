@@ -3,9 +3,13 @@
 # training-step comparison with PyTorch, then benches/report.py. Run on a quiet machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for b in machine_limits gemm attention kernels_bw tape_overhead; do
+for b in machine_limits gemm attention attention_engine kernels_bw tape_overhead; do
   echo "== cargo bench --bench $b"
   cargo bench --bench "$b" 2>&1 | grep -E "time:|thrpt:|^[a-z_0-9]+/" || true
 done
+mkdir -p target/bench
+if python3 -c "import torch" 2>/dev/null; then
+  python3 benches/pytorch_attention.py 2 > target/bench/pytorch_attention.jsonl
+fi
 bash benches/train_step.sh
 python3 benches/report.py --extra target/bench/train_step.md
