@@ -12,4 +12,9 @@ if python3 -c "import torch" 2>/dev/null; then
   python3 benches/pytorch_attention.py 2 > target/bench/pytorch_attention.jsonl
 fi
 bash benches/train_step.sh
-python3 benches/report.py --extra target/bench/train_step.md
+extra=(--extra target/bench/train_step.md)
+if command -v mpirun >/dev/null; then
+  bash benches/mpi_scaling.sh
+  extra+=(--extra target/bench/mpi_scaling.md)
+fi
+python3 benches/report.py "${extra[@]}"
