@@ -117,3 +117,55 @@ fn mean_axis_out_of_range_is_an_error() {
     let err = t.mean_axis(&a, 2, false).unwrap_err().to_string();
     assert!(err.contains("axis 2"), "{err}");
 }
+
+/// The parallel fast paths (a bias over rows, large same-shape operands, the column sums of a
+/// bias gradient) on tensors big enough to be split across threads: values equal the
+/// element-wise definition, the bias gradient equals f64 column sums within f32 rounding, and
+/// 1 and 2 threads give the same bits.
+#[test]
+fn large_broadcast_paths_are_exact_and_thread_independent() {
+    let (rows, n) = (300usize, 1000usize);
+    let x = Tensor::from_fn(&[3, rows / 3, n], |i| {
+        ((i * 7919) % 1013) as f32 / 500.0 - 1.0
+    });
+    let b = Tensor::from_fn(&[n], |i| (i % 17) as f32 * 0.125 - 1.0);
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| {
+                let mut t = Tape::new();
+                let (xv, bv) = (t.leaf(x.clone()), t.leaf(b.clone()));
+                let y = t.add(&xv, &bv).unwrap();
+                let z = t.mul(&y, &y).unwrap();
+                let s = t.sum(&z).unwrap();
+                let g = t.backward(&s).unwrap();
+                (
+                    y.value().clone(),
+                    g.get(&bv).unwrap().clone(),
+                    g.get(&xv).unwrap().clone(),
+                )
+            })
+    };
+    let (y1, gb1, gx1) = run(1);
+    let (y2, gb2, gx2) = run(2);
+    assert!(
+        y1 == y2 && gb1 == gb2 && gx1 == gx2,
+        "results depend on the thread count"
+    );
+    for (i, &v) in y1.data().iter().enumerate() {
+        assert_eq!(v, x.data()[i] + b.data()[i % n]);
+    }
+    // d/db Σ (x + b)² = Σ_rows 2(x + b)
+    for j in 0..n {
+        let want: f64 = (0..rows)
+            .map(|r| 2.0 * (x.data()[r * n + j] + b.data()[j]) as f64)
+            .sum();
+        let got = gb1.data()[j] as f64;
+        assert!(
+            (got - want).abs() <= 1e-5 * rows as f64 * (1.0 + want.abs() / rows as f64),
+            "column {j}: {got} vs {want}"
+        );
+    }
+}

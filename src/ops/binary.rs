@@ -47,13 +47,45 @@ fn zip_broadcast(
     op: &'static str,
     a: &Tensor,
     b: &Tensor,
-    f: impl Fn(f32, f32) -> f32,
+    f: impl Fn(f32, f32) -> f32 + Sync,
 ) -> Result<Tensor> {
     if a.shape() == b.shape() {
         return Ok(Tensor::overwritten(a.shape(), |out| {
-            for ((o, &x), &y) in out.iter_mut().zip(a.data()).zip(b.data()) {
-                *o = f(x, y);
-            }
+            par_rows(out, a.data().len().max(1), |start, o| {
+                let (x, y) = (
+                    &a.data()[start..start + o.len()],
+                    &b.data()[start..start + o.len()],
+                );
+                for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+                    *o = f(x, y);
+                }
+            });
+        }));
+    }
+    // One operand's shape is a suffix of the other's (a bias over rows, a row scale): the
+    // small one repeats every `n` elements.
+    if let Some(n) = suffix_len(b.shape(), a.shape()) {
+        let bd = b.data();
+        return Ok(Tensor::overwritten(a.shape(), |out| {
+            par_rows(out, n, |start, o| {
+                for (orow, arow) in o.chunks_exact_mut(n).zip(a.data()[start..].chunks_exact(n)) {
+                    for ((o, &x), &y) in orow.iter_mut().zip(arow).zip(bd) {
+                        *o = f(x, y);
+                    }
+                }
+            });
+        }));
+    }
+    if let Some(n) = suffix_len(a.shape(), b.shape()) {
+        let ad = a.data();
+        return Ok(Tensor::overwritten(b.shape(), |out| {
+            par_rows(out, n, |start, o| {
+                for (orow, brow) in o.chunks_exact_mut(n).zip(b.data()[start..].chunks_exact(n)) {
+                    for ((o, &x), &y) in orow.iter_mut().zip(ad).zip(brow) {
+                        *o = f(x, y);
+                    }
+                }
+            });
         }));
     }
     let shape = broadcast_shape(op, a.shape(), b.shape())?;
@@ -63,6 +95,36 @@ fn zip_broadcast(
     Ok(Tensor::overwritten(&shape, |out| {
         for_each_index(&shape, &sa, &sb, |o, i, j| out[o] = f(ad[i], bd[j]));
     }))
+}
+
+/// If `small`'s shape is a proper trailing part of `big`'s (leading 1s allowed), its element
+/// count: then `big`'s elements pair with `small`'s repeating every that many.
+pub(crate) fn suffix_len(small: &[usize], big: &[usize]) -> Option<usize> {
+    let trimmed: &[usize] = {
+        let lead = small.iter().take_while(|&&d| d == 1).count();
+        &small[lead..]
+    };
+    if trimmed.len() > big.len() || small == big {
+        return None;
+    }
+    let n: usize = trimmed.iter().product();
+    (n > 0 && big[big.len() - trimmed.len()..] == *trimmed && big.len() >= small.len()).then_some(n)
+}
+
+/// Runs `f(start, chunk)` over chunks of `out` made of whole rows of `row` elements, in
+/// parallel when the tensor is large. Each element is written by exactly one task, so the
+/// result does not depend on the number of threads.
+pub(crate) fn par_rows(out: &mut [f32], row: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    use rayon::prelude::*;
+    const GRAIN: usize = 1 << 16;
+    if out.len() < 2 * GRAIN {
+        f(0, out);
+        return;
+    }
+    let rows_per = GRAIN.div_ceil(row).max(1);
+    out.par_chunks_mut(rows_per * row)
+        .enumerate()
+        .for_each(|(i, c)| f(i * rows_per * row, c));
 }
 
 struct BinaryBackward {

@@ -102,6 +102,27 @@ pub fn reduce_to_shape(grad: &Tensor, shape: &[usize]) -> Tensor {
         return grad.clone();
     }
     let out_shape = grad.shape();
+    if let Some(n) = crate::ops::binary::suffix_len(shape, out_shape) {
+        // Every leading axis is reduced: column sums, each column added in row order by one
+        // task (the same order as the general path below, so the same bits).
+        use rayon::prelude::*;
+        let g = grad.data();
+        let rows = g.len() / n;
+        let mut acc = vec![0.0f32; n];
+        let block = if rows * n >= 1 << 17 { 64 } else { n.max(1) };
+        acc.par_chunks_mut(block)
+            .enumerate()
+            .for_each(|(bi, cols)| {
+                let c0 = bi * block;
+                for r in 0..rows {
+                    let row = &g[r * n + c0..r * n + c0 + cols.len()];
+                    for (a, &v) in cols.iter_mut().zip(row) {
+                        *a += v;
+                    }
+                }
+            });
+        return Tensor::from_parts(acc, shape);
+    }
     let st = broadcast_strides(shape, out_shape);
     let zero = vec![0; out_shape.len()];
     let g = grad.data();

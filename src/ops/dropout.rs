@@ -48,14 +48,20 @@ impl Mask {
         // dropout draw identical masks from the same seed.
         let hash = cloze_kernels::attention::DropoutMask::new(seed, p);
         let mut bits = vec![0u64; len.div_ceil(64)];
-        for (w, word) in bits.iter_mut().enumerate() {
-            let start = w * 64;
-            for b in 0..(len - start).min(64) {
-                if hash.keep((start + b) as u64) {
-                    *word |= 1 << b;
+        // each word depends only on its own indices, so threads cannot change the mask
+        use rayon::prelude::*;
+        bits.par_chunks_mut(1024)
+            .enumerate()
+            .for_each(|(c, words)| {
+                for (k, word) in words.iter_mut().enumerate() {
+                    let start = (c * 1024 + k) * 64;
+                    for b in 0..(len - start).min(64) {
+                        if hash.keep((start + b) as u64) {
+                            *word |= 1 << b;
+                        }
+                    }
                 }
-            }
-        }
+            });
         Mask {
             bits,
             len,
@@ -69,6 +75,7 @@ impl Mask {
 
     /// `out[i] = x[i] / (1 − p)` where kept, `0` where dropped.
     pub(crate) fn apply(&self, x: &[f32], out: &mut [f32]) {
+        use rayon::prelude::*;
         assert!(
             x.len() == self.len && out.len() == self.len,
             "dropout mask of {} elements applied to {} into {}",
@@ -77,9 +84,14 @@ impl Mask {
             out.len()
         );
         let keep = self.keep;
-        for (i, (o, &v)) in out.iter_mut().zip(x).enumerate() {
-            *o = if self.kept(i) { v / keep } else { 0.0 };
-        }
+        // chunks of 64 Ki elements (whole mask words); each element written by one task
+        const CHUNK: usize = 1 << 16;
+        out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
+            let base = c * CHUNK;
+            for (j, (o, &v)) in o.iter_mut().zip(&x[base..]).enumerate() {
+                *o = if self.kept(base + j) { v / keep } else { 0.0 };
+            }
+        });
     }
 
     /// [`Mask::apply`] into a new tensor of `shape`.
