@@ -75,38 +75,44 @@ pub fn run(args: Args) -> Result<(), String> {
     };
     let start = Instant::now();
     let mut tensors: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
-    for (k, chunk) in lines.chunks(args.batch_size).enumerate() {
+    // Batch inputs of similar length together (less padding); outputs keep the input order.
+    let mut order: Vec<usize> = (0..lines.len()).collect();
+    order
+        .sort_by_key(|&i| lines[i].text.len() + lines[i].text_pair.as_ref().map_or(0, String::len));
+    let mut results: Vec<Option<cloze::bert::embed::Embedded>> = vec![None; lines.len()];
+    for chunk in order.chunks(args.batch_size) {
         let texts: Vec<(&str, Option<&str>)> = chunk
             .iter()
-            .map(|l| (l.text.as_str(), l.text_pair.as_deref()))
+            .map(|&i| (lines[i].text.as_str(), lines[i].text_pair.as_deref()))
             .collect();
         let out = emb.embed_batch(&texts, args.max_length).map_err(|e| {
-            format!(
-                "inputs {}..{}: {e}",
-                k * args.batch_size,
-                k * args.batch_size + chunk.len()
-            )
+            let mut ids = chunk.to_vec();
+            ids.sort_unstable();
+            format!("in the batch of inputs {ids:?}: {e}")
         })?;
-        for (j, o) in out.into_iter().enumerate() {
-            let i = k * args.batch_size + j;
-            let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-            tensors.push((
-                format!("embedding.{i}"),
-                bytes(&o.embedding),
-                vec![o.embedding.len()],
-            ));
-            if args.hidden_states {
-                tensors.push((
-                    format!("last_hidden_state.{i}"),
-                    bytes(o.last_hidden_state.data()),
-                    o.last_hidden_state.shape().to_vec(),
-                ));
-            }
+        for (&i, o) in chunk.iter().zip(out) {
+            results[i] = Some(o);
         }
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
+    let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    for (i, o) in results.into_iter().enumerate() {
+        let o = o.expect("every input was embedded");
+        tensors.push((
+            format!("embedding.{i}"),
+            bytes(&o.embedding),
+            vec![o.embedding.len()],
+        ));
+        if args.hidden_states {
+            tensors.push((
+                format!("last_hidden_state.{i}"),
+                bytes(o.last_hidden_state.data()),
+                o.last_hidden_state.shape().to_vec(),
+            ));
+        }
+    }
     let views: Vec<(String, TensorView)> = tensors
         .iter()
         .map(|(n, b, s)| {
