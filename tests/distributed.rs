@@ -12,17 +12,14 @@
 //! moves the loss by 1e-2 or more).
 #![cfg(feature = "mpi")]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn corpus() -> PathBuf {
-    let p = std::env::var("CLOZE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
-        .join("data/fixtures/tiny-corpus.txt");
-    assert!(p.is_file(), "{} is missing (set CLOZE_SHARED)", p.display());
-    p
+    common::shared_path("data/fixtures/tiny-corpus.txt")
 }
 
 fn workdir(name: &str) -> PathBuf {

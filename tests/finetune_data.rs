@@ -1,20 +1,13 @@
 //! The task readers on the real files in ../shared/data (counts from the data's own README and
 //! summary.json), and their errors on malformed input.
 
+mod common;
+
 use cloze::finetune::data::*;
 use std::path::PathBuf;
 
 fn data_dir() -> PathBuf {
-    let d = std::env::var("CLOZE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
-        .join("data");
-    assert!(
-        d.is_dir(),
-        "shared data folder {} is missing (set CLOZE_SHARED)",
-        d.display()
-    );
-    d
+    common::shared_path("data")
 }
 
 #[test]

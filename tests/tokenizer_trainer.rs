@@ -1,6 +1,8 @@
 //! The WordPiece vocabulary trainer: hand-worked merges, limits, and a real corpus.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 
 use cloze::tokenizer::{Tokenizer, Trainer, TrainerConfig, SPECIAL_TOKENS};
 
@@ -12,16 +14,7 @@ fn trainer(size: usize) -> Trainer {
 }
 
 fn tiny_corpus() -> PathBuf {
-    let dir = std::env::var_os("CLOZE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    let p = dir.join("data/fixtures/tiny-corpus.txt");
-    assert!(
-        p.is_file(),
-        "{} not found (set CLOZE_SHARED to the shared folder holding data/fixtures/tiny-corpus.txt)",
-        p.display()
-    );
-    p
+    common::shared_path("data/fixtures/tiny-corpus.txt")
 }
 
 #[test]

