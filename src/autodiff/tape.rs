@@ -277,6 +277,29 @@ impl Tape {
 
     /// Backward from any output with a given seed gradient of the output's shape.
     pub fn backward_with(&self, output: &Var, seed: Tensor) -> Result<Gradients> {
+        self.backward_with_hook(output, seed, &mut |_, _| {})
+    }
+
+    /// Number of parameter elements brought onto the tape (a parameter used twice counts
+    /// twice): an upper bound on the gradient a hooked backward reports.
+    pub fn param_elements(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| matches!(n.kind, NodeKind::Param(_)))
+            .map(|n| n.shape.iter().product::<usize>())
+            .sum()
+    }
+
+    /// [`Tape::backward_with`] that also calls `hook(param, grad)` for every parameter node as
+    /// soon as the reverse walk reaches it, which is when its gradient is final (every consumer
+    /// was recorded later and has been processed). Data-parallel training starts reducing a
+    /// gradient there while the rest of the backward runs.
+    pub fn backward_with_hook(
+        &self,
+        output: &Var,
+        seed: Tensor,
+        hook: &mut dyn FnMut(ParamId, &Tensor),
+    ) -> Result<Gradients> {
         let root = match self.check_fresh("backward", output)? {
             Some(id) => id,
             None => {
@@ -303,6 +326,9 @@ impl Tape {
 
         for id in (0..=root).rev() {
             let node = &self.nodes[id];
+            if let (NodeKind::Param(p), Some(g)) = (&node.kind, &grads[id]) {
+                hook(*p, g);
+            }
             let NodeKind::Op { inputs, backward } = &node.kind else {
                 continue; // leaves and parameters keep their gradient
             };

@@ -12,6 +12,9 @@
 pub mod mpi_backend;
 
 use crate::autodiff::params::ParamStore;
+use crate::autodiff::tape::{Tape, Var};
+use crate::error::Result;
+use crate::tensor::Tensor;
 use std::time::Instant;
 
 /// The collective operations data-parallel training needs.
@@ -23,6 +26,20 @@ pub trait Collective {
     /// Element-wise sum of f64 values (loss and count totals).
     fn all_reduce_sum_f64(&self, buf: &mut [f64]);
     fn barrier(&self);
+
+    /// Runs the backward of the scalar `loss`, adds its gradients to `store`, and replaces every
+    /// gradient in `store` by its sum over ranks. The default reduces after the backward in
+    /// buckets ([`GradSync`]); the MPI backend overlaps the reduction with the backward.
+    fn backward_and_reduce(
+        &self,
+        tape: &Tape,
+        loss: &Var,
+        store: &mut ParamStore,
+    ) -> Result<SyncStats> {
+        let grads = tape.backward_with(loss, Tensor::ones(loss.shape()))?;
+        store.accumulate(&grads)?;
+        Ok(GradSync::default().sync(self, store))
+    }
 }
 
 /// One process, no communication.
@@ -72,7 +89,7 @@ impl Default for GradSync {
 impl GradSync {
     /// Replaces every parameter's gradient by its sum over all ranks. A parameter that no
     /// backward pass reached contributes zeros, so every rank sends the same layout.
-    pub fn sync(&self, comm: &dyn Collective, store: &mut ParamStore) -> SyncStats {
+    pub fn sync<C: Collective + ?Sized>(&self, comm: &C, store: &mut ParamStore) -> SyncStats {
         let start = Instant::now();
         let mut stats = SyncStats::default();
         if comm.size() == 1 {

@@ -1,14 +1,29 @@
 //! [`Collective`] over MPI (the `mpi` feature).
+//!
+//! [`Collective::backward_and_reduce`] overlaps the gradient all-reduce with the backward pass:
+//! the tape reports each parameter's gradient as soon as the reverse walk has finished it
+//! ([`Tape::backward_with_hook`]); gradients are packed into buckets in that order and each
+//! full bucket starts a non-blocking `MPI_Iallreduce` while the backward goes on. Pending
+//! requests are tested at every new bucket so MPI makes progress without a helper thread.
+//! Every rank records the same graph, so every rank posts the same buckets in the same order.
 
-use super::Collective;
+use super::{Collective, SyncStats};
+use crate::autodiff::params::{ParamId, ParamStore};
+use crate::autodiff::tape::{Tape, Var};
+use crate::error::Result;
+use crate::tensor::Tensor;
 use mpi::collective::SystemOperation;
+use mpi::request::{LocalScope, Request};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
+use std::time::Instant;
 
 /// MPI's world communicator. Create one per process, before any other MPI use.
 pub struct MpiCollective {
     world: SimpleCommunicator,
     scratch: std::cell::RefCell<Vec<f32>>,
+    /// Elements per bucket of the overlapped reduction.
+    pub bucket_elems: usize,
     _universe: mpi::environment::Universe,
 }
 
@@ -20,8 +35,79 @@ impl MpiCollective {
         Some(MpiCollective {
             world,
             scratch: Default::default(),
+            bucket_elems: 1 << 20,
             _universe: universe,
         })
+    }
+}
+
+/// Where each gradient went: (parameter, offset in the buffer, length).
+type Layout = Vec<(ParamId, usize, usize)>;
+
+/// The buckets of one overlapped reduction: the unused tails of the send and receive buffers,
+/// the bucket being filled, the requests in flight, and where each gradient went.
+struct Buckets<'a, 's> {
+    world: &'s SimpleCommunicator,
+    scope: &'s LocalScope<'a>,
+    send_rest: &'a mut [f32],
+    recv_rest: &'a mut [f32],
+    /// Elements in the bucket being filled (a prefix of `send_rest`).
+    filled: usize,
+    /// Offset of `send_rest` in the whole buffer.
+    offset: usize,
+    bucket_elems: usize,
+    pending: Vec<Request<'a, [f32], &'s LocalScope<'a>>>,
+    /// (parameter, offset, length) of every gradient sent.
+    layout: Layout,
+    sent: Vec<bool>,
+    calls: usize,
+}
+
+impl<'a, 's> Buckets<'a, 's> {
+    /// Adds one gradient (plus, the first time a parameter is sent, what earlier micro-batches
+    /// accumulated in the store, which the store then forgets).
+    fn push(&mut self, id: ParamId, grad: Option<&[f32]>, store: &mut ParamStore) {
+        let len = store.value(id).len();
+        let dst = &mut self.send_rest[self.filled..self.filled + len];
+        match grad {
+            Some(g) => dst.copy_from_slice(g),
+            None => dst.fill(0.0),
+        }
+        if !self.sent[id.index()] {
+            self.sent[id.index()] = true;
+            if let Some(acc) = store.grad(id) {
+                for (d, a) in dst.iter_mut().zip(acc.data()) {
+                    *d += a;
+                }
+                store.grad_mut_or_zeros(id).fill(0.0);
+            }
+        }
+        self.layout.push((id, self.offset + self.filled, len));
+        self.filled += len;
+        if self.filled >= self.bucket_elems {
+            self.flush();
+        }
+    }
+
+    /// Starts the all-reduce of the current bucket and lets earlier ones progress.
+    fn flush(&mut self) {
+        if self.filled == 0 {
+            return;
+        }
+        let (s, srest) = std::mem::take(&mut self.send_rest).split_at_mut(self.filled);
+        let (r, rrest) = std::mem::take(&mut self.recv_rest).split_at_mut(self.filled);
+        self.send_rest = srest;
+        self.recv_rest = rrest;
+        let s: &'a [f32] = s;
+        let req = self
+            .world
+            .immediate_all_reduce_into(self.scope, s, r, SystemOperation::sum());
+        self.calls += 1;
+        self.offset += self.filled;
+        self.filled = 0;
+        let pending = std::mem::take(&mut self.pending);
+        self.pending = pending.into_iter().filter_map(|q| q.test().err()).collect();
+        self.pending.push(req);
     }
 }
 
@@ -46,5 +132,79 @@ impl Collective for MpiCollective {
     }
     fn barrier(&self) {
         self.world.barrier();
+    }
+
+    fn backward_and_reduce(
+        &self,
+        tape: &Tape,
+        loss: &Var,
+        store: &mut ParamStore,
+    ) -> Result<SyncStats> {
+        let n = store.len();
+        // every parameter node once, plus the parameters the backward never reaches
+        let total = tape.param_elements() + store.num_elements();
+        let mut send = vec![0.0f32; total];
+        let mut recv = vec![0.0f32; total];
+        let mut waited = 0.0;
+        let (layout, calls, sent) =
+            mpi::request::scope(|scope| -> Result<(Layout, usize, usize)> {
+                let mut b = Buckets {
+                    world: &self.world,
+                    scope,
+                    send_rest: &mut send[..],
+                    recv_rest: &mut recv[..],
+                    filled: 0,
+                    offset: 0,
+                    bucket_elems: self.bucket_elems,
+                    pending: Vec::new(),
+                    layout: Vec::new(),
+                    sent: vec![false; n],
+                    calls: 0,
+                };
+                let result =
+                    tape.backward_with_hook(loss, Tensor::ones(loss.shape()), &mut |id, g| {
+                        b.push(id, Some(g.data()), store)
+                    });
+                // Whatever happened, every posted request must complete before the scope ends.
+                if let Err(e) = result {
+                    let start = Instant::now();
+                    b.flush();
+                    for q in b.pending.drain(..) {
+                        q.wait();
+                    }
+                    waited += start.elapsed().as_secs_f64();
+                    return Err(e);
+                }
+                let start = Instant::now();
+                for i in 0..n {
+                    if !b.sent[i] {
+                        let id = store.ids().nth(i).expect("index in range");
+                        b.push(id, None, store);
+                    }
+                }
+                b.flush();
+                for q in b.pending.drain(..) {
+                    q.wait();
+                }
+                waited += start.elapsed().as_secs_f64();
+                Ok((std::mem::take(&mut b.layout), b.calls, b.offset))
+            })?;
+        for id in store.ids().collect::<Vec<_>>() {
+            store.grad_mut_or_zeros(id).fill(0.0);
+        }
+        for (id, off, len) in layout {
+            for (g, r) in store
+                .grad_mut_or_zeros(id)
+                .iter_mut()
+                .zip(&recv[off..off + len])
+            {
+                *g += r;
+            }
+        }
+        Ok(SyncStats {
+            bytes: sent * 4,
+            calls,
+            seconds: waited,
+        })
     }
 }

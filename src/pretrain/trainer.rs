@@ -439,7 +439,10 @@ impl<'c> Pretrainer<'c> {
     }
 
     /// Forward (and, when training, backward) of instances; `lm_total` and `seq_total` are the
-    /// global counts the losses are normalised by.
+    /// global counts the losses are normalised by. With `reduce` (the last micro-batch of a
+    /// step) the backward also sums the accumulated gradients over ranks, overlapped with the
+    /// backward where the backend can; the flag returned says whether that happened.
+    #[allow(clippy::too_many_arguments)]
     fn run_batch(
         &mut self,
         insts: &[&Instance],
@@ -447,7 +450,8 @@ impl<'c> Pretrainer<'c> {
         seq_total: f64,
         seed: u64,
         train: bool,
-    ) -> Result<Totals> {
+        reduce: bool,
+    ) -> Result<(Totals, bool)> {
         let objective = self.cfg.train.objective;
         let b = make_batch(insts, objective, self.pad);
         self.tape.reset();
@@ -497,11 +501,20 @@ impl<'c> Pretrainer<'c> {
                 });
             }
         }
+        let mut reduced = false;
         if let (true, Some(loss)) = (train, loss) {
-            let grads = tape.backward(&loss)?;
-            self.store.accumulate(&grads)?;
+            if reduce {
+                let s = self
+                    .comm
+                    .backward_and_reduce(&self.tape, &loss, &mut self.store)?;
+                self.comm_seconds += s.seconds;
+                reduced = true;
+            } else {
+                let grads = self.tape.backward(&loss)?;
+                self.store.accumulate(&grads)?;
+            }
         }
-        Ok(totals)
+        Ok((totals, reduced))
     }
 
     /// One optimisation step; returns the global totals and the gradient norm before clipping.
@@ -525,17 +538,23 @@ impl<'c> Pretrainer<'c> {
             .max(1);
         self.store.zero_grads();
         let mut totals = Totals::default();
-        for (k, chunk) in local.chunks(micro).enumerate() {
+        let chunks: Vec<&[&Instance]> = local.chunks(micro).collect();
+        let mut reduced = false;
+        for (k, chunk) in chunks.iter().enumerate() {
             // the dropout seed depends on the global position of the micro-batch
             let seed = mix(
                 mix(self.cfg.train.seed, step),
                 (mine.start / micro + k) as u64,
             );
-            let t = self.run_batch(chunk, lm_total.max(1.0), seq_total, seed, true)?;
+            let last = k + 1 == chunks.len();
+            let (t, r) = self.run_batch(chunk, lm_total.max(1.0), seq_total, seed, true, last)?;
+            reduced |= r;
             totals.add(&t);
         }
-        let s = GradSync::default().sync(self.comm, &mut self.store);
-        self.comm_seconds += s.seconds;
+        if !reduced {
+            let s = GradSync::default().sync(self.comm, &mut self.store);
+            self.comm_seconds += s.seconds;
+        }
         let mut arr = totals.as_array();
         self.comm.all_reduce_sum_f64(&mut arr);
         let totals = Totals::from_array(arr);
@@ -556,7 +575,7 @@ impl<'c> Pretrainer<'c> {
         let held = &data.heldout[mine];
         for chunk in held.chunks(self.cfg.train.micro_batch_size.unwrap_or(b).max(1)) {
             let refs: Vec<&Instance> = chunk.iter().collect();
-            let t = self.run_batch(&refs, 1.0, 1.0, 0, false)?;
+            let (t, _) = self.run_batch(&refs, 1.0, 1.0, 0, false, false)?;
             totals.add(&t);
         }
         self.tape.set_grad_enabled(true);
