@@ -22,8 +22,14 @@ use std::time::Instant;
 pub struct MpiCollective {
     world: SimpleCommunicator,
     scratch: std::cell::RefCell<Vec<f32>>,
+    /// Send and receive buffers of the overlapped reduction, kept across steps so a step does
+    /// not fault in fresh pages.
+    buffers: std::cell::RefCell<(Vec<f32>, Vec<f32>)>,
     /// Elements per bucket of the overlapped reduction.
     pub bucket_elems: usize,
+    /// Overlap the reduction with the backward (default; `CLOZE_MPI_OVERLAP=0` turns it off
+    /// so the two can be measured against each other).
+    pub overlap: bool,
     _universe: mpi::environment::Universe,
 }
 
@@ -35,7 +41,9 @@ impl MpiCollective {
         Some(MpiCollective {
             world,
             scratch: Default::default(),
+            buffers: Default::default(),
             bucket_elems: 1 << 20,
+            overlap: std::env::var("CLOZE_MPI_OVERLAP").map_or(true, |v| v != "0"),
             _universe: universe,
         })
     }
@@ -140,11 +148,20 @@ impl Collective for MpiCollective {
         loss: &Var,
         store: &mut ParamStore,
     ) -> Result<SyncStats> {
+        if self.size() == 1 || !self.overlap {
+            let grads = tape.backward_with(loss, Tensor::ones(loss.shape()))?;
+            store.accumulate(&grads)?;
+            return Ok(super::GradSync::default().sync(self, store));
+        }
         let n = store.len();
         // every parameter node once, plus the parameters the backward never reaches
         let total = tape.param_elements() + store.num_elements();
-        let mut send = vec![0.0f32; total];
-        let mut recv = vec![0.0f32; total];
+        let mut guard = self.buffers.borrow_mut();
+        let (send, recv) = &mut *guard;
+        if send.len() < total {
+            send.resize(total, 0.0);
+            recv.resize(total, 0.0);
+        }
         let mut waited = 0.0;
         let (layout, calls, sent) =
             mpi::request::scope(|scope| -> Result<(Layout, usize, usize)> {
