@@ -126,11 +126,16 @@ fn weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
 
 #[test]
 fn two_and_four_ranks_match_one_rank() {
+    // 1, 2 and 4 ranks with the reduction overlapped with the backward, and 2 ranks reducing
+    // after the backward (CLOZE_MPI_OVERLAP=0)
     let mut runs = Vec::new();
-    for ranks in [1usize, 2, 4] {
-        let d = workdir(&format!("np{ranks}"));
+    for (ranks, overlap) in [(1usize, "1"), (2, "1"), (4, "1"), (2, "0")] {
+        let d = workdir(&format!("np{ranks}-ov{overlap}"));
         setup(&d, 20);
-        let out = mpirun(&d, ranks).output().unwrap();
+        let out = mpirun(&d, ranks)
+            .env("CLOZE_MPI_OVERLAP", overlap)
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "mpirun -np {ranks} failed:\n{}",
