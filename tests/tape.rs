@@ -201,3 +201,33 @@ fn same_inputs_give_bit_identical_gradients_on_1_and_2_threads() {
     };
     assert!(run(1) == run(2));
 }
+
+#[test]
+fn each_store_accumulates_only_its_own_parameters() {
+    // two stores whose parameters have the same index and shape
+    let mut a = ParamStore::new();
+    let mut b = ParamStore::new();
+    let wa = a.add("w", t(&[1.0], &[1])).unwrap();
+    let wb = b.add("w", t(&[10.0], &[1])).unwrap();
+    assert!(a.owns(wa) && !a.owns(wb));
+    let mut tape = Tape::new();
+    let (va, vb) = (tape.param(&a, wa), tape.param(&b, wb));
+    let y = tape.mul(&va, &vb).unwrap(); // d/dwa = 10, d/dwb = 1
+    let g = tape.backward(&y).unwrap();
+    a.accumulate(&g).unwrap();
+    b.accumulate(&g).unwrap();
+    assert_eq!(a.grad(wa).unwrap().data(), &[10.0]);
+    assert_eq!(b.grad(wb).unwrap().data(), &[1.0]);
+}
+
+#[test]
+#[should_panic(expected = "belongs to another ParamStore")]
+fn a_parameter_id_of_another_store_is_refused() {
+    let mut a = ParamStore::new();
+    let b = {
+        let mut b = ParamStore::new();
+        b.add("w", t(&[1.0], &[1])).unwrap()
+    };
+    a.add("w", t(&[2.0], &[1])).unwrap();
+    let _ = a.value(b);
+}

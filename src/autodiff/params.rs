@@ -7,12 +7,18 @@ use std::collections::HashMap;
 
 /// Handle to a parameter in a [`ParamStore`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ParamId(pub(crate) usize);
+pub struct ParamId {
+    /// The store that made it (every store has its own tag).
+    store: u64,
+    index: usize,
+}
+
+static NEXT_STORE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl ParamId {
     /// Position in the store (insertion order).
     pub fn index(self) -> usize {
-        self.0
+        self.index
     }
 }
 
@@ -24,15 +30,48 @@ struct Param {
 
 /// Every parameter of a model, in insertion order, with its gradient accumulated over
 /// backward passes until [`ParamStore::zero_grads`].
-#[derive(Default)]
+///
+/// Each store tags its [`ParamId`]s, so gradients of a backward pass that used parameters of
+/// several stores (a frozen encoder's store and a head's store, say) are each accumulated by
+/// their own store, and a `ParamId` from another store is refused rather than mistaken for one
+/// of this store's.
 pub struct ParamStore {
+    tag: u64,
     params: Vec<Param>,
     by_name: HashMap<String, ParamId>,
 }
 
+impl Default for ParamStore {
+    fn default() -> ParamStore {
+        ParamStore::new()
+    }
+}
+
 impl ParamStore {
     pub fn new() -> ParamStore {
-        ParamStore::default()
+        ParamStore {
+            tag: NEXT_STORE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            params: Vec::new(),
+            by_name: HashMap::new(),
+        }
+    }
+
+    /// The index of `id` in this store.
+    ///
+    /// # Panics
+    /// If `id` was made by another store.
+    fn slot(&self, id: ParamId) -> usize {
+        assert!(
+            id.store == self.tag && id.index < self.params.len(),
+            "parameter id #{} belongs to another ParamStore",
+            id.index
+        );
+        id.index
+    }
+
+    /// Whether `id` was made by this store.
+    pub fn owns(&self, id: ParamId) -> bool {
+        id.store == self.tag && id.index < self.params.len()
     }
 
     /// Adds a parameter; names must be unique.
@@ -44,7 +83,10 @@ impl ParamStore {
                 format!("a parameter named {name:?} exists already"),
             );
         }
-        let id = ParamId(self.params.len());
+        let id = ParamId {
+            store: self.tag,
+            index: self.params.len(),
+        };
         self.by_name.insert(name.clone(), id);
         self.params.push(Param {
             name,
@@ -68,7 +110,8 @@ impl ParamStore {
     }
 
     pub fn ids(&self) -> impl Iterator<Item = ParamId> {
-        (0..self.params.len()).map(ParamId)
+        let tag = self.tag;
+        (0..self.params.len()).map(move |index| ParamId { store: tag, index })
     }
 
     pub fn id(&self, name: &str) -> Option<ParamId> {
@@ -76,21 +119,23 @@ impl ParamStore {
     }
 
     pub fn name(&self, id: ParamId) -> &str {
-        &self.params[id.0].name
+        &self.params[self.slot(id)].name
     }
 
     pub fn value(&self, id: ParamId) -> &Tensor {
-        &self.params[id.0].value
+        &self.params[self.slot(id)].value
     }
 
     /// Mutable values (copy-on-write if a tape still holds the old value).
     pub fn value_mut(&mut self, id: ParamId) -> &mut [f32] {
-        self.params[id.0].value.make_mut()
+        let i = self.slot(id);
+        self.params[i].value.make_mut()
     }
 
     /// Replaces a value; the shape must stay the same.
     pub fn set_value(&mut self, id: ParamId, value: Tensor) -> Result<()> {
-        let p = &mut self.params[id.0];
+        let i = self.slot(id);
+        let p = &mut self.params[i];
         if p.value.shape() != value.shape() {
             return shape_err(
                 "ParamStore::set_value",
@@ -109,13 +154,14 @@ impl ParamStore {
     /// The accumulated gradient, if any backward pass reached this parameter since the last
     /// [`ParamStore::zero_grads`].
     pub fn grad(&self, id: ParamId) -> Option<&Tensor> {
-        self.params[id.0].grad.as_ref()
+        self.params[self.slot(id)].grad.as_ref()
     }
 
     /// The accumulated gradient as a mutable slice, created as zeros if no backward pass
     /// reached the parameter (data-parallel reduction needs every rank to send every gradient).
     pub fn grad_mut_or_zeros(&mut self, id: ParamId) -> &mut [f32] {
-        let p = &mut self.params[id.0];
+        let i = self.slot(id);
+        let p = &mut self.params[i];
         p.grad
             .get_or_insert_with(|| Tensor::zeros(p.value.shape()))
             .make_mut()
@@ -123,21 +169,26 @@ impl ParamStore {
 
     /// Value and gradient at once (for optimizers).
     pub fn value_and_grad_mut(&mut self, id: ParamId) -> (&mut [f32], Option<&Tensor>) {
-        let p = &mut self.params[id.0];
+        let i = self.slot(id);
+        let p = &mut self.params[i];
         (p.value.make_mut(), p.grad.as_ref())
     }
 
-    /// Adds a backward pass's parameter gradients to the accumulated ones.
+    /// Adds a backward pass's gradients of this store's parameters to the accumulated ones
+    /// (gradients of other stores' parameters are left to those stores).
     pub fn accumulate(&mut self, grads: &Gradients) -> Result<()> {
         for (id, g) in grads.params() {
+            if id.store != self.tag {
+                continue; // another store's parameter: that store accumulates it
+            }
             let p = self
                 .params
-                .get_mut(id.0)
+                .get_mut(id.index)
                 .ok_or_else(|| crate::Error::Invalid {
                     op: "ParamStore::accumulate",
                     detail: format!(
                         "gradient for parameter #{} which this store does not have",
-                        id.0
+                        id.index
                     ),
                 })?;
             if g.shape() != p.value.shape() {

@@ -437,6 +437,18 @@ impl Gradients {
         self.grads.get(n.id)?.as_ref()
     }
 
+    /// The total gradient of one parameter over all its uses in the pass, if the loss depends
+    /// on it.
+    pub fn param_total(&self, id: ParamId) -> Option<Tensor> {
+        let mut total: Option<Tensor> = None;
+        for (p, g) in self.params() {
+            if p == id {
+                accumulate(&mut total, g.clone());
+            }
+        }
+        total
+    }
+
     /// Gradients of parameters, by id. A parameter used twice in one step appears twice; each
     /// entry is one use's total, and [`crate::ParamStore::accumulate`] adds them all.
     pub fn params(&self) -> impl Iterator<Item = (ParamId, &Tensor)> + '_ {

@@ -2,4 +2,5 @@
 //! tasks), and token-tagging data.
 
 pub mod data;
+pub mod tagging;
 pub mod trainer;
