@@ -8,7 +8,7 @@ use crate::bert::model::{BertInput, BertModel, ForwardOptions};
 use crate::bert::BertConfig;
 use crate::error::{invalid, Result};
 use crate::tensor::Tensor;
-use crate::tokenizer::{EncodeOptions, Tokenizer};
+use crate::tokenizer::{EncodeOptions, Encoding, PaddedBatch, Tokenizer};
 use std::path::Path;
 
 /// Mean over the positions with `mask == 1` of `hidden [B, T, H]`, then L2-normalised; one
@@ -142,28 +142,18 @@ impl Embedder {
             }
             encs.push(e);
         }
-        let t = encs.iter().map(|e| e.len()).max().unwrap_or(1);
-        let b = encs.len();
-        let pad = self.tokenizer.vocab().pad_id();
-        let (mut ids, mut types, mut mask) =
-            (vec![pad; b * t], vec![0u32; b * t], vec![0u32; b * t]);
-        for (i, e) in encs.iter().enumerate() {
-            let n = e.len();
-            ids[i * t..i * t + n].copy_from_slice(&e.input_ids);
-            types[i * t..i * t + n].copy_from_slice(&e.token_type_ids);
-            mask[i * t..i * t + n].fill(1);
-        }
+        let refs: Vec<&Encoding> = encs.iter().collect();
+        let padded = PaddedBatch::new(&refs, self.tokenizer.vocab().pad_id());
+        let t = padded.seq;
         let mut tape = Tape::new();
         tape.set_training(false);
         let out = tape.no_grad(|tape| {
-            let input = BertInput::new(&ids, b, t)
-                .with_token_types(&types)
-                .with_attention_mask(&mask);
+            let input = BertInput::from_padded(&padded);
             self.model
                 .forward(tape, &self.store, &input, &ForwardOptions::default())
         })?;
         let hidden = out.last_hidden_state.value();
-        let pooled = mean_pool_normalized(hidden, &mask)?;
+        let pooled = mean_pool_normalized(hidden, &padded.attention_mask)?;
         let h = self.config.hidden_size;
         Ok(encs
             .iter()

@@ -138,6 +138,13 @@ impl<'a> BertInput<'a> {
         }
     }
 
+    /// The input of a tokenizer batch (ids, token types and attention mask).
+    pub fn from_padded(b: &'a crate::tokenizer::PaddedBatch) -> Self {
+        BertInput::new(&b.input_ids, b.batch, b.seq)
+            .with_token_types(&b.token_type_ids)
+            .with_attention_mask(&b.attention_mask)
+    }
+
     pub fn with_token_types(mut self, token_type_ids: &'a [u32]) -> Self {
         self.token_type_ids = Some(token_type_ids);
         self

@@ -258,14 +258,7 @@ pub fn train_tagger(
             if l < 0 {
                 continue;
             }
-            let arg = row
-                .iter()
-                .enumerate()
-                .fold(
-                    (0, f32::NEG_INFINITY),
-                    |a, (i, &v)| if v > a.1 { (i, v) } else { a },
-                )
-                .0;
+            let arg = crate::tensor::argmax(row);
             correct += usize::from(arg == l as usize);
             total += 1;
         }

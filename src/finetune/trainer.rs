@@ -11,7 +11,7 @@ use crate::error::{invalid, Result};
 use crate::finetune::data::Example;
 use crate::optim::adamw::bert_decays;
 use crate::optim::{AdamW, AdamWConfig, LinearWarmupDecay};
-use crate::tokenizer::{EncodeOptions, Encoding, Tokenizer};
+use crate::tokenizer::{EncodeOptions, Encoding, PaddedBatch, Tokenizer};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
@@ -125,19 +125,6 @@ fn encode(
     })
 }
 
-fn batch_input(encs: &[&Encoding], pad: u32) -> (Vec<u32>, Vec<u32>, Vec<u32>, usize) {
-    let t = encs.iter().map(|e| e.len()).max().unwrap_or(1);
-    let b = encs.len();
-    let (mut ids, mut types, mut mask) = (vec![pad; b * t], vec![0; b * t], vec![0; b * t]);
-    for (i, e) in encs.iter().enumerate() {
-        let n = e.len();
-        ids[i * t..i * t + n].copy_from_slice(&e.input_ids);
-        types[i * t..i * t + n].copy_from_slice(&e.token_type_ids);
-        mask[i * t..i * t + n].fill(1);
-    }
-    (ids, types, mask, t)
-}
-
 /// A fine-tuned classifier.
 pub struct Classifier {
     pub model: BertForSequenceClassification,
@@ -158,23 +145,14 @@ impl Classifier {
         tape.set_grad_enabled(false);
         for chunk in data.enc.chunks(batch.max(1)) {
             let refs: Vec<&Encoding> = chunk.iter().collect();
-            let (ids, types, mask, t) = batch_input(&refs, pad);
-            let input = BertInput::new(&ids, refs.len(), t)
-                .with_token_types(&types)
-                .with_attention_mask(&mask);
+            let padded = PaddedBatch::new(&refs, pad);
+            let input = BertInput::from_padded(&padded);
             tape.reset();
             let logits =
                 self.model
                     .forward(&mut tape, &self.store, &input, &ForwardOptions::default())?;
             for row in logits.value().data().chunks_exact(nl) {
-                let arg = row
-                    .iter()
-                    .enumerate()
-                    .fold(
-                        (0, f32::NEG_INFINITY),
-                        |a, (i, &v)| if v > a.1 { (i, v) } else { a },
-                    )
-                    .0;
+                let arg = crate::tensor::argmax(row);
                 out.push(arg);
             }
         }
@@ -246,12 +224,10 @@ pub fn finetune_once(
         for chunk in order.chunks(cfg.batch_size) {
             let refs: Vec<&Encoding> = chunk.iter().map(|&i| &data.enc[i]).collect();
             let labels: Vec<i32> = chunk.iter().map(|&i| data.labels[i] as i32).collect();
-            let (ids, types, mask, t) = batch_input(&refs, pad);
+            let padded = PaddedBatch::new(&refs, pad);
             tape.reset();
             store.zero_grads();
-            let input = BertInput::new(&ids, refs.len(), t)
-                .with_token_types(&types)
-                .with_attention_mask(&mask);
+            let input = BertInput::from_padded(&padded);
             let opts = ForwardOptions {
                 seed: cfg.seed.wrapping_mul(1_000_003).wrapping_add(step),
                 output_hidden_states: false,

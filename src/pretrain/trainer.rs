@@ -317,17 +317,7 @@ fn score(logits: &Tensor, labels: &[i32]) -> (f64, f64) {
         }
         let lse = cloze_kernels::softmax::logsumexp(row);
         loss += lse - row[l as usize] as f64;
-        let arg = row
-            .iter()
-            .enumerate()
-            .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
-                if v > bv {
-                    (i, v)
-                } else {
-                    (bi, bv)
-                }
-            })
-            .0;
+        let arg = crate::tensor::argmax(row);
         correct += f64::from(arg == l as usize);
     }
     (loss, correct)

@@ -35,6 +35,21 @@ pub fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
+/// Index of the first largest value of `row` (0 for an empty row; NaN is never chosen): the
+/// predicted class of a row of logits.
+pub fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 {
+                (i, v)
+            } else {
+                best
+            }
+        })
+        .0
+}
+
 impl Tensor {
     /// Wraps `data` with `shape`; errors if the element count differs.
     pub fn from_vec(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
@@ -316,6 +331,13 @@ impl PartialEq for Tensor {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn argmax_picks_the_first_largest() {
+        assert_eq!(argmax(&[0.5, 2.0, -1.0, 2.0]), 1);
+        assert_eq!(argmax(&[f32::NAN, -3.0]), 1);
+        assert_eq!(argmax(&[]), 0);
+    }
 
     #[test]
     fn from_vec_rejects_wrong_length_and_names_both() {

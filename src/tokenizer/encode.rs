@@ -49,6 +49,39 @@ pub enum Padding {
     Fixed(usize),
 }
 
+/// Encodings laid out as row-major `[batch, seq]` arrays, right-padded to the longest one
+/// (`[PAD]`, token type 0, mask 0): the model's input for a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaddedBatch {
+    pub input_ids: Vec<u32>,
+    pub token_type_ids: Vec<u32>,
+    pub attention_mask: Vec<u32>,
+    pub batch: usize,
+    pub seq: usize,
+}
+
+impl PaddedBatch {
+    /// Lays out `encs` (unpadded or padded alike; their own padding is kept) with `pad_id`.
+    pub fn new(encs: &[&Encoding], pad_id: u32) -> PaddedBatch {
+        let seq = encs.iter().map(|e| e.len()).max().unwrap_or(1);
+        let batch = encs.len();
+        let mut out = PaddedBatch {
+            input_ids: vec![pad_id; batch * seq],
+            token_type_ids: vec![0; batch * seq],
+            attention_mask: vec![0; batch * seq],
+            batch,
+            seq,
+        };
+        for (i, e) in encs.iter().enumerate() {
+            let r = i * seq..i * seq + e.len();
+            out.input_ids[r.clone()].copy_from_slice(&e.input_ids);
+            out.token_type_ids[r.clone()].copy_from_slice(&e.token_type_ids);
+            out.attention_mask[r].copy_from_slice(&e.attention_mask);
+        }
+        out
+    }
+}
+
 /// How to encode: length limit, truncation and padding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct EncodeOptions {

@@ -1,11 +1,11 @@
 //! `cloze embed`: sentence embeddings (mean pooling + L2 normalisation, as sentence-transformers
 //! computes them) of JSON-lines input, written as safetensors.
 
+use crate::input::Line;
 use clap::Parser;
 use cloze::bert::embed::Embedder;
 use safetensors::tensor::{Dtype, TensorView};
-use serde::Deserialize;
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -33,28 +33,15 @@ pub struct Args {
     batch_size: usize,
 }
 
-#[derive(Deserialize)]
-struct Line {
-    text: String,
-    #[serde(default)]
-    text_pair: Option<String>,
-}
-
 fn read_lines(input: &str) -> Result<Vec<Line>, String> {
-    let reader: Box<dyn BufRead> = if input == "-" {
-        Box::new(BufReader::new(std::io::stdin()))
-    } else {
-        Box::new(BufReader::new(
-            std::fs::File::open(input).map_err(|e| format!("{input}: {e}"))?,
-        ))
-    };
+    let (reader, name) = crate::input::open(input)?;
     let mut out = Vec::new();
     for (n, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| format!("{input}: line {}: {e}", n + 1))?;
+        let line = line.map_err(|e| format!("{name}: line {}: {e}", n + 1))?;
         if line.trim().is_empty() {
             continue;
         }
-        out.push(serde_json::from_str(&line).map_err(|e| format!("{input}: line {}: {e}", n + 1))?);
+        out.push(serde_json::from_str(&line).map_err(|e| format!("{name}: line {}: {e}", n + 1))?);
     }
     Ok(out)
 }

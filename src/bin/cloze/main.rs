@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod embed;
 mod finetune;
+mod input;
 mod pretrain;
 mod tokenize;
 mod vocab;

@@ -1,13 +1,12 @@
 //! `cloze tokenize`: one JSON line of ids per input line.
 
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufWriter, Write};
 use std::path::PathBuf;
 
+use crate::input::Line;
 use clap::Parser;
 use cloze::tokenizer::{BasicTokenizer, EncodeOptions, Padding, Tokenizer, Vocab};
 use rayon::prelude::*;
-use serde::Deserialize;
 
 /// Arguments of `cloze tokenize`.
 #[derive(Parser, Debug)]
@@ -33,13 +32,6 @@ pub struct Args {
     cased: bool,
 }
 
-#[derive(Deserialize)]
-struct Line {
-    text: String,
-    #[serde(default)]
-    text_pair: Option<String>,
-}
-
 /// Lines encoded in parallel per chunk; output order is the input order.
 const CHUNK: usize = 4096;
 
@@ -56,18 +48,8 @@ pub fn run(args: Args) -> Result<(), String> {
         truncation: args.truncation,
         padding: args.pad_to.map_or(Padding::None, Padding::Fixed),
     };
-    let reader: Box<dyn BufRead> = if args.input == "-" {
-        Box::new(BufReader::new(io::stdin().lock()))
-    } else {
-        let f = File::open(&args.input)
-            .map_err(|e| format!("cannot open --input {}: {e}", args.input))?;
-        Box::new(BufReader::new(f))
-    };
-    let name = if args.input == "-" {
-        "<stdin>"
-    } else {
-        args.input.as_str()
-    };
+    let (reader, name) = crate::input::open(&args.input)?;
+    let name = name.as_str();
     let mut out = BufWriter::new(io::stdout().lock());
     let mut chunk: Vec<(usize, String)> = Vec::with_capacity(CHUNK);
     for (n, line) in reader.lines().enumerate() {
