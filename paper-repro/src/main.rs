@@ -1,15 +1,239 @@
-//! paper-repro: reruns the BERT paper's ablations (Tables 5, 6, 8 and Figure 5) at small scale.
+//! paper-repro: reruns the BERT paper's ablations (Tables 5, 6, 8 and Figure 5) at small scale
+//! with cloze's public API, and writes a report beside the paper's numbers.
 //!
-//! Not built yet: it needs the BERT model (issue 4) and the pre-training loop (issue 5).
-//! Until then this binary says what is coming and exits with a non-zero status, so nobody
-//! mistakes it for a result.
+//! ```text
+//! cargo run --release -p paper-repro -- all --scale quick     # the whole suite, < 1 hour on 2 cores
+//! cargo run --release -p paper-repro -- run table8 --scale quick
+//! cargo run --release -p paper-repro -- report --scale quick  # regenerate REPORT.md from the runs
+//! cargo run --release -p paper-repro -- plan --scale full     # print what a scale would run
+//! ```
 
-fn main() {
+mod corpus;
+mod paper;
+mod plan;
+mod plots;
+mod report;
+mod runner;
+mod scale;
+mod stats;
+mod tasks;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use plan::Experiment;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "paper-repro",
+    about = "Rerun the BERT paper's ablations at small scale with cloze"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct Common {
+    /// toy (seconds, for tests), quick (under an hour on 2 cores) or full (hours).
+    #[arg(long, default_value = "quick")]
+    scale: String,
+    /// The data folder (glue/, tasks/, pretrain-en/, wikipedia/, fixtures/). Default:
+    /// $CLOZE_DATA, else ../shared/data from the current folder or from the repository.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The paper's numbers (bert-facts.md). Default: $CLOZE_REFERENCE, else
+    /// <data>/../reference/bert-facts.md.
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    /// Where runs are kept (a folder per scale inside). Default: paper-repro/runs.
+    #[arg(long)]
+    runs: Option<PathBuf>,
+    /// Where REPORT.md and the plots go. Default: paper-repro/results/<scale>.
+    #[arg(long)]
+    results: Option<PathBuf>,
+    /// Jobs run at once (default: 2 when there are at least 2 cores, else 1).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Threads per job (default: cores / workers).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every experiment, then write the report.
+    All(Common),
+    /// Run some experiments (table5, table8, figure5, table6), then write the report.
+    Run {
+        #[arg(required = true)]
+        experiments: Vec<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Write the report from the runs that exist (no training).
+    Report(Common),
+    /// Print the scale's settings and the jobs it would run.
+    Plan(Common),
+}
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn find_data(flag: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(d) = flag.or_else(|| std::env::var_os("CLOZE_DATA").map(PathBuf::from)) {
+        if !d.is_dir() {
+            bail!("the data folder {} does not exist", d.display());
+        }
+        return Ok(d);
+    }
+    let candidates = [
+        PathBuf::from("../shared/data"),
+        manifest_dir().join("../../shared/data"),
+    ];
+    candidates
+        .iter()
+        .find(|d| d.is_dir())
+        .cloned()
+        .with_context(|| {
+            format!(
+                "no data folder: pass --data or set CLOZE_DATA (tried {}). README.md says how to assemble one.",
+                candidates.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(", ")
+            )
+        })
+}
+
+fn setup(common: &Common) -> Result<(runner::Ctx, Option<paper::Paper>, PathBuf)> {
+    let scale = scale::Scale::by_name(&common.scale)
+        .with_context(|| format!("unknown scale {:?}: use toy, quick or full", common.scale))?;
+    let data = find_data(common.data.clone())?;
+    let reference = common
+        .reference
+        .clone()
+        .or_else(|| std::env::var_os("CLOZE_REFERENCE").map(PathBuf::from))
+        .unwrap_or_else(|| data.join("../reference/bert-facts.md"));
+    let paper = match paper::load(&reference) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!("warning: the paper's numbers are unavailable ({e:#}); the report's paper columns will be empty");
+            None
+        }
+    };
+    let runs = common
+        .runs
+        .clone()
+        .unwrap_or_else(|| manifest_dir().join("runs"))
+        .join(&scale.name);
+    let results = common
+        .results
+        .clone()
+        .unwrap_or_else(|| manifest_dir().join("results").join(&scale.name));
+    eprintln!("{}", scale.describe());
     eprintln!(
-        "paper-repro is not implemented yet.\n\
-         Planned experiments: pre-training tasks (Table 5), masking strategies (Table 8),\n\
-         MLM vs LTR over training (Figure 5), model size (Table 6).\n\
-         It needs cloze's BERT model and pre-training loop first."
+        "data: {}\nruns: {}\nresults: {}",
+        data.display(),
+        runs.display(),
+        results.display()
     );
-    std::process::exit(2);
+    eprintln!("preparing the pre-training corpus and vocabulary …");
+    let corpus = corpus::prepare(&scale, &data, &runs.join("data"))?;
+    let c = &corpus.stats;
+    eprintln!(
+        "corpus: {} training documents, {} words; {} held-out documents, {} words; vocabulary {}",
+        c.train_documents, c.train_words, c.heldout_documents, c.heldout_words, c.vocab_size
+    );
+    Ok((runner::Ctx::new(scale, data, runs, corpus), paper, results))
+}
+
+fn print_baselines(ctx: &runner::Ctx) -> Result<report::Baselines> {
+    let b = report::baselines(ctx)?;
+    eprintln!("task baselines (evaluation set):");
+    for (t, (_, ntr, nev, bl)) in &b {
+        let s: Vec<String> = bl
+            .iter()
+            .map(|b| format!("{} {:.1}%", b.name, 100.0 * b.score))
+            .collect();
+        eprintln!(
+            "  {:<20} {ntr:>6} train / {nev:>5} eval   {}",
+            t.label(),
+            s.join("; ")
+        );
+    }
+    Ok(b)
+}
+
+fn workers_threads(common: &Common) -> (usize, usize) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = common
+        .workers
+        .unwrap_or(if cores >= 2 { 2 } else { 1 })
+        .max(1);
+    let threads = common.threads.unwrap_or((cores / workers).max(1)).max(1);
+    (workers, threads)
+}
+
+fn run(common: &Common, experiments: &[Experiment]) -> Result<()> {
+    let (ctx, paper, results) = setup(common)?;
+    let baselines = print_baselines(&ctx)?;
+    let (workers, threads) = workers_threads(common);
+    let failures = runner::run(&ctx, experiments, workers, threads)?;
+    let path = report::write(&ctx, paper.as_ref(), &results, &baselines)?;
+    eprintln!("report: {}", path.display());
+    if !failures.is_empty() {
+        for (j, e) in &failures {
+            eprintln!("failed: {j}: {e}");
+        }
+        bail!(
+            "{} job(s) failed; rerun the same command to retry them (finished jobs are kept)",
+            failures.len()
+        );
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::All(c) => run(&c, &Experiment::ALL),
+        Command::Run {
+            experiments,
+            common,
+        } => {
+            let exps = experiments
+                .iter()
+                .map(|e| {
+                    Experiment::from_slug(e).with_context(|| {
+                        format!("unknown experiment {e:?}: use table5, table8, figure5 or table6")
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            run(&common, &exps)
+        }
+        Command::Report(c) => {
+            let (ctx, paper, results) = setup(&c)?;
+            let baselines = print_baselines(&ctx)?;
+            let path = report::write(&ctx, paper.as_ref(), &results, &baselines)?;
+            eprintln!("report: {}", path.display());
+            Ok(())
+        }
+        Command::Plan(c) => {
+            let (ctx, _, _) = setup(&c)?;
+            let jobs = runner::jobs(&ctx, &Experiment::ALL);
+            let pre = jobs
+                .iter()
+                .filter(|j| matches!(j, runner::Job::Pretrain { .. }))
+                .count();
+            println!(
+                "{} jobs: {} pre-trainings, {} fine-tunings",
+                jobs.len(),
+                pre,
+                jobs.len() - pre
+            );
+            for j in &jobs {
+                println!("  {}", runner::describe(&ctx, j));
+            }
+            Ok(())
+        }
+    }
 }

@@ -565,6 +565,51 @@ impl BertModel {
         tape.tanh(&y)
     }
 
+    /// The row each sequence is pooled from: position 0 (`[CLS]`) for a bidirectional
+    /// encoder; for a causal one the last real token, the only position that has seen the
+    /// whole input (as GPT-style classifiers do). Flat indices `b·T + t`.
+    pub fn pooled_rows(&self, input: &BertInput<'_>) -> Vec<u32> {
+        (0..input.batch)
+            .map(|b| {
+                let t = if self.config.is_decoder {
+                    match input.attention_mask {
+                        Some(m) => m[b * input.seq..(b + 1) * input.seq]
+                            .iter()
+                            .rposition(|&x| x != 0)
+                            .unwrap_or(0),
+                        None => input.seq - 1,
+                    }
+                } else {
+                    0
+                };
+                (b * input.seq + t) as u32
+            })
+            .collect()
+    }
+
+    /// The pooler on the rows [`Self::pooled_rows`] picks: `[CLS]`, or the last real token
+    /// of a causal encoder.
+    pub fn pool_input(
+        &self,
+        tape: &mut Tape,
+        store: &ParamStore,
+        hidden: &Var,
+        input: &BertInput<'_>,
+    ) -> Result<Var> {
+        if !self.config.is_decoder {
+            return self.pool(tape, store, hidden);
+        }
+        let Some(pooler) = &self.pooler else {
+            return invalid("BertModel::pool", "this model was built without a pooler");
+        };
+        let s = hidden.shape();
+        let flat = tape.reshape(hidden, &[s[0] * s[1], s[2]])?;
+        let rows = self.pooled_rows(input);
+        let x = tape.embedding(&flat, &rows, &[rows.len()])?;
+        let y = pooler.forward(tape, store, &x)?;
+        tape.tanh(&y)
+    }
+
     /// The whole forward pass.
     pub fn forward(
         &self,
@@ -587,7 +632,7 @@ impl BertModel {
             opts.output_hidden_states.then_some(&mut hidden_states),
         )?;
         let pooled = match self.pooler {
-            Some(_) => Some(self.pool(tape, store, &last)?),
+            Some(_) => Some(self.pool_input(tape, store, &last, input)?),
             None => None,
         };
         Ok(BertOutput {

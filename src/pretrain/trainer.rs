@@ -342,6 +342,10 @@ pub struct Pretrainer<'c> {
     pad: u32,
     /// Seconds spent in gradient synchronisation, summed.
     pub comm_seconds: f64,
+    /// Where [`Pretrainer::run_until`] shows its progress: `None` (the default) draws its own
+    /// bar on rank 0; a caller running several trainings (paper-repro) passes one of its own
+    /// bars, or `ProgressBar::hidden()`. Its length and position are set to the steps.
+    pub progress: Option<indicatif::ProgressBar>,
 }
 
 impl<'c> Pretrainer<'c> {
@@ -389,6 +393,7 @@ impl<'c> Pretrainer<'c> {
             tape: Tape::new(),
             comm,
             comm_seconds: 0.0,
+            progress: None,
         })
     }
 
@@ -671,7 +676,12 @@ impl<'c> Pretrainer<'c> {
             None
         };
         let t = self.cfg.train.clone();
-        let bar = if rank0 {
+        let own_bar = self.progress.is_none();
+        let bar = if let (true, Some(pb)) = (rank0, self.progress.clone()) {
+            pb.set_length(t.steps);
+            pb.set_position(self.step);
+            pb
+        } else if rank0 {
             let pb = indicatif::ProgressBar::new(t.steps);
             pb.set_style(
                 indicatif::ProgressStyle::with_template(
@@ -734,7 +744,9 @@ impl<'c> Pretrainer<'c> {
             self.comm.barrier();
             bar.set_position(step);
         }
-        bar.finish();
+        if own_bar {
+            bar.finish();
+        }
         if rank0 {
             save_pretrained(out.join("final"), &self.bert_config, &self.store)?;
             std::fs::copy(&self.cfg.data.vocab, out.join("final").join("vocab.txt")).map_err(

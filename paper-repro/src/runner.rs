@@ -1,0 +1,644 @@
+//! Runs the jobs of a suite: pre-trainings, then fine-tunings of their checkpoints, on a few
+//! workers (each with its own rayon pool, so two 1-thread trainings share the 2 cores better
+//! than one 2-thread training of a small model does). Every finished job leaves a file; a job
+//! whose file exists is not run again, and an interrupted pre-training resumes from its last
+//! checkpoint. Results do not depend on the number of workers or threads.
+
+use crate::corpus::Corpus;
+use crate::plan::{owner, Checkpoint, Experiment, PretrainSpec, Row};
+use crate::scale::Scale;
+use crate::tasks::{self, ClassData, TagData, Task};
+use anyhow::{bail, Context, Result};
+use cloze::finetune::tagging::{train_tagger, TagMode, TaggingConfig};
+use cloze::finetune::trainer::{finetune, FinetuneConfig};
+use cloze::pretrain::config::PretrainConfig;
+use cloze::pretrain::trainer::Pretrainer;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::Instant;
+
+/// Everything the jobs read.
+pub struct Ctx {
+    pub scale: Scale,
+    pub data: PathBuf,
+    /// `runs/<scale>`.
+    pub runs: PathBuf,
+    pub corpus: Corpus,
+    pub rows: Vec<Row>,
+    class_data: Mutex<HashMap<Task, std::sync::Arc<ClassData>>>,
+    tag_data: OnceLock<std::sync::Arc<TagData>>,
+}
+
+impl Ctx {
+    pub fn new(scale: Scale, data: PathBuf, runs: PathBuf, corpus: Corpus) -> Ctx {
+        let rows = crate::plan::rows(&scale);
+        Ctx {
+            scale,
+            data,
+            runs,
+            corpus,
+            rows,
+            class_data: Mutex::new(HashMap::new()),
+            tag_data: OnceLock::new(),
+        }
+    }
+
+    /// The folder of a pre-training and its fine-tunings: its owner row's `seed-N`.
+    pub fn run_dir(&self, spec: &PretrainSpec, seed: u64) -> PathBuf {
+        let r = owner(&self.rows, spec);
+        self.row_dir(r).join(format!("seed-{seed}"))
+    }
+
+    pub fn row_dir(&self, r: &Row) -> PathBuf {
+        self.runs.join(r.experiment.slug()).join(&r.slug)
+    }
+
+    pub fn class_data(&self, task: Task) -> Result<std::sync::Arc<ClassData>> {
+        let mut m = self.class_data.lock().unwrap();
+        if let Some(d) = m.get(&task) {
+            return Ok(d.clone());
+        }
+        let d = std::sync::Arc::new(tasks::load_class(task, &self.data, &self.scale)?);
+        m.insert(task, d.clone());
+        Ok(d)
+    }
+
+    pub fn tag_data(&self) -> Result<std::sync::Arc<TagData>> {
+        if let Some(d) = self.tag_data.get() {
+            return Ok(d.clone());
+        }
+        let d = std::sync::Arc::new(tasks::load_tagging(&self.data, &self.scale)?);
+        Ok(self.tag_data.get_or_init(|| d).clone())
+    }
+}
+
+/// A unit of work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Job {
+    Pretrain {
+        spec: PretrainSpec,
+        seed: u64,
+    },
+    Eval {
+        spec: PretrainSpec,
+        seed: u64,
+        checkpoint: Checkpoint,
+        task: Task,
+    },
+}
+
+/// What a finished pre-training leaves in `pretrain.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PretrainResult {
+    pub spec: PretrainSpec,
+    pub seed: u64,
+    pub steps: u64,
+    /// Sequence slots seen: steps × batch × max_seq_length.
+    pub token_slots: u64,
+    pub parameters: usize,
+    pub heldout_lm_loss: f64,
+    pub heldout_lm_perplexity: f64,
+    pub heldout_lm_accuracy: f64,
+    pub heldout_nsp_accuracy: f64,
+    pub seconds: f64,
+}
+
+/// What a finished fine-tuning leaves in `eval/<task>[-step-N].json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EvalResult {
+    pub task: Task,
+    pub checkpoint: Checkpoint,
+    pub seed: u64,
+    /// Accuracy in [0, 1].
+    pub score: f64,
+    pub train_examples: usize,
+    pub eval_examples: usize,
+    pub settings: serde_json::Value,
+    pub seconds: f64,
+}
+
+pub fn pretrain_result_path(dir: &Path) -> PathBuf {
+    dir.join("pretrain.json")
+}
+
+pub fn eval_path(dir: &Path, checkpoint: Checkpoint, task: Task) -> PathBuf {
+    match checkpoint {
+        Checkpoint::Final => dir.join("eval").join(format!("{}.json", task.slug())),
+        Checkpoint::Step(s) => dir
+            .join("eval")
+            .join(format!("{}-step-{s}.json", task.slug())),
+    }
+}
+
+pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let text = serde_json::to_string_pretty(v)?;
+    cloze::train::checkpoint::write_atomic(path, text.as_bytes())?;
+    Ok(())
+}
+
+/// Every job of the given experiments, pre-trainings first, seed by seed (so a partial suite
+/// already has one seed of every row).
+pub fn jobs(ctx: &Ctx, experiments: &[Experiment]) -> Vec<Job> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for &seed in &ctx.scale.seeds {
+        for r in ctx
+            .rows
+            .iter()
+            .filter(|r| experiments.contains(&r.experiment))
+        {
+            let j = Job::Pretrain { spec: r.spec, seed };
+            if seen.insert(j) {
+                out.push(j);
+            }
+        }
+    }
+    for &seed in &ctx.scale.seeds {
+        for r in ctx
+            .rows
+            .iter()
+            .filter(|r| experiments.contains(&r.experiment))
+        {
+            let mut cks = vec![Checkpoint::Final];
+            if r.experiment == Experiment::Figure5 {
+                let steps = ctx.scale.checkpoint_steps();
+                cks.extend(
+                    steps[..steps.len() - 1]
+                        .iter()
+                        .map(|&s| Checkpoint::Step(s)),
+                );
+            }
+            for &checkpoint in &cks {
+                for &task in r.experiment.tasks() {
+                    let j = Job::Eval {
+                        spec: r.spec,
+                        seed,
+                        checkpoint,
+                        task,
+                    };
+                    if seen.insert(j) {
+                        out.push(j);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn is_done(ctx: &Ctx, j: &Job) -> bool {
+    match *j {
+        Job::Pretrain { spec, seed } => pretrain_result_path(&ctx.run_dir(&spec, seed)).exists(),
+        Job::Eval {
+            spec,
+            seed,
+            checkpoint,
+            task,
+        } => eval_path(&ctx.run_dir(&spec, seed), checkpoint, task).exists(),
+    }
+}
+
+pub fn describe(ctx: &Ctx, j: &Job) -> String {
+    let rel = |spec: &PretrainSpec, seed| {
+        let d = ctx.run_dir(spec, seed);
+        d.strip_prefix(&ctx.runs)
+            .unwrap_or(&d)
+            .display()
+            .to_string()
+    };
+    match j {
+        Job::Pretrain { spec, seed } => format!("pre-train {}", rel(spec, *seed)),
+        Job::Eval {
+            spec,
+            seed,
+            checkpoint,
+            task,
+        } => match checkpoint {
+            Checkpoint::Final => format!("{} on {}", task.slug(), rel(spec, *seed)),
+            Checkpoint::Step(s) => format!("{} on {} @ step {s}", task.slug(), rel(spec, *seed)),
+        },
+    }
+}
+
+/// The pre-training config of a row at a scale, as cloze's TOML.
+pub fn pretrain_config(
+    ctx: &Ctx,
+    spec: &PretrainSpec,
+    seed: u64,
+    out: &Path,
+) -> Result<PretrainConfig> {
+    let s = &ctx.scale;
+    let p = &s.pretrain;
+    let m = &spec.masking;
+    let every = p.steps.div_ceil(p.checkpoints.max(1));
+    let toml = format!(
+        r#"output_dir = {out:?}
+
+[model]
+preset = "tiny"
+num_hidden_layers = {layers}
+hidden_size = {hidden}
+num_attention_heads = {heads}
+intermediate_size = {inter}
+max_position_embeddings = {maxpos}
+
+[data]
+vocab = {vocab:?}
+train = {train:?}
+heldout = {heldout:?}
+max_seq_length = {seq}
+short_seq_prob = 0.1
+masked_lm_prob = 0.15
+max_predictions_per_seq = {maxpred}
+mask = {mask}
+keep = {keep}
+random = {random}
+dupe_factor = 1
+
+[train]
+objective = "{objective}"
+batch_size = {batch}
+steps = {steps}
+learning_rate = {lr:e}
+warmup_steps = {warmup}
+weight_decay = 0.01
+max_grad_norm = 1.0
+seed = {seed}
+log_every = {log_every}
+eval_every = {every}
+eval_batches = {eval_batches}
+checkpoint_every = {every}
+keep_checkpoints = {keep_ck}
+"#,
+        out = out.display().to_string(),
+        layers = spec.size.layers,
+        hidden = spec.size.hidden,
+        heads = spec.size.heads,
+        inter = 4 * spec.size.hidden,
+        maxpos = p.max_seq_length.max(128),
+        vocab = ctx.corpus.vocab.display().to_string(),
+        train = ctx.corpus.train.display().to_string(),
+        heldout = ctx.corpus.heldout.display().to_string(),
+        seq = p.max_seq_length,
+        maxpred = p.max_predictions_per_seq,
+        mask = m.mask as f64 / 100.0,
+        keep = m.same as f64 / 100.0,
+        random = m.random as f64 / 100.0,
+        objective = spec.objective.toml(),
+        batch = p.batch_size,
+        steps = p.steps,
+        lr = p.learning_rate,
+        warmup = p.warmup_steps,
+        seed = seed,
+        log_every = (p.steps / 50).max(1),
+        every = every,
+        eval_batches = p.eval_batches,
+        keep_ck = p.checkpoints.max(1),
+    );
+    Ok(PretrainConfig::from_toml_str(&toml, "paper-repro")?)
+}
+
+fn run_pretrain(ctx: &Ctx, spec: &PretrainSpec, seed: u64, bar: &ProgressBar) -> Result<String> {
+    let dir = ctx.run_dir(spec, seed);
+    let out = dir.join("pretrain");
+    let cfg = pretrain_config(ctx, spec, seed, &out)?;
+    let t0 = Instant::now();
+    let mut p = Pretrainer::single(cfg)?;
+    p.progress = Some(bar.clone());
+    // encoder with embeddings and pooler, as Table 6 counts them (heads excluded)
+    let parameters = spec.size.parameters(
+        p.bert_config.vocab_size,
+        p.bert_config.max_position_embeddings,
+    );
+    p.run()?;
+    // evaluated here rather than taken from `run`, which has nothing to report when it
+    // resumes a run that had already finished
+    let eval = p.evaluate()?;
+    let seconds = t0.elapsed().as_secs_f64();
+    // the optimizer state is only needed to resume, from the newest checkpoint
+    let newest = p.checkpoints()?.latest()?.map(|(_, d)| d);
+    if let Ok(entries) = std::fs::read_dir(out.join("checkpoints")) {
+        for e in entries.flatten() {
+            if Some(e.path()) != newest {
+                let _ = std::fs::remove_file(e.path().join("optimizer.safetensors"));
+            }
+        }
+    }
+    let s = &ctx.scale.pretrain;
+    let r = PretrainResult {
+        spec: *spec,
+        seed,
+        steps: s.steps,
+        token_slots: s.steps * (s.batch_size * s.max_seq_length) as u64,
+        parameters,
+        heldout_lm_loss: eval.lm_loss(),
+        heldout_lm_perplexity: eval.lm_loss().exp(),
+        heldout_lm_accuracy: eval.lm_accuracy(),
+        heldout_nsp_accuracy: eval.nsp_accuracy(),
+        seconds,
+    };
+    write_json(&pretrain_result_path(&dir), &r)?;
+    Ok(format!(
+        "held-out LM loss {:.3} (ppl {:.1}), {:.0} s",
+        r.heldout_lm_loss, r.heldout_lm_perplexity, seconds
+    ))
+}
+
+fn model_dir(dir: &Path, checkpoint: Checkpoint) -> PathBuf {
+    match checkpoint {
+        Checkpoint::Final => dir.join("pretrain").join("final"),
+        Checkpoint::Step(s) => dir
+            .join("pretrain")
+            .join("checkpoints")
+            .join(format!("step-{s:08}")),
+    }
+}
+
+fn run_eval(
+    ctx: &Ctx,
+    spec: &PretrainSpec,
+    seed: u64,
+    checkpoint: Checkpoint,
+    task: Task,
+) -> Result<String> {
+    let dir = ctx.run_dir(spec, seed);
+    let model = model_dir(&dir, checkpoint);
+    if !model.join("model.safetensors").exists() {
+        bail!("no model at {}", model.display());
+    }
+    let t0 = Instant::now();
+    let (score, n_train, n_eval, settings) = if task.is_tagging() {
+        let d = ctx.tag_data()?;
+        let t = &ctx.scale.tagging;
+        let (mode, lr) = match task {
+            Task::PosFeature => (
+                TagMode::FeatureBased {
+                    layers: t.feature_layers.min(spec.size.layers),
+                },
+                t.feature_learning_rate,
+            ),
+            _ => (TagMode::FineTune, t.finetune_learning_rate),
+        };
+        let cfg = TaggingConfig {
+            model_dir: model.clone(),
+            mode,
+            max_seq_length: t.max_seq_length,
+            batch_size: t.batch_size,
+            epochs: t.epochs,
+            learning_rate: lr,
+            seed,
+        };
+        let tagger = train_tagger(&cfg, &d.train, &d.eval)?;
+        (
+            tagger.accuracy,
+            d.train.len(),
+            d.eval.len(),
+            serde_json::to_value(&cfg)?,
+        )
+    } else {
+        let d = ctx.class_data(task)?;
+        let f = &ctx.scale.finetune;
+        let cfg = FinetuneConfig {
+            model_dir: model.clone(),
+            num_labels: d.num_labels,
+            max_seq_length: f.max_seq_length,
+            batch_size: f.batch_size,
+            epochs: f.epochs,
+            learning_rates: vec![f.learning_rate],
+            warmup_proportion: 0.1,
+            seed,
+            max_train_examples: None,
+        };
+        let (_, scores) = finetune(&cfg, &d.train, &d.eval)?;
+        let best = scores.iter().map(|s| s.accuracy).fold(f64::NAN, f64::max);
+        (
+            best,
+            d.train.len(),
+            d.eval.len(),
+            serde_json::to_value(&cfg)?,
+        )
+    };
+    let r = EvalResult {
+        task,
+        checkpoint,
+        seed,
+        score,
+        train_examples: n_train,
+        eval_examples: n_eval,
+        settings,
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    write_json(&eval_path(&dir, checkpoint, task), &r)?;
+    Ok(format!("{:.1}%, {:.0} s", 100.0 * score, r.seconds))
+}
+
+/// Links each shared row's `seed-N` folder to its owner's, so every row has its folder.
+pub fn link_rows(ctx: &Ctx) -> Result<()> {
+    for r in &ctx.rows {
+        for &seed in &ctx.scale.seeds {
+            let target = ctx.run_dir(&r.spec, seed);
+            let here = ctx.row_dir(r).join(format!("seed-{seed}"));
+            if here == target {
+                continue;
+            }
+            std::fs::create_dir_all(ctx.row_dir(r))?;
+            if std::fs::symlink_metadata(&here).is_ok() {
+                continue;
+            }
+            // relative: ../../<exp>/<row>/seed-N
+            let rel = Path::new("../..").join(target.strip_prefix(&ctx.runs).unwrap_or(&target));
+            #[cfg(unix)]
+            std::os::unix::fs::symlink(&rel, &here)
+                .with_context(|| format!("linking {} to {}", here.display(), rel.display()))?;
+            #[cfg(not(unix))]
+            std::fs::write(here.with_extension("link"), rel.display().to_string())?;
+        }
+    }
+    Ok(())
+}
+
+struct State {
+    pending: Vec<Job>,
+    running: HashSet<Job>,
+    finished: HashSet<Job>,
+    failed: Vec<(Job, String)>,
+}
+
+/// Runs every job not already done; returns the failures (job, error).
+pub fn run(
+    ctx: &Ctx,
+    experiments: &[Experiment],
+    workers: usize,
+    threads: usize,
+) -> Result<Vec<(String, String)>> {
+    link_rows(ctx)?;
+    let all = jobs(ctx, experiments);
+    let todo: Vec<Job> = all.iter().copied().filter(|j| !is_done(ctx, j)).collect();
+    let cached = all.len() - todo.len();
+    let multi = MultiProgress::new();
+    let overall = multi.add(ProgressBar::new(todo.len() as u64));
+    overall.set_style(
+        ProgressStyle::with_template(
+            "suite {bar:30} {pos}/{len} jobs  elapsed {elapsed}  eta {eta}",
+        )
+        .expect("valid template"),
+    );
+    let say = |msg: String| {
+        if overall.is_hidden() {
+            eprintln!("{msg}");
+        } else {
+            let _ = multi.println(msg);
+        }
+    };
+    say(format!(
+        "{} jobs: {} already done, {} to run on {} worker(s) × {} thread(s)",
+        all.len(),
+        cached,
+        todo.len(),
+        workers,
+        threads
+    ));
+    let state = Mutex::new(State {
+        pending: todo,
+        running: HashSet::new(),
+        finished: all.iter().copied().filter(|j| is_done(ctx, j)).collect(),
+        failed: Vec::new(),
+    });
+    let cv = Condvar::new();
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for w in 0..workers.max(1) {
+            let (state, cv, multi, overall, say) = (&state, &cv, &multi, &overall, &say);
+            scope.spawn(move || {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads.max(1))
+                    .build()
+                    .expect("thread pool");
+                let bar = multi.add(ProgressBar::new(1));
+                bar.set_style(
+                    ProgressStyle::with_template("  #{prefix} {bar:20} {pos}/{len} {msg}")
+                        .expect("valid template"),
+                );
+                bar.set_prefix(w.to_string());
+                loop {
+                    // pick the first job whose pre-training is finished (evaluations first,
+                    // so results land early), else the first pre-training
+                    let job = {
+                        let mut st = state.lock().unwrap();
+                        loop {
+                            if st.pending.is_empty() {
+                                break None;
+                            }
+                            let ready = |j: &Job, st: &State| match *j {
+                                Job::Pretrain { .. } => true,
+                                Job::Eval { spec, seed, .. } => {
+                                    st.finished.contains(&Job::Pretrain { spec, seed })
+                                }
+                            };
+                            let blocked = |j: &Job, st: &State| match *j {
+                                Job::Eval { spec, seed, .. } => st
+                                    .failed
+                                    .iter()
+                                    .any(|(f, _)| *f == Job::Pretrain { spec, seed }),
+                                _ => false,
+                            };
+                            if let Some(i) = st.pending.iter().position(|j| blocked(j, &st)) {
+                                let j = st.pending.remove(i);
+                                st.failed.push((j, "its pre-training failed".into()));
+                                overall.inc(1);
+                                continue;
+                            }
+                            let pick = st
+                                .pending
+                                .iter()
+                                .position(|j| matches!(j, Job::Eval { .. }) && ready(j, &st))
+                                .or_else(|| {
+                                    st.pending
+                                        .iter()
+                                        .position(|j| matches!(j, Job::Pretrain { .. }))
+                                });
+                            if let Some(i) = pick {
+                                let j = st.pending.remove(i);
+                                st.running.insert(j);
+                                break Some(j);
+                            }
+                            st = cv.wait(st).unwrap();
+                        }
+                    };
+                    let Some(job) = job else { break };
+                    let what = describe(ctx, &job);
+                    bar.set_message(what.clone());
+                    bar.set_position(0);
+                    bar.set_length(1);
+                    let res = pool.install(|| match job {
+                        Job::Pretrain { spec, seed } => run_pretrain(ctx, &spec, seed, &bar),
+                        Job::Eval {
+                            spec,
+                            seed,
+                            checkpoint,
+                            task,
+                        } => run_eval(ctx, &spec, seed, checkpoint, task),
+                    });
+                    let mut st = state.lock().unwrap();
+                    st.running.remove(&job);
+                    match res {
+                        Ok(summary) => {
+                            st.finished.insert(job);
+                            say(format!("done   {what}: {summary}"));
+                        }
+                        Err(e) => {
+                            say(format!("FAILED {what}: {e:#}"));
+                            st.failed.push((job, format!("{e:#}")));
+                        }
+                    }
+                    overall.inc(1);
+                    cv.notify_all();
+                }
+                bar.finish_and_clear();
+            });
+        }
+    });
+    overall.finish();
+    let st = state.into_inner().unwrap();
+    say(format!(
+        "suite finished in {:.1} min; {} failed",
+        started.elapsed().as_secs_f64() / 60.0,
+        st.failed.len()
+    ));
+    let wall = WallTime {
+        seconds: started.elapsed().as_secs_f64(),
+        jobs_run: all.len() - cached,
+        jobs_cached: cached,
+        workers,
+        threads,
+    };
+    if wall.jobs_run > 0 {
+        write_json(&ctx.runs.join("last-invocation.json"), &wall)?;
+    }
+    Ok(st
+        .failed
+        .iter()
+        .map(|(j, e)| (describe(ctx, j), e.clone()))
+        .collect())
+}
+
+/// The wall time of the invocation that last ran jobs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WallTime {
+    pub seconds: f64,
+    pub jobs_run: usize,
+    pub jobs_cached: usize,
+    pub workers: usize,
+    pub threads: usize,
+}

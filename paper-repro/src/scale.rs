@@ -1,0 +1,338 @@
+//! The three scales. A scale fixes everything that costs time: corpus size, vocabulary, model
+//! sizes, pre-training steps, batch and sequence length, seeds, and how much downstream data
+//! each fine-tuning sees. Everything else (the rows of each experiment) is the same at every
+//! scale.
+
+use serde::{Deserialize, Serialize};
+
+/// A model size: layers, hidden width, heads (feed-forward width is 4H, as in the paper).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Size {
+    pub layers: usize,
+    pub hidden: usize,
+    pub heads: usize,
+}
+
+impl Size {
+    pub const fn new(layers: usize, hidden: usize, heads: usize) -> Size {
+        Size {
+            layers,
+            hidden,
+            heads,
+        }
+    }
+
+    /// `L2/H128/A2`, the paper's Table 6 notation.
+    pub fn label(&self) -> String {
+        format!("L{}/H{}/A{}", self.layers, self.hidden, self.heads)
+    }
+
+    /// A folder-safe name: `l2-h128-a2`.
+    pub fn slug(&self) -> String {
+        format!("l{}-h{}-a{}", self.layers, self.hidden, self.heads)
+    }
+
+    /// Parameters of the encoder with embeddings and pooler for a vocabulary of `vocab` and
+    /// `positions` positions (the formula of bert-facts §1).
+    pub fn parameters(&self, vocab: usize, positions: usize) -> usize {
+        let h = self.hidden;
+        let i = 4 * h;
+        let emb = (vocab + positions + 2) * h + 2 * h;
+        let layer = 4 * (h * h + h) + 2 * h + (h * i + i) + (i * h + h) + 2 * h;
+        emb + self.layers * layer + h * h + h
+    }
+}
+
+/// Where the pre-training text comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CorpusSource {
+    /// `fixtures/tiny-corpus.txt` only (tests).
+    Tiny,
+    /// `wikipedia/` plus `pretrain-en/` (books, addresses, plays), as the paper mixes
+    /// Wikipedia and BooksCorpus.
+    WikiBooks,
+}
+
+/// Pre-training settings shared by every row.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PretrainScale {
+    pub steps: u64,
+    pub batch_size: usize,
+    pub max_seq_length: usize,
+    pub max_predictions_per_seq: usize,
+    pub learning_rate: f32,
+    pub warmup_steps: u64,
+    /// Held-out batches in each evaluation (the LM perplexity of Table 6).
+    pub eval_batches: usize,
+    /// Checkpoints kept along the way (Figure 5 fine-tunes each one).
+    pub checkpoints: u64,
+}
+
+/// Fine-tuning settings (sentence and pair classification).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FinetuneScale {
+    /// Training examples per task (a fixed, seeded subset; `None` = all).
+    pub max_train: Option<usize>,
+    /// Evaluation examples per task (a fixed, seeded subset; `None` = all).
+    pub max_eval: Option<usize>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub max_seq_length: usize,
+    /// One learning rate, fixed in advance: no tuning on the evaluation sets.
+    pub learning_rate: f32,
+}
+
+/// Token-tagging settings (the NER stand-in of Table 8).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaggingScale {
+    pub max_train_sentences: Option<usize>,
+    pub max_eval_sentences: Option<usize>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub max_seq_length: usize,
+    pub finetune_learning_rate: f32,
+    pub feature_learning_rate: f32,
+    /// The feature-based head reads the concatenation of the last this-many layers (the
+    /// paper: 4), capped at the model's depth.
+    pub feature_layers: usize,
+}
+
+/// Everything a scale fixes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scale {
+    pub name: String,
+    pub corpus: CorpusSource,
+    /// Cap on the words of the pre-training corpus (documents are taken whole, in a seeded
+    /// order mixing all sources); `None` = everything.
+    pub corpus_words: Option<usize>,
+    /// Cap on the held-out words.
+    pub heldout_words: Option<usize>,
+    pub vocab_size: usize,
+    /// The size every row except Table 6's uses.
+    pub default_size: Size,
+    /// Table 6's sizes, smallest first; one of them is `default_size`.
+    pub sizes: Vec<Size>,
+    pub seeds: Vec<u64>,
+    pub pretrain: PretrainScale,
+    pub finetune: FinetuneScale,
+    pub tagging: TaggingScale,
+}
+
+impl Scale {
+    pub fn by_name(name: &str) -> Option<Scale> {
+        match name {
+            "toy" => Some(Scale::toy()),
+            "quick" => Some(Scale::quick()),
+            "full" => Some(Scale::full()),
+            _ => None,
+        }
+    }
+
+    /// Seconds, not minutes: the pipeline test. Results mean nothing.
+    pub fn toy() -> Scale {
+        let size = Size::new(1, 32, 2);
+        Scale {
+            name: "toy".into(),
+            corpus: CorpusSource::Tiny,
+            corpus_words: None,
+            heldout_words: None,
+            vocab_size: 400,
+            default_size: size,
+            sizes: vec![Size::new(1, 16, 1), size, Size::new(2, 32, 2)],
+            seeds: vec![1, 2],
+            pretrain: PretrainScale {
+                steps: 8,
+                batch_size: 4,
+                max_seq_length: 32,
+                max_predictions_per_seq: 5,
+                learning_rate: 1e-3,
+                warmup_steps: 2,
+                eval_batches: 2,
+                checkpoints: 2,
+            },
+            finetune: FinetuneScale {
+                max_train: Some(24),
+                max_eval: Some(16),
+                epochs: 1,
+                batch_size: 8,
+                max_seq_length: 32,
+                learning_rate: 1e-3,
+            },
+            tagging: TaggingScale {
+                max_train_sentences: Some(16),
+                max_eval_sentences: Some(8),
+                epochs: 1,
+                batch_size: 8,
+                max_seq_length: 32,
+                finetune_learning_rate: 1e-3,
+                feature_learning_rate: 1e-2,
+                feature_layers: 4,
+            },
+        }
+    }
+
+    /// The README's main command: the whole suite in under an hour on 2 cores.
+    pub fn quick() -> Scale {
+        let size = Size::new(2, 128, 2);
+        Scale {
+            name: "quick".into(),
+            corpus: CorpusSource::WikiBooks,
+            corpus_words: Some(3_000_000),
+            heldout_words: Some(150_000),
+            vocab_size: 8192,
+            default_size: size,
+            sizes: vec![Size::new(1, 128, 2), size, Size::new(4, 128, 2)],
+            seeds: vec![1, 2, 3],
+            pretrain: PretrainScale {
+                steps: 1500,
+                batch_size: 32,
+                max_seq_length: 64,
+                max_predictions_per_seq: 10,
+                learning_rate: 1e-3,
+                warmup_steps: 150,
+                eval_batches: 20,
+                checkpoints: 4,
+            },
+            finetune: FinetuneScale {
+                max_train: Some(2000),
+                max_eval: Some(872),
+                epochs: 3,
+                batch_size: 32,
+                max_seq_length: 64,
+                learning_rate: 1e-4,
+            },
+            tagging: TaggingScale {
+                max_train_sentences: Some(1000),
+                max_eval_sentences: Some(500),
+                epochs: 2,
+                batch_size: 32,
+                max_seq_length: 64,
+                finetune_learning_rate: 1e-4,
+                feature_learning_rate: 1e-3,
+                feature_layers: 4,
+            },
+        }
+    }
+
+    /// Hours: larger models, more tokens, all downstream data, five seeds.
+    pub fn full() -> Scale {
+        let size = Size::new(4, 256, 4);
+        Scale {
+            name: "full".into(),
+            corpus: CorpusSource::WikiBooks,
+            corpus_words: None,
+            heldout_words: Some(400_000),
+            vocab_size: 16384,
+            default_size: size,
+            sizes: vec![Size::new(2, 128, 2), size, Size::new(4, 512, 8)],
+            seeds: vec![1, 2, 3, 4, 5],
+            pretrain: PretrainScale {
+                steps: 20_000,
+                batch_size: 64,
+                max_seq_length: 128,
+                max_predictions_per_seq: 20,
+                learning_rate: 5e-4,
+                warmup_steps: 1000,
+                eval_batches: 50,
+                checkpoints: 5,
+            },
+            finetune: FinetuneScale {
+                max_train: Some(20_000),
+                max_eval: None,
+                epochs: 3,
+                batch_size: 32,
+                max_seq_length: 128,
+                learning_rate: 1e-4,
+            },
+            tagging: TaggingScale {
+                max_train_sentences: Some(10_000),
+                max_eval_sentences: None,
+                epochs: 3,
+                batch_size: 32,
+                max_seq_length: 128,
+                finetune_learning_rate: 1e-4,
+                feature_learning_rate: 1e-3,
+                feature_layers: 4,
+            },
+        }
+    }
+
+    /// Tokens of one pre-training run (batch × sequence length × steps; padding included).
+    pub fn pretrain_tokens(&self) -> u64 {
+        self.pretrain.steps * (self.pretrain.batch_size * self.pretrain.max_seq_length) as u64
+    }
+
+    /// Steps at which Figure 5 fine-tunes a checkpoint (the last one is the final model).
+    pub fn checkpoint_steps(&self) -> Vec<u64> {
+        let n = self.pretrain.checkpoints.max(1);
+        (1..=n)
+            .map(|i| (self.pretrain.steps * i).div_ceil(n))
+            .collect()
+    }
+
+    /// The settings a user reads before a long run.
+    pub fn describe(&self) -> String {
+        let p = &self.pretrain;
+        let f = &self.finetune;
+        let t = &self.tagging;
+        let cap = |c: Option<usize>| c.map_or("all".to_string(), |n| n.to_string());
+        format!(
+            "scale {name}: corpus {corpus:?} (words {cw}), vocab {v}, default model {m}, sizes {sizes}\n\
+             pre-training: {steps} steps × batch {b} × seq {s} = {tok} tokens per run, lr {lr} (warm-up {w}), \
+             max {mp} predictions per sequence, {ck} checkpoints\n\
+             fine-tuning: {ft_train} train / {ft_eval} eval examples per task, {fe} epochs, batch {fb}, seq {fs}, lr {flr}\n\
+             tagging: {tt} train / {te} eval sentences, {tep} epochs, lr {tlr} (fine-tuned) / {tfl} (feature-based, last {tl} layers)\n\
+             seeds: {seeds:?}",
+            name = self.name,
+            corpus = self.corpus,
+            cw = cap(self.corpus_words),
+            v = self.vocab_size,
+            m = self.default_size.label(),
+            sizes = self.sizes.iter().map(Size::label).collect::<Vec<_>>().join(", "),
+            steps = p.steps,
+            b = p.batch_size,
+            s = p.max_seq_length,
+            tok = self.pretrain_tokens(),
+            lr = p.learning_rate,
+            w = p.warmup_steps,
+            mp = p.max_predictions_per_seq,
+            ck = p.checkpoints,
+            ft_train = cap(f.max_train),
+            ft_eval = cap(f.max_eval),
+            fe = f.epochs,
+            fb = f.batch_size,
+            fs = f.max_seq_length,
+            flr = f.learning_rate,
+            tt = cap(t.max_train_sentences),
+            te = cap(t.max_eval_sentences),
+            tep = t.epochs,
+            tlr = t.finetune_learning_rate,
+            tfl = t.feature_learning_rate,
+            tl = t.feature_layers,
+            seeds = self.seeds,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_formula_matches_bert_base() {
+        // BERT-BASE with the uncased vocabulary: 109,482,240 (bert-facts §1, Table 6).
+        assert_eq!(Size::new(12, 768, 12).parameters(30522, 512), 109_482_240);
+    }
+
+    #[test]
+    fn every_scale_has_its_default_among_the_sizes_and_enough_seeds() {
+        for s in [Scale::toy(), Scale::quick(), Scale::full()] {
+            assert!(s.sizes.contains(&s.default_size), "{}", s.name);
+            assert!(s.sizes.len() >= 3, "{}", s.name);
+            assert!(s.seeds.len() >= 2, "{}", s.name);
+            let ck = s.checkpoint_steps();
+            assert_eq!(*ck.last().unwrap(), s.pretrain.steps, "{}", s.name);
+        }
+        assert!(Scale::quick().seeds.len() >= 3);
+    }
+}
