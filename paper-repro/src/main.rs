@@ -136,6 +136,7 @@ fn setup(common: &Common) -> Result<(runner::Ctx, Option<paper::Paper>, PathBuf)
         runs.display(),
         results.display()
     );
+    check_settings(&scale, &runs)?;
     eprintln!("preparing the pre-training corpus and vocabulary …");
     let corpus = corpus::prepare(&scale, &data, &runs.join("data"))?;
     let c = &corpus.stats;
@@ -144,6 +145,30 @@ fn setup(common: &Common) -> Result<(runner::Ctx, Option<paper::Paper>, PathBuf)
         c.train_documents, c.train_words, c.heldout_documents, c.heldout_words, c.vocab_size
     );
     Ok((runner::Ctx::new(scale, data, runs, corpus), paper, results))
+}
+
+/// Runs made with other settings of the same scale name are never mixed with new ones: the
+/// scale's settings are kept in `runs/<scale>/scale.json` and must match.
+fn check_settings(scale: &scale::Scale, runs: &std::path::Path) -> Result<()> {
+    let path = runs.join("scale.json");
+    let now = serde_json::to_value(scale)?;
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let saved: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+        if saved != now {
+            bail!(
+                "the runs in {} were made with other settings of scale {:?}:\n  saved: {}\n  now:   {}\nDelete that folder or pass --runs to start elsewhere.",
+                runs.display(),
+                scale.name,
+                saved,
+                now
+            );
+        }
+        return Ok(());
+    }
+    std::fs::create_dir_all(runs).with_context(|| format!("creating {}", runs.display()))?;
+    cloze::train::checkpoint::write_atomic(&path, serde_json::to_string_pretty(&now)?.as_bytes())?;
+    Ok(())
 }
 
 fn print_baselines(ctx: &runner::Ctx) -> Result<report::Baselines> {

@@ -449,6 +449,9 @@ fn section_table(
         header.push(format!("paper {}", paper_column(exp, *t).unwrap_or("—")));
     }
     header.push("held-out MLM loss".into());
+    if exp == Experiment::Table5 {
+        header.push("held-out NSP accuracy (paper: 97–98)".into());
+    }
     let mut body = Vec::new();
     for (ri, rr) in rows.iter().enumerate() {
         let mut cells = vec![rr.row.label.clone()];
@@ -465,6 +468,13 @@ fn section_table(
             fmt_ms(&rr.pretrain_values(|p| p.heldout_lm_loss), 2)
         };
         cells.push(loss);
+        if exp == Experiment::Table5 {
+            cells.push(if rr.row.spec.objective == crate::plan::Objective::MlmNsp {
+                fmt_ms(&rr.pretrain_values(|p| 100.0 * p.heldout_nsp_accuracy), 1)
+            } else {
+                "—".into()
+            });
+        }
         body.push(cells);
     }
     md_table(out, &header, &body);
