@@ -386,3 +386,30 @@ fn sequence_classifier_forward_and_dropout_seed() {
         .to_string();
     assert!(e.contains("num_labels"), "{e}");
 }
+
+#[test]
+fn causal_model_pools_from_the_last_real_token() {
+    let mut c = micro_config();
+    c.is_decoder = true;
+    let (m, s) = built(&c, 8);
+    // row 0: 5 real tokens; row 1: 3 real tokens and 2 pads
+    let ids = [2u32, 7, 9, 11, 13, 2, 20, 21, 0, 0];
+    let mask = [1u32, 1, 1, 1, 1, 1, 1, 1, 0, 0];
+    let input = BertInput::new(&ids, 2, 5).with_attention_mask(&mask);
+    assert_eq!(m.pooled_rows(&input), vec![4, 7]);
+    let (_, pooled) = run(&m, &s, &input, false, 0);
+    // each row pools like the same sequence alone, unpadded: from its last token, which is
+    // the only one that has seen the whole input
+    let (_, p0) = run(&m, &s, &BertInput::new(&ids[..5], 1, 5), false, 0);
+    let (_, p1) = run(&m, &s, &BertInput::new(&ids[5..8], 1, 3), false, 0);
+    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+    assert!(close(&pooled.data()[..16], p0.data()));
+    assert!(close(&pooled.data()[16..], p1.data()));
+    // and the last token depends on the whole input, unlike position 0 under causal attention
+    let (_, q1) = run(&m, &s, &BertInput::new(&[2u32, 20, 30], 1, 3), false, 0);
+    assert!(!close(p1.data(), q1.data()));
+    // a bidirectional model keeps pooling [CLS]
+    let mut m = m;
+    m.set_causal(false);
+    assert_eq!(m.pooled_rows(&input), vec![0, 5]);
+}
