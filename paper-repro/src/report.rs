@@ -389,15 +389,67 @@ pub fn write(
     );
     out.push_str("SQuAD (the paper's last Table 5 column) is not reproduced: there is no span-extraction head here, and no honest stand-in. MNLI is not available; RTE stands in for it in Table 5, and the QNLI split in Tables 6 and 8. QNLI passages come from Wikipedia, which is also in our pre-training text (as in the paper).\n\n");
 
+    let mut sections = String::new();
+    let mut summary = Vec::new();
+    let inp = Inputs {
+        ctx,
+        all: &all,
+        paper,
+        results,
+        best_baseline: baselines
+            .iter()
+            .filter_map(|(t, (_, _, _, b))| {
+                b.iter()
+                    .max_by(|x, y| x.score.total_cmp(&y.score))
+                    .map(|b| (*t, (b.name.clone(), 100.0 * b.score)))
+            })
+            .collect(),
+    };
     for exp in [Experiment::Table5, Experiment::Table8] {
-        section_table(&mut out, ctx, &all, paper, exp, results)?;
+        section_table(&mut sections, &mut summary, &inp, exp)?;
     }
-    section_figure5(&mut out, ctx, &all, results)?;
-    section_table6(&mut out, ctx, &all, paper, results)?;
+    section_figure5(&mut sections, &mut summary, &inp)?;
+    section_table6(&mut sections, &mut summary, &inp)?;
+    out.push_str(
+        "## Verdicts at a glance
+
+",
+    );
+    for line in &summary {
+        let _ = writeln!(out, "- {line}");
+    }
+    out.push_str("- Not run: the optional \"+ BiLSTM\" row of Table 5, and SQuAD.\n\n");
+    out.push_str(&sections);
 
     let path = results.join("REPORT.md");
     cloze::train::checkpoint::write_atomic(&path, out.as_bytes())?;
     Ok(path)
+}
+
+/// What the sections read.
+struct Inputs<'a> {
+    ctx: &'a Ctx,
+    all: &'a [RowResults<'a>],
+    paper: Option<&'a Paper>,
+    results: &'a Path,
+    /// The best simple baseline of each task (name, percent).
+    best_baseline: BTreeMap<Task, (String, f64)>,
+}
+
+impl Inputs<'_> {
+    /// A table row with each task's best simple baseline.
+    fn baseline_row(&self, tasks: &[Task], paper_cols: bool) -> Vec<String> {
+        let mut cells = vec!["*best simple baseline*".to_string()];
+        for t in tasks {
+            cells.push(self.best_baseline.get(t).map_or("—".into(), |(n, v)| {
+                format!("{v:.1} ({})", n.split(" (").next().unwrap_or(n))
+            }));
+            if paper_cols {
+                cells.push("".into());
+            }
+        }
+        cells
+    }
 }
 
 fn plot_or_note(out: &mut String, results: &Path, stem: &str, chart: &Chart, series: &[Series]) {
@@ -405,7 +457,7 @@ fn plot_or_note(out: &mut String, results: &Path, stem: &str, chart: &Chart, ser
         Ok(()) => {
             let _ = writeln!(
                 out,
-                "![{}]({stem}.svg)\n\n({stem}.svg, {stem}.png)\n",
+                "![{}]({stem}.svg)\n\n[SVG]({stem}.svg) · [PNG]({stem}.png)\n",
                 chart.title
             );
         }
@@ -417,12 +469,14 @@ fn plot_or_note(out: &mut String, results: &Path, stem: &str, chart: &Chart, ser
 
 fn section_table(
     out: &mut String,
-    ctx: &Ctx,
-    all: &[RowResults],
-    paper: Option<&Paper>,
-    exp: Experiment,
-    results: &Path,
+    summary: &mut Vec<String>,
+    inp: &Inputs,
+    _exp: Experiment,
 ) -> Result<()> {
+    let (ctx, all, paper, results) = (inp.ctx, inp.all, inp.paper, inp.results);
+    let _ = (ctx, paper, results);
+    let exp = _exp;
+
     let tasks = exp.tasks();
     let rows: Vec<&RowResults> = all.iter().filter(|r| r.row.experiment == exp).collect();
     let Some(def) = rows.iter().find(|r| r.row.is_default) else {
@@ -477,6 +531,9 @@ fn section_table(
         }
         body.push(cells);
     }
+    let mut b = inp.baseline_row(tasks, true);
+    b.resize(header.len(), String::new());
+    body.push(b);
     md_table(out, &header, &body);
     // differences
     let mut header = vec!["row vs default".to_string()];
@@ -523,6 +580,13 @@ fn section_table(
             pd.map_or("—".into(), |p| format!("{p:+.2}"))
         ));
         verdicts.push(format!("- **{}**: {v}.", rr.row.label));
+        summary.push(format!(
+            "{}, {}: {v} (mean over the columns {} vs the paper's {})",
+            exp.title(),
+            rr.row.label,
+            fmt_diff(d),
+            pd.map_or("—".into(), |p| format!("{p:+.2}"))
+        ));
         body.push(cells);
     }
     md_table(out, &header, &body);
@@ -563,7 +627,10 @@ fn section_table(
     Ok(())
 }
 
-fn section_figure5(out: &mut String, ctx: &Ctx, all: &[RowResults], results: &Path) -> Result<()> {
+fn section_figure5(out: &mut String, summary: &mut Vec<String>, inp: &Inputs) -> Result<()> {
+    let (ctx, all, paper, results) = (inp.ctx, inp.all, inp.paper, inp.results);
+    let _ = (ctx, paper, results);
+
     let rows: Vec<&RowResults> = all
         .iter()
         .filter(|r| r.row.experiment == Experiment::Figure5)
@@ -615,7 +682,13 @@ fn section_figure5(out: &mut String, ctx: &Ctx, all: &[RowResults], results: &Pa
             _ => None,
         };
         cells.push(fmt_diff(d));
-        cells.push(verdict(d, Some(2.0)).to_string());
+        let v = verdict(d, Some(2.0));
+        cells.push(v.to_string());
+        summary.push(format!(
+            "{}, step {step}: MLM − LTR {} → {v}",
+            Experiment::Figure5.title(),
+            fmt_diff(d)
+        ));
         body.push(cells);
     }
     md_table(out, &header, &body);
@@ -637,13 +710,10 @@ fn section_figure5(out: &mut String, ctx: &Ctx, all: &[RowResults], results: &Pa
     Ok(())
 }
 
-fn section_table6(
-    out: &mut String,
-    ctx: &Ctx,
-    all: &[RowResults],
-    paper: Option<&Paper>,
-    results: &Path,
-) -> Result<()> {
+fn section_table6(out: &mut String, summary: &mut Vec<String>, inp: &Inputs) -> Result<()> {
+    let (ctx, all, paper, results) = (inp.ctx, inp.all, inp.paper, inp.results);
+    let _ = (ctx, paper, results);
+
     let rows: Vec<&RowResults> = all
         .iter()
         .filter(|r| r.row.experiment == Experiment::Table6)
@@ -710,6 +780,12 @@ fn section_table6(
             let v_acc = verdict(da, Some(sign));
             cells.push(format!("{} / {}", fmt_diff(dp), fmt_diff(da)));
             cells.push(format!("ppl: {v_ppl}; accuracy: {v_acc}"));
+            summary.push(format!(
+                "{}, {} ({} than the default): perplexity {v_ppl}; accuracy {v_acc}",
+                Experiment::Table6.title(),
+                rr.row.label,
+                if bigger { "bigger" } else { "smaller" }
+            ));
             verdicts.push(format!(
                 "- **{}** ({} than the default): perplexity {v_ppl}; accuracy {v_acc}.",
                 rr.row.label,
@@ -718,6 +794,14 @@ fn section_table6(
         }
         body.push(cells);
     }
+    let mut b = vec![
+        "*best simple baseline*".to_string(),
+        String::new(),
+        String::new(),
+    ];
+    b.extend(inp.baseline_row(tasks, false).into_iter().skip(1));
+    b.resize(header.len(), String::new());
+    body.push(b);
     md_table(out, &header, &body);
     out.push_str("Verdict per row:\n\n");
     for v in verdicts {
