@@ -527,10 +527,10 @@ pub fn run(
                     .expect("thread pool");
                 let bar = multi.add(ProgressBar::new(1));
                 bar.set_style(
-                    ProgressStyle::with_template("  #{prefix} {bar:20} {pos}/{len} {msg}")
+                    ProgressStyle::with_template("  {prefix} {bar:20} {pos}/{len} {msg}")
                         .expect("valid template"),
                 );
-                bar.set_prefix(w.to_string());
+
                 loop {
                     // pick the first job whose pre-training is finished (evaluations first,
                     // so results land early), else the first pre-training
@@ -578,7 +578,9 @@ pub fn run(
                     };
                     let Some(job) = job else { break };
                     let what = describe(ctx, &job);
-                    bar.set_message(what.clone());
+                    // the job in the prefix: a pre-training writes its losses in the message
+                    bar.set_prefix(format!("#{w} {what}"));
+                    bar.set_message("");
                     bar.set_position(0);
                     bar.set_length(1);
                     let res = pool.install(|| match job {
