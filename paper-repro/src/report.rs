@@ -473,8 +473,7 @@ fn section_table(
     inp: &Inputs,
     _exp: Experiment,
 ) -> Result<()> {
-    let (ctx, all, paper, results) = (inp.ctx, inp.all, inp.paper, inp.results);
-    let _ = (ctx, paper, results);
+    let (all, paper, results) = (inp.all, inp.paper, inp.results);
     let exp = _exp;
 
     let tasks = exp.tasks();
@@ -623,13 +622,11 @@ fn section_table(
             &series,
         );
     }
-    let _ = ctx;
     Ok(())
 }
 
 fn section_figure5(out: &mut String, summary: &mut Vec<String>, inp: &Inputs) -> Result<()> {
-    let (ctx, all, paper, results) = (inp.ctx, inp.all, inp.paper, inp.results);
-    let _ = (ctx, paper, results);
+    let (ctx, all, results) = (inp.ctx, inp.all, inp.results);
 
     let rows: Vec<&RowResults> = all
         .iter()
@@ -712,7 +709,6 @@ fn section_figure5(out: &mut String, summary: &mut Vec<String>, inp: &Inputs) ->
 
 fn section_table6(out: &mut String, summary: &mut Vec<String>, inp: &Inputs) -> Result<()> {
     let (ctx, all, paper, results) = (inp.ctx, inp.all, inp.paper, inp.results);
-    let _ = (ctx, paper, results);
 
     let rows: Vec<&RowResults> = all
         .iter()
