@@ -11,7 +11,7 @@
 //! partials in chunk order, so the result does not depend on the number of threads.
 
 use crate::dispatch::{active, Isa};
-use crate::simd::{self, dispatch, load_or_pad, store_part, vec_loop, Kernel, Simd};
+use crate::simd::{self, dispatch, load_or_pad, store_part, vec_loop, vec_loop_out, Kernel, Simd};
 use rayon::prelude::*;
 
 /// LayerNorm forward over a block of rows (optionally adding `residual` first, into `sum`).
@@ -21,6 +21,8 @@ struct Fwd<'a> {
     gamma: &'a [f32],
     beta: &'a [f32],
     eps: f32,
+    /// Streaming stores for `y` (the whole output is larger than L2).
+    stream: bool,
     y: &'a mut [f32],
     mean: &'a mut [f32],
     rstd: &'a mut [f32],
@@ -65,12 +67,15 @@ impl Kernel for Fwd<'_> {
             self.mean[r] = mu;
             self.rstd[r] = rs;
             let (muv, rsv) = (S::splat(mu), S::splat(rs));
-            vec_loop!(j in cols, l => {
+            vec_loop_out!(S, j in yr, self.stream => {
                 let xh = S::mul(S::sub(load_or_pad::<S>(xr, j, 0.0), muv), rsv);
                 let g = load_or_pad::<S>(self.gamma, j, 0.0);
                 let b = load_or_pad::<S>(self.beta, j, 0.0);
-                store_part::<S>(yr, j, S::fma(xh, g, b));
+                S::fma(xh, g, b)
             });
+        }
+        if self.stream {
+            S::fence();
         }
     }
 }
@@ -89,6 +94,7 @@ fn forward_simd(
     rstd: &mut [f32],
 ) {
     let cols = gamma.len();
+    let stream = simd::stream_output(y.len());
     let run = |x: &[f32], residual, y: &mut [f32], mean: &mut [f32], rstd: &mut [f32]| {
         let k = Fwd {
             x,
@@ -96,6 +102,7 @@ fn forward_simd(
             gamma,
             beta,
             eps,
+            stream,
             y,
             mean,
             rstd,
@@ -133,6 +140,8 @@ struct Bwd<'a> {
     gamma: &'a [f32],
     mean: &'a [f32],
     rstd: &'a [f32],
+    /// Streaming stores for `dx` (as in [`Fwd`]).
+    stream: bool,
     dx: &'a mut [f32],
     dgamma: &'a mut [f32],
     dbeta: &'a mut [f32],
@@ -166,7 +175,7 @@ impl Kernel for Bwd<'_> {
             let inv_n = 1.0 / cols as f32;
             let mg = S::splat(S::reduce_sum(sg) * inv_n);
             let mgx = S::splat(S::reduce_sum(sgx) * inv_n);
-            vec_loop!(j in cols, l => {
+            vec_loop_out!(S, j in dxr, self.stream => {
                 let xh = S::mul(S::sub(load_or_pad::<S>(xr, j, 0.0), muv), rsv);
                 let g = S::mul(
                     load_or_pad::<S>(dyr, j, 0.0),
@@ -174,8 +183,11 @@ impl Kernel for Bwd<'_> {
                 );
                 // rs·(g − mean(g) − x̂·mean(g·x̂))
                 let t = S::sub(S::sub(g, mg), S::mul(xh, mgx));
-                store_part::<S>(dxr, j, S::mul(rsv, t));
+                S::mul(rsv, t)
             });
+        }
+        if self.stream {
+            S::fence();
         }
     }
 }
@@ -429,6 +441,7 @@ fn backward_simd(
     let rpc = simd::rows_per_chunk(cols);
     let c = rpc * cols;
     let chunks = rows.div_ceil(rpc);
+    let stream = simd::stream_output(dx.len());
     // Per chunk: [dgamma | dbeta].
     let mut parts = vec![0.0f32; chunks * 2 * cols];
     let run = |(((((dy, x), m), r), dx), p): BwdChunk<'_>| {
@@ -439,6 +452,7 @@ fn backward_simd(
             gamma,
             mean: m,
             rstd: r,
+            stream,
             dx,
             dgamma,
             dbeta,

@@ -10,7 +10,7 @@
 //! sums added in chunk order, so results do not depend on the pool size.
 
 use crate::dispatch::{active, Isa};
-use crate::simd::{self, dispatch, load_or_pad, store_part, vec_loop, Kernel, Simd};
+use crate::simd::{self, dispatch, load_or_pad, store_part, vec_loop, vec_loop_out, Kernel, Simd};
 use rayon::prelude::*;
 
 /// Which row operation a [`Rows`] kernel applies.
@@ -375,6 +375,8 @@ struct Ce<'a> {
     logits: &'a [f32],
     labels: &'a [i32],
     ignore_index: i32,
+    /// Streaming stores for `dlogits` (the whole output is larger than L2).
+    stream: bool,
     dlogits: Option<&'a mut [f32]>,
 }
 
@@ -393,36 +395,43 @@ impl Kernel for Ce<'_> {
             let xr = &self.logits[r * cols..(r + 1) * cols];
             if label == self.ignore_index {
                 if let Some(d) = dlogits.as_deref_mut() {
-                    d[r * cols..(r + 1) * cols].fill(0.0);
+                    vec_loop_out!(S, _j in &mut d[r * cols..(r + 1) * cols], self.stream => {
+                        S::splat(0.0)
+                    });
                 }
                 continue;
             }
             let m = simd::max::<S>(xr);
             let mv = S::splat(m);
-            // Σ e^(x−m) with tail lanes padded by −∞ (e^(−∞) = 0 adds nothing); with a gradient
-            // wanted, e^(x−m) is stored there and scaled by 1/Σ afterwards (one exp per element).
+            // Σ e^(x−m) with tail lanes padded by −∞ (e^(−∞) = 0 adds nothing). The row (one
+            // vocabulary, 120 KiB) stays in L2 across the passes; the gradient e^(x−m)/Σ is then
+            // written once, recomputing the exp rather than storing and re-reading it, so the
+            // output can be written with streaming stores.
             let mut acc = S::splat(0.0);
-            let mut dr = dlogits
-                .as_deref_mut()
-                .map(|d| &mut d[r * cols..(r + 1) * cols]);
             vec_loop!(j in cols, l => {
                 let e = simd::exp::<S>(S::sub(load_or_pad::<S>(xr, j, f32::NEG_INFINITY), mv));
-                if let Some(dr) = dr.as_deref_mut() {
-                    store_part::<S>(dr, j, e);
-                }
                 acc = S::add(acc, e);
             });
             let s = S::reduce_sum(acc);
             let lab = label as usize;
             out.loss_sum += (m as f64 - xr[lab] as f64) + (s as f64).ln();
             out.count += 1;
-            if let Some(dr) = dr {
+            if let Some(d) = dlogits.as_deref_mut() {
+                let dr = &mut d[r * cols..(r + 1) * cols];
                 let inv = S::splat(1.0 / s);
-                vec_loop!(j in cols, l => {
-                    store_part::<S>(dr, j, S::mul(load_or_pad::<S>(dr, j, 0.0), inv));
+                vec_loop_out!(S, j in &mut *dr, self.stream => {
+                    let e = simd::exp::<S>(S::sub(load_or_pad::<S>(xr, j, f32::NEG_INFINITY), mv));
+                    S::mul(e, inv)
                 });
+                if self.stream {
+                    // Streaming stores are ordered before the read-modify-write below.
+                    S::fence();
+                }
                 dr[lab] -= 1.0;
             }
+        }
+        if self.stream {
+            S::fence();
         }
         out
     }
@@ -436,12 +445,16 @@ fn cross_entropy_simd(
     ignore_index: i32,
     dlogits: Option<&mut [f32]>,
 ) -> CrossEntropy {
+    let stream = dlogits
+        .as_deref()
+        .is_some_and(|d| simd::stream_output(d.len()));
     let run = |logits: &[f32], labels: &[i32], dlogits: Option<&mut [f32]>| {
         let k = Ce {
             cols,
             logits,
             labels,
             ignore_index,
+            stream,
             dlogits,
         };
         match dispatch(isa, k) {
