@@ -52,22 +52,19 @@ impl Kernel for Fwd<'_> {
             };
             let inv_n = 1.0 / cols as f32;
             let mu0 = simd::sum::<S>(xr) * inv_n;
-            let mu0v = S::splat(mu0);
-            let (mut sd, mut sdd) = (S::splat(0.0), S::splat(0.0));
-            vec_loop!(j in cols, l => {
-                // Padding with μ₀ gives d = 0 in the tail lanes.
-                let d = S::sub(load_or_pad::<S>(xr, j, mu0), mu0v);
-                sd = S::add(sd, d);
-                sdd = S::fma(d, d, sdd);
-            });
-            let md = S::reduce_sum(sd) * inv_n;
+            // Four accumulators each (tail padded with μ₀, so d = 0 there).
+            let (sd, sdd) = simd::sum_dev::<S>(xr, mu0);
+            let md = sd * inv_n;
             let mu = mu0 + md;
-            let var = (S::reduce_sum(sdd) * inv_n - md * md).max(0.0);
+            let var = (sdd * inv_n - md * md).max(0.0);
             let rs = (1.0 / (var as f64 + self.eps as f64).sqrt()) as f32;
             self.mean[r] = mu;
             self.rstd[r] = rs;
             let (muv, rsv) = (S::splat(mu), S::splat(rs));
+            // The input two rows ahead, fetched while this row is written (a line per vector).
+            let ax = self.x.get((r + 2) * cols..(r + 3) * cols).unwrap_or(&[]);
             vec_loop_out!(S, j in yr, self.stream => {
+                simd::prefetch_at::<S>(ax, j);
                 let xh = S::mul(S::sub(load_or_pad::<S>(xr, j, 0.0), muv), rsv);
                 let g = load_or_pad::<S>(self.gamma, j, 0.0);
                 let b = load_or_pad::<S>(self.beta, j, 0.0);
@@ -160,7 +157,13 @@ impl Kernel for Bwd<'_> {
             let dyr = &self.dy[r * cols..(r + 1) * cols];
             let (muv, rsv) = (S::splat(self.mean[r]), S::splat(self.rstd[r]));
             let (mut sg, mut sgx) = (S::splat(0.0), S::splat(0.0));
+            // dy and x two rows ahead, fetched while this row is computed (a line per vector).
+            let ahead = (r + 2) * cols..(r + 3) * cols;
+            let ax = self.x.get(ahead.clone()).unwrap_or(&[]);
+            let ady = self.dy.get(ahead).unwrap_or(&[]);
             vec_loop!(j in cols, l => {
+                simd::prefetch_at::<S>(ax, j);
+                simd::prefetch_at::<S>(ady, j);
                 // Tail lanes: dy = 0 makes g = 0 and adds nothing to any sum.
                 let xh = S::mul(S::sub(load_or_pad::<S>(xr, j, 0.0), muv), rsv);
                 let dy = load_or_pad::<S>(dyr, j, 0.0);

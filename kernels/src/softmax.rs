@@ -391,6 +391,7 @@ impl Kernel for Ce<'_> {
             count: 0,
         };
         let mut dlogits = self.dlogits;
+        let mut scratch = vec![0.0f32; if dlogits.is_some() { cols } else { 0 }];
         for (r, &label) in self.labels.iter().enumerate() {
             let xr = &self.logits[r * cols..(r + 1) * cols];
             if label == self.ignore_index {
@@ -403,15 +404,23 @@ impl Kernel for Ce<'_> {
             }
             let m = simd::max::<S>(xr);
             let mv = S::splat(m);
-            // Σ e^(x−m) with tail lanes padded by −∞ (e^(−∞) = 0 adds nothing). The row (one
-            // vocabulary, 120 KiB) stays in L2 across the passes; the gradient e^(x−m)/Σ is then
-            // written once, recomputing the exp rather than storing and re-reading it, so the
-            // output can be written with streaming stores.
+            // Σ e^(x−m) with tail lanes padded by −∞ (e^(−∞) = 0 adds nothing). With a gradient
+            // wanted, e^(x−m) goes to a row scratch (one vocabulary row, 120 KiB, stays in L2)
+            // and the gradient e^(x−m)/Σ is written once from it, so the output is written in
+            // one pass (with streaming stores when large) and each exp is computed once.
             let mut acc = S::splat(0.0);
-            vec_loop!(j in cols, l => {
-                let e = simd::exp::<S>(S::sub(load_or_pad::<S>(xr, j, f32::NEG_INFINITY), mv));
-                acc = S::add(acc, e);
-            });
+            if dlogits.is_some() {
+                vec_loop!(j in cols, l => {
+                    let e = simd::exp::<S>(S::sub(load_or_pad::<S>(xr, j, f32::NEG_INFINITY), mv));
+                    store_part::<S>(&mut scratch, j, e);
+                    acc = S::add(acc, e);
+                });
+            } else {
+                vec_loop!(j in cols, l => {
+                    let e = simd::exp::<S>(S::sub(load_or_pad::<S>(xr, j, f32::NEG_INFINITY), mv));
+                    acc = S::add(acc, e);
+                });
+            }
             let s = S::reduce_sum(acc);
             let lab = label as usize;
             out.loss_sum += (m as f64 - xr[lab] as f64) + (s as f64).ln();
@@ -420,8 +429,7 @@ impl Kernel for Ce<'_> {
                 let dr = &mut d[r * cols..(r + 1) * cols];
                 let inv = S::splat(1.0 / s);
                 vec_loop_out!(S, j in &mut *dr, self.stream => {
-                    let e = simd::exp::<S>(S::sub(load_or_pad::<S>(xr, j, f32::NEG_INFINITY), mv));
-                    S::mul(e, inv)
+                    S::mul(load_or_pad::<S>(&scratch, j, 0.0), inv)
                 });
                 if self.stream {
                     // Streaming stores are ordered before the read-modify-write below.

@@ -7,7 +7,7 @@ use std::arch::x86_64::*;
 #[derive(Clone, Copy)]
 pub(crate) struct Avx512;
 
-// SAFETY: every method uses only AVX-512F intrinsics (and SSE's `sfence`); the trait contract
+// SAFETY: every method uses only AVX-512F intrinsics (and SSE's `sfence`, `prefetcht0`); the trait contract
 // requires callers to be compiled with avx512f on a CPU that has it, and pointer arguments valid
 // for 16 f32 (`lut32` reads its 32-entry table through a reference).
 unsafe impl Simd for Avx512 {
@@ -33,6 +33,10 @@ unsafe impl Simd for Avx512 {
     #[inline(always)]
     unsafe fn fence() {
         _mm_sfence()
+    }
+    #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        _mm_prefetch::<_MM_HINT_T0>(p as *const i8)
     }
     #[inline(always)]
     unsafe fn add(a: __m512, b: __m512) -> __m512 {

@@ -52,6 +52,10 @@ pub(crate) unsafe trait Simd: Copy {
     /// Orders earlier streaming stores before later stores (a no-op where `stream` is `store`).
     #[inline(always)]
     unsafe fn fence() {}
+    /// Hints that the 64-byte line holding `p` will be read soon (a no-op by default). `p` must
+    /// point into a live allocation.
+    #[inline(always)]
+    unsafe fn prefetch(_p: *const f32) {}
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn sub(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
@@ -416,6 +420,18 @@ pub(crate) unsafe fn store_first<S: Simd>(y: &mut [f32], k: usize, v: S::V) {
     y[..k].copy_from_slice(&b[..k]);
 }
 
+/// Prefetches the line of `ahead[j]` if `j` is inside `ahead` (to overlap the memory reads of a
+/// later row with the computation on the current one).
+///
+/// # Safety
+/// As for [`Simd`] methods.
+#[inline(always)]
+pub(crate) unsafe fn prefetch_at<S: Simd>(ahead: &[f32], j: usize) {
+    if j < ahead.len() {
+        S::prefetch(ahead.as_ptr().add(j));
+    }
+}
+
 /// Loads `x[i..i+LANES]`, or the tail padded with `pad` when fewer remain.
 ///
 /// # Safety
@@ -447,26 +463,59 @@ pub(crate) unsafe fn store_part<S: Simd>(y: &mut [f32], i: usize, v: S::V) {
     }
 }
 
-/// Σ x in f32 with two vector accumulators (tail padded with 0).
+/// Σ x in f32 with four vector accumulators (tail padded with 0): the adds of a row overlap
+/// instead of waiting on one accumulator.
 ///
 /// # Safety
 /// As for [`Simd`] methods.
 #[inline(always)]
 pub(crate) unsafe fn sum<S: Simd>(x: &[f32]) -> f32 {
     let l = S::LANES;
-    let mut a0 = S::splat(0.0);
-    let mut a1 = S::splat(0.0);
+    let mut a = [S::splat(0.0); 4];
     let mut i = 0;
-    while i + 2 * l <= x.len() {
-        a0 = S::add(a0, S::load(x.as_ptr().add(i)));
-        a1 = S::add(a1, S::load(x.as_ptr().add(i + l)));
-        i += 2 * l;
+    while i + 4 * l <= x.len() {
+        for (k, ak) in a.iter_mut().enumerate() {
+            *ak = S::add(*ak, S::load(x.as_ptr().add(i + k * l)));
+        }
+        i += 4 * l;
     }
     while i < x.len() {
-        a0 = S::add(a0, load_or_pad::<S>(x, i, 0.0));
+        a[0] = S::add(a[0], load_or_pad::<S>(x, i, 0.0));
         i += l;
     }
-    S::reduce_sum(S::add(a0, a1))
+    S::reduce_sum(S::add(S::add(a[0], a[1]), S::add(a[2], a[3])))
+}
+
+/// `(Σ d, Σ d²)` with `d = x − c`, four vector accumulators each (tail padded with `c`, so
+/// `d = 0` there).
+///
+/// # Safety
+/// As for [`Simd`] methods.
+#[inline(always)]
+pub(crate) unsafe fn sum_dev<S: Simd>(x: &[f32], c: f32) -> (f32, f32) {
+    let l = S::LANES;
+    let cv = S::splat(c);
+    let mut a = [S::splat(0.0); 4];
+    let mut b = [S::splat(0.0); 4];
+    let mut i = 0;
+    while i + 4 * l <= x.len() {
+        for k in 0..4 {
+            let d = S::sub(S::load(x.as_ptr().add(i + k * l)), cv);
+            a[k] = S::add(a[k], d);
+            b[k] = S::fma(d, d, b[k]);
+        }
+        i += 4 * l;
+    }
+    while i < x.len() {
+        let d = S::sub(load_or_pad::<S>(x, i, c), cv);
+        a[0] = S::add(a[0], d);
+        b[0] = S::fma(d, d, b[0]);
+        i += l;
+    }
+    (
+        S::reduce_sum(S::add(S::add(a[0], a[1]), S::add(a[2], a[3]))),
+        S::reduce_sum(S::add(S::add(b[0], b[1]), S::add(b[2], b[3]))),
+    )
 }
 
 /// max x (tail padded with −∞); −∞ for an empty slice.
