@@ -10,7 +10,7 @@
 //! sums added in chunk order, so results do not depend on the pool size.
 
 use crate::dispatch::{active, Isa};
-use crate::simd::{self, dispatch, load_or_pad, store_part, vec_loop, vec_loop_out, Kernel, Simd};
+use crate::simd::{self, dispatch, load_or_pad, store_part, vec_loop, Kernel, Simd};
 use rayon::prelude::*;
 
 /// Which row operation a [`Rows`] kernel applies.
@@ -375,8 +375,6 @@ struct Ce<'a> {
     logits: &'a [f32],
     labels: &'a [i32],
     ignore_index: i32,
-    /// Streaming stores for `dlogits` (the whole output is larger than L2).
-    stream: bool,
     dlogits: Option<&'a mut [f32]>,
 }
 
@@ -391,55 +389,40 @@ impl Kernel for Ce<'_> {
             count: 0,
         };
         let mut dlogits = self.dlogits;
-        let mut scratch = vec![0.0f32; if dlogits.is_some() { cols } else { 0 }];
         for (r, &label) in self.labels.iter().enumerate() {
             let xr = &self.logits[r * cols..(r + 1) * cols];
             if label == self.ignore_index {
                 if let Some(d) = dlogits.as_deref_mut() {
-                    vec_loop_out!(S, _j in &mut d[r * cols..(r + 1) * cols], self.stream => {
-                        S::splat(0.0)
-                    });
+                    d[r * cols..(r + 1) * cols].fill(0.0);
                 }
                 continue;
             }
             let m = simd::max::<S>(xr);
             let mv = S::splat(m);
-            // Σ e^(x−m) with tail lanes padded by −∞ (e^(−∞) = 0 adds nothing). With a gradient
-            // wanted, e^(x−m) goes to a row scratch (one vocabulary row, 120 KiB, stays in L2)
-            // and the gradient e^(x−m)/Σ is written once from it, so the output is written in
-            // one pass (with streaming stores when large) and each exp is computed once.
+            // Σ e^(x−m) with tail lanes padded by −∞ (e^(−∞) = 0 adds nothing); with a gradient
+            // wanted, e^(x−m) is stored there and scaled by 1/Σ afterwards (one exp per element).
             let mut acc = S::splat(0.0);
-            if dlogits.is_some() {
-                vec_loop!(j in cols, l => {
-                    let e = simd::exp::<S>(S::sub(load_or_pad::<S>(xr, j, f32::NEG_INFINITY), mv));
-                    store_part::<S>(&mut scratch, j, e);
-                    acc = S::add(acc, e);
-                });
-            } else {
-                vec_loop!(j in cols, l => {
-                    let e = simd::exp::<S>(S::sub(load_or_pad::<S>(xr, j, f32::NEG_INFINITY), mv));
-                    acc = S::add(acc, e);
-                });
-            }
+            let mut dr = dlogits
+                .as_deref_mut()
+                .map(|d| &mut d[r * cols..(r + 1) * cols]);
+            vec_loop!(j in cols, l => {
+                let e = simd::exp::<S>(S::sub(load_or_pad::<S>(xr, j, f32::NEG_INFINITY), mv));
+                if let Some(dr) = dr.as_deref_mut() {
+                    store_part::<S>(dr, j, e);
+                }
+                acc = S::add(acc, e);
+            });
             let s = S::reduce_sum(acc);
             let lab = label as usize;
             out.loss_sum += (m as f64 - xr[lab] as f64) + (s as f64).ln();
             out.count += 1;
-            if let Some(d) = dlogits.as_deref_mut() {
-                let dr = &mut d[r * cols..(r + 1) * cols];
+            if let Some(dr) = dr {
                 let inv = S::splat(1.0 / s);
-                vec_loop_out!(S, j in &mut *dr, self.stream => {
-                    S::mul(load_or_pad::<S>(&scratch, j, 0.0), inv)
+                vec_loop!(j in cols, l => {
+                    store_part::<S>(dr, j, S::mul(load_or_pad::<S>(dr, j, 0.0), inv));
                 });
-                if self.stream {
-                    // Streaming stores are ordered before the read-modify-write below.
-                    S::fence();
-                }
                 dr[lab] -= 1.0;
             }
-        }
-        if self.stream {
-            S::fence();
         }
         out
     }
@@ -453,16 +436,12 @@ fn cross_entropy_simd(
     ignore_index: i32,
     dlogits: Option<&mut [f32]>,
 ) -> CrossEntropy {
-    let stream = dlogits
-        .as_deref()
-        .is_some_and(|d| simd::stream_output(d.len()));
     let run = |logits: &[f32], labels: &[i32], dlogits: Option<&mut [f32]>| {
         let k = Ce {
             cols,
             logits,
             labels,
             ignore_index,
-            stream,
             dlogits,
         };
         match dispatch(isa, k) {
