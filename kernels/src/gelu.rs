@@ -12,6 +12,7 @@
 //! - AVX2, portable, NEON: `Φ = 1/(1 + 2^(x·s(x²)))` (`simd::phi_logistic_e`): a degree-10
 //!   polynomial by Estrin (10 FMAs + 3 multiplies), a degree-6 `2ᵗ` (6 FMAs + 2 multiplies), one
 //!   division; absolute error in `Φ` below 1e-7. `gelu' = Φ + x·φ` with `φ` from `exp`.
+//!
 //! (Before: `simd::phi`, both an erf polynomial and an exp-based erfc for every lane, 24 FMAs
 //! and about 45 operations per vector.)
 //!
