@@ -11,7 +11,7 @@
 //! partials in chunk order, so the result does not depend on the number of threads.
 
 use crate::dispatch::{active, Isa};
-use crate::simd::{self, dispatch, load_or_pad, store_part, vec_loop, Kernel, Simd};
+use crate::simd::{self, dispatch, load_or_pad, store_part, vec_loop, vec_loop_out, Kernel, Simd};
 use rayon::prelude::*;
 
 /// LayerNorm forward over a block of rows (optionally adding `residual` first, into `sum`).
@@ -21,6 +21,8 @@ struct Fwd<'a> {
     gamma: &'a [f32],
     beta: &'a [f32],
     eps: f32,
+    /// Streaming stores for `y` (the whole output is larger than L2).
+    stream: bool,
     y: &'a mut [f32],
     mean: &'a mut [f32],
     rstd: &'a mut [f32],
@@ -50,27 +52,27 @@ impl Kernel for Fwd<'_> {
             };
             let inv_n = 1.0 / cols as f32;
             let mu0 = simd::sum::<S>(xr) * inv_n;
-            let mu0v = S::splat(mu0);
-            let (mut sd, mut sdd) = (S::splat(0.0), S::splat(0.0));
-            vec_loop!(j in cols, l => {
-                // Padding with μ₀ gives d = 0 in the tail lanes.
-                let d = S::sub(load_or_pad::<S>(xr, j, mu0), mu0v);
-                sd = S::add(sd, d);
-                sdd = S::fma(d, d, sdd);
-            });
-            let md = S::reduce_sum(sd) * inv_n;
+            // Four accumulators each (tail padded with μ₀, so d = 0 there).
+            let (sd, sdd) = simd::sum_dev::<S>(xr, mu0);
+            let md = sd * inv_n;
             let mu = mu0 + md;
-            let var = (S::reduce_sum(sdd) * inv_n - md * md).max(0.0);
+            let var = (sdd * inv_n - md * md).max(0.0);
             let rs = (1.0 / (var as f64 + self.eps as f64).sqrt()) as f32;
             self.mean[r] = mu;
             self.rstd[r] = rs;
             let (muv, rsv) = (S::splat(mu), S::splat(rs));
-            vec_loop!(j in cols, l => {
+            // The input two rows ahead, fetched while this row is written (a line per vector).
+            let ax = self.x.get((r + 2) * cols..(r + 3) * cols).unwrap_or(&[]);
+            vec_loop_out!(S, j in yr, self.stream => {
+                simd::prefetch_at::<S>(ax, j);
                 let xh = S::mul(S::sub(load_or_pad::<S>(xr, j, 0.0), muv), rsv);
                 let g = load_or_pad::<S>(self.gamma, j, 0.0);
                 let b = load_or_pad::<S>(self.beta, j, 0.0);
-                store_part::<S>(yr, j, S::fma(xh, g, b));
+                S::fma(xh, g, b)
             });
+        }
+        if self.stream {
+            S::fence();
         }
     }
 }
@@ -89,6 +91,7 @@ fn forward_simd(
     rstd: &mut [f32],
 ) {
     let cols = gamma.len();
+    let stream = simd::stream_output(y.len());
     let run = |x: &[f32], residual, y: &mut [f32], mean: &mut [f32], rstd: &mut [f32]| {
         let k = Fwd {
             x,
@@ -96,6 +99,7 @@ fn forward_simd(
             gamma,
             beta,
             eps,
+            stream,
             y,
             mean,
             rstd,
@@ -133,6 +137,8 @@ struct Bwd<'a> {
     gamma: &'a [f32],
     mean: &'a [f32],
     rstd: &'a [f32],
+    /// Streaming stores for `dx` (as in [`Fwd`]).
+    stream: bool,
     dx: &'a mut [f32],
     dgamma: &'a mut [f32],
     dbeta: &'a mut [f32],
@@ -151,7 +157,13 @@ impl Kernel for Bwd<'_> {
             let dyr = &self.dy[r * cols..(r + 1) * cols];
             let (muv, rsv) = (S::splat(self.mean[r]), S::splat(self.rstd[r]));
             let (mut sg, mut sgx) = (S::splat(0.0), S::splat(0.0));
+            // dy and x two rows ahead, fetched while this row is computed (a line per vector).
+            let ahead = (r + 2) * cols..(r + 3) * cols;
+            let ax = self.x.get(ahead.clone()).unwrap_or(&[]);
+            let ady = self.dy.get(ahead).unwrap_or(&[]);
             vec_loop!(j in cols, l => {
+                simd::prefetch_at::<S>(ax, j);
+                simd::prefetch_at::<S>(ady, j);
                 // Tail lanes: dy = 0 makes g = 0 and adds nothing to any sum.
                 let xh = S::mul(S::sub(load_or_pad::<S>(xr, j, 0.0), muv), rsv);
                 let dy = load_or_pad::<S>(dyr, j, 0.0);
@@ -166,7 +178,7 @@ impl Kernel for Bwd<'_> {
             let inv_n = 1.0 / cols as f32;
             let mg = S::splat(S::reduce_sum(sg) * inv_n);
             let mgx = S::splat(S::reduce_sum(sgx) * inv_n);
-            vec_loop!(j in cols, l => {
+            vec_loop_out!(S, j in dxr, self.stream => {
                 let xh = S::mul(S::sub(load_or_pad::<S>(xr, j, 0.0), muv), rsv);
                 let g = S::mul(
                     load_or_pad::<S>(dyr, j, 0.0),
@@ -174,8 +186,11 @@ impl Kernel for Bwd<'_> {
                 );
                 // rs·(g − mean(g) − x̂·mean(g·x̂))
                 let t = S::sub(S::sub(g, mg), S::mul(xh, mgx));
-                store_part::<S>(dxr, j, S::mul(rsv, t));
+                S::mul(rsv, t)
             });
+        }
+        if self.stream {
+            S::fence();
         }
     }
 }
@@ -429,6 +444,7 @@ fn backward_simd(
     let rpc = simd::rows_per_chunk(cols);
     let c = rpc * cols;
     let chunks = rows.div_ceil(rpc);
+    let stream = simd::stream_output(dx.len());
     // Per chunk: [dgamma | dbeta].
     let mut parts = vec![0.0f32; chunks * 2 * cols];
     let run = |(((((dy, x), m), r), dx), p): BwdChunk<'_>| {
@@ -439,6 +455,7 @@ fn backward_simd(
             gamma,
             mean: m,
             rstd: r,
+            stream,
             dx,
             dgamma,
             dbeta,

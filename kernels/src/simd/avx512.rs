@@ -7,8 +7,9 @@ use std::arch::x86_64::*;
 #[derive(Clone, Copy)]
 pub(crate) struct Avx512;
 
-// SAFETY: every method uses only AVX-512F intrinsics; the trait contract requires callers to be
-// compiled with avx512f on a CPU that has it, and pointer arguments valid for 16 f32.
+// SAFETY: every method uses only AVX-512F intrinsics (and SSE's `sfence`, `prefetcht0`); the trait contract
+// requires callers to be compiled with avx512f on a CPU that has it, and pointer arguments valid
+// for 16 f32 (`lut32` reads its 32-entry table through a reference).
 unsafe impl Simd for Avx512 {
     type V = __m512;
     const LANES: usize = 16;
@@ -24,6 +25,18 @@ unsafe impl Simd for Avx512 {
     #[inline(always)]
     unsafe fn store(p: *mut f32, v: __m512) {
         _mm512_storeu_ps(p, v)
+    }
+    #[inline(always)]
+    unsafe fn stream(p: *mut f32, v: __m512) {
+        _mm512_stream_ps(p, v)
+    }
+    #[inline(always)]
+    unsafe fn fence() {
+        _mm_sfence()
+    }
+    #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        _mm_prefetch::<_MM_HINT_T0>(p as *const i8)
     }
     #[inline(always)]
     unsafe fn add(a: __m512, b: __m512) -> __m512 {
@@ -88,6 +101,29 @@ unsafe impl Simd for Avx512 {
     #[inline(always)]
     unsafe fn reduce_max(a: __m512) -> f32 {
         _mm512_reduce_max_ps(a)
+    }
+    #[inline(always)]
+    unsafe fn floor(a: __m512) -> __m512 {
+        _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(a)
+    }
+    const FAST_LUT32: bool = true;
+    /// `vpermt2ps` over the table's two halves (the index's low 5 bits select).
+    #[inline(always)]
+    unsafe fn lut32(i: __m512, t: &[f32; 32]) -> __m512 {
+        let lo = _mm512_loadu_ps(t.as_ptr());
+        let hi = _mm512_loadu_ps(t.as_ptr().add(16));
+        _mm512_permutex2var_ps(lo, _mm512_cvtps_epi32(i), hi)
+    }
+    /// `vscalefps` as in `exp`: the clamp to ±200 keeps `t − round(t)` finite for infinite `t`
+    /// and still overflows to ∞ / underflows to 0.
+    #[inline(always)]
+    unsafe fn exp2(t: __m512) -> __m512 {
+        let t = _mm512_max_ps(
+            _mm512_set1_ps(-200.0),
+            _mm512_min_ps(_mm512_set1_ps(200.0), t),
+        );
+        let (n, p) = super::exp2_reduced::<Self>(t);
+        _mm512_scalef_ps(p, n)
     }
     /// `vscalefps` scales by `2ⁿ` with correct overflow to ∞ and gradual underflow, so clamping
     /// the input replaces the generic version's selects. `min`/`max` return their second operand

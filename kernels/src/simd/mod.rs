@@ -10,7 +10,10 @@
 //!
 //! The vector math here (`exp`, `erf`, the normal CDF `phi`) is shared by all paths, so every path
 //! computes the same approximation; only the rounding of fused multiply-adds and the order of
-//! horizontal reductions differ between instruction sets.
+//! horizontal reductions differ between instruction sets. The exception is GELU's `Φ`: tokens with
+//! a one-instruction 32-entry table lookup (`Simd::FAST_LUT32`, AVX-512) use the piecewise
+//! tables of `gelu_tables`, the others the logistic form `phi_logistic_e`; both are tested
+//! against the same f64 reference and bound.
 
 use crate::dispatch::Isa;
 
@@ -18,6 +21,7 @@ use crate::dispatch::Isa;
 pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
+mod gelu_tables;
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon;
 pub(crate) mod portable;
@@ -41,6 +45,20 @@ pub(crate) unsafe trait Simd: Copy {
     unsafe fn load(p: *const f32) -> Self::V;
     /// Unaligned store of `LANES` values.
     unsafe fn store(p: *mut f32, v: Self::V);
+    /// Store of `LANES` values that bypasses the caches where the ISA has such a store (no
+    /// read-for-ownership of the destination line); `p` must be aligned to `LANES·4` bytes.
+    /// Callers issue [`Simd::fence`] after their last streaming store. The default is `store`.
+    #[inline(always)]
+    unsafe fn stream(p: *mut f32, v: Self::V) {
+        Self::store(p, v)
+    }
+    /// Orders earlier streaming stores before later stores (a no-op where `stream` is `store`).
+    #[inline(always)]
+    unsafe fn fence() {}
+    /// Hints that the 64-byte line holding `p` will be read soon (a no-op by default). `p` must
+    /// point into a live allocation.
+    #[inline(always)]
+    unsafe fn prefetch(_p: *const f32) {}
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn sub(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
@@ -66,6 +84,32 @@ pub(crate) unsafe trait Simd: Copy {
     unsafe fn reduce_sum(a: Self::V) -> f32;
     /// Maximum of the lanes (NaN lanes may be ignored or propagated).
     unsafe fn reduce_max(a: Self::V) -> f32;
+    /// Round down to an integer.
+    #[inline(always)]
+    unsafe fn floor(a: Self::V) -> Self::V {
+        let r = Self::round(a);
+        Self::select_gt(r, a, Self::sub(r, Self::splat(1.0)), r)
+    }
+    /// Whether [`Simd::lut32`] is one instruction (AVX-512's `vpermt2ps`); kernels choose a
+    /// table-driven formula only then.
+    const FAST_LUT32: bool = false;
+    /// `t[i]` per lane, for lanes `i` holding integers in `0..32` (as f32). The default goes
+    /// through memory (correct, slow).
+    #[inline(always)]
+    unsafe fn lut32(i: Self::V, t: &[f32; 32]) -> Self::V {
+        let mut b = [0.0f32; MAX_LANES];
+        Self::store(b.as_mut_ptr(), i);
+        for v in &mut b[..Self::LANES] {
+            *v = t[(*v as usize) & 31];
+        }
+        Self::load(b.as_ptr())
+    }
+    /// `2ᵗ` per lane with relative error about 2e-8 plus rounding (see [`exp2_generic`]); a
+    /// token may replace the generic version.
+    #[inline(always)]
+    unsafe fn exp2(t: Self::V) -> Self::V {
+        exp2_generic::<Self>(t)
+    }
     /// `eˣ` per lane (see [`exp`]); a token may replace the generic version.
     #[inline(always)]
     unsafe fn exp(x: Self::V) -> Self::V {
@@ -168,18 +212,66 @@ pub(crate) trait Map2: Copy {
     unsafe fn f<S: Simd>(self, a: S::V, b: S::V) -> S::V;
 }
 
+/// Outputs of at least this many elements (4 MiB, twice L2) are written with streaming stores
+/// (`Simd::stream`): they will not be read again before being evicted, and skipping the
+/// read-for-ownership of each destination line saves a third of a copy-like kernel's traffic.
+pub const STREAM_MIN_ELEMS: usize = 1 << 20;
+
+/// Whether an output of `elems` elements should be written with streaming stores.
+pub fn stream_output(elems: usize) -> bool {
+    elems >= STREAM_MIN_ELEMS
+}
+
+/// Elements before `p` reaches `LANES·4`-byte alignment (0 when already aligned).
+#[inline(always)]
+pub(crate) fn misalign<S: Simd>(p: *const f32) -> usize {
+    let a = S::LANES * 4;
+    ((a - (p as usize) % a) % a) / 4
+}
+
+/// Stores `v` at `q`, streaming when `stream` (then `q` must be `LANES·4`-byte aligned).
+#[inline(always)]
+pub(crate) unsafe fn put<S: Simd>(q: *mut f32, v: S::V, stream: bool) {
+    if stream {
+        S::stream(q, v)
+    } else {
+        S::store(q, v)
+    }
+}
+
+/// `op` over `x[lo..hi]` into `y[lo..hi]` (at most `LANES` elements) through padded buffers.
+#[inline(always)]
+unsafe fn map1_part<S: Simd, F: Map1>(x: &[f32], y: &mut [f32], lo: usize, hi: usize, op: F) {
+    if lo < hi {
+        let mut bx = [0.0f32; MAX_LANES];
+        bx[..hi - lo].copy_from_slice(&x[lo..hi]);
+        let r = op.f::<S>(S::load(bx.as_ptr()));
+        S::store(bx.as_mut_ptr(), r);
+        y[lo..hi].copy_from_slice(&bx[..hi - lo]);
+    }
+}
+
 /// Applies `op` to each vector of `x` into `y`, handling the tail through a padded buffer so the
-/// tail goes through the same vector code as the body.
+/// tail goes through the same vector code as the body. With `stream`, the first elements up to
+/// `y`'s vector alignment also go through the padded buffer and the aligned body is written with
+/// streaming stores (each element is still computed by the same vector code, so the result does
+/// not depend on `stream` or on alignment).
 ///
 /// # Safety
 /// As for [`Simd`] methods.
 #[inline(always)]
-pub(crate) unsafe fn map1<S: Simd, F: Map1>(x: &[f32], y: &mut [f32], op: F) {
+pub(crate) unsafe fn map1<S: Simd, F: Map1>(x: &[f32], y: &mut [f32], op: F, stream: bool) {
     debug_assert_eq!(x.len(), y.len());
     let n = x.len().min(y.len());
     let l = S::LANES;
-    let body = n - n % l;
-    let mut i = 0;
+    let head = if stream {
+        misalign::<S>(y.as_ptr()).min(n)
+    } else {
+        0
+    };
+    map1_part::<S, F>(x, y, 0, head, op);
+    let body = head + (n - head) / l * l;
+    let mut i = head;
     // Four independent vectors per step: the polynomial chains are latency-bound.
     while i + 4 * l <= body {
         let (p, q) = (x.as_ptr().add(i), y.as_mut_ptr().add(i));
@@ -187,22 +279,46 @@ pub(crate) unsafe fn map1<S: Simd, F: Map1>(x: &[f32], y: &mut [f32], op: F) {
         let r1 = op.f::<S>(S::load(p.add(l)));
         let r2 = op.f::<S>(S::load(p.add(2 * l)));
         let r3 = op.f::<S>(S::load(p.add(3 * l)));
-        S::store(q, r0);
-        S::store(q.add(l), r1);
-        S::store(q.add(2 * l), r2);
-        S::store(q.add(3 * l), r3);
+        put::<S>(q, r0, stream);
+        put::<S>(q.add(l), r1, stream);
+        put::<S>(q.add(2 * l), r2, stream);
+        put::<S>(q.add(3 * l), r3, stream);
         i += 4 * l;
     }
     while i < body {
-        S::store(y.as_mut_ptr().add(i), op.f::<S>(S::load(x.as_ptr().add(i))));
+        put::<S>(
+            y.as_mut_ptr().add(i),
+            op.f::<S>(S::load(x.as_ptr().add(i))),
+            stream,
+        );
         i += l;
     }
-    if body < n {
-        let mut bx = [0.0f32; MAX_LANES];
-        bx[..n - body].copy_from_slice(&x[body..n]);
-        let r = op.f::<S>(S::load(bx.as_ptr()));
-        S::store(bx.as_mut_ptr(), r);
-        y[body..n].copy_from_slice(&bx[..n - body]);
+    map1_part::<S, F>(x, y, body, n, op);
+    if stream {
+        S::fence();
+    }
+}
+
+/// `op` over `a[lo..hi]`, `b[lo..hi]` into `y[lo..hi]` (at most `LANES` elements) through
+/// padded buffers.
+#[inline(always)]
+unsafe fn map2_part<S: Simd, F: Map2>(
+    a: &[f32],
+    b: &[f32],
+    y: &mut [f32],
+    lo: usize,
+    hi: usize,
+    op: F,
+) {
+    if lo < hi {
+        let k = hi - lo;
+        let mut ba = [0.0f32; MAX_LANES];
+        let mut bb = [0.0f32; MAX_LANES];
+        ba[..k].copy_from_slice(&a[lo..hi]);
+        bb[..k].copy_from_slice(&b[lo..hi]);
+        let r = op.f::<S>(S::load(ba.as_ptr()), S::load(bb.as_ptr()));
+        S::store(ba.as_mut_ptr(), r);
+        y[lo..hi].copy_from_slice(&ba[..k]);
     }
 }
 
@@ -211,33 +327,39 @@ pub(crate) unsafe fn map1<S: Simd, F: Map1>(x: &[f32], y: &mut [f32], op: F) {
 /// # Safety
 /// As for [`Simd`] methods.
 #[inline(always)]
-pub(crate) unsafe fn map2<S: Simd, F: Map2>(a: &[f32], b: &[f32], y: &mut [f32], op: F) {
+pub(crate) unsafe fn map2<S: Simd, F: Map2>(
+    a: &[f32],
+    b: &[f32],
+    y: &mut [f32],
+    op: F,
+    stream: bool,
+) {
     let n = a.len().min(b.len()).min(y.len());
     let l = S::LANES;
-    let body = n - n % l;
-    let mut i = 0;
+    let head = if stream {
+        misalign::<S>(y.as_ptr()).min(n)
+    } else {
+        0
+    };
+    map2_part::<S, F>(a, b, y, 0, head, op);
+    let body = head + (n - head) / l * l;
+    let mut i = head;
     while i + 2 * l <= body {
         let (pa, pb, q) = (a.as_ptr().add(i), b.as_ptr().add(i), y.as_mut_ptr().add(i));
         let r0 = op.f::<S>(S::load(pa), S::load(pb));
         let r1 = op.f::<S>(S::load(pa.add(l)), S::load(pb.add(l)));
-        S::store(q, r0);
-        S::store(q.add(l), r1);
+        put::<S>(q, r0, stream);
+        put::<S>(q.add(l), r1, stream);
         i += 2 * l;
     }
     while i < body {
         let r = op.f::<S>(S::load(a.as_ptr().add(i)), S::load(b.as_ptr().add(i)));
-        S::store(y.as_mut_ptr().add(i), r);
+        put::<S>(y.as_mut_ptr().add(i), r, stream);
         i += l;
     }
-    if body < n {
-        let k = n - body;
-        let mut ba = [0.0f32; MAX_LANES];
-        let mut bb = [0.0f32; MAX_LANES];
-        ba[..k].copy_from_slice(&a[body..n]);
-        bb[..k].copy_from_slice(&b[body..n]);
-        let r = op.f::<S>(S::load(ba.as_ptr()), S::load(bb.as_ptr()));
-        S::store(ba.as_mut_ptr(), r);
-        y[body..n].copy_from_slice(&ba[..k]);
+    map2_part::<S, F>(a, b, y, body, n, op);
+    if stream {
+        S::fence();
     }
 }
 
@@ -256,6 +378,62 @@ macro_rules! vec_loop {
     }};
 }
 pub(crate) use vec_loop;
+
+/// Like [`vec_loop`] for a loop whose `$body` yields the vector for `$y[$j..$j+LANES]`, which
+/// the macro stores: with `$stream`, the elements before `$y`'s vector alignment are stored from
+/// the vector computed at `$j = 0` (only those lanes) and the aligned body with streaming stores.
+/// The caller issues [`Simd::fence`] after its last use. The body is expanded three times.
+macro_rules! vec_loop_out {
+    ($S:ty, $j:ident in $y:expr, $stream:expr => $body:block) => {{
+        let y: &mut [f32] = $y;
+        let stream: bool = $stream;
+        let (n, l) = (y.len(), <$S as $crate::simd::Simd>::LANES);
+        let head = if stream {
+            $crate::simd::misalign::<$S>(y.as_ptr()).min(n)
+        } else {
+            0
+        };
+        if head > 0 {
+            let $j = 0usize;
+            let v = $body;
+            $crate::simd::store_first::<$S>(y, head, v);
+        }
+        let mut $j = head;
+        while $j + l <= n {
+            let v = $body;
+            $crate::simd::put::<$S>(y.as_mut_ptr().add($j), v, stream);
+            $j += l;
+        }
+        if $j < n {
+            let v = $body;
+            $crate::simd::store_part::<$S>(y, $j, v);
+        }
+    }};
+}
+pub(crate) use vec_loop_out;
+
+/// Stores the first `k ≤ LANES` lanes of `v` to `y[..k]`.
+///
+/// # Safety
+/// As for [`Simd`] methods; `k ≤ y.len()`.
+#[inline(always)]
+pub(crate) unsafe fn store_first<S: Simd>(y: &mut [f32], k: usize, v: S::V) {
+    let mut b = [0.0f32; MAX_LANES];
+    S::store(b.as_mut_ptr(), v);
+    y[..k].copy_from_slice(&b[..k]);
+}
+
+/// Prefetches the line of `ahead[j]` if `j` is inside `ahead` (to overlap the memory reads of a
+/// later row with the computation on the current one).
+///
+/// # Safety
+/// As for [`Simd`] methods.
+#[inline(always)]
+pub(crate) unsafe fn prefetch_at<S: Simd>(ahead: &[f32], j: usize) {
+    if j < ahead.len() {
+        S::prefetch(ahead.as_ptr().add(j));
+    }
+}
 
 /// Loads `x[i..i+LANES]`, or the tail padded with `pad` when fewer remain.
 ///
@@ -288,26 +466,59 @@ pub(crate) unsafe fn store_part<S: Simd>(y: &mut [f32], i: usize, v: S::V) {
     }
 }
 
-/// Σ x in f32 with two vector accumulators (tail padded with 0).
+/// Σ x in f32 with four vector accumulators (tail padded with 0): the adds of a row overlap
+/// instead of waiting on one accumulator.
 ///
 /// # Safety
 /// As for [`Simd`] methods.
 #[inline(always)]
 pub(crate) unsafe fn sum<S: Simd>(x: &[f32]) -> f32 {
     let l = S::LANES;
-    let mut a0 = S::splat(0.0);
-    let mut a1 = S::splat(0.0);
+    let mut a = [S::splat(0.0); 4];
     let mut i = 0;
-    while i + 2 * l <= x.len() {
-        a0 = S::add(a0, S::load(x.as_ptr().add(i)));
-        a1 = S::add(a1, S::load(x.as_ptr().add(i + l)));
-        i += 2 * l;
+    while i + 4 * l <= x.len() {
+        for (k, ak) in a.iter_mut().enumerate() {
+            *ak = S::add(*ak, S::load(x.as_ptr().add(i + k * l)));
+        }
+        i += 4 * l;
     }
     while i < x.len() {
-        a0 = S::add(a0, load_or_pad::<S>(x, i, 0.0));
+        a[0] = S::add(a[0], load_or_pad::<S>(x, i, 0.0));
         i += l;
     }
-    S::reduce_sum(S::add(a0, a1))
+    S::reduce_sum(S::add(S::add(a[0], a[1]), S::add(a[2], a[3])))
+}
+
+/// `(Σ d, Σ d²)` with `d = x − c`, four vector accumulators each (tail padded with `c`, so
+/// `d = 0` there).
+///
+/// # Safety
+/// As for [`Simd`] methods.
+#[inline(always)]
+pub(crate) unsafe fn sum_dev<S: Simd>(x: &[f32], c: f32) -> (f32, f32) {
+    let l = S::LANES;
+    let cv = S::splat(c);
+    let mut a = [S::splat(0.0); 4];
+    let mut b = [S::splat(0.0); 4];
+    let mut i = 0;
+    while i + 4 * l <= x.len() {
+        for k in 0..4 {
+            let d = S::sub(S::load(x.as_ptr().add(i + k * l)), cv);
+            a[k] = S::add(a[k], d);
+            b[k] = S::fma(d, d, b[k]);
+        }
+        i += 4 * l;
+    }
+    while i < x.len() {
+        let d = S::sub(load_or_pad::<S>(x, i, c), cv);
+        a[0] = S::add(a[0], d);
+        b[0] = S::fma(d, d, b[0]);
+        i += l;
+    }
+    (
+        S::reduce_sum(S::add(S::add(a[0], a[1]), S::add(a[2], a[3]))),
+        S::reduce_sum(S::add(S::add(b[0], b[1]), S::add(b[2], b[3]))),
+    )
 }
 
 /// max x (tail padded with −∞); −∞ for an empty slice.
@@ -388,6 +599,52 @@ pub(crate) unsafe fn exp_generic<S: Simd>(x: S::V) -> S::V {
     let y = S::mul(e, S::pow2i(n));
     let y = S::select_gt(x, S::splat(EXP_HI), S::splat(f32::INFINITY), y);
     S::select_lt(x, S::splat(EXP_LO), S::splat(0.0), y)
+}
+
+/// `2ᶠ` on `|f| ≤ ½`: degree-6 fit of the relative error (Lawson, f64; coefficients rounded to
+/// f32, lowest degree first): max relative error 1.6e-8.
+const EXP2_P: [f32; 7] = [
+    1.0,
+    std::f32::consts::LN_2,
+    0.24022646,
+    0.055503286,
+    0.009618489,
+    0.0013399932,
+    0.00015345811,
+];
+
+/// `(n, 2ᶠ)` with `t = n + f`, `n = round(t)`, `|f| ≤ ½` (`f` exact), the polynomial by
+/// Estrin's scheme (chain of 4 operations after the reduction).
+#[inline(always)]
+pub(crate) unsafe fn exp2_reduced<S: Simd>(t: S::V) -> (S::V, S::V) {
+    let n = S::round(t);
+    let f = S::sub(t, n);
+    let k = |i: usize| S::splat(EXP2_P[i]);
+    let f2 = S::mul(f, f);
+    let f4 = S::mul(f2, f2);
+    let p01 = S::fma(k(1), f, k(0));
+    let p23 = S::fma(k(3), f, k(2));
+    let p45 = S::fma(k(5), f, k(4));
+    let q1 = S::fma(k(6), f2, p45);
+    let q0 = S::fma(p23, f2, p01);
+    (n, S::fma(q1, f4, q0))
+}
+
+/// Largest `t` for which the generic [`exp2`](Simd::exp2) scales by `2ⁿ` directly.
+const EXP2_HI: f32 = 126.0;
+
+/// `2ᵗ`: `t` clamped to `±126` for the reduction, `+∞` above 126, and below −126 a value at most
+/// `2⁻¹²⁶` (not the true tiny or zero result: callers only add it to 1). NaN gives an
+/// unspecified value (callers combine it with the NaN input elsewhere).
+///
+/// # Safety
+/// As for [`Simd`] methods.
+#[inline(always)]
+pub(crate) unsafe fn exp2_generic<S: Simd>(t: S::V) -> S::V {
+    let hi = S::splat(EXP2_HI);
+    let tc = S::max(S::min(t, hi), S::splat(-EXP2_HI));
+    let (n, p) = exp2_reduced::<S>(tc);
+    S::select_gt(t, hi, S::splat(f32::INFINITY), S::mul(p, S::pow2i(n)))
 }
 
 /// Where erf switches from the odd polynomial to `1 − erfc`.
@@ -474,6 +731,110 @@ pub(crate) unsafe fn phi<S: Simd>(x: S::V) -> S::V {
     S::select_gt(a, S::splat(ERF_SPLIT), big, small)
 }
 
+/// `Φ(x)` is written as a logistic `σ(x·s(x²))`, `s(x²) = logit(Φ(x))/x`, which is smooth and
+/// even; this is `−s·log₂e` as a polynomial in `w = x²` on `|x| ≤ 5.6` (weighted Lawson fit in
+/// f64 minimising the absolute error of `Φ`, times log₂e, coefficients rounded to f32; highest
+/// degree first). Max fit error in `Φ` 1.4e-8; in f32 arithmetic (with a correctly rounded
+/// exp) 5e-8.
+const PHI_NEG_S_LOG2E: [f32; 11] = [
+    6.597516e-15,
+    -9.740212e-13,
+    5.904599e-11,
+    -1.8242252e-09,
+    2.58413e-08,
+    8.6482316e-08,
+    -9.859083e-06,
+    0.000155015,
+    0.00010055298,
+    -0.10483892,
+    -2.3022087,
+];
+/// `w = x²` is clamped to `GELU_X²` for the polynomial: beyond, `σ(x·s(GELU_X²))` stays
+/// between `Φ(±GELU_X)` and `0`/`1`, and `Φ(−5.6) = 1.1e-8`.
+const PHI_W_CLAMP: f32 = 5.6 * 5.6;
+
+/// A degree-10 polynomial (coefficients highest first, as for [`horner`]) by Estrin's scheme:
+/// the same 10 fused multiply-adds plus 3 multiplies for the powers of `t`, but a dependency
+/// chain of 5 operations instead of 10, so the vectors of an unrolled loop overlap better.
+#[inline(always)]
+unsafe fn estrin10<S: Simd>(c: &[f32; 11], t: S::V) -> S::V {
+    let k = |i: usize| S::splat(c[10 - i]);
+    let t2 = S::mul(t, t);
+    let t4 = S::mul(t2, t2);
+    let t8 = S::mul(t4, t4);
+    let p01 = S::fma(k(1), t, k(0));
+    let p23 = S::fma(k(3), t, k(2));
+    let p45 = S::fma(k(5), t, k(4));
+    let p67 = S::fma(k(7), t, k(6));
+    let p89 = S::fma(k(9), t, k(8));
+    let q0 = S::fma(p23, t2, p01);
+    let q1 = S::fma(p67, t2, p45);
+    let q2 = S::fma(k(10), t2, p89);
+    S::fma(q2, t8, S::fma(q1, t4, q0))
+}
+
+/// `e^(−x·s(x²))` with `Φ(x) = 1/(1 + e^(−x·s(x²)))`: the logistic form of `Φ` used by GELU,
+/// cheaper than [`phi`] (one `2ᵗ` and 16 fused multiply-adds, no second branch). Its absolute
+/// error in `Φ` is below 1e-7 on every path: fit plus evaluation 5e-8, and the `2ᵗ`'s relative
+/// error (≤ 1.6e-8 plus 2 roundings) enters scaled by `σ(1−σ) ≤ ¼`. It is only an absolute bound: the lower tail has no relative accuracy
+/// (`Φ` for `x < −5.6` is below 1.1e-8 and returned as something between that and 0).
+/// `x = −∞` gives `+∞` (so `x·Φ = −∞/∞` is NaN, as the reference's `−∞·0`), `+∞` gives 0,
+/// NaN gives NaN.
+///
+/// # Safety
+/// As for [`Simd`] methods.
+#[inline(always)]
+pub(crate) unsafe fn phi_logistic_e<S: Simd>(x: S::V) -> S::V {
+    // NaN in w may become the clamp value; x·(…) below is NaN anyway.
+    let w = S::min(S::mul(x, x), S::splat(PHI_W_CLAMP));
+    let ns = estrin10::<S>(&PHI_NEG_S_LOG2E, w);
+    S::exp2(S::mul(x, ns))
+}
+
+/// Evaluates one of the [`gelu_tables`] piecewise polynomials: `x` clamped to `[−8, 8)`,
+/// interval `i = ⌊2x + 16⌋`, local variable `g = 2x + 16 − i` formed with one rounding (`2x` and
+/// `16 − i` are exact), then a degree-6 Horner in `g ∈ [0, 1)` with the coefficients looked up
+/// per lane. 7 operations for the reduction, 7 lookups and 6 fused multiply-adds. NaN gives an
+/// unspecified value (callers multiply by the NaN input).
+///
+/// # Safety
+/// As for [`Simd`] methods.
+#[inline(always)]
+unsafe fn pw_poly<S: Simd>(x: S::V, c: &[[f32; 32]; 7]) -> S::V {
+    // 8 − 2 ulp: 2x + 16 then stays below 32 after rounding.
+    let xc = S::max(S::splat(-8.0), S::min(S::splat(7.999_999), x));
+    let two = S::splat(2.0);
+    let i = S::floor(S::fma(xc, two, S::splat(16.0)));
+    let g = S::fma(xc, two, S::sub(S::splat(16.0), i));
+    let mut acc = S::lut32(i, &c[6]);
+    for k in (0..6).rev() {
+        acc = S::fma(acc, g, S::lut32(i, &c[k]));
+    }
+    acc
+}
+
+/// `Φ(x)` from [`gelu_tables::PHI_PW`]: absolute error ≤ 6e-8 (measured, see there), exactly 0
+/// for `x ≤ −8` (so `x·Φ(x)` is NaN at `−∞` like the reference's `−∞·0`) and 1 for `x ≥ 8`.
+/// Only fast where [`Simd::FAST_LUT32`].
+///
+/// # Safety
+/// As for [`Simd`] methods.
+#[inline(always)]
+pub(crate) unsafe fn phi_pw<S: Simd>(x: S::V) -> S::V {
+    pw_poly::<S>(x, &gelu_tables::PHI_PW)
+}
+
+/// `Φ(x) + x·φ(x)` (GELU's derivative) from [`gelu_tables::DGELU_PW`]: absolute error ≤ 1.1e-7
+/// (measured, see there), exactly 0 for `x ≤ −8` and 1 for `x ≥ 8`. Only fast where
+/// [`Simd::FAST_LUT32`].
+///
+/// # Safety
+/// As for [`Simd`] methods.
+#[inline(always)]
+pub(crate) unsafe fn dgelu_pw<S: Simd>(x: S::V) -> S::V {
+    pw_poly::<S>(x, &gelu_tables::DGELU_PW)
+}
+
 /// Applies a vector function to a slice (for tests of the vector math).
 pub(crate) struct MapFn<'a> {
     pub x: &'a [f32],
@@ -506,9 +867,9 @@ impl Kernel for MapFn<'_> {
     unsafe fn run<S: Simd>(self) {
         // One instantiation per function so the match is outside the loop.
         match self.which {
-            MathFn::Exp => map1::<S, _>(self.x, self.y, MathFn::Exp),
-            MathFn::Erf => map1::<S, _>(self.x, self.y, MathFn::Erf),
-            MathFn::Phi => map1::<S, _>(self.x, self.y, MathFn::Phi),
+            MathFn::Exp => map1::<S, _>(self.x, self.y, MathFn::Exp, false),
+            MathFn::Erf => map1::<S, _>(self.x, self.y, MathFn::Erf, false),
+            MathFn::Phi => map1::<S, _>(self.x, self.y, MathFn::Phi, false),
         }
     }
 }
