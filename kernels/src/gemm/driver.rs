@@ -12,8 +12,13 @@
 //!   the tile in registers for the whole k block; packed and in-place A give the same
 //!   arithmetic in the same order, so the choice never changes a result.
 //!
-//! Threads (rayon) split C into rectangles of whole tiles; each C element is computed by one
-//! task, accumulating k blocks in increasing order and, inside a block, p in increasing order.
+//! Threads (rayon): a large product is split into one band of C per thread, along rows or
+//! columns (whole MR or NR panels, chosen by a small cost model: a row split repeats B's
+//! packing per band, a column split re-reads A), and each band runs the whole loop nest with
+//! its own packed B, without barriers. When neither dimension has a panel per thread, the
+//! shared scheme splits each k block's row blocks over tasks instead. Each C element is computed
+//! by one task, accumulating k blocks in increasing order and, inside a block, p in increasing
+//! order.
 //! Tile boundaries sit on multiples of MR and NR whatever the split, so the result is
 //! bit-identical for any number of threads.
 
@@ -344,14 +349,124 @@ pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(
         scale_c(g, c);
         return;
     }
+    let par = par && m * n * k >= PAR_MIN_WORK && rayon::current_num_threads() > 1;
+    let cptr = CPtr(c.as_mut_ptr());
+    let c_len = c.len();
+    if par {
+        if let Some(split) = Split::choose::<K>(g, rayon::current_num_threads()) {
+            split.run::<K, TA, TB>(g, a, b, cptr, c_len);
+            return;
+        }
+    }
+    blocked::<K, TA, TB>(g, a, b, cptr, c_len, par);
+}
+
+/// A static split of C into one band per thread, along rows (whole MR panels) or columns (whole
+/// NR panels). Each thread runs the whole blocked loop nest on its band with its own packed B,
+/// so there is no barrier between k blocks and no load imbalance from a short last row block.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Split {
+    /// Split along columns (else rows).
+    pub(super) cols: bool,
+    /// Rows or columns per band (a multiple of MR or NR).
+    pub(super) per: usize,
+    /// Number of bands.
+    pub(super) parts: usize,
+}
+
+impl Split {
+    /// The split for `threads` threads, or `None` when neither dimension has a panel per thread.
+    ///
+    /// Cost model (multiply-adds of the slowest band): a row split repeats the packing of B in
+    /// every band (about 32 multiply-adds' time per packed element), a column split re-reads A
+    /// in every band (cheaper: A is read in place, about 8 per element).
+    pub(super) fn choose<K: MicroKernel>(g: &Gemm, threads: usize) -> Option<Split> {
+        let (m, n, k) = (g.m, g.n, g.k);
+        let (mp, np) = (m.div_ceil(K::MR), n.div_ceil(K::NR));
+        let band = |panels: usize, unit: usize, len: usize| {
+            if panels < threads {
+                return None;
+            }
+            let per = panels.div_ceil(threads) * unit;
+            Some((per, len.div_ceil(per)))
+        };
+        let by_rows = band(mp, K::MR, m).map(|(per, parts)| {
+            let cost = per * n * k + 32 * k * n;
+            (
+                cost,
+                Split {
+                    cols: false,
+                    per,
+                    parts,
+                },
+            )
+        });
+        let by_cols = band(np, K::NR, n).map(|(per, parts)| {
+            let cost = per * m * k + 8 * m * k;
+            (
+                cost,
+                Split {
+                    cols: true,
+                    per,
+                    parts,
+                },
+            )
+        });
+        match (by_rows, by_cols) {
+            (Some(r), Some(c)) => Some(if c.0 <= r.0 { c.1 } else { r.1 }),
+            (r, c) => r.or(c).map(|x| x.1),
+        }
+    }
+
+    /// Runs `g` band by band, one rayon task per band, each band sequential.
+    fn run<K: MicroKernel, TA: Elem, TB: Elem>(
+        self,
+        g: &Gemm,
+        a: &[TA],
+        b: &[TB],
+        cptr: CPtr,
+        c_len: usize,
+    ) {
+        let band = |t: usize| {
+            let s0 = t * self.per;
+            let mut sub = *g;
+            let (aoff, boff, coff) = if self.cols {
+                sub.n = self.per.min(g.n - s0);
+                let boff = if g.trans_b { s0 * g.ldb } else { s0 };
+                (0, boff, s0)
+            } else {
+                sub.m = self.per.min(g.m - s0);
+                let aoff = if g.trans_a { s0 } else { s0 * g.lda };
+                (aoff, 0, s0 * g.ldc)
+            };
+            // SAFETY: coff < c_len (row or column s0 < m or n lies inside C); bands write
+            // pairwise disjoint rows or columns of C.
+            let c = CPtr(unsafe { cptr.ptr().add(coff) });
+            blocked::<K, TA, TB>(&sub, &a[aoff..], &b[boff..], c, c_len - coff, false);
+        };
+        (0..self.parts)
+            .into_par_iter()
+            .with_max_len(1)
+            .for_each(band);
+    }
+}
+
+/// The blocked loop nest of [`run`] on C at `cptr` (`c_len` elements, checked by the caller),
+/// m, n, k > 0. `par`: split each k block's row blocks over rayon tasks (shared packed B).
+fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
+    g: &Gemm,
+    a: &[TA],
+    b: &[TB],
+    cptr: CPtr,
+    c_len: usize,
+    par: bool,
+) {
+    let (m, n, k) = (g.m, g.n, g.k);
     let (mr, nr, kcb, mcb) = (K::MR, K::NR, K::KC, K::MC);
     assert!(
         mr * nr <= MAX_TILE && mr <= 64 && nr <= 64 && mcb / mr * mr == mcb && NC / nr * nr == NC
     );
-    let par = par && m * n * k >= PAR_MIN_WORK && rayon::current_num_threads() > 1;
     let threads = if par { rayon::current_num_threads() } else { 1 };
-    let cptr = CPtr(c.as_mut_ptr());
-    let c_len = c.len();
     let mb = m.div_ceil(mcb);
 
     with_scratch(&B_BUF, kcb * NC.min(n.div_ceil(nr) * nr), |bpack| {

@@ -14,9 +14,10 @@
 //! On AVX-512 and AVX2, f32 A is read in place with its strides (a transposed A costs nothing);
 //! other paths and bf16 A pack A into MR-row panels. k is blocked by KC (384 on AVX-512, 256
 //! elsewhere), rows by MC (192 / 144) so A's block stays in L2 and one B panel in L1, columns by
-//! NC = 2048. rayon splits C into rectangles of whole tiles (row blocks, plus column blocks when
-//! rows are few); [`Gemm::run_batched`] splits the batch over threads instead and runs each
-//! product on one thread. [`Gemm::run_mixed`] takes bf16 operands (f32 accumulation): with both
+//! NC = 2048. rayon splits a large C into one band per thread (rows or columns of whole tiles,
+//! each band packing its own B, no barriers), or else into row blocks sharing one packed B;
+//! [`Gemm::run_batched`] splits the batch over threads instead and runs each product on one
+//! thread. [`Gemm::run_mixed`] takes bf16 operands (f32 accumulation): with both
 //! in bf16 on the AVX-512 path of a CPU with AVX512-BF16 it runs `vdpbf16ps` on bf16 pair
 //! panels, otherwise the panels are converted to f32 while packing.
 
