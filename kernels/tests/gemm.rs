@@ -401,3 +401,21 @@ fn threaded_band_splits_match_reference_and_one_thread() {
         }
     }
 }
+
+/// Every row count of a last partial tile (m = 1..=25 covers each remainder mod 12, 6 and 8),
+/// with full and partial column panels, k below, at and past a 16-wide transpose block, and
+/// padded strides: every path against the reference.
+#[test]
+fn every_edge_row_count_and_transposed_b_width() {
+    let mut seed = 500;
+    for m in 1..=25 {
+        for (n, k) in [(32, 5), (45, 16), (64, 40), (70, 33)] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let g = Gemm::new(m, n, k).transposes(ta, tb).beta(0.5);
+                let g = g.strides(g.lda + 1, g.ldb + 2, g.ldc + 1);
+                check_all_paths(&g, seed);
+                seed += 3;
+            }
+        }
+    }
+}

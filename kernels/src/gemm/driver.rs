@@ -79,6 +79,37 @@ pub(crate) trait MicroKernel {
         beta: f32,
     );
 
+    /// Packs one full panel of op(B) = Bᵀ: `dst[p·NR + jj] = b[jj·ldb + p]` for `p < kc`,
+    /// `jj < NR`. Returns `false` (and writes nothing) when the kernel has no fast packer for
+    /// this ISA, and the caller packs generically. Same values either way (a pure copy).
+    fn pack_bt_panel(_b: &[f32], _ldb: usize, _kc: usize, _dst: &mut [f32]) -> bool {
+        false
+    }
+
+    /// Whether [`MicroKernel::tile_strided_rows`] exists.
+    const EDGE_ROWS: bool = false;
+
+    /// [`MicroKernel::tile_strided`] for the first `rows` (`1 ≤ rows < MR`) rows of the tile
+    /// only: reads and writes only those rows of C, same arithmetic per element.
+    ///
+    /// # Safety
+    /// As for `tile_strided`, for `rows` rows of A and C.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_strided_rows(
+        _rows: usize,
+        _kc: usize,
+        _a: *const f32,
+        _rsa: usize,
+        _csa: usize,
+        _b: *const f32,
+        _c: *mut f32,
+        _ldc: usize,
+        _alpha: f32,
+        _beta: f32,
+    ) {
+        unreachable!("tile_strided_rows called on a kernel without EDGE_ROWS")
+    }
+
     /// Whether [`MicroKernel::tile_strided`] exists.
     const STRIDED_A: bool = false;
 
@@ -258,9 +289,10 @@ fn pack_rows_panels_n<T: Elem, const R: usize>(
     }
 }
 
-/// Packs columns `j0..j0+w` of op(B), k rows `p0..p0+kc`, into panels of `nr` columns.
+/// Packs columns `j0..j0+w` of op(B), k rows `p0..p0+kc`, into panels of `nr` columns
+/// (`nr == K::NR`).
 #[allow(clippy::too_many_arguments)]
-fn pack_b_range<T: Elem>(
+fn pack_b_range<K: MicroKernel, T: Elem>(
     g: &Gemm,
     b: &[T],
     dst: &mut [f32],
@@ -271,6 +303,37 @@ fn pack_b_range<T: Elem>(
     w: usize,
 ) {
     if g.trans_b {
+        if let Some(b32) = T::as_f32(b) {
+            // Full panels through the kernel's transposing packer, if it has one.
+            let full = w / nr;
+            let mut done = 0;
+            while done < full
+                && K::pack_bt_panel(
+                    &b32[(j0 + done * nr) * g.ldb + p0..],
+                    g.ldb,
+                    kc,
+                    &mut dst[done * kc * nr..(done + 1) * kc * nr],
+                )
+            {
+                done += 1;
+            }
+            if done > 0 {
+                if done * nr < w {
+                    pack_b_range::<K, T>(
+                        g,
+                        b,
+                        &mut dst[done * kc * nr..],
+                        nr,
+                        p0,
+                        kc,
+                        j0 + done * nr,
+                        w - done * nr,
+                    );
+                }
+                return;
+            }
+        }
+
         // op(B)[p][j] = b[j·ldb + p]: column j of op(B) is a contiguous row of b.
         for (q, panel) in dst[..w.div_ceil(nr) * kc * nr]
             .chunks_mut(kc * nr)
@@ -468,6 +531,7 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
     );
     let threads = if par { rayon::current_num_threads() } else { 1 };
     let mb = m.div_ceil(mcb);
+    let edge_rows = K::EDGE_ROWS;
 
     with_scratch(&B_BUF, kcb * NC.min(n.div_ceil(nr) * nr), |bpack| {
         for j0 in (0..n).step_by(NC) {
@@ -480,7 +544,16 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                 let ppt = if par { np.div_ceil(threads) } else { np };
                 let pack = |(t, chunk): (usize, &mut [f32])| {
                     let js = t * ppt * nr;
-                    pack_b_range(g, b, chunk, nr, p0, kc, j0 + js, (ppt * nr).min(ncols - js))
+                    pack_b_range::<K, TB>(
+                        g,
+                        b,
+                        chunk,
+                        nr,
+                        p0,
+                        kc,
+                        j0 + js,
+                        (ppt * nr).min(ncols - js),
+                    )
                 };
                 if par {
                     bblk.par_chunks_mut(ppt * kc * nr)
@@ -511,7 +584,8 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                     let jp1 = np.min(jp0 + panels_per_nb);
                     // f32 A is read in place when the kernel can (measured: never slower than
                     // packing here, and much faster when an A panel meets few B panels, as in
-                    // attention); full panels only, the last partial one is packed.
+                    // attention); a last partial panel is packed unless the kernel has
+                    // EDGE_ROWS (a kernel for fewer rows, which then also writes C directly).
                     let a_direct = match TA::as_f32(a) {
                         Some(a32) if K::STRIDED_A => Some(a32),
                         _ => None,
@@ -520,7 +594,7 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                     with_scratch(&A_BUF, mcb * kcb, |apack| {
                         if a_direct.is_none() {
                             pack_a_range(g, a, apack, mr, p0, kc, i0, mc);
-                        } else if mc % mr != 0 {
+                        } else if mc % mr != 0 && !edge_rows {
                             let last = mpanels - 1;
                             pack_a_range(
                                 g,
@@ -565,6 +639,29 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                                             )
                                         }
                                     }
+                                    Some(a32) if edge_rows => {
+                                        let a_off = i * rsa + p0 * csa;
+                                        debug_assert!(
+                                            a_off + (mr_eff - 1) * rsa + (kc - 1) * csa < a32.len()
+                                        );
+                                        // SAFETY: rows i..i+mr_eff (all < m) and columns
+                                        // p0..p0+kc of op(A) lie inside A; b and c as below, for
+                                        // mr_eff rows of C; K has EDGE_ROWS.
+                                        unsafe {
+                                            K::tile_strided_rows(
+                                                mr_eff,
+                                                kc,
+                                                a32.as_ptr().add(a_off),
+                                                rsa,
+                                                csa,
+                                                bpanel.as_ptr(),
+                                                c,
+                                                ldc,
+                                                g.alpha,
+                                                beta,
+                                            )
+                                        }
+                                    }
                                     // SAFETY: the panels hold kc·MR and kc·NR f32 (sliced above);
                                     // c as below.
                                     _ => unsafe {
@@ -579,9 +676,10 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                                         )
                                     },
                                 };
-                                if mr_eff == mr && nr_eff == nr {
-                                    debug_assert!(off + (mr - 1) * g.ldc + nr <= c_len);
-                                    // Rows i..i+MR, columns j..j+NR lie inside C (m×n at stride
+                                let rows_ok = mr_eff == mr || (a_direct.is_some() && edge_rows);
+                                if rows_ok && nr_eff == nr {
+                                    debug_assert!(off + (mr_eff - 1) * g.ldc + nr <= c_len);
+                                    // Rows i..i+mr_eff (MR, or fewer with EDGE_ROWS), columns j..j+NR lie inside C (m×n at stride
                                     // ldc, checked by Gemm::check) and belong to this task alone;
                                     // the caller picked K for an ISA the CPU supports.
                                     // SAFETY: off is inside C (see above).
@@ -645,10 +743,13 @@ pub(crate) fn run_batched<K: MicroKernel, TA: Elem, TB: Elem>(
         }
         return;
     }
+    // Runs of consecutive products per task (a few tasks per thread, so a delayed thread can
+    // still be helped), instead of one task per product.
+    let per = batch.div_ceil(4 * threads);
     c.par_chunks_mut(sc)
         .take(batch)
         .enumerate()
-        .with_max_len(1)
+        .with_min_len(per)
         .for_each(|(i, ci)| {
             run::<K, TA, TB>(g, &a[i * sa..], &b[i * sb..], ci, false);
         });
