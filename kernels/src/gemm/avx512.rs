@@ -53,6 +53,7 @@ impl MicroKernel for Avx512 {
         rsa: usize,
         csa: usize,
         b: *const f32,
+        rsb: usize,
         c: *mut f32,
         ldc: usize,
         alpha: f32,
@@ -62,7 +63,7 @@ impl MicroKernel for Avx512 {
             ($($r:literal)*) => {
                 match rows {
                     // SAFETY: forwarded contract of MicroKernel::tile_strided_rows.
-                    $($r => unsafe { strided_rows::<$r>(kc, a, rsa, csa, b, c, ldc, alpha, beta) },)*
+                    $($r => unsafe { strided_rows::<$r>(kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta) },)*
                     _ => unreachable!("tile_strided_rows: {rows} rows"),
                 }
             };
@@ -76,13 +77,14 @@ impl MicroKernel for Avx512 {
         rsa: usize,
         csa: usize,
         b: *const f32,
+        rsb: usize,
         c: *mut f32,
         ldc: usize,
         alpha: f32,
         beta: f32,
     ) {
         // SAFETY: forwarded contract of MicroKernel::tile_strided.
-        unsafe { strided(kc, a, rsa, csa, b, c, ldc, alpha, beta) }
+        unsafe { strided(kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta) }
     }
 }
 
@@ -98,7 +100,7 @@ unsafe fn packed(
     beta: f32,
 ) {
     // SAFETY: forwarded contract; a packed panel has rsa = 1, csa = MR.
-    unsafe { tile_rx32::<MR, true>(kc, a, 1, MR, b, c, ldc, alpha, beta) }
+    unsafe { tile_rx32::<MR, true>(kc, a, 1, MR, b, NR, c, ldc, alpha, beta) }
 }
 
 /// The kernel reading A in place.
@@ -110,13 +112,14 @@ unsafe fn strided(
     rsa: usize,
     csa: usize,
     b: *const f32,
+    rsb: usize,
     c: *mut f32,
     ldc: usize,
     alpha: f32,
     beta: f32,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { tile_rx32::<MR, false>(kc, a, rsa, csa, b, c, ldc, alpha, beta) }
+    unsafe { tile_rx32::<MR, false>(kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta) }
 }
 
 /// The kernel reading A in place, for the first `R < MR` rows of the tile only.
@@ -128,13 +131,14 @@ unsafe fn strided_rows<const R: usize>(
     rsa: usize,
     csa: usize,
     b: *const f32,
+    rsb: usize,
     c: *mut f32,
     ldc: usize,
     alpha: f32,
     beta: f32,
 ) {
     // SAFETY: forwarded contract, for R rows.
-    unsafe { tile_rx32::<R, false>(kc, a, rsa, csa, b, c, ldc, alpha, beta) }
+    unsafe { tile_rx32::<R, false>(kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta) }
 }
 
 #[target_feature(enable = "avx512f")]
@@ -146,6 +150,7 @@ unsafe fn tile_rx32<const R: usize, const PACKED: bool>(
     rsa: usize,
     csa: usize,
     b: *const f32,
+    rsb: usize,
     c: *mut f32,
     ldc: usize,
     alpha: f32,
@@ -187,7 +192,7 @@ unsafe fn tile_rx32<const R: usize, const PACKED: bool>(
         let mut g2 = a.wrapping_add(std::hint::black_box(6 * rsa));
         let mut g3 = a.wrapping_add(std::hint::black_box(9 * rsa));
         for _ in 0..kc {
-            // SAFETY: the caller guarantees kc·NR readable f32 at b and A element (i, p) at
+            // SAFETY: the caller guarantees NR readable f32 at b + p·rsb and A element (i, p) at
             // a + i·rsa + p·csa for i < MR, p < kc; each step reads one p and advances by one.
             unsafe {
                 let b0 = _mm512_loadu_ps(b);
@@ -217,22 +222,32 @@ unsafe fn tile_rx32<const R: usize, const PACKED: bool>(
                 g1 = g1.add(csa);
                 g2 = g2.add(csa);
                 g3 = g3.add(csa);
-                b = b.add(NR);
+                b = b.add(rsb);
             }
         }
     }
     let va = _mm512_set1_ps(alpha);
     let vb = _mm512_set1_ps(beta);
+    // A factor of 1 is skipped (1·x == x exactly), which saves the multiplies of the common
+    // alpha = 1, beta ∈ {0, 1} cases without changing any result.
     for i in 0..R {
-        // SAFETY: the caller guarantees MR rows of NR writable f32 at stride ldc.
+        // SAFETY: the caller guarantees R rows of NR writable f32 at stride ldc.
         unsafe {
             let r = c.add(i * ldc);
             if beta == 0.0 {
-                _mm512_storeu_ps(r, _mm512_mul_ps(va, lo[i]));
-                _mm512_storeu_ps(r.add(16), _mm512_mul_ps(va, hi[i]));
+                let (x0, x1) = if alpha == 1.0 {
+                    (lo[i], hi[i])
+                } else {
+                    (_mm512_mul_ps(va, lo[i]), _mm512_mul_ps(va, hi[i]))
+                };
+                _mm512_storeu_ps(r, x0);
+                _mm512_storeu_ps(r.add(16), x1);
             } else {
-                let c0 = _mm512_mul_ps(vb, _mm512_loadu_ps(r));
-                let c1 = _mm512_mul_ps(vb, _mm512_loadu_ps(r.add(16)));
+                let (mut c0, mut c1) = (_mm512_loadu_ps(r), _mm512_loadu_ps(r.add(16)));
+                if beta != 1.0 {
+                    c0 = _mm512_mul_ps(vb, c0);
+                    c1 = _mm512_mul_ps(vb, c1);
+                }
                 _mm512_storeu_ps(r, _mm512_fmadd_ps(va, lo[i], c0));
                 _mm512_storeu_ps(r.add(16), _mm512_fmadd_ps(va, hi[i], c1));
             }

@@ -102,6 +102,7 @@ pub(crate) trait MicroKernel {
         _rsa: usize,
         _csa: usize,
         _b: *const f32,
+        _rsb: usize,
         _c: *mut f32,
         _ldc: usize,
         _alpha: f32,
@@ -114,10 +115,13 @@ pub(crate) trait MicroKernel {
     const STRIDED_A: bool = false;
 
     /// [`MicroKernel::tile`] reading A unpacked: element (i, p) of the A panel at
-    /// `a[i·rsa + p·csa]`. Same arithmetic, in the same order, as `tile` on the packed panel.
+    /// `a[i·rsa + p·csa]`, and row p of the B panel at `b[p·rsb..][..NR]` (`rsb = NR` for a
+    /// packed panel, B's row stride when read in place). Same arithmetic, in the same order, as
+    /// `tile` on packed panels.
     ///
     /// # Safety
-    /// As for `tile`, with `a` readable at every `i·rsa + p·csa`, `i < MR`, `p < kc`.
+    /// As for `tile`, with `a` readable at every `i·rsa + p·csa`, `i < MR`, `p < kc`, and `b`
+    /// for NR f32 at every `p·rsb`.
     #[allow(clippy::too_many_arguments)]
     unsafe fn tile_strided(
         _kc: usize,
@@ -125,6 +129,7 @@ pub(crate) trait MicroKernel {
         _rsa: usize,
         _csa: usize,
         _b: *const f32,
+        _rsb: usize,
         _c: *mut f32,
         _ldc: usize,
         _alpha: f32,
@@ -532,6 +537,15 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
     let threads = if par { rayon::current_num_threads() } else { 1 };
     let mb = m.div_ceil(mcb);
     let edge_rows = K::EDGE_ROWS;
+    // A single row block (batched attention products) meets each B panel once per k block, so
+    // packing B does not pay: an untransposed f32 B is read in place (full panels; a last
+    // partial one is packed), with A read in place and the edge-row kernels.
+    let b_direct = match (TA::as_f32(a), TB::as_f32(b)) {
+        (Some(_), Some(b32)) if K::STRIDED_A && edge_rows && !g.trans_b && m <= mcb && !par => {
+            Some(b32)
+        }
+        _ => None,
+    };
 
     with_scratch(&B_BUF, kcb * NC.min(n.div_ceil(nr) * nr), |bpack| {
         for j0 in (0..n).step_by(NC) {
@@ -555,7 +569,21 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                         (ppt * nr).min(ncols - js),
                     )
                 };
-                if par {
+                if b_direct.is_some() {
+                    if ncols % nr != 0 {
+                        let js = (np - 1) * nr;
+                        pack_b_range::<K, TB>(
+                            g,
+                            b,
+                            &mut bblk[js * kc..],
+                            nr,
+                            p0,
+                            kc,
+                            j0 + js,
+                            ncols - js,
+                        );
+                    }
+                } else if par {
                     bblk.par_chunks_mut(ppt * kc * nr)
                         .enumerate()
                         .for_each(pack);
@@ -611,6 +639,13 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                             let bpanel = &bblk[jp * kc * nr..][..kc * nr];
                             let j = j0 + jp * nr;
                             let nr_eff = nr.min(n - j);
+                            // Row p of this B panel at bp + p·rsb.
+                            let (bp, rsb) = match b_direct {
+                                Some(b32) if nr_eff == nr => {
+                                    (b32[p0 * g.ldb + j..].as_ptr(), g.ldb)
+                                }
+                                _ => (bpanel.as_ptr(), nr),
+                            };
                             for ip in 0..mpanels {
                                 let apanel = &apack[ip * kc * mr..][..kc * mr];
                                 let i = i0 + ip * mr;
@@ -624,14 +659,17 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                                         );
                                         // SAFETY: rows i..i+MR (all < m) and columns p0..p0+kc
                                         // (≤ k) of op(A) lie inside A (checked by Gemm::check);
-                                        // b and c as below; K has STRIDED_A.
+                                        // bp holds NR f32 at p·rsb for p < kc (a packed panel,
+                                        // or rows p0..p0+kc, columns j..j+NR ≤ n of B read in
+                                        // place); c as below; K has STRIDED_A.
                                         unsafe {
                                             K::tile_strided(
                                                 kc,
                                                 a32.as_ptr().add(a_off),
                                                 rsa,
                                                 csa,
-                                                bpanel.as_ptr(),
+                                                bp,
+                                                rsb,
                                                 c,
                                                 ldc,
                                                 g.alpha,
@@ -645,8 +683,8 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                                             a_off + (mr_eff - 1) * rsa + (kc - 1) * csa < a32.len()
                                         );
                                         // SAFETY: rows i..i+mr_eff (all < m) and columns
-                                        // p0..p0+kc of op(A) lie inside A; b and c as below, for
-                                        // mr_eff rows of C; K has EDGE_ROWS.
+                                        // p0..p0+kc of op(A) lie inside A; bp as above, c as
+                                        // below, for mr_eff rows of C; K has EDGE_ROWS.
                                         unsafe {
                                             K::tile_strided_rows(
                                                 mr_eff,
@@ -654,7 +692,8 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                                                 a32.as_ptr().add(a_off),
                                                 rsa,
                                                 csa,
-                                                bpanel.as_ptr(),
+                                                bp,
+                                                rsb,
                                                 c,
                                                 ldc,
                                                 g.alpha,
@@ -662,8 +701,9 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                                             )
                                         }
                                     }
-                                    // SAFETY: the panels hold kc·MR and kc·NR f32 (sliced above);
-                                    // c as below.
+                                    // SAFETY: the panels hold kc·MR and kc·NR f32 (sliced above;
+                                    // A is packed here, so B is too: b_direct needs A in place
+                                    // and edge rows); c as below.
                                     _ => unsafe {
                                         K::tile(
                                             kc,
