@@ -8,9 +8,10 @@
 //! subnormal inputs and results to zero, which f32 FMAs would not do.
 //!
 //! Blocking and threading follow `driver::run` (k blocks in increasing order, C split into
-//! whole tiles), so results are bit-identical for any thread count.
+//! whole tiles: one band per thread when each dimension allows, as there), so results are
+//! bit-identical for any thread count.
 
-use super::driver::{CPtr, MAX_TILE, PAR_MIN_WORK};
+use super::driver::{CPtr, Split, MAX_TILE, PAR_MIN_WORK};
 use super::Gemm;
 use half::bf16;
 use rayon::prelude::*;
@@ -150,6 +151,24 @@ pub(crate) fn run(g: &Gemm, a: &[bf16], b: &[bf16], c: &mut [f32]) {
         return;
     }
     let par = m * n * k >= PAR_MIN_WORK && rayon::current_num_threads() > 1;
+    let cptr = CPtr(c.as_mut_ptr());
+    let c_len = c.len();
+    if par {
+        // One band of C per thread, each sequential with its own packed B (see driver::Split).
+        if let Some(split) = Split::choose_tiles(g, rayon::current_num_threads(), MR, NR) {
+            split.for_each_band(g, a, b, cptr, c_len, |sub, a, b, c, _| {
+                blocked(sub, a, b, c, false)
+            });
+            return;
+        }
+    }
+    blocked(g, a, b, cptr, par);
+}
+
+/// The blocked loop nest of [`run`] on C at `cptr` (lengths checked by the caller), m, n, k > 0.
+/// `par`: split each k block's row blocks over rayon tasks (shared packed B).
+fn blocked(g: &Gemm, a: &[bf16], b: &[bf16], cptr: CPtr, par: bool) {
+    let (m, n, k) = (g.m, g.n, g.k);
     let pairs = k.div_ceil(2);
     let np = n.div_ceil(NR);
     let mb = m.div_ceil(MC);
@@ -162,7 +181,6 @@ pub(crate) fn run(g: &Gemm, a: &[bf16], b: &[bf16], c: &mut [f32]) {
     };
     let ppn = np.div_ceil(nb);
     let nb = np.div_ceil(ppn);
-    let cptr = CPtr(c.as_mut_ptr());
     let mut bpack = vec![0u16; np * KP.min(pairs) * NR * 2];
 
     for (q, pp0) in (0..pairs).step_by(KP).enumerate() {

@@ -449,8 +449,13 @@ impl Split {
     /// every band (about 32 multiply-adds' time per packed element), a column split re-reads A
     /// in every band (cheaper: A is read in place, about 8 per element).
     pub(super) fn choose<K: MicroKernel>(g: &Gemm, threads: usize) -> Option<Split> {
+        Split::choose_tiles(g, threads, K::MR, K::NR)
+    }
+
+    /// [`Split::choose`] for an MR×NR tile given at run time.
+    pub(super) fn choose_tiles(g: &Gemm, threads: usize, mr: usize, nr: usize) -> Option<Split> {
         let (m, n, k) = (g.m, g.n, g.k);
-        let (mp, np) = (m.div_ceil(K::MR), n.div_ceil(K::NR));
+        let (mp, np) = (m.div_ceil(mr), n.div_ceil(nr));
         let band = |panels: usize, unit: usize, len: usize| {
             if panels < threads {
                 return None;
@@ -458,7 +463,7 @@ impl Split {
             let per = panels.div_ceil(threads) * unit;
             Some((per, len.div_ceil(per)))
         };
-        let by_rows = band(mp, K::MR, m).map(|(per, parts)| {
+        let by_rows = band(mp, mr, m).map(|(per, parts)| {
             let cost = per * n * k + 32 * k * n;
             (
                 cost,
@@ -469,7 +474,7 @@ impl Split {
                 },
             )
         });
-        let by_cols = band(np, K::NR, n).map(|(per, parts)| {
+        let by_cols = band(np, nr, n).map(|(per, parts)| {
             let cost = per * m * k + 8 * m * k;
             (
                 cost,
@@ -495,6 +500,21 @@ impl Split {
         cptr: CPtr,
         c_len: usize,
     ) {
+        self.for_each_band(g, a, b, cptr, c_len, |sub, a, b, c, c_len| {
+            blocked::<K, TA, TB>(sub, a, b, c, c_len, false)
+        });
+    }
+
+    /// Calls `f(sub-problem, A, B, C, C length)` for each band, one rayon task per band.
+    pub(super) fn for_each_band<TA: Sync, TB: Sync>(
+        self,
+        g: &Gemm,
+        a: &[TA],
+        b: &[TB],
+        cptr: CPtr,
+        c_len: usize,
+        f: impl Fn(&Gemm, &[TA], &[TB], CPtr, usize) + Sync,
+    ) {
         let band = |t: usize| {
             let s0 = t * self.per;
             let mut sub = *g;
@@ -510,7 +530,7 @@ impl Split {
             // SAFETY: coff < c_len (row or column s0 < m or n lies inside C); bands write
             // pairwise disjoint rows or columns of C.
             let c = CPtr(unsafe { cptr.ptr().add(coff) });
-            blocked::<K, TA, TB>(&sub, &a[aoff..], &b[boff..], c, c_len - coff, false);
+            f(&sub, &a[aoff..], &b[boff..], c, c_len - coff);
         };
         (0..self.parts)
             .into_par_iter()
