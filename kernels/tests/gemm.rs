@@ -376,6 +376,7 @@ fn threaded_band_splits_match_reference_and_one_thread() {
         (257, 129, 129),
         (129, 257, 127),
         (33, 4097, 17),
+        (40, 70, 1030),
     ] {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             let g = Gemm::new(m, n, k).transposes(ta, tb).alpha(1.25).beta(0.5);

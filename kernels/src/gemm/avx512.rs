@@ -12,7 +12,7 @@ const NR: usize = 32;
 impl MicroKernel for Avx512 {
     const MR: usize = MR;
     const NR: usize = NR;
-    const KC: usize = 384;
+    const KC: usize = 512;
     const MC: usize = 16 * MR;
 
     unsafe fn tile(
