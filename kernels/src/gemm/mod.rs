@@ -16,9 +16,8 @@
 //! last partial row panel (A in place, C written directly), reads an untransposed f32 B in
 //! place when C is a single row block (batched attention products), and packs Bᵀ panels with
 //! 16×16 register transposes; the `vdpbf16ps` kernel reads an untransposed bf16 A in place as
-//! 32-bit k pairs. k is blocked by KC (512 on AVX-512, 256
-//! elsewhere), rows by MC (192 / 144) so A's block stays in L2 and one B panel in L1, columns by
-//! NC = 2048. rayon splits a large C into one band per thread (rows or columns of whole tiles,
+//! 32-bit k pairs. k is blocked by KC (512 on AVX-512, 256 elsewhere), rows by MC (192 / 144)
+//! so A's block stays in L2 while one B panel is reused across it, columns by NC = 2048. rayon splits a large C into one band per thread (rows or columns of whole tiles,
 //! each band packing its own B, no barriers), or else into row blocks sharing one packed B;
 //! [`Gemm::run_batched`] splits the batch over threads instead and runs each product on one
 //! thread. [`Gemm::run_mixed`] takes bf16 operands (f32 accumulation): with both
