@@ -320,9 +320,16 @@ fn short_bf16_a_is_rejected() {
 fn bf16_both_operands_large_and_thread_invariant() {
     // Crosses k blocks (k > 384 pairs·2), odd k, edge tiles; on AVX-512 CPUs with AVX512-BF16
     // this runs the vdpbf16ps path. Same tolerance as every other path (products of bf16 are
-    // exact in f32, so only the k additions round).
-    for (m, n, k, ta, tb) in [(203, 77, 801, false, true), (64, 300, 385, true, false)] {
+    // exact in f32, so only the k additions round). lda is padded by one, so rows of A start at
+    // odd bf16 offsets (A read in place as 32-bit pairs must not assume alignment); even k
+    // reads every k block of A in place.
+    for (m, n, k, ta, tb) in [
+        (203, 77, 801, false, true),
+        (64, 300, 385, true, false),
+        (61, 45, 770, false, false),
+    ] {
         let g = Gemm::new(m, n, k).transposes(ta, tb).alpha(0.5).beta(2.0);
+        let g = g.strides(g.lda + 1, g.ldb, g.ldc);
         let (la, lb, lc) = g.min_lens();
         let a16: Vec<bf16> = rand_vec(la, 31)
             .iter()
@@ -351,6 +358,72 @@ fn bf16_both_operands_large_and_thread_invariant() {
                 c1.iter().zip(&c2).all(|(x, y)| x.to_bits() == y.to_bits()),
                 "{isa}: bf16 {g:?} differs between 1 and 2 threads"
             );
+        }
+    }
+}
+
+/// Products large enough to run threaded, shaped so the driver splits C into row bands (n below
+/// one panel per thread), column bands (m below one panel per thread) or either, at awkward
+/// sizes and with padded strides: every path against the reference on 2 and 3 threads (3 makes
+/// bands uneven), and bit-identical to 1 thread.
+#[test]
+fn threaded_band_splits_match_reference_and_one_thread() {
+    for (m, n, k) in [
+        (1025, 7, 300),
+        (2049, 17, 129),
+        (7, 1025, 300),
+        (3, 2049, 385),
+        (257, 129, 129),
+        (129, 257, 127),
+        (33, 4097, 17),
+        (40, 70, 1030),
+    ] {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let g = Gemm::new(m, n, k).transposes(ta, tb).alpha(1.25).beta(0.5);
+            let g = g.strides(g.lda + 3, g.ldb + 1, g.ldc + 2);
+            let (la, lb, lc) = g.min_lens();
+            let seed = (m * 7 + n * 3 + k) as u64;
+            let a = rand_vec(la, seed);
+            let b = rand_vec(lb, seed + 1);
+            let c0 = rand_vec(lc, seed + 2);
+            let mut want = c0.clone();
+            reference::gemm(&g, &a, &b, &mut want);
+            for isa in supported() {
+                let run = |threads| {
+                    in_pool(threads, || {
+                        let mut c = c0.clone();
+                        g.run_with(isa, &a, &b, &mut c);
+                        c
+                    })
+                };
+                let c1 = run(1);
+                for threads in [2, 3] {
+                    let ct = run(threads);
+                    assert_close(&g, &a, &b, &c0, &ct, &want, isa.name());
+                    assert!(
+                        c1.iter().zip(&ct).all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "{isa}: {g:?} differs between 1 and {threads} threads"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Every row count of a last partial tile (m = 1..=25 covers each remainder mod 12, 6 and 8),
+/// with full and partial column panels, k below, at and past a 16-wide transpose block, and
+/// padded strides: every path against the reference.
+#[test]
+fn every_edge_row_count_and_transposed_b_width() {
+    let mut seed = 500;
+    for m in 1..=25 {
+        for (n, k) in [(32, 5), (45, 16), (64, 40), (70, 33)] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let g = Gemm::new(m, n, k).transposes(ta, tb).beta(0.5);
+                let g = g.strides(g.lda + 1, g.ldb + 2, g.ldc + 1);
+                check_all_paths(&g, seed);
+                seed += 3;
+            }
         }
     }
 }

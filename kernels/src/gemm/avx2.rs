@@ -36,13 +36,14 @@ impl MicroKernel for Avx2 {
         rsa: usize,
         csa: usize,
         b: *const f32,
+        rsb: usize,
         c: *mut f32,
         ldc: usize,
         alpha: f32,
         beta: f32,
     ) {
         // SAFETY: forwarded contract of MicroKernel::tile_strided.
-        unsafe { strided(kc, a, rsa, csa, b, c, ldc, alpha, beta) }
+        unsafe { strided(kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta) }
     }
 }
 
@@ -58,7 +59,7 @@ unsafe fn packed(
     beta: f32,
 ) {
     // SAFETY: forwarded contract; a packed panel has rsa = 1, csa = MR.
-    unsafe { tile_6x16::<true>(kc, a, 1, MR, b, c, ldc, alpha, beta) }
+    unsafe { tile_6x16::<true>(kc, a, 1, MR, b, NR, c, ldc, alpha, beta) }
 }
 
 /// The kernel reading A in place.
@@ -70,13 +71,14 @@ unsafe fn strided(
     rsa: usize,
     csa: usize,
     b: *const f32,
+    rsb: usize,
     c: *mut f32,
     ldc: usize,
     alpha: f32,
     beta: f32,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { tile_6x16::<false>(kc, a, rsa, csa, b, c, ldc, alpha, beta) }
+    unsafe { tile_6x16::<false>(kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta) }
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -88,6 +90,7 @@ unsafe fn tile_6x16<const PACKED: bool>(
     rsa: usize,
     csa: usize,
     b: *const f32,
+    rsb: usize,
     c: *mut f32,
     ldc: usize,
     alpha: f32,
@@ -120,7 +123,7 @@ unsafe fn tile_6x16<const PACKED: bool>(
         let mut g0 = a;
         let mut g1 = a.wrapping_add(std::hint::black_box(3 * rsa));
         for _ in 0..kc {
-            // SAFETY: the caller guarantees kc·NR readable f32 at b and A element (i, p) at
+            // SAFETY: the caller guarantees NR readable f32 at b + p·rsb and A element (i, p) at
             // a + i·rsa + p·csa for i < MR, p < kc; each step reads one p and advances by one.
             unsafe {
                 let b0 = _mm256_loadu_ps(b);
@@ -140,7 +143,7 @@ unsafe fn tile_6x16<const PACKED: bool>(
                 row!(5, g1.add(2 * rsa));
                 g0 = g0.add(csa);
                 g1 = g1.add(csa);
-                b = b.add(NR);
+                b = b.add(rsb);
             }
         }
     }

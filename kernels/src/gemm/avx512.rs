@@ -12,7 +12,7 @@ const NR: usize = 32;
 impl MicroKernel for Avx512 {
     const MR: usize = MR;
     const NR: usize = NR;
-    const KC: usize = 384;
+    const KC: usize = 512;
     const MC: usize = 16 * MR;
 
     unsafe fn tile(
@@ -28,7 +28,48 @@ impl MicroKernel for Avx512 {
         unsafe { packed(kc, a, b, c, ldc, alpha, beta) }
     }
 
+    fn pack_bt_panel(b: &[f32], ldb: usize, kc: usize, dst: &mut [f32]) -> bool {
+        if kc == 0 || !std::arch::is_x86_feature_detected!("avx512f") {
+            return false;
+        }
+        assert!(
+            ldb >= kc && b.len() >= (NR - 1) * ldb + kc && dst.len() >= kc * NR,
+            "pack_bt_panel: b {} (ldb {ldb}) or dst {} too short for kc {kc}",
+            b.len(),
+            dst.len()
+        );
+        // SAFETY: AVX-512F was just detected; the lengths were just checked.
+        unsafe { pack_bt(b.as_ptr(), ldb, kc, dst.as_mut_ptr()) };
+        true
+    }
+
     const STRIDED_A: bool = true;
+    const EDGE_ROWS: bool = true;
+
+    unsafe fn tile_strided_rows(
+        rows: usize,
+        kc: usize,
+        a: *const f32,
+        rsa: usize,
+        csa: usize,
+        b: *const f32,
+        rsb: usize,
+        c: *mut f32,
+        ldc: usize,
+        alpha: f32,
+        beta: f32,
+    ) {
+        macro_rules! go {
+            ($($r:literal)*) => {
+                match rows {
+                    // SAFETY: forwarded contract of MicroKernel::tile_strided_rows.
+                    $($r => unsafe { strided_rows::<$r>(kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta) },)*
+                    _ => unreachable!("tile_strided_rows: {rows} rows"),
+                }
+            };
+        }
+        go!(1 2 3 4 5 6 7 8 9 10 11)
+    }
 
     unsafe fn tile_strided(
         kc: usize,
@@ -36,13 +77,14 @@ impl MicroKernel for Avx512 {
         rsa: usize,
         csa: usize,
         b: *const f32,
+        rsb: usize,
         c: *mut f32,
         ldc: usize,
         alpha: f32,
         beta: f32,
     ) {
         // SAFETY: forwarded contract of MicroKernel::tile_strided.
-        unsafe { strided(kc, a, rsa, csa, b, c, ldc, alpha, beta) }
+        unsafe { strided(kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta) }
     }
 }
 
@@ -58,7 +100,7 @@ unsafe fn packed(
     beta: f32,
 ) {
     // SAFETY: forwarded contract; a packed panel has rsa = 1, csa = MR.
-    unsafe { tile_12x32::<true>(kc, a, 1, MR, b, c, ldc, alpha, beta) }
+    unsafe { tile_rx32::<MR, true>(kc, a, 1, MR, b, NR, c, ldc, alpha, beta) }
 }
 
 /// The kernel reading A in place.
@@ -70,24 +112,45 @@ unsafe fn strided(
     rsa: usize,
     csa: usize,
     b: *const f32,
+    rsb: usize,
     c: *mut f32,
     ldc: usize,
     alpha: f32,
     beta: f32,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { tile_12x32::<false>(kc, a, rsa, csa, b, c, ldc, alpha, beta) }
+    unsafe { tile_rx32::<MR, false>(kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta) }
 }
 
+/// The kernel reading A in place, for the first `R < MR` rows of the tile only.
 #[target_feature(enable = "avx512f")]
-#[inline]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_12x32<const PACKED: bool>(
+unsafe fn strided_rows<const R: usize>(
     kc: usize,
     a: *const f32,
     rsa: usize,
     csa: usize,
     b: *const f32,
+    rsb: usize,
+    c: *mut f32,
+    ldc: usize,
+    alpha: f32,
+    beta: f32,
+) {
+    // SAFETY: forwarded contract, for R rows.
+    unsafe { tile_rx32::<R, false>(kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta) }
+}
+
+#[target_feature(enable = "avx512f")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_rx32<const R: usize, const PACKED: bool>(
+    kc: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    rsb: usize,
     c: *mut f32,
     ldc: usize,
     alpha: f32,
@@ -95,7 +158,7 @@ unsafe fn tile_12x32<const PACKED: bool>(
 ) {
     let mut lo = [_mm512_setzero_ps(); MR];
     let mut hi = [_mm512_setzero_ps(); MR];
-    for i in 0..MR {
+    for i in 0..R {
         // Warm the C tile while the k loop runs (prefetches never fault).
         let r = c.wrapping_add(i * ldc) as *const i8;
         _mm_prefetch::<_MM_HINT_T0>(r);
@@ -111,7 +174,7 @@ unsafe fn tile_12x32<const PACKED: bool>(
             unsafe {
                 let b0 = _mm512_loadu_ps(b);
                 let b1 = _mm512_loadu_ps(b.add(16));
-                for i in 0..MR {
+                for i in 0..R {
                     let av = _mm512_set1_ps(*a.add(i));
                     lo[i] = _mm512_fmadd_ps(av, b0, lo[i]);
                     hi[i] = _mm512_fmadd_ps(av, b1, hi[i]);
@@ -129,16 +192,18 @@ unsafe fn tile_12x32<const PACKED: bool>(
         let mut g2 = a.wrapping_add(std::hint::black_box(6 * rsa));
         let mut g3 = a.wrapping_add(std::hint::black_box(9 * rsa));
         for _ in 0..kc {
-            // SAFETY: the caller guarantees kc·NR readable f32 at b and A element (i, p) at
+            // SAFETY: the caller guarantees NR readable f32 at b + p·rsb and A element (i, p) at
             // a + i·rsa + p·csa for i < MR, p < kc; each step reads one p and advances by one.
             unsafe {
                 let b0 = _mm512_loadu_ps(b);
                 let b1 = _mm512_loadu_ps(b.add(16));
                 macro_rules! row {
                     ($i:expr, $ptr:expr) => {
-                        let av = _mm512_set1_ps(*$ptr);
-                        lo[$i] = _mm512_fmadd_ps(av, b0, lo[$i]);
-                        hi[$i] = _mm512_fmadd_ps(av, b1, hi[$i]);
+                        if $i < R {
+                            let av = _mm512_set1_ps(*$ptr);
+                            lo[$i] = _mm512_fmadd_ps(av, b0, lo[$i]);
+                            hi[$i] = _mm512_fmadd_ps(av, b1, hi[$i]);
+                        }
                     };
                 }
                 row!(0, g0);
@@ -157,25 +222,96 @@ unsafe fn tile_12x32<const PACKED: bool>(
                 g1 = g1.add(csa);
                 g2 = g2.add(csa);
                 g3 = g3.add(csa);
-                b = b.add(NR);
+                b = b.add(rsb);
             }
         }
     }
     let va = _mm512_set1_ps(alpha);
     let vb = _mm512_set1_ps(beta);
-    for i in 0..MR {
-        // SAFETY: the caller guarantees MR rows of NR writable f32 at stride ldc.
+    // A factor of 1 is skipped (1·x == x exactly), which saves the multiplies of the common
+    // alpha = 1, beta ∈ {0, 1} cases without changing any result.
+    for i in 0..R {
+        // SAFETY: the caller guarantees R rows of NR writable f32 at stride ldc.
         unsafe {
             let r = c.add(i * ldc);
             if beta == 0.0 {
-                _mm512_storeu_ps(r, _mm512_mul_ps(va, lo[i]));
-                _mm512_storeu_ps(r.add(16), _mm512_mul_ps(va, hi[i]));
+                let (x0, x1) = if alpha == 1.0 {
+                    (lo[i], hi[i])
+                } else {
+                    (_mm512_mul_ps(va, lo[i]), _mm512_mul_ps(va, hi[i]))
+                };
+                _mm512_storeu_ps(r, x0);
+                _mm512_storeu_ps(r.add(16), x1);
             } else {
-                let c0 = _mm512_mul_ps(vb, _mm512_loadu_ps(r));
-                let c1 = _mm512_mul_ps(vb, _mm512_loadu_ps(r.add(16)));
+                let (mut c0, mut c1) = (_mm512_loadu_ps(r), _mm512_loadu_ps(r.add(16)));
+                if beta != 1.0 {
+                    c0 = _mm512_mul_ps(vb, c0);
+                    c1 = _mm512_mul_ps(vb, c1);
+                }
                 _mm512_storeu_ps(r, _mm512_fmadd_ps(va, lo[i], c0));
                 _mm512_storeu_ps(r.add(16), _mm512_fmadd_ps(va, hi[i], c1));
             }
         }
     }
+}
+
+/// `dst[p·NR + jj] = b[jj·ldb + p]` for `p < kc`, `jj < NR`: 16×16 blocks are loaded as 16 rows
+/// of 16 k values (masked for the last partial block) and transposed in registers (unpack,
+/// then 64- and 128-bit lane shuffles).
+///
+/// # Safety
+/// AVX-512F; `b` readable at `jj·ldb + p` and `dst` writable for `kc·NR` f32.
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_bt(b: *const f32, ldb: usize, kc: usize, dst: *mut f32) {
+    for half in 0..NR / 16 {
+        let src = b.wrapping_add(half * 16 * ldb);
+        let mut p = 0;
+        while p < kc {
+            let len = 16.min(kc - p);
+            let mask: __mmask16 = if len == 16 { 0xffff } else { (1u16 << len) - 1 };
+            // SAFETY: row jj < NR of the panel holds kc readable f32 from p = 0 (caller); the
+            // mask stops at kc.
+            let r: [__m512; 16] = std::array::from_fn(|jj| unsafe {
+                _mm512_maskz_loadu_ps(mask, src.add(jj * ldb + p))
+            });
+            let out = transpose16(r);
+            for (c, v) in out.iter().enumerate().take(len) {
+                // SAFETY: (p + c)·NR + half·16 + 16 ≤ kc·NR.
+                unsafe { _mm512_storeu_ps(dst.add((p + c) * NR + half * 16), *v) };
+            }
+            p += 16;
+        }
+    }
+}
+
+/// Transposes a 16×16 block: `out[c]` lane `r` = `r[r]` lane `c`.
+#[target_feature(enable = "avx512f")]
+fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+    // Pairs of rows interleaved: lane group L of t[2i] = (r2i[4L], r2i+1[4L], r2i[4L+1], ..).
+    let mut t = [_mm512_setzero_ps(); 16];
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // u[4i + q], 128-bit lane L = column 4L + q of rows 4i..4i+4.
+    let mut u = [_mm512_setzero_ps(); 16];
+    for i in 0..4 {
+        u[4 * i] = _mm512_shuffle_ps::<0x44>(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 1] = _mm512_shuffle_ps::<0xEE>(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 2] = _mm512_shuffle_ps::<0x44>(t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm512_shuffle_ps::<0xEE>(t[4 * i + 1], t[4 * i + 3]);
+    }
+    // Gather lane L of u[q], u[4 + q], u[8 + q], u[12 + q] into out[4L + q].
+    let mut out = [_mm512_setzero_ps(); 16];
+    for q in 0..4 {
+        let lo01 = _mm512_shuffle_f32x4::<0x44>(u[q], u[4 + q]);
+        let hi01 = _mm512_shuffle_f32x4::<0xEE>(u[q], u[4 + q]);
+        let lo23 = _mm512_shuffle_f32x4::<0x44>(u[8 + q], u[12 + q]);
+        let hi23 = _mm512_shuffle_f32x4::<0xEE>(u[8 + q], u[12 + q]);
+        out[q] = _mm512_shuffle_f32x4::<0x88>(lo01, lo23);
+        out[4 + q] = _mm512_shuffle_f32x4::<0xDD>(lo01, lo23);
+        out[8 + q] = _mm512_shuffle_f32x4::<0x88>(hi01, hi23);
+        out[12 + q] = _mm512_shuffle_f32x4::<0xDD>(hi01, hi23);
+    }
+    out
 }

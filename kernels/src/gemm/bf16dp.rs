@@ -8,9 +8,10 @@
 //! subnormal inputs and results to zero, which f32 FMAs would not do.
 //!
 //! Blocking and threading follow `driver::run` (k blocks in increasing order, C split into
-//! whole tiles), so results are bit-identical for any thread count.
+//! whole tiles: one band per thread when each dimension allows, as there), so results are
+//! bit-identical for any thread count.
 
-use super::driver::{CPtr, MAX_TILE, PAR_MIN_WORK};
+use super::driver::{CPtr, Split, MAX_TILE, PAR_MIN_WORK};
 use super::Gemm;
 use half::bf16;
 use rayon::prelude::*;
@@ -150,6 +151,24 @@ pub(crate) fn run(g: &Gemm, a: &[bf16], b: &[bf16], c: &mut [f32]) {
         return;
     }
     let par = m * n * k >= PAR_MIN_WORK && rayon::current_num_threads() > 1;
+    let cptr = CPtr(c.as_mut_ptr());
+    let c_len = c.len();
+    if par {
+        // One band of C per thread, each sequential with its own packed B (see driver::Split).
+        if let Some(split) = Split::choose_tiles(g, rayon::current_num_threads(), MR, NR) {
+            split.for_each_band(g, a, b, cptr, c_len, |sub, a, b, c, _| {
+                blocked(sub, a, b, c, false)
+            });
+            return;
+        }
+    }
+    blocked(g, a, b, cptr, par);
+}
+
+/// The blocked loop nest of [`run`] on C at `cptr` (lengths checked by the caller), m, n, k > 0.
+/// `par`: split each k block's row blocks over rayon tasks (shared packed B).
+fn blocked(g: &Gemm, a: &[bf16], b: &[bf16], cptr: CPtr, par: bool) {
+    let (m, n, k) = (g.m, g.n, g.k);
     let pairs = k.div_ceil(2);
     let np = n.div_ceil(NR);
     let mb = m.div_ceil(MC);
@@ -162,7 +181,6 @@ pub(crate) fn run(g: &Gemm, a: &[bf16], b: &[bf16], c: &mut [f32]) {
     };
     let ppn = np.div_ceil(nb);
     let nb = np.div_ceil(ppn);
-    let cptr = CPtr(c.as_mut_ptr());
     let mut bpack = vec![0u16; np * KP.min(pairs) * NR * 2];
 
     for (q, pp0) in (0..pairs).step_by(KP).enumerate() {
@@ -180,20 +198,46 @@ pub(crate) fn run(g: &Gemm, a: &[bf16], b: &[bf16], c: &mut [f32]) {
             let (ib, jb) = (t / nb, t % nb);
             let i0 = ib * MC;
             let mpanels = MC.min(m - i0).div_ceil(MR);
-            let mut apack = vec![0u32; mpanels * kp * MR];
-            for (ip, panel) in apack.chunks_mut(kp * MR).enumerate() {
-                pack_a(g, a, panel, pp0, kp, i0 + ip * MR);
+            // A (not transposed) already holds each k pair as one 32-bit lane of its row: full
+            // panels read it in place when the block has no half pair; others are packed.
+            let a_direct = !g.trans_a && 2 * (pp0 + kp) <= k;
+            // Panels from `packed_from` on are packed (all, or only a last partial one).
+            let packed_from = if a_direct { (MC.min(m - i0)) / MR } else { 0 };
+            let mut apack = vec![0u32; (mpanels - packed_from) * kp * MR];
+            for (q, panel) in apack.chunks_mut(kp * MR).enumerate() {
+                pack_a(g, a, panel, pp0, kp, i0 + (packed_from + q) * MR);
             }
             for jp in jb * ppn..np.min((jb + 1) * ppn) {
                 let bpanel = &bblk[jp * kp * NR * 2..][..kp * NR * 2];
                 let j = jp * NR;
                 let nr_eff = NR.min(n - j);
                 for ip in 0..mpanels {
-                    let apanel = &apack[ip * kp * MR..][..kp * MR];
+                    let apanel: &[u32] = match ip.checked_sub(packed_from) {
+                        Some(q) => &apack[q * kp * MR..][..kp * MR],
+                        None => &[],
+                    };
                     let i = i0 + ip * MR;
                     let mr_eff = MR.min(m - i);
                     let off = i * g.ldc + j;
-                    if mr_eff == MR && nr_eff == NR {
+                    if mr_eff == MR && nr_eff == NR && a_direct {
+                        let a_off = i * g.lda + 2 * pp0;
+                        debug_assert!(a_off + (MR - 1) * g.lda + 2 * kp <= a.len());
+                        // SAFETY: rows i..i+MR (< m) and k columns 2·pp0..2·(pp0+kp) (≤ k) of A
+                        // lie inside A (checked by Gemm::check); b and C as below.
+                        unsafe {
+                            tile_in_place(
+                                kp,
+                                a.as_ptr().add(a_off) as *const u8,
+                                2 * g.lda,
+                                bpanel.as_ptr(),
+                                cptr.ptr().add(off),
+                                g.ldc,
+                                g.alpha,
+                                beta,
+                            )
+                        };
+                    } else if mr_eff == MR && nr_eff == NR {
+                        assert_eq!(apanel.len(), kp * MR, "bf16 A panel {ip} not packed");
                         // SAFETY: panels hold kp·MR pairs and kp·NR·2 bf16 (sliced above); rows
                         // i..i+MR, columns j..j+NR lie inside C (checked by Gemm::check) and
                         // belong to this task alone; avx512bf16 was checked by the caller.
@@ -217,18 +261,37 @@ pub(crate) fn run(g: &Gemm, a: &[bf16], b: &[bf16], c: &mut [f32]) {
                                     unsafe { *cptr.ptr().add(off + ii * g.ldc + jj) };
                             }
                         }
-                        // SAFETY: panels as above; tmp holds MR rows of NR at stride NR.
-                        unsafe {
-                            tile(
-                                kp,
-                                apanel.as_ptr(),
-                                bpanel.as_ptr(),
-                                tmp.as_mut_ptr(),
-                                NR,
-                                g.alpha,
-                                beta,
-                            )
-                        };
+                        if mr_eff == MR && a_direct {
+                            // SAFETY: A as for the in-place tile above; tmp holds MR rows of NR
+                            // at stride NR.
+                            unsafe {
+                                tile_in_place(
+                                    kp,
+                                    a.as_ptr().add(i * g.lda + 2 * pp0) as *const u8,
+                                    2 * g.lda,
+                                    bpanel.as_ptr(),
+                                    tmp.as_mut_ptr(),
+                                    NR,
+                                    g.alpha,
+                                    beta,
+                                )
+                            };
+                        } else {
+                            assert_eq!(apanel.len(), kp * MR, "bf16 A panel {ip} not packed");
+                            // SAFETY: panels as above (this panel was packed: it is partial or
+                            // A is not read in place); tmp holds MR rows of NR at stride NR.
+                            unsafe {
+                                tile(
+                                    kp,
+                                    apanel.as_ptr(),
+                                    bpanel.as_ptr(),
+                                    tmp.as_mut_ptr(),
+                                    NR,
+                                    g.alpha,
+                                    beta,
+                                )
+                            };
+                        }
                         for ii in 0..mr_eff {
                             for jj in 0..nr_eff {
                                 // SAFETY: as for the read above.
@@ -282,6 +345,87 @@ unsafe fn tile(
             b = b.add(NR * 2);
         }
     }
+    // SAFETY: forwarded contract for C.
+    unsafe { store(&lo, &hi, c, ldc, alpha, beta) }
+}
+
+/// [`tile`] reading A in place: the pair (i, pp) is the 32-bit value at byte `a + i·rsa + 4·pp`
+/// (two adjacent bf16 of row i). Same arithmetic in the same order as `tile` on a packed panel.
+///
+/// # Safety
+/// As for `tile`, with 4 readable bytes at `a + i·rsa + 4·pp` for i < MR, pp < kp.
+#[target_feature(enable = "avx512f,avx512bf16")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_in_place(
+    kp: usize,
+    a: *const u8,
+    rsa: usize,
+    b: *const u16,
+    c: *mut f32,
+    ldc: usize,
+    alpha: f32,
+    beta: f32,
+) {
+    let mut lo = [_mm512_setzero_ps(); MR];
+    let mut hi = [_mm512_setzero_ps(); MR];
+    let mut b = b;
+    // Rows as one of four bases plus 0, 1 or 2 strides (as in the f32 kernel); black_box keeps
+    // LLVM from turning the bases into one serial chain of additions.
+    let mut g0 = a;
+    let mut g1 = a.wrapping_add(std::hint::black_box(3 * rsa));
+    let mut g2 = a.wrapping_add(std::hint::black_box(6 * rsa));
+    let mut g3 = a.wrapping_add(std::hint::black_box(9 * rsa));
+    for _ in 0..kp {
+        // SAFETY: each step reads NR·2 bf16 at b and one pair of each of the MR rows, within
+        // the caller's bounds.
+        unsafe {
+            let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b as *const __m512i));
+            let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(32) as *const __m512i));
+            macro_rules! row {
+                ($i:expr, $ptr:expr) => {
+                    let v = ($ptr as *const i32).read_unaligned();
+                    let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(v));
+                    lo[$i] = _mm512_dpbf16_ps(lo[$i], av, b0);
+                    hi[$i] = _mm512_dpbf16_ps(hi[$i], av, b1);
+                };
+            }
+            row!(0, g0);
+            row!(1, g0.add(rsa));
+            row!(2, g0.add(2 * rsa));
+            row!(3, g1);
+            row!(4, g1.add(rsa));
+            row!(5, g1.add(2 * rsa));
+            row!(6, g2);
+            row!(7, g2.add(rsa));
+            row!(8, g2.add(2 * rsa));
+            row!(9, g3);
+            row!(10, g3.add(rsa));
+            row!(11, g3.add(2 * rsa));
+            g0 = g0.add(4);
+            g1 = g1.add(4);
+            g2 = g2.add(4);
+            g3 = g3.add(4);
+            b = b.add(NR * 2);
+        }
+    }
+    // SAFETY: forwarded contract for C.
+    unsafe { store(&lo, &hi, c, ldc, alpha, beta) }
+}
+
+/// `C[i] = alpha·(lo[i], hi[i]) + beta·C[i]` for the MR rows (beta == 0: C is not read).
+///
+/// # Safety
+/// MR rows of NR writable (and, if beta ≠ 0, readable) f32 at `c`, stride ldc; AVX512F.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn store(
+    lo: &[__m512; MR],
+    hi: &[__m512; MR],
+    c: *mut f32,
+    ldc: usize,
+    alpha: f32,
+    beta: f32,
+) {
     let va = _mm512_set1_ps(alpha);
     let vb = _mm512_set1_ps(beta);
     for i in 0..MR {

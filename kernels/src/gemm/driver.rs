@@ -12,8 +12,13 @@
 //!   the tile in registers for the whole k block; packed and in-place A give the same
 //!   arithmetic in the same order, so the choice never changes a result.
 //!
-//! Threads (rayon) split C into rectangles of whole tiles; each C element is computed by one
-//! task, accumulating k blocks in increasing order and, inside a block, p in increasing order.
+//! Threads (rayon): a large product is split into one band of C per thread, along rows or
+//! columns (whole MR or NR panels, chosen by a small cost model: a row split repeats B's
+//! packing per band, a column split re-reads A), and each band runs the whole loop nest with
+//! its own packed B, without barriers. When neither dimension has a panel per thread, the
+//! shared scheme splits each k block's row blocks over tasks instead. Each C element is computed
+//! by one task, accumulating k blocks in increasing order and, inside a block, p in increasing
+//! order.
 //! Tile boundaries sit on multiples of MR and NR whatever the split, so the result is
 //! bit-identical for any number of threads.
 
@@ -74,14 +79,49 @@ pub(crate) trait MicroKernel {
         beta: f32,
     );
 
+    /// Packs one full panel of op(B) = Bᵀ: `dst[p·NR + jj] = b[jj·ldb + p]` for `p < kc`,
+    /// `jj < NR`. Returns `false` (and writes nothing) when the kernel has no fast packer for
+    /// this ISA, and the caller packs generically. Same values either way (a pure copy).
+    fn pack_bt_panel(_b: &[f32], _ldb: usize, _kc: usize, _dst: &mut [f32]) -> bool {
+        false
+    }
+
+    /// Whether [`MicroKernel::tile_strided_rows`] exists.
+    const EDGE_ROWS: bool = false;
+
+    /// [`MicroKernel::tile_strided`] for the first `rows` (`1 ≤ rows < MR`) rows of the tile
+    /// only: reads and writes only those rows of C, same arithmetic per element.
+    ///
+    /// # Safety
+    /// As for `tile_strided`, for `rows` rows of A and C.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_strided_rows(
+        _rows: usize,
+        _kc: usize,
+        _a: *const f32,
+        _rsa: usize,
+        _csa: usize,
+        _b: *const f32,
+        _rsb: usize,
+        _c: *mut f32,
+        _ldc: usize,
+        _alpha: f32,
+        _beta: f32,
+    ) {
+        unreachable!("tile_strided_rows called on a kernel without EDGE_ROWS")
+    }
+
     /// Whether [`MicroKernel::tile_strided`] exists.
     const STRIDED_A: bool = false;
 
     /// [`MicroKernel::tile`] reading A unpacked: element (i, p) of the A panel at
-    /// `a[i·rsa + p·csa]`. Same arithmetic, in the same order, as `tile` on the packed panel.
+    /// `a[i·rsa + p·csa]`, and row p of the B panel at `b[p·rsb..][..NR]` (`rsb = NR` for a
+    /// packed panel, B's row stride when read in place). Same arithmetic, in the same order, as
+    /// `tile` on packed panels.
     ///
     /// # Safety
-    /// As for `tile`, with `a` readable at every `i·rsa + p·csa`, `i < MR`, `p < kc`.
+    /// As for `tile`, with `a` readable at every `i·rsa + p·csa`, `i < MR`, `p < kc`, and `b`
+    /// for NR f32 at every `p·rsb`.
     #[allow(clippy::too_many_arguments)]
     unsafe fn tile_strided(
         _kc: usize,
@@ -89,6 +129,7 @@ pub(crate) trait MicroKernel {
         _rsa: usize,
         _csa: usize,
         _b: *const f32,
+        _rsb: usize,
         _c: *mut f32,
         _ldc: usize,
         _alpha: f32,
@@ -253,9 +294,10 @@ fn pack_rows_panels_n<T: Elem, const R: usize>(
     }
 }
 
-/// Packs columns `j0..j0+w` of op(B), k rows `p0..p0+kc`, into panels of `nr` columns.
+/// Packs columns `j0..j0+w` of op(B), k rows `p0..p0+kc`, into panels of `nr` columns
+/// (`nr == K::NR`).
 #[allow(clippy::too_many_arguments)]
-fn pack_b_range<T: Elem>(
+fn pack_b_range<K: MicroKernel, T: Elem>(
     g: &Gemm,
     b: &[T],
     dst: &mut [f32],
@@ -266,6 +308,37 @@ fn pack_b_range<T: Elem>(
     w: usize,
 ) {
     if g.trans_b {
+        if let Some(b32) = T::as_f32(b) {
+            // Full panels through the kernel's transposing packer, if it has one.
+            let full = w / nr;
+            let mut done = 0;
+            while done < full
+                && K::pack_bt_panel(
+                    &b32[(j0 + done * nr) * g.ldb + p0..],
+                    g.ldb,
+                    kc,
+                    &mut dst[done * kc * nr..(done + 1) * kc * nr],
+                )
+            {
+                done += 1;
+            }
+            if done > 0 {
+                if done * nr < w {
+                    pack_b_range::<K, T>(
+                        g,
+                        b,
+                        &mut dst[done * kc * nr..],
+                        nr,
+                        p0,
+                        kc,
+                        j0 + done * nr,
+                        w - done * nr,
+                    );
+                }
+                return;
+            }
+        }
+
         // op(B)[p][j] = b[j·ldb + p]: column j of op(B) is a contiguous row of b.
         for (q, panel) in dst[..w.div_ceil(nr) * kc * nr]
             .chunks_mut(kc * nr)
@@ -344,15 +417,155 @@ pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(
         scale_c(g, c);
         return;
     }
+    let par = par && m * n * k >= PAR_MIN_WORK && rayon::current_num_threads() > 1;
+    let cptr = CPtr(c.as_mut_ptr());
+    let c_len = c.len();
+    if par {
+        if let Some(split) = Split::choose::<K>(g, rayon::current_num_threads()) {
+            split.run::<K, TA, TB>(g, a, b, cptr, c_len);
+            return;
+        }
+    }
+    blocked::<K, TA, TB>(g, a, b, cptr, c_len, par);
+}
+
+/// A static split of C into one band per thread, along rows (whole MR panels) or columns (whole
+/// NR panels). Each thread runs the whole blocked loop nest on its band with its own packed B,
+/// so there is no barrier between k blocks and no load imbalance from a short last row block.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Split {
+    /// Split along columns (else rows).
+    pub(super) cols: bool,
+    /// Rows or columns per band (a multiple of MR or NR).
+    pub(super) per: usize,
+    /// Number of bands.
+    pub(super) parts: usize,
+}
+
+impl Split {
+    /// The split for `threads` threads, or `None` when neither dimension has a panel per thread.
+    ///
+    /// Cost model (multiply-adds of the slowest band): a row split repeats the packing of B in
+    /// every band (about 32 multiply-adds' time per packed element), a column split re-reads A
+    /// in every band (cheaper: A is read in place, about 8 per element).
+    pub(super) fn choose<K: MicroKernel>(g: &Gemm, threads: usize) -> Option<Split> {
+        Split::choose_tiles(g, threads, K::MR, K::NR)
+    }
+
+    /// [`Split::choose`] for an MR×NR tile given at run time.
+    pub(super) fn choose_tiles(g: &Gemm, threads: usize, mr: usize, nr: usize) -> Option<Split> {
+        let (m, n, k) = (g.m, g.n, g.k);
+        let (mp, np) = (m.div_ceil(mr), n.div_ceil(nr));
+        let band = |panels: usize, unit: usize, len: usize| {
+            if panels < threads {
+                return None;
+            }
+            let per = panels.div_ceil(threads) * unit;
+            Some((per, len.div_ceil(per)))
+        };
+        let by_rows = band(mp, mr, m).map(|(per, parts)| {
+            let cost = per * n * k + 32 * k * n;
+            (
+                cost,
+                Split {
+                    cols: false,
+                    per,
+                    parts,
+                },
+            )
+        });
+        let by_cols = band(np, nr, n).map(|(per, parts)| {
+            let cost = per * m * k + 8 * m * k;
+            (
+                cost,
+                Split {
+                    cols: true,
+                    per,
+                    parts,
+                },
+            )
+        });
+        match (by_rows, by_cols) {
+            (Some(r), Some(c)) => Some(if c.0 <= r.0 { c.1 } else { r.1 }),
+            (r, c) => r.or(c).map(|x| x.1),
+        }
+    }
+
+    /// Runs `g` band by band, one rayon task per band, each band sequential.
+    fn run<K: MicroKernel, TA: Elem, TB: Elem>(
+        self,
+        g: &Gemm,
+        a: &[TA],
+        b: &[TB],
+        cptr: CPtr,
+        c_len: usize,
+    ) {
+        self.for_each_band(g, a, b, cptr, c_len, |sub, a, b, c, c_len| {
+            blocked::<K, TA, TB>(sub, a, b, c, c_len, false)
+        });
+    }
+
+    /// Calls `f(sub-problem, A, B, C, C length)` for each band, one rayon task per band.
+    pub(super) fn for_each_band<TA: Sync, TB: Sync>(
+        self,
+        g: &Gemm,
+        a: &[TA],
+        b: &[TB],
+        cptr: CPtr,
+        c_len: usize,
+        f: impl Fn(&Gemm, &[TA], &[TB], CPtr, usize) + Sync,
+    ) {
+        let band = |t: usize| {
+            let s0 = t * self.per;
+            let mut sub = *g;
+            let (aoff, boff, coff) = if self.cols {
+                sub.n = self.per.min(g.n - s0);
+                let boff = if g.trans_b { s0 * g.ldb } else { s0 };
+                (0, boff, s0)
+            } else {
+                sub.m = self.per.min(g.m - s0);
+                let aoff = if g.trans_a { s0 } else { s0 * g.lda };
+                (aoff, 0, s0 * g.ldc)
+            };
+            // SAFETY: coff < c_len (row or column s0 < m or n lies inside C); bands write
+            // pairwise disjoint rows or columns of C.
+            let c = CPtr(unsafe { cptr.ptr().add(coff) });
+            f(&sub, &a[aoff..], &b[boff..], c, c_len - coff);
+        };
+        (0..self.parts)
+            .into_par_iter()
+            .with_max_len(1)
+            .for_each(band);
+    }
+}
+
+/// The blocked loop nest of [`run`] on C at `cptr` (`c_len` elements, checked by the caller),
+/// m, n, k > 0. `par`: split each k block's row blocks over rayon tasks (shared packed B).
+fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
+    g: &Gemm,
+    a: &[TA],
+    b: &[TB],
+    cptr: CPtr,
+    c_len: usize,
+    par: bool,
+) {
+    let (m, n, k) = (g.m, g.n, g.k);
     let (mr, nr, kcb, mcb) = (K::MR, K::NR, K::KC, K::MC);
     assert!(
         mr * nr <= MAX_TILE && mr <= 64 && nr <= 64 && mcb / mr * mr == mcb && NC / nr * nr == NC
     );
-    let par = par && m * n * k >= PAR_MIN_WORK && rayon::current_num_threads() > 1;
     let threads = if par { rayon::current_num_threads() } else { 1 };
-    let cptr = CPtr(c.as_mut_ptr());
-    let c_len = c.len();
     let mb = m.div_ceil(mcb);
+    let edge_rows = K::EDGE_ROWS;
+    // A single row block (batched attention products) meets each B panel once per k block, so
+    // packing B does not pay: an untransposed f32 B is read in place (full panels; a last
+    // partial one is packed), with A read in place and the edge-row kernels.
+    let b_direct = match (TA::as_f32(a), TB::as_f32(b)) {
+        (Some(_), Some(b32)) if K::STRIDED_A && edge_rows && !g.trans_b && m <= mcb && !par => {
+            Some(b32)
+        }
+        _ => None,
+    };
 
     with_scratch(&B_BUF, kcb * NC.min(n.div_ceil(nr) * nr), |bpack| {
         for j0 in (0..n).step_by(NC) {
@@ -365,9 +578,32 @@ pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(
                 let ppt = if par { np.div_ceil(threads) } else { np };
                 let pack = |(t, chunk): (usize, &mut [f32])| {
                     let js = t * ppt * nr;
-                    pack_b_range(g, b, chunk, nr, p0, kc, j0 + js, (ppt * nr).min(ncols - js))
+                    pack_b_range::<K, TB>(
+                        g,
+                        b,
+                        chunk,
+                        nr,
+                        p0,
+                        kc,
+                        j0 + js,
+                        (ppt * nr).min(ncols - js),
+                    )
                 };
-                if par {
+                if b_direct.is_some() {
+                    if ncols % nr != 0 {
+                        let js = (np - 1) * nr;
+                        pack_b_range::<K, TB>(
+                            g,
+                            b,
+                            &mut bblk[js * kc..],
+                            nr,
+                            p0,
+                            kc,
+                            j0 + js,
+                            ncols - js,
+                        );
+                    }
+                } else if par {
                     bblk.par_chunks_mut(ppt * kc * nr)
                         .enumerate()
                         .for_each(pack);
@@ -396,7 +632,8 @@ pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(
                     let jp1 = np.min(jp0 + panels_per_nb);
                     // f32 A is read in place when the kernel can (measured: never slower than
                     // packing here, and much faster when an A panel meets few B panels, as in
-                    // attention); full panels only, the last partial one is packed.
+                    // attention); a last partial panel is packed unless the kernel has
+                    // EDGE_ROWS (a kernel for fewer rows, which then also writes C directly).
                     let a_direct = match TA::as_f32(a) {
                         Some(a32) if K::STRIDED_A => Some(a32),
                         _ => None,
@@ -405,7 +642,7 @@ pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(
                     with_scratch(&A_BUF, mcb * kcb, |apack| {
                         if a_direct.is_none() {
                             pack_a_range(g, a, apack, mr, p0, kc, i0, mc);
-                        } else if mc % mr != 0 {
+                        } else if mc % mr != 0 && !edge_rows {
                             let last = mpanels - 1;
                             pack_a_range(
                                 g,
@@ -422,6 +659,13 @@ pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(
                             let bpanel = &bblk[jp * kc * nr..][..kc * nr];
                             let j = j0 + jp * nr;
                             let nr_eff = nr.min(n - j);
+                            // Row p of this B panel at bp + p·rsb.
+                            let (bp, rsb) = match b_direct {
+                                Some(b32) if nr_eff == nr => {
+                                    (b32[p0 * g.ldb + j..].as_ptr(), g.ldb)
+                                }
+                                _ => (bpanel.as_ptr(), nr),
+                            };
                             for ip in 0..mpanels {
                                 let apanel = &apack[ip * kc * mr..][..kc * mr];
                                 let i = i0 + ip * mr;
@@ -435,14 +679,17 @@ pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(
                                         );
                                         // SAFETY: rows i..i+MR (all < m) and columns p0..p0+kc
                                         // (≤ k) of op(A) lie inside A (checked by Gemm::check);
-                                        // b and c as below; K has STRIDED_A.
+                                        // bp holds NR f32 at p·rsb for p < kc (a packed panel,
+                                        // or rows p0..p0+kc, columns j..j+NR ≤ n of B read in
+                                        // place); c as below; K has STRIDED_A.
                                         unsafe {
                                             K::tile_strided(
                                                 kc,
                                                 a32.as_ptr().add(a_off),
                                                 rsa,
                                                 csa,
-                                                bpanel.as_ptr(),
+                                                bp,
+                                                rsb,
                                                 c,
                                                 ldc,
                                                 g.alpha,
@@ -450,8 +697,33 @@ pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(
                                             )
                                         }
                                     }
-                                    // SAFETY: the panels hold kc·MR and kc·NR f32 (sliced above);
-                                    // c as below.
+                                    Some(a32) if edge_rows => {
+                                        let a_off = i * rsa + p0 * csa;
+                                        debug_assert!(
+                                            a_off + (mr_eff - 1) * rsa + (kc - 1) * csa < a32.len()
+                                        );
+                                        // SAFETY: rows i..i+mr_eff (all < m) and columns
+                                        // p0..p0+kc of op(A) lie inside A; bp as above, c as
+                                        // below, for mr_eff rows of C; K has EDGE_ROWS.
+                                        unsafe {
+                                            K::tile_strided_rows(
+                                                mr_eff,
+                                                kc,
+                                                a32.as_ptr().add(a_off),
+                                                rsa,
+                                                csa,
+                                                bp,
+                                                rsb,
+                                                c,
+                                                ldc,
+                                                g.alpha,
+                                                beta,
+                                            )
+                                        }
+                                    }
+                                    // SAFETY: the panels hold kc·MR and kc·NR f32 (sliced above;
+                                    // A is packed here, so B is too: b_direct needs A in place
+                                    // and edge rows); c as below.
                                     _ => unsafe {
                                         K::tile(
                                             kc,
@@ -464,9 +736,10 @@ pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(
                                         )
                                     },
                                 };
-                                if mr_eff == mr && nr_eff == nr {
-                                    debug_assert!(off + (mr - 1) * g.ldc + nr <= c_len);
-                                    // Rows i..i+MR, columns j..j+NR lie inside C (m×n at stride
+                                let rows_ok = mr_eff == mr || (a_direct.is_some() && edge_rows);
+                                if rows_ok && nr_eff == nr {
+                                    debug_assert!(off + (mr_eff - 1) * g.ldc + nr <= c_len);
+                                    // Rows i..i+mr_eff (MR, or fewer with EDGE_ROWS), columns j..j+NR lie inside C (m×n at stride
                                     // ldc, checked by Gemm::check) and belong to this task alone;
                                     // the caller picked K for an ISA the CPU supports.
                                     // SAFETY: off is inside C (see above).
@@ -530,10 +803,13 @@ pub(crate) fn run_batched<K: MicroKernel, TA: Elem, TB: Elem>(
         }
         return;
     }
+    // Runs of consecutive products per task (a few tasks per thread, so a delayed thread can
+    // still be helped), instead of one task per product.
+    let per = batch.div_ceil(4 * threads);
     c.par_chunks_mut(sc)
         .take(batch)
         .enumerate()
-        .with_max_len(1)
+        .with_min_len(per)
         .for_each(|(i, ci)| {
             run::<K, TA, TB>(g, &a[i * sa..], &b[i * sb..], ci, false);
         });

@@ -12,11 +12,15 @@
 //! (the packing absorbs B's transpose); per-ISA register-blocked micro-kernels compute MR×NR
 //! tiles of C (AVX-512 12×32 in 24 zmm, AVX2 6×16 in 12 ymm, portable `wide` 6×8, NEON 8×8).
 //! On AVX-512 and AVX2, f32 A is read in place with its strides (a transposed A costs nothing);
-//! other paths and bf16 A pack A into MR-row panels. k is blocked by KC (384 on AVX-512, 256
-//! elsewhere), rows by MC (192 / 144) so A's block stays in L2 and one B panel in L1, columns by
-//! NC = 2048. rayon splits C into rectangles of whole tiles (row blocks, plus column blocks when
-//! rows are few); [`Gemm::run_batched`] splits the batch over threads instead and runs each
-//! product on one thread. [`Gemm::run_mixed`] takes bf16 operands (f32 accumulation): with both
+//! other paths and bf16 A pack A into MR-row panels. AVX-512 also has 1–11-row kernels for a
+//! last partial row panel (A in place, C written directly), reads an untransposed f32 B in
+//! place when C is a single row block (batched attention products), and packs Bᵀ panels with
+//! 16×16 register transposes; the `vdpbf16ps` kernel reads an untransposed bf16 A in place as
+//! 32-bit k pairs. k is blocked by KC (512 on AVX-512, 256 elsewhere), rows by MC (192 / 144)
+//! so A's block stays in L2 while one B panel is reused across it, columns by NC = 2048. rayon splits a large C into one band per thread (rows or columns of whole tiles,
+//! each band packing its own B, no barriers), or else into row blocks sharing one packed B;
+//! [`Gemm::run_batched`] splits the batch over threads instead and runs each product on one
+//! thread. [`Gemm::run_mixed`] takes bf16 operands (f32 accumulation): with both
 //! in bf16 on the AVX-512 path of a CPU with AVX512-BF16 it runs `vdpbf16ps` on bf16 pair
 //! panels, otherwise the panels are converted to f32 while packing.
 
