@@ -125,10 +125,15 @@ fn mlm_loss_falls_on_the_tiny_corpus() {
 fn resumed_run_is_bit_identical() {
     let a = workdir("full");
     let b = workdir("resumed");
-    Pretrainer::single(PretrainConfig::from_file(setup(&a, 20, "")).unwrap())
-        .unwrap()
-        .run()
-        .unwrap();
+    let cfg_a = PretrainConfig::from_file(setup(&a, 20, "")).unwrap();
+    let first = Pretrainer::single(cfg_a.clone()).unwrap().run().unwrap();
+    assert!(
+        first.lm_count > 0.0,
+        "a finished run reports its held-out evaluation"
+    );
+    // rerunning a finished run trains nothing and reports the same evaluation, not zeros
+    let again = Pretrainer::single(cfg_a).unwrap().run().unwrap();
+    assert_eq!(first, again);
     let cfg_b = PretrainConfig::from_file(setup(&b, 20, "")).unwrap();
     Pretrainer::single(cfg_b.clone())
         .unwrap()

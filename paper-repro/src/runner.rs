@@ -321,10 +321,7 @@ fn run_pretrain(ctx: &Ctx, spec: &PretrainSpec, seed: u64, bar: &ProgressBar) ->
         p.bert_config.vocab_size,
         p.bert_config.max_position_embeddings,
     );
-    p.run()?;
-    // evaluated here rather than taken from `run`, which has nothing to report when it
-    // resumes a run that had already finished
-    let eval = p.evaluate()?;
+    let eval = p.run()?;
     let seconds = t0.elapsed().as_secs_f64();
     // the optimizer state is only needed to resume, from the newest checkpoint
     let newest = p.checkpoints()?.latest()?.map(|(_, d)| d);

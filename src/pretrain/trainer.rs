@@ -696,7 +696,7 @@ impl<'c> Pretrainer<'c> {
         };
         let mut window = Totals::default();
         let mut window_start = Instant::now();
-        let mut last_eval = Totals::default();
+        let mut last_eval = None;
         while self.step < t.steps.min(stop) {
             let lr = self.schedule.lr(self.step);
             let (tot, norm) = self.train_step()?;
@@ -725,13 +725,14 @@ impl<'c> Pretrainer<'c> {
             let eval_due =
                 (t.eval_every > 0 && step.is_multiple_of(t.eval_every)) || step == t.steps;
             if eval_due && !self.data.heldout.is_empty() {
-                last_eval = self.evaluate()?;
+                let e = self.evaluate()?;
+                last_eval = Some(e);
                 if let Some(log) = log.as_mut() {
                     log.write(&json!({
-                        "step": step, "eval_lm_loss": last_eval.lm_loss(),
-                        "eval_lm_perplexity": last_eval.lm_loss().exp(),
-                        "eval_lm_accuracy": last_eval.lm_accuracy(),
-                        "eval_nsp_accuracy": last_eval.nsp_accuracy(),
+                        "step": step, "eval_lm_loss": e.lm_loss(),
+                        "eval_lm_perplexity": e.lm_loss().exp(),
+                        "eval_lm_accuracy": e.lm_accuracy(),
+                        "eval_nsp_accuracy": e.nsp_accuracy(),
                     }))?;
                 }
             }
@@ -747,6 +748,13 @@ impl<'c> Pretrainer<'c> {
         if own_bar {
             bar.finish();
         }
+        // A run resumed at its last step trained nothing here: evaluate the finished model, so
+        // rerunning a finished run reports its result instead of zeros.
+        let last_eval = match last_eval {
+            Some(e) => e,
+            None if self.step == t.steps && !self.data.heldout.is_empty() => self.evaluate()?,
+            None => Totals::default(),
+        };
         if rank0 {
             save_pretrained(out.join("final"), &self.bert_config, &self.store)?;
             std::fs::copy(&self.cfg.data.vocab, out.join("final").join("vocab.txt")).map_err(
