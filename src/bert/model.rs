@@ -555,13 +555,18 @@ impl BertModel {
 
     /// The pooler on `[B, T, H]` hidden states: `tanh(h[:, 0]·W_pᵀ + b_p)` `[B, H]`.
     pub fn pool(&self, tape: &mut Tape, store: &ParamStore, hidden: &Var) -> Result<Var> {
-        let Some(pooler) = &self.pooler else {
-            return invalid("BertModel::pool", "this model was built without a pooler");
-        };
         let (b, h) = (hidden.shape()[0], hidden.shape()[2]);
         let cls = tape.slice(hidden, 1, 0, 1)?;
         let cls = tape.reshape(&cls, &[b, h])?;
-        let y = pooler.forward(tape, store, &cls)?;
+        self.pooler_on(tape, store, &cls)
+    }
+
+    /// `tanh(x·W_pᵀ + b_p)` on the picked rows `x` `[B, H]`.
+    fn pooler_on(&self, tape: &mut Tape, store: &ParamStore, x: &Var) -> Result<Var> {
+        let Some(pooler) = &self.pooler else {
+            return invalid("BertModel::pool", "this model was built without a pooler");
+        };
+        let y = pooler.forward(tape, store, x)?;
         tape.tanh(&y)
     }
 
@@ -599,15 +604,11 @@ impl BertModel {
         if !self.config.is_decoder {
             return self.pool(tape, store, hidden);
         }
-        let Some(pooler) = &self.pooler else {
-            return invalid("BertModel::pool", "this model was built without a pooler");
-        };
         let s = hidden.shape();
         let flat = tape.reshape(hidden, &[s[0] * s[1], s[2]])?;
         let rows = self.pooled_rows(input);
         let x = tape.embedding(&flat, &rows, &[rows.len()])?;
-        let y = pooler.forward(tape, store, &x)?;
-        tape.tanh(&y)
+        self.pooler_on(tape, store, &x)
     }
 
     /// The whole forward pass.
