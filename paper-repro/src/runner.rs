@@ -481,7 +481,10 @@ pub fn run(
 ) -> Result<Vec<(String, String)>> {
     link_rows(ctx)?;
     let all = jobs(ctx, experiments);
-    let todo: Vec<Job> = all.iter().copied().filter(|j| !is_done(ctx, j)).collect();
+    let (finished, todo): (HashSet<Job>, Vec<Job>) = {
+        let (done, todo): (Vec<Job>, Vec<Job>) = all.iter().partition(|j| is_done(ctx, j));
+        (done.into_iter().collect(), todo)
+    };
     let cached = all.len() - todo.len();
     let multi = MultiProgress::new();
     let overall = multi.add(ProgressBar::new(todo.len() as u64));
@@ -509,7 +512,7 @@ pub fn run(
     let state = Mutex::new(State {
         pending: todo,
         running: HashSet::new(),
-        finished: all.iter().copied().filter(|j| is_done(ctx, j)).collect(),
+        finished,
         failed: Vec::new(),
     });
     let cv = Condvar::new();

@@ -208,10 +208,11 @@ pub fn class_baselines(d: &ClassData) -> Vec<Baseline> {
         let v = vocab.len() as f64;
         let n = d.train.len() as f64;
         let predict = |e: &Example| {
+            let words = content_words(&e.text_a);
             (0..nl)
                 .map(|c| {
                     let prior = (counts[c] as f64 / n).max(1e-12).ln();
-                    let lik: f64 = content_words(&e.text_a)
+                    let lik: f64 = words
                         .iter()
                         .map(|w| {
                             ((freq[c].get(w).copied().unwrap_or(0.0) + 1.0) / (totals[c] + v)).ln()
