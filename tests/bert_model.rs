@@ -93,6 +93,17 @@ fn bad_inputs_are_clear_errors() {
         "{e}"
     );
 
+    let mask = [1u32, 1, 1, 1, 3, 1];
+    let e = forward_err(
+        &m,
+        &s,
+        BertInput::new(&ids, 2, 3).with_attention_mask(&mask),
+    );
+    assert!(
+        e.contains("attention_mask value 3") && e.contains("[1, 1]") && e.contains("0 or 1"),
+        "{e}"
+    );
+
     let mask = [1u32, 1, 1, 1, 1, 2];
     let e = forward_err(
         &m,

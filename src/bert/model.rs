@@ -182,53 +182,46 @@ impl<'a> BertInput<'a> {
                 Ok(())
             }
         };
-        check_len("input_ids", self.input_ids.len())?;
-        if let Some((i, &id)) = self
-            .input_ids
-            .iter()
-            .enumerate()
-            .find(|(_, &id)| id as usize >= config.vocab_size)
-        {
-            return invalid(
-                op,
-                format!(
-                    "token id {id} at [{}, {}] is not below vocab_size {}",
-                    i / t,
-                    i % t,
-                    config.vocab_size
-                ),
-            );
-        }
-        if let Some(tt) = self.token_type_ids {
-            check_len("token_type_ids", tt.len())?;
-            if let Some((i, &s)) = tt
-                .iter()
-                .enumerate()
-                .find(|(_, &s)| s as usize >= config.type_vocab_size)
-            {
-                return invalid(
+        // The first entry at or above `limit`, named with its [row, column] position.
+        let check_below = |what: &str, label: &str, values: &[u32], limit: usize, bound: &str| {
+            check_len(what, values.len())?;
+            match values.iter().position(|&v| v as usize >= limit) {
+                Some(i) => invalid(
                     op,
                     format!(
-                        "token_type_id {s} at [{}, {}] is not below type_vocab_size {}",
-                        i / t,
-                        i % t,
-                        config.type_vocab_size
-                    ),
-                );
-            }
-        }
-        if let Some(m) = self.attention_mask {
-            check_len("attention_mask", m.len())?;
-            if let Some((i, &v)) = m.iter().enumerate().find(|(_, &v)| v > 1) {
-                return invalid(
-                    op,
-                    format!(
-                        "attention_mask value {v} at [{}, {}] is not 0 or 1",
+                        "{label} {} at [{}, {}] is not below {bound}",
+                        values[i],
                         i / t,
                         i % t
                     ),
-                );
+                ),
+                None => Ok(()),
             }
+        };
+        check_below(
+            "input_ids",
+            "token id",
+            self.input_ids,
+            config.vocab_size,
+            &format!("vocab_size {}", config.vocab_size),
+        )?;
+        if let Some(tt) = self.token_type_ids {
+            check_below(
+                "token_type_ids",
+                "token_type_id",
+                tt,
+                config.type_vocab_size,
+                &format!("type_vocab_size {}", config.type_vocab_size),
+            )?;
+        }
+        if let Some(m) = self.attention_mask {
+            check_below(
+                "attention_mask",
+                "attention_mask value",
+                m,
+                2,
+                "2 (it must be 0 or 1)",
+            )?;
         }
         Ok(())
     }
