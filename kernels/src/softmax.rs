@@ -8,6 +8,13 @@
 //! sum, the loss) are formed in f64. Inputs of at least [`simd::PAR_MIN_ELEMS`] elements are split
 //! over rayon in fixed chunks of rows; the cross-entropy loss is summed per chunk and the chunk
 //! sums added in chunk order, so results do not depend on the pool size.
+//!
+//! The vector cross-entropy pipelines its rows (see `Ce`): one pass per row sums `e^(x−m)` of
+//! the current row from cache into a scratch row, takes the maximum of the next row while it
+//! arrives from memory (prefetched 16 KiB ahead) and writes the previous row's gradient from its
+//! scratch row (streaming stores from [`simd::STREAM_MIN_ELEMS`] elements, like the other
+//! kernels). Each row is read from memory once and `exp` runs once per element, overlapped with
+//! the memory traffic.
 
 use crate::dispatch::{active, Isa};
 use crate::simd::{self, dispatch, load_or_pad, store_part, vec_loop, Kernel, Simd};
