@@ -1,5 +1,8 @@
 //! Memory bandwidth of the element-wise and row kernels, in bytes actually read + written per
-//! second, beside a plain copy moving the same number of bytes (half read, half written).
+//! second, beside a plain copy moving the same number of bytes (half read, half written): with
+//! ordinary stores (`copy_1t`, `copy_from_slice`: each destination line is also read for
+//! ownership) and with streaming stores (`copy_stream_1t`), the fair reference for kernels whose
+//! output is large enough to be streamed (`simd::stream_output`).
 //!
 //! Arrays are far larger than L2 (1 MiB per core) and together larger than L3, so these are
 //! memory-bound numbers. Each kernel runs on the scalar reference and on the best path this CPU
@@ -9,7 +12,7 @@
 
 use cloze_kernels::dispatch::{self, Isa};
 use cloze_kernels::gelu::{self, GeluKind};
-use cloze_kernels::{adamw, layernorm, softmax};
+use cloze_kernels::{adamw, layernorm, simd, softmax};
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
@@ -18,7 +21,9 @@ use std::time::Duration;
 const N: usize = 8 << 20;
 /// LayerNorm rows of BERT-base's hidden size.
 const LN_COLS: usize = 768;
-/// Cross-entropy rows over BERT's vocabulary.
+/// Cross-entropy rows over BERT's vocabulary: 256 rows (31 MB, a gradient written with cached
+/// stores) and, in `softmax_cross_entropy_30522_stream`, the first row count whose gradient is
+/// streamed.
 const VOCAB: usize = 30522;
 const CE_ROWS: usize = 256;
 
@@ -52,7 +57,8 @@ fn variants() -> Vec<(String, Isa, Option<rayon::ThreadPool>)> {
     ]
 }
 
-/// A copy of `bytes / 2` bytes (so `bytes` move in all), on 1 thread.
+/// A copy of `bytes / 2` bytes (so `bytes` move in all), on 1 thread, with ordinary and with
+/// streaming stores.
 fn copy_baseline(g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, bytes: usize) {
     let n = bytes / 2 / 4;
     let src = data(n, 99);
@@ -61,6 +67,12 @@ fn copy_baseline(g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, b
     g.bench_function("copy_1t", |b| {
         b.iter(|| {
             dst.copy_from_slice(black_box(&src));
+            black_box(&mut dst);
+        })
+    });
+    g.bench_function("copy_stream_1t", |b| {
+        b.iter(|| {
+            simd::stream_copy(black_box(&src), &mut dst);
             black_box(&mut dst);
         })
     });
@@ -148,38 +160,45 @@ fn bench_layernorm(c: &mut Criterion) {
 }
 
 fn bench_cross_entropy(c: &mut Criterion) {
-    let n = CE_ROWS * VOCAB;
-    let logits: Vec<f32> = data(n, 7).into_iter().map(|v| v * 2.0).collect();
-    let labels: Vec<i32> = (0..CE_ROWS as i32)
-        .map(|r| {
-            if r % 7 == 3 {
-                -100
-            } else {
-                (r * 997) % VOCAB as i32
-            }
-        })
-        .collect();
-    let mut d = vec![0.0f32; n];
-    let mut g = group(c, "softmax_cross_entropy_30522");
-    copy_baseline(&mut g, 8 * n);
-    g.throughput(Throughput::Bytes((8 * n) as u64));
-    for (label, isa, p) in variants() {
-        g.bench_function(&label, |b| {
-            b.iter(|| {
-                run_in(&p, || {
-                    black_box(softmax::cross_entropy_with(
-                        isa,
-                        &logits,
-                        VOCAB,
-                        &labels,
-                        -100,
-                        Some(&mut d),
-                    ))
-                })
+    let stream_rows = simd::STREAM_MIN_ELEMS / VOCAB + 1;
+    for (name, rows) in [
+        ("softmax_cross_entropy_30522", CE_ROWS),
+        ("softmax_cross_entropy_30522_stream", stream_rows),
+    ] {
+        let n = rows * VOCAB;
+        let logits: Vec<f32> = data(n, 7).into_iter().map(|v| v * 2.0).collect();
+        let labels: Vec<i32> = (0..rows as i32)
+            .map(|r| {
+                if r % 7 == 3 {
+                    -100
+                } else {
+                    (r * 997) % VOCAB as i32
+                }
             })
-        });
+            .collect();
+        let mut d = vec![0.0f32; n];
+        // Logits read, gradient written.
+        let mut g = group(c, name);
+        copy_baseline(&mut g, 8 * n);
+        g.throughput(Throughput::Bytes((8 * n) as u64));
+        for (label, isa, p) in variants() {
+            g.bench_function(&label, |b| {
+                b.iter(|| {
+                    run_in(&p, || {
+                        black_box(softmax::cross_entropy_with(
+                            isa,
+                            &logits,
+                            VOCAB,
+                            &labels,
+                            -100,
+                            Some(&mut d),
+                        ))
+                    })
+                })
+            });
+        }
+        g.finish();
     }
-    g.finish();
 }
 
 fn bench_adamw(c: &mut Criterion) {
