@@ -427,3 +427,17 @@ fn every_edge_row_count_and_transposed_b_width() {
         }
     }
 }
+
+/// The sequential driver packs each B panel just before its first row block uses it (and the
+/// AVX-512 path copies untransposed B panels with its own packer): several row blocks reusing
+/// the panels, two column blocks (n > 2048) with a partial last panel, two k blocks, padded
+/// strides, every transpose: every path against the reference on one thread.
+#[test]
+fn lazily_packed_b_panels_across_column_and_k_blocks() {
+    let (m, n, k) = (200, 2081, 520);
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        let g = Gemm::new(m, n, k).transposes(ta, tb).beta(0.25);
+        let g = g.strides(g.lda + 5, g.ldb + 3, g.ldc + 1);
+        in_pool(1, || check_all_paths(&g, 900 + ta as u64 * 2 + tb as u64));
+    }
+}

@@ -43,6 +43,23 @@ impl MicroKernel for Avx512 {
         true
     }
 
+    fn pack_b_panels(b: &[f32], ldb: usize, panels: usize, kc: usize, dst: &mut [f32]) -> bool {
+        if kc == 0 || panels == 0 || !std::arch::is_x86_feature_detected!("avx512f") {
+            return false;
+        }
+        assert!(
+            ldb >= panels * NR
+                && b.len() >= (kc - 1) * ldb + panels * NR
+                && dst.len() >= panels * kc * NR,
+            "pack_b_panels: b {} (ldb {ldb}) or dst {} too short for {panels} panels, kc {kc}",
+            b.len(),
+            dst.len()
+        );
+        // SAFETY: AVX-512F was just detected; the lengths were just checked.
+        unsafe { pack_b(b.as_ptr(), ldb, panels, kc, dst.as_mut_ptr()) };
+        true
+    }
+
     const STRIDED_A: bool = true;
     const EDGE_ROWS: bool = true;
 
@@ -250,6 +267,27 @@ unsafe fn tile_rx32<const R: usize, const PACKED: bool>(
                 }
                 _mm512_storeu_ps(r, _mm512_fmadd_ps(va, lo[i], c0));
                 _mm512_storeu_ps(r.add(16), _mm512_fmadd_ps(va, hi[i], c1));
+            }
+        }
+    }
+}
+
+/// `dst[q·kc·NR + p·NR + jj] = b[p·ldb + q·NR + jj]` for `q < panels`, `p < kc`, `jj < NR`: each
+/// source row is read once, two zmm per panel.
+///
+/// # Safety
+/// AVX-512F; `b` readable at `p·ldb + q·NR + jj` and `dst` writable for `panels·kc·NR` f32.
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_b(b: *const f32, ldb: usize, panels: usize, kc: usize, dst: *mut f32) {
+    for p in 0..kc {
+        for q in 0..panels {
+            // SAFETY: row p, columns q·NR..(q+1)·NR of b and row p of panel q of dst are in
+            // bounds (caller).
+            unsafe {
+                let s = b.add(p * ldb + q * NR);
+                let d = dst.add(q * kc * NR + p * NR);
+                _mm512_storeu_ps(d, _mm512_loadu_ps(s));
+                _mm512_storeu_ps(d.add(16), _mm512_loadu_ps(s.add(16)));
             }
         }
     }
