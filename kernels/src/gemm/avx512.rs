@@ -43,20 +43,27 @@ impl MicroKernel for Avx512 {
         true
     }
 
-    fn pack_b_panels(b: &[f32], ldb: usize, panels: usize, kc: usize, dst: &mut [f32]) -> bool {
-        if kc == 0 || panels == 0 || !std::arch::is_x86_feature_detected!("avx512f") {
+    fn pack_panels(
+        src: &[f32],
+        ld: usize,
+        r: usize,
+        panels: usize,
+        kc: usize,
+        dst: &mut [f32],
+    ) -> bool {
+        if kc == 0 || panels == 0 || r == 0 || !std::arch::is_x86_feature_detected!("avx512f") {
             return false;
         }
         assert!(
-            ldb >= panels * NR
-                && b.len() >= (kc - 1) * ldb + panels * NR
-                && dst.len() >= panels * kc * NR,
-            "pack_b_panels: b {} (ldb {ldb}) or dst {} too short for {panels} panels, kc {kc}",
-            b.len(),
+            ld >= panels * r
+                && src.len() >= (kc - 1) * ld + panels * r
+                && dst.len() >= panels * kc * r,
+            "pack_panels: src {} (ld {ld}) or dst {} too short for {panels} panels of {r}, kc {kc}",
+            src.len(),
             dst.len()
         );
         // SAFETY: AVX-512F was just detected; the lengths were just checked.
-        unsafe { pack_b(b.as_ptr(), ldb, panels, kc, dst.as_mut_ptr()) };
+        unsafe { pack_rows(src.as_ptr(), ld, r, panels, kc, dst.as_mut_ptr()) };
         true
     }
 
@@ -272,22 +279,32 @@ unsafe fn tile_rx32<const R: usize, const PACKED: bool>(
     }
 }
 
-/// `dst[q·kc·NR + p·NR + jj] = b[p·ldb + q·NR + jj]` for `q < panels`, `p < kc`, `jj < NR`: each
-/// source row is read once, two zmm per panel.
+/// `dst[q·kc·r + p·r + x] = src[p·ld + q·r + x]` for `q < panels`, `p < kc`, `x < r`: each
+/// source row is read once, in 16-lane pieces (the last one masked).
 ///
 /// # Safety
-/// AVX-512F; `b` readable at `p·ldb + q·NR + jj` and `dst` writable for `panels·kc·NR` f32.
+/// AVX-512F; `src` readable at `p·ld + q·r + x` and `dst` writable for `panels·kc·r` f32.
 #[target_feature(enable = "avx512f")]
-unsafe fn pack_b(b: *const f32, ldb: usize, panels: usize, kc: usize, dst: *mut f32) {
+unsafe fn pack_rows(src: *const f32, ld: usize, r: usize, panels: usize, kc: usize, dst: *mut f32) {
+    let last = r - (r - 1) / 16 * 16;
+    let mask: __mmask16 = if last == 16 {
+        0xffff
+    } else {
+        (1u16 << last) - 1
+    };
+    let full = (r - 1) / 16;
     for p in 0..kc {
         for q in 0..panels {
-            // SAFETY: row p, columns q·NR..(q+1)·NR of b and row p of panel q of dst are in
-            // bounds (caller).
+            // SAFETY: row p, columns q·r..(q+1)·r of src and row p of panel q of dst are in
+            // bounds (caller); the masked piece stops at r.
             unsafe {
-                let s = b.add(p * ldb + q * NR);
-                let d = dst.add(q * kc * NR + p * NR);
-                _mm512_storeu_ps(d, _mm512_loadu_ps(s));
-                _mm512_storeu_ps(d.add(16), _mm512_loadu_ps(s.add(16)));
+                let s = src.add(p * ld + q * r);
+                let d = dst.add(q * kc * r + p * r);
+                for c in 0..full {
+                    _mm512_storeu_ps(d.add(16 * c), _mm512_loadu_ps(s.add(16 * c)));
+                }
+                let v = _mm512_maskz_loadu_ps(mask, s.add(16 * full));
+                _mm512_mask_storeu_ps(d.add(16 * full), mask, v);
             }
         }
     }

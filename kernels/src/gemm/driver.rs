@@ -86,13 +86,15 @@ pub(crate) trait MicroKernel {
         false
     }
 
-    /// Packs `panels` full panels of an untransposed op(B) = B:
-    /// `dst[q·kc·NR + p·NR + jj] = b[p·ldb + q·NR + jj]` for `q < panels`, `p < kc`, `jj < NR`.
+    /// Packs `panels` full panels of `r` columns (`r` is MR or NR) from `kc` rows of `src` at
+    /// stride `ld` (an untransposed B, or a transposed A):
+    /// `dst[q·kc·r + p·r + x] = src[p·ld + q·r + x]` for `q < panels`, `p < kc`, `x < r`.
     /// Returns `false` (and writes nothing) when the kernel has no fast packer for this ISA, and
     /// the caller packs generically. Same values either way (a pure copy).
-    fn pack_b_panels(
-        _b: &[f32],
-        _ldb: usize,
+    fn pack_panels(
+        _src: &[f32],
+        _ld: usize,
+        _r: usize,
         _panels: usize,
         _kc: usize,
         _dst: &mut [f32],
@@ -367,23 +369,29 @@ fn pack_b_range<K: MicroKernel, T: Elem>(
             interleave_dyn(&cols[..cols_n], nr, kc, panel);
         }
     } else {
-        let full = w / nr;
-        let fast = full > 0
-            && match T::as_f32(b) {
-                Some(b32) => K::pack_b_panels(&b32[p0 * g.ldb + j0..], g.ldb, full, kc, dst),
-                None => false,
-            };
-        let done = if fast { full * nr } else { 0 };
-        if done < w {
-            pack_rows_panels(
-                &b[p0 * g.ldb + j0 + done..],
-                g.ldb,
-                w - done,
-                nr,
-                kc,
-                &mut dst[done * kc..],
-            );
-        }
+        pack_rows_panels_fast::<K, T>(&b[p0 * g.ldb + j0..], g.ldb, w, nr, kc, dst);
+    }
+}
+
+/// [`pack_rows_panels`] through the kernel's [`MicroKernel::pack_panels`] for the full panels
+/// when it has one.
+fn pack_rows_panels_fast<K: MicroKernel, T: Elem>(
+    src: &[T],
+    ld: usize,
+    w: usize,
+    r: usize,
+    kc: usize,
+    dst: &mut [f32],
+) {
+    let full = w / r;
+    let fast = full > 0
+        && match T::as_f32(src) {
+            Some(s32) => K::pack_panels(s32, ld, r, full, kc, dst),
+            None => false,
+        };
+    let done = if fast { full * r } else { 0 };
+    if done < w {
+        pack_rows_panels(&src[done..], ld, w - done, r, kc, &mut dst[done * kc..]);
     }
 }
 
@@ -446,7 +454,7 @@ fn prefetch_lines(p: *const f32, len: usize, part: usize, parts: usize) {
 
 /// Packs rows `i0..i0+h` of op(A), k columns `p0..p0+kc`, into panels of `mr` rows.
 #[allow(clippy::too_many_arguments)]
-fn pack_a_range<T: Elem>(
+fn pack_a_range<K: MicroKernel, T: Elem>(
     g: &Gemm,
     a: &[T],
     dst: &mut [f32],
@@ -458,7 +466,7 @@ fn pack_a_range<T: Elem>(
 ) {
     if g.trans_a {
         // op(A)[i][p] = a[p·lda + i]: column p of op(A) is a contiguous row of a.
-        pack_rows_panels(&a[p0 * g.lda + i0..], g.lda, h, mr, kc, dst);
+        pack_rows_panels_fast::<K, T>(&a[p0 * g.lda + i0..], g.lda, h, mr, kc, dst);
     } else {
         for (q, panel) in dst[..h.div_ceil(mr) * kc * mr]
             .chunks_mut(kc * mr)
@@ -727,20 +735,29 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                     let jp0 = jb * panels_per_nb;
                     let jp1 = np.min(jp0 + panels_per_nb);
                     // f32 A is read in place when the kernel can (measured: never slower than
-                    // packing here, and much faster when an A panel meets few B panels, as in
-                    // attention); a last partial panel is packed unless the kernel has
+                    // packing an untransposed A, and much faster when an A panel meets few B
+                    // panels, as in attention); a last partial panel is packed unless the kernel has
                     // EDGE_ROWS (a kernel for fewer rows, which then also writes C directly).
+                    // A transposed A is read along its columns (a new cache line, and a new
+                    // page every few k steps); when its block meets many B panels, packing it
+                    // costs less than the kernel loses (measured: the Aᵀ·B weight gradients).
+                    // (B read in place needs A in place.)
                     let a_direct = match TA::as_f32(a) {
-                        Some(a32) if K::STRIDED_A => Some(a32),
+                        Some(a32)
+                            if K::STRIDED_A
+                                && (b_direct.is_some() || !g.trans_a || jp1 - jp0 < 16) =>
+                        {
+                            Some(a32)
+                        }
                         _ => None,
                     };
                     let (rsa, csa) = if g.trans_a { (1, g.lda) } else { (g.lda, 1) };
                     with_scratch(&A_BUF, mcb * kcb, |apack| {
                         if a_direct.is_none() {
-                            pack_a_range(g, a, apack, mr, p0, kc, i0, mc);
+                            pack_a_range::<K, TA>(g, a, apack, mr, p0, kc, i0, mc);
                         } else if mc % mr != 0 && !edge_rows {
                             let last = mpanels - 1;
-                            pack_a_range(
+                            pack_a_range::<K, TA>(
                                 g,
                                 a,
                                 &mut apack[last * kc * mr..],
