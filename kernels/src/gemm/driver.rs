@@ -102,44 +102,25 @@ pub(crate) trait MicroKernel {
         false
     }
 
-    /// Whether [`MicroKernel::tile_strided_rows`] exists.
+    /// Whether [`MicroKernel::tile_strided`] takes fewer than MR rows.
     const EDGE_ROWS: bool = false;
-
-    /// [`MicroKernel::tile_strided`] for the first `rows` (`1 ≤ rows < MR`) rows of the tile
-    /// only: reads and writes only those rows of C, same arithmetic per element.
-    ///
-    /// # Safety
-    /// As for `tile_strided`, for `rows` rows of A and C.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile_strided_rows(
-        _rows: usize,
-        _kc: usize,
-        _a: *const f32,
-        _rsa: usize,
-        _csa: usize,
-        _b: *const f32,
-        _rsb: usize,
-        _c: *mut f32,
-        _ldc: usize,
-        _alpha: f32,
-        _beta: f32,
-    ) {
-        unreachable!("tile_strided_rows called on a kernel without EDGE_ROWS")
-    }
 
     /// Whether [`MicroKernel::tile_strided`] exists.
     const STRIDED_A: bool = false;
 
-    /// [`MicroKernel::tile`] reading A unpacked: element (i, p) of the A panel at
-    /// `a[i·rsa + p·csa]`, and row p of the B panel at `b[p·rsb..][..NR]` (`rsb = NR` for a
-    /// packed panel, B's row stride when read in place). Same arithmetic, in the same order, as
-    /// `tile` on packed panels.
+    /// [`MicroKernel::tile`] for the first `rows` rows of the tile, reading A unpacked: element
+    /// (i, p) of the A panel at `a[i·rsa + p·csa]`, and row p of the B panel at `b[p·rsb..][..NR]`
+    /// (`rsb = NR` for a packed panel, B's row stride when read in place). Reads and writes only
+    /// those rows of C. Same arithmetic per element, in the same order, as `tile` on packed
+    /// panels.
     ///
     /// # Safety
-    /// As for `tile`, with `a` readable at every `i·rsa + p·csa`, `i < MR`, `p < kc`, and `b`
-    /// for NR f32 at every `p·rsb`.
+    /// As for `tile`, with `rows == MR`, or `1 ≤ rows < MR` when the kernel has `EDGE_ROWS`;
+    /// `a` readable at every `i·rsa + p·csa`, `i < rows`, `p < kc`; `b` for NR f32 at every
+    /// `p·rsb`; C for `rows` rows.
     #[allow(clippy::too_many_arguments)]
     unsafe fn tile_strided(
+        _rows: usize,
         _kc: usize,
         _a: *const f32,
         _rsa: usize,
@@ -814,41 +795,19 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                                 let mr_eff = mr.min(m - i);
                                 let off = i * g.ldc + j;
                                 let tile = |c: *mut f32, ldc: usize| match a_direct {
-                                    Some(a32) if mr_eff == mr => {
-                                        let a_off = i * rsa + p0 * csa;
-                                        debug_assert!(
-                                            a_off + (mr - 1) * rsa + (kc - 1) * csa < a32.len()
-                                        );
-                                        // SAFETY: rows i..i+MR (all < m) and columns p0..p0+kc
-                                        // (≤ k) of op(A) lie inside A (checked by Gemm::check);
-                                        // bp holds NR f32 at p·rsb for p < kc (a packed panel,
-                                        // or rows p0..p0+kc, columns j..j+NR ≤ n of B read in
-                                        // place); c as below; K has STRIDED_A.
-                                        unsafe {
-                                            K::tile_strided(
-                                                kc,
-                                                a32.as_ptr().add(a_off),
-                                                rsa,
-                                                csa,
-                                                bp,
-                                                rsb,
-                                                c,
-                                                ldc,
-                                                g.alpha,
-                                                beta,
-                                            )
-                                        }
-                                    }
-                                    Some(a32) if edge_rows => {
+                                    Some(a32) if mr_eff == mr || edge_rows => {
                                         let a_off = i * rsa + p0 * csa;
                                         debug_assert!(
                                             a_off + (mr_eff - 1) * rsa + (kc - 1) * csa < a32.len()
                                         );
-                                        // SAFETY: rows i..i+mr_eff (all < m) and columns
-                                        // p0..p0+kc of op(A) lie inside A; bp as above, c as
-                                        // below, for mr_eff rows of C; K has EDGE_ROWS.
+                                        // SAFETY: rows i..i+mr_eff (all < m; fewer than MR only
+                                        // with EDGE_ROWS) and columns p0..p0+kc (≤ k) of op(A)
+                                        // lie inside A (checked by Gemm::check); bp holds NR f32
+                                        // at p·rsb for p < kc (a packed panel, or rows
+                                        // p0..p0+kc, columns j..j+NR ≤ n of B read in place); c
+                                        // as below, for mr_eff rows; K has STRIDED_A.
                                         unsafe {
-                                            K::tile_strided_rows(
+                                            K::tile_strided(
                                                 mr_eff,
                                                 kc,
                                                 a32.as_ptr().add(a_off),

@@ -39,6 +39,8 @@ pub mod limits;
 mod neon;
 mod portable;
 pub mod reference;
+#[cfg(target_arch = "x86_64")]
+mod x86_tile;
 
 pub use bf16::Operand;
 
