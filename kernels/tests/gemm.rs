@@ -428,12 +428,12 @@ fn every_edge_row_count_and_transposed_b_width() {
     }
 }
 
-/// The sequential driver packs each B panel just before its first row block uses it (and the
-/// AVX-512 path copies untransposed B panels with its own packer): several row blocks reusing
-/// the panels, two column blocks (n > 2048) with a partial last panel, two k blocks, padded
-/// strides, every transpose: every path against the reference on one thread.
+/// The AVX-512 packers (untransposed B panels, and a transposed A when its block meets 16+ B
+/// panels) across several row blocks (the last one partial), two column blocks (n > 2048) with
+/// a partial last panel, two k blocks and padded strides, every transpose: every path against
+/// the reference on one thread.
 #[test]
-fn lazily_packed_b_panels_across_column_and_k_blocks() {
+fn packed_panels_across_row_column_and_k_blocks() {
     let (m, n, k) = (200, 2081, 520);
     for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
         let g = Gemm::new(m, n, k).transposes(ta, tb).beta(0.25);

@@ -376,63 +376,6 @@ fn pack_rows_panels_fast<K: MicroKernel, T: Elem>(
     }
 }
 
-/// Prefetches part `part` of `parts` of the source of op(B)'s rows `p0..p0+kc`,
-/// columns `j..j+w`: the B values [`pack_b_range`] will read for that panel.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-fn prefetch_b_part<T: Elem>(
-    g: &Gemm,
-    b: &[T],
-    p0: usize,
-    kc: usize,
-    j: usize,
-    w: usize,
-    part: usize,
-    parts: usize,
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        // Stored B: `lines` runs of `len` elements at stride ldb.
-        let (start, lines, len) = if g.trans_b {
-            (j * g.ldb + p0, w, kc)
-        } else {
-            (p0 * g.ldb + j, kc, w)
-        };
-        let bytes = len * std::mem::size_of::<T>();
-        for r in part * lines / parts..(part + 1) * lines / parts {
-            let row = b[start + r * g.ldb..][..len].as_ptr() as *const i8;
-            let mut off = 0;
-            while off < bytes {
-                // SAFETY: SSE is part of x86_64; a prefetch never faults (and the address lies
-                // inside B anyway).
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(off)) };
-                off += 64;
-            }
-            // SAFETY: as above.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(bytes - 1)) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (g, b, p0, kc, j, w, part, parts);
-}
-
-/// Prefetches part `part` of `parts` of the `len` f32 at `p`.
-#[inline]
-fn prefetch_lines(p: *const f32, len: usize, part: usize, parts: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let lines = (len * 4).div_ceil(64);
-        for l in part * lines / parts..(part + 1) * lines / parts {
-            // SAFETY: SSE is part of x86_64; a prefetch never faults.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>((p as *const i8).wrapping_add(l * 64)) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (p, len, part, parts);
-}
-
 /// Packs rows `i0..i0+h` of op(A), k columns `p0..p0+kc`, into panels of `mr` rows.
 #[allow(clippy::too_many_arguments)]
 fn pack_a_range<K: MicroKernel, T: Elem>(
@@ -665,16 +608,7 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                         (ppt * nr).min(ncols - js),
                     )
                 };
-                // Sequentially (one thread, or one band of a split) with 2-4 row blocks (the
-                // Aᵀ·B weight gradients), each B panel is packed just before the first row block
-                // uses it, while the previous panel's tiles prefetch its source: the packing's
-                // memory traffic overlaps the arithmetic and the fresh panel is used from cache.
-                // (Measured under load: ~0.5% on 768x3072x4096 Aᵀ·B; with a single row block,
-                // as in attention, the per-tile prefetches cost 1-3%, so not there.)
-                let lazy = !par && b_direct.is_none() && (2..=4).contains(&mb);
-                if lazy {
-                    // Packed in the tasks below.
-                } else if b_direct.is_some() {
+                if b_direct.is_some() {
                     if ncols % nr != 0 {
                         let js = (np - 1) * nr;
                         pack_b_range::<K, TB>(
@@ -695,9 +629,7 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                 } else {
                     bblk.chunks_mut(ppt * kc * nr).enumerate().for_each(pack);
                 }
-                // Panels are reached through this pointer only (written by the lazy packing,
-                // read by the tiles), never through overlapping references.
-                let bbase = CPtr(bblk.as_mut_ptr());
+                let bblk: &[f32] = bblk;
                 let beta = if q == 0 { g.beta } else { 1.0 };
 
                 // Split C into row blocks and, if that gives too few tasks, column blocks.
@@ -751,33 +683,10 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                                 mc - last * mr,
                             );
                         }
-                        let first = lazy && ib == 0;
                         for jp in jp0..jp1 {
+                            let bpanel = &bblk[jp * kc * nr..][..kc * nr];
                             let j = j0 + jp * nr;
                             let nr_eff = nr.min(n - j);
-                            if first {
-                                // SAFETY: panel jp lies inside the packed block (np panels of
-                                // kc·NR); sequential, so no other reference to it exists.
-                                let dst = unsafe {
-                                    std::slice::from_raw_parts_mut(
-                                        bbase.ptr().add(jp * kc * nr),
-                                        kc * nr,
-                                    )
-                                };
-                                pack_b_range::<K, TB>(g, b, dst, nr, p0, kc, j, nr_eff);
-                            }
-                            // SAFETY: as above; packed (before the tasks, or just now) and no
-                            // longer written while this shared view lives.
-                            let bpanel = unsafe {
-                                std::slice::from_raw_parts(
-                                    bbase.ptr().add(jp * kc * nr) as *const f32,
-                                    kc * nr,
-                                )
-                            };
-                            let next = (first && jp + 1 < jp1).then(|| {
-                                let jn = j + nr;
-                                (jn, nr.min(n - jn))
-                            });
                             // Row p of this B panel at bp + p·rsb.
                             let (bp, rsb) = match b_direct {
                                 Some(b32) if nr_eff == nr => {
@@ -786,12 +695,6 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                                 _ => (bpanel.as_ptr(), nr),
                             };
                             for ip in 0..mpanels {
-                                if let Some((jn, wn)) = next {
-                                    prefetch_b_part(g, b, p0, kc, jn, wn, ip, mpanels);
-                                    // The destination too (it was last written a k block ago).
-                                    let d = bbase.ptr().wrapping_add((jp + 1) * kc * nr);
-                                    prefetch_lines(d, kc * nr, ip, mpanels);
-                                }
                                 let apanel = &apack[ip * kc * mr..][..kc * mr];
                                 let i = i0 + ip * mr;
                                 let mr_eff = mr.min(m - i);
