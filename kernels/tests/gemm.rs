@@ -427,3 +427,17 @@ fn every_edge_row_count_and_transposed_b_width() {
         }
     }
 }
+
+/// The AVX-512 packers (untransposed B panels, and a transposed A when its block meets 16+ B
+/// panels) across several row blocks (the last one partial), two column blocks (n > 2048) with
+/// a partial last panel, two k blocks and padded strides, every transpose: every path against
+/// the reference on one thread.
+#[test]
+fn packed_panels_across_row_column_and_k_blocks() {
+    let (m, n, k) = (200, 2081, 520);
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        let g = Gemm::new(m, n, k).transposes(ta, tb).beta(0.25);
+        let g = g.strides(g.lda + 5, g.ldb + 3, g.ldc + 1);
+        in_pool(1, || check_all_paths(&g, 900 + ta as u64 * 2 + tb as u64));
+    }
+}

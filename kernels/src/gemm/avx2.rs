@@ -2,6 +2,7 @@
 //! row); per k step two B loads and six A broadcasts feed 12 FMAs.
 
 use super::driver::MicroKernel;
+use super::x86_tile::{in_place_k_loop, store_rows};
 use std::arch::x86_64::*;
 
 pub(crate) struct Avx2;
@@ -24,13 +25,15 @@ impl MicroKernel for Avx2 {
         alpha: f32,
         beta: f32,
     ) {
-        // SAFETY: forwarded contract of MicroKernel::tile (AVX2+FMA present, pointers valid).
-        unsafe { packed(kc, a, b, c, ldc, alpha, beta) }
+        // SAFETY: forwarded contract of MicroKernel::tile (AVX2+FMA present, pointers valid);
+        // a packed panel has rsa = 1, csa = MR, rsb = NR.
+        unsafe { tile_6x16::<true>(kc, a, 1, MR, b, NR, c, ldc, alpha, beta) }
     }
 
     const STRIDED_A: bool = true;
 
     unsafe fn tile_strided(
+        rows: usize,
         kc: usize,
         a: *const f32,
         rsa: usize,
@@ -42,45 +45,19 @@ impl MicroKernel for Avx2 {
         alpha: f32,
         beta: f32,
     ) {
+        // No EDGE_ROWS: the driver passes whole tiles only.
+        assert_eq!(rows, MR, "tile_strided: {rows} rows");
         // SAFETY: forwarded contract of MicroKernel::tile_strided.
-        unsafe { strided(kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta) }
+        unsafe { tile_6x16::<false>(kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta) }
     }
 }
 
-/// The kernel on a packed A panel (constant offsets in the k loop).
-#[target_feature(enable = "avx2,fma")]
-unsafe fn packed(
-    kc: usize,
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    alpha: f32,
-    beta: f32,
-) {
-    // SAFETY: forwarded contract; a packed panel has rsa = 1, csa = MR.
-    unsafe { tile_6x16::<true>(kc, a, 1, MR, b, NR, c, ldc, alpha, beta) }
-}
-
-/// The kernel reading A in place.
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn strided(
-    kc: usize,
-    a: *const f32,
-    rsa: usize,
-    csa: usize,
-    b: *const f32,
-    rsb: usize,
-    c: *mut f32,
-    ldc: usize,
-    alpha: f32,
-    beta: f32,
-) {
-    // SAFETY: forwarded contract.
-    unsafe { tile_6x16::<false>(kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta) }
-}
-
+/// The kernel on a packed A panel (`PACKED`, constant offsets in the k loop) or reading A in
+/// place.
+///
+/// # Safety
+/// As for [`MicroKernel::tile_strided`] with `rows = MR` (and `rsa = 1`, `csa = MR`, `rsb = NR`
+/// when `PACKED`).
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 #[allow(clippy::too_many_arguments)]
@@ -117,51 +94,28 @@ unsafe fn tile_6x16<const PACKED: bool>(
             }
         }
     } else {
-        // Unpacked A, element (i, p) at a + i·rsa + p·csa: rows addressed as one of MR/3 base
-        // pointers plus 0, 1 or 2 strides. The bases' offsets go through black_box so LLVM cannot
-        // rewrite them into one serial chain of pointer additions inside the k loop.
-        let mut g0 = a;
-        let mut g1 = a.wrapping_add(std::hint::black_box(3 * rsa));
-        for _ in 0..kc {
-            // SAFETY: the caller guarantees NR readable f32 at b + p·rsb and A element (i, p) at
-            // a + i·rsa + p·csa for i < MR, p < kc; each step reads one p and advances by one.
-            unsafe {
+        // Unpacked A, element (i, p) at a + i·rsa + p·csa.
+        macro_rules! row {
+            ($i:expr, $ptr:expr, ($b0:ident, $b1:ident)) => {
+                let av = _mm256_broadcast_ss(&*$ptr);
+                lo[$i] = _mm256_fmadd_ps(av, $b0, lo[$i]);
+                hi[$i] = _mm256_fmadd_ps(av, $b1, hi[$i]);
+            };
+        }
+        in_place_k_loop! {
+            kc: kc, a: a, rsa: rsa, step: csa,
+            bases: [g0: 0 1 2, g1: 3 4 5],
+            each: {
                 let b0 = _mm256_loadu_ps(b);
                 let b1 = _mm256_loadu_ps(b.add(8));
-                macro_rules! row {
-                    ($i:expr, $ptr:expr) => {
-                        let av = _mm256_broadcast_ss(&*$ptr);
-                        lo[$i] = _mm256_fmadd_ps(av, b0, lo[$i]);
-                        hi[$i] = _mm256_fmadd_ps(av, b1, hi[$i]);
-                    };
-                }
-                row!(0, g0);
-                row!(1, g0.add(rsa));
-                row!(2, g0.add(2 * rsa));
-                row!(3, g1);
-                row!(4, g1.add(rsa));
-                row!(5, g1.add(2 * rsa));
-                g0 = g0.add(csa);
-                g1 = g1.add(csa);
-                b = b.add(rsb);
-            }
+            },
+            row: row(b0, b1),
+            then: { b = b.add(rsb); }
         }
     }
-    let va = _mm256_set1_ps(alpha);
-    let vb = _mm256_set1_ps(beta);
-    for i in 0..MR {
-        // SAFETY: the caller guarantees MR rows of NR writable f32 at stride ldc.
-        unsafe {
-            let r = c.add(i * ldc);
-            if beta == 0.0 {
-                _mm256_storeu_ps(r, _mm256_mul_ps(va, lo[i]));
-                _mm256_storeu_ps(r.add(8), _mm256_mul_ps(va, hi[i]));
-            } else {
-                let c0 = _mm256_mul_ps(vb, _mm256_loadu_ps(r));
-                let c1 = _mm256_mul_ps(vb, _mm256_loadu_ps(r.add(8)));
-                _mm256_storeu_ps(r, _mm256_fmadd_ps(va, lo[i], c0));
-                _mm256_storeu_ps(r.add(8), _mm256_fmadd_ps(va, hi[i], c1));
-            }
-        }
+    store_rows! {
+        rows: MR, lo: lo, hi: hi, c: c, ldc: ldc, alpha: alpha, beta: beta, lanes: 8,
+        set1: _mm256_set1_ps, load: _mm256_loadu_ps, store: _mm256_storeu_ps,
+        mul: _mm256_mul_ps, fmadd: _mm256_fmadd_ps
     }
 }

@@ -2,6 +2,7 @@
 //! row); per k step two B loads and twelve A broadcasts feed 24 FMAs.
 
 use super::driver::MicroKernel;
+use super::x86_tile::{in_place_k_loop, store_rows};
 use std::arch::x86_64::*;
 
 pub(crate) struct Avx512;
@@ -24,8 +25,9 @@ impl MicroKernel for Avx512 {
         alpha: f32,
         beta: f32,
     ) {
-        // SAFETY: forwarded contract of MicroKernel::tile (AVX-512F present, pointers valid).
-        unsafe { packed(kc, a, b, c, ldc, alpha, beta) }
+        // SAFETY: forwarded contract of MicroKernel::tile (AVX-512F present, pointers valid);
+        // a packed panel has rsa = 1, csa = MR, rsb = NR.
+        unsafe { tile_rx32::<MR, true>(kc, a, 1, MR, b, NR, c, ldc, alpha, beta) }
     }
 
     fn pack_bt_panel(b: &[f32], ldb: usize, kc: usize, dst: &mut [f32]) -> bool {
@@ -43,10 +45,34 @@ impl MicroKernel for Avx512 {
         true
     }
 
+    fn pack_panels(
+        src: &[f32],
+        ld: usize,
+        r: usize,
+        panels: usize,
+        kc: usize,
+        dst: &mut [f32],
+    ) -> bool {
+        if kc == 0 || panels == 0 || r == 0 || !std::arch::is_x86_feature_detected!("avx512f") {
+            return false;
+        }
+        assert!(
+            ld >= panels * r
+                && src.len() >= (kc - 1) * ld + panels * r
+                && dst.len() >= panels * kc * r,
+            "pack_panels: src {} (ld {ld}) or dst {} too short for {panels} panels of {r}, kc {kc}",
+            src.len(),
+            dst.len()
+        );
+        // SAFETY: AVX-512F was just detected; the lengths were just checked.
+        unsafe { pack_rows(src.as_ptr(), ld, r, panels, kc, dst.as_mut_ptr()) };
+        true
+    }
+
     const STRIDED_A: bool = true;
     const EDGE_ROWS: bool = true;
 
-    unsafe fn tile_strided_rows(
+    unsafe fn tile_strided(
         rows: usize,
         kc: usize,
         a: *const f32,
@@ -62,85 +88,24 @@ impl MicroKernel for Avx512 {
         macro_rules! go {
             ($($r:literal)*) => {
                 match rows {
-                    // SAFETY: forwarded contract of MicroKernel::tile_strided_rows.
-                    $($r => unsafe { strided_rows::<$r>(kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta) },)*
-                    _ => unreachable!("tile_strided_rows: {rows} rows"),
+                    // SAFETY: forwarded contract of MicroKernel::tile_strided (1 ≤ rows ≤ MR).
+                    $($r => unsafe {
+                        tile_rx32::<$r, false>(kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta)
+                    },)*
+                    _ => unreachable!("tile_strided: {rows} rows"),
                 }
             };
         }
-        go!(1 2 3 4 5 6 7 8 9 10 11)
-    }
-
-    unsafe fn tile_strided(
-        kc: usize,
-        a: *const f32,
-        rsa: usize,
-        csa: usize,
-        b: *const f32,
-        rsb: usize,
-        c: *mut f32,
-        ldc: usize,
-        alpha: f32,
-        beta: f32,
-    ) {
-        // SAFETY: forwarded contract of MicroKernel::tile_strided.
-        unsafe { strided(kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta) }
+        go!(1 2 3 4 5 6 7 8 9 10 11 12)
     }
 }
 
-/// The kernel on a packed A panel (constant offsets in the k loop).
-#[target_feature(enable = "avx512f")]
-unsafe fn packed(
-    kc: usize,
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    alpha: f32,
-    beta: f32,
-) {
-    // SAFETY: forwarded contract; a packed panel has rsa = 1, csa = MR.
-    unsafe { tile_rx32::<MR, true>(kc, a, 1, MR, b, NR, c, ldc, alpha, beta) }
-}
-
-/// The kernel reading A in place.
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn strided(
-    kc: usize,
-    a: *const f32,
-    rsa: usize,
-    csa: usize,
-    b: *const f32,
-    rsb: usize,
-    c: *mut f32,
-    ldc: usize,
-    alpha: f32,
-    beta: f32,
-) {
-    // SAFETY: forwarded contract.
-    unsafe { tile_rx32::<MR, false>(kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta) }
-}
-
-/// The kernel reading A in place, for the first `R < MR` rows of the tile only.
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn strided_rows<const R: usize>(
-    kc: usize,
-    a: *const f32,
-    rsa: usize,
-    csa: usize,
-    b: *const f32,
-    rsb: usize,
-    c: *mut f32,
-    ldc: usize,
-    alpha: f32,
-    beta: f32,
-) {
-    // SAFETY: forwarded contract, for R rows.
-    unsafe { tile_rx32::<R, false>(kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta) }
-}
-
+/// The kernel for the first `R ≤ MR` rows of a tile: on a packed A panel (`PACKED`, constant
+/// offsets in the k loop) or reading A in place.
+///
+/// # Safety
+/// As for [`MicroKernel::tile_strided`] with `rows = R` (and `rsa = 1`, `csa = MR`,
+/// `rsb = NR` when `PACKED`).
 #[target_feature(enable = "avx512f")]
 #[inline]
 #[allow(clippy::too_many_arguments)]
@@ -184,72 +149,60 @@ unsafe fn tile_rx32<const R: usize, const PACKED: bool>(
             }
         }
     } else {
-        // Unpacked A, element (i, p) at a + i·rsa + p·csa: rows addressed as one of MR/3 base
-        // pointers plus 0, 1 or 2 strides. The bases' offsets go through black_box so LLVM cannot
-        // rewrite them into one serial chain of pointer additions inside the k loop.
-        let mut g0 = a;
-        let mut g1 = a.wrapping_add(std::hint::black_box(3 * rsa));
-        let mut g2 = a.wrapping_add(std::hint::black_box(6 * rsa));
-        let mut g3 = a.wrapping_add(std::hint::black_box(9 * rsa));
-        for _ in 0..kc {
-            // SAFETY: the caller guarantees NR readable f32 at b + p·rsb and A element (i, p) at
-            // a + i·rsa + p·csa for i < MR, p < kc; each step reads one p and advances by one.
-            unsafe {
+        // Unpacked A, element (i, p) at a + i·rsa + p·csa (rows past R are skipped).
+        macro_rules! row {
+            ($i:expr, $ptr:expr, ($b0:ident, $b1:ident)) => {
+                if $i < R {
+                    let av = _mm512_set1_ps(*$ptr);
+                    lo[$i] = _mm512_fmadd_ps(av, $b0, lo[$i]);
+                    hi[$i] = _mm512_fmadd_ps(av, $b1, hi[$i]);
+                }
+            };
+        }
+        in_place_k_loop! {
+            kc: kc, a: a, rsa: rsa, step: csa,
+            bases: [g0: 0 1 2, g1: 3 4 5, g2: 6 7 8, g3: 9 10 11],
+            each: {
                 let b0 = _mm512_loadu_ps(b);
                 let b1 = _mm512_loadu_ps(b.add(16));
-                macro_rules! row {
-                    ($i:expr, $ptr:expr) => {
-                        if $i < R {
-                            let av = _mm512_set1_ps(*$ptr);
-                            lo[$i] = _mm512_fmadd_ps(av, b0, lo[$i]);
-                            hi[$i] = _mm512_fmadd_ps(av, b1, hi[$i]);
-                        }
-                    };
-                }
-                row!(0, g0);
-                row!(1, g0.add(rsa));
-                row!(2, g0.add(2 * rsa));
-                row!(3, g1);
-                row!(4, g1.add(rsa));
-                row!(5, g1.add(2 * rsa));
-                row!(6, g2);
-                row!(7, g2.add(rsa));
-                row!(8, g2.add(2 * rsa));
-                row!(9, g3);
-                row!(10, g3.add(rsa));
-                row!(11, g3.add(2 * rsa));
-                g0 = g0.add(csa);
-                g1 = g1.add(csa);
-                g2 = g2.add(csa);
-                g3 = g3.add(csa);
-                b = b.add(rsb);
-            }
+            },
+            row: row(b0, b1),
+            then: { b = b.add(rsb); }
         }
     }
-    let va = _mm512_set1_ps(alpha);
-    let vb = _mm512_set1_ps(beta);
-    // A factor of 1 is skipped (1·x == x exactly), which saves the multiplies of the common
-    // alpha = 1, beta ∈ {0, 1} cases without changing any result.
-    for i in 0..R {
-        // SAFETY: the caller guarantees R rows of NR writable f32 at stride ldc.
-        unsafe {
-            let r = c.add(i * ldc);
-            if beta == 0.0 {
-                let (x0, x1) = if alpha == 1.0 {
-                    (lo[i], hi[i])
-                } else {
-                    (_mm512_mul_ps(va, lo[i]), _mm512_mul_ps(va, hi[i]))
-                };
-                _mm512_storeu_ps(r, x0);
-                _mm512_storeu_ps(r.add(16), x1);
-            } else {
-                let (mut c0, mut c1) = (_mm512_loadu_ps(r), _mm512_loadu_ps(r.add(16)));
-                if beta != 1.0 {
-                    c0 = _mm512_mul_ps(vb, c0);
-                    c1 = _mm512_mul_ps(vb, c1);
+    store_rows! {
+        rows: R, lo: lo, hi: hi, c: c, ldc: ldc, alpha: alpha, beta: beta, lanes: 16,
+        set1: _mm512_set1_ps, load: _mm512_loadu_ps, store: _mm512_storeu_ps,
+        mul: _mm512_mul_ps, fmadd: _mm512_fmadd_ps
+    }
+}
+
+/// `dst[q·kc·r + p·r + x] = src[p·ld + q·r + x]` for `q < panels`, `p < kc`, `x < r`: each
+/// source row is read once, in 16-lane pieces (the last one masked).
+///
+/// # Safety
+/// AVX-512F; `src` readable at `p·ld + q·r + x` and `dst` writable for `panels·kc·r` f32.
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_rows(src: *const f32, ld: usize, r: usize, panels: usize, kc: usize, dst: *mut f32) {
+    let last = r - (r - 1) / 16 * 16;
+    let mask: __mmask16 = if last == 16 {
+        0xffff
+    } else {
+        (1u16 << last) - 1
+    };
+    let full = (r - 1) / 16;
+    for p in 0..kc {
+        for q in 0..panels {
+            // SAFETY: row p, columns q·r..(q+1)·r of src and row p of panel q of dst are in
+            // bounds (caller); the masked piece stops at r.
+            unsafe {
+                let s = src.add(p * ld + q * r);
+                let d = dst.add(q * kc * r + p * r);
+                for c in 0..full {
+                    _mm512_storeu_ps(d.add(16 * c), _mm512_loadu_ps(s.add(16 * c)));
                 }
-                _mm512_storeu_ps(r, _mm512_fmadd_ps(va, lo[i], c0));
-                _mm512_storeu_ps(r.add(16), _mm512_fmadd_ps(va, hi[i], c1));
+                let v = _mm512_maskz_loadu_ps(mask, s.add(16 * full));
+                _mm512_mask_storeu_ps(d.add(16 * full), mask, v);
             }
         }
     }

@@ -12,6 +12,7 @@
 //! bit-identical for any thread count.
 
 use super::driver::{CPtr, Split, MAX_TILE, PAR_MIN_WORK};
+use super::x86_tile::{in_place_k_loop, store_rows};
 use super::Gemm;
 use half::bf16;
 use rayon::prelude::*;
@@ -369,44 +370,24 @@ unsafe fn tile_in_place(
     let mut lo = [_mm512_setzero_ps(); MR];
     let mut hi = [_mm512_setzero_ps(); MR];
     let mut b = b;
-    // Rows as one of four bases plus 0, 1 or 2 strides (as in the f32 kernel); black_box keeps
-    // LLVM from turning the bases into one serial chain of additions.
-    let mut g0 = a;
-    let mut g1 = a.wrapping_add(std::hint::black_box(3 * rsa));
-    let mut g2 = a.wrapping_add(std::hint::black_box(6 * rsa));
-    let mut g3 = a.wrapping_add(std::hint::black_box(9 * rsa));
-    for _ in 0..kp {
-        // SAFETY: each step reads NR·2 bf16 at b and one pair of each of the MR rows, within
-        // the caller's bounds.
-        unsafe {
+    // Pair (i, pp) of row i at a + i·rsa + 4·pp, rows through four bases (as in the f32 kernel).
+    macro_rules! row {
+        ($i:expr, $ptr:expr, ($b0:ident, $b1:ident)) => {
+            let v = ($ptr as *const i32).read_unaligned();
+            let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(v));
+            lo[$i] = _mm512_dpbf16_ps(lo[$i], av, $b0);
+            hi[$i] = _mm512_dpbf16_ps(hi[$i], av, $b1);
+        };
+    }
+    in_place_k_loop! {
+        kc: kp, a: a, rsa: rsa, step: 4,
+        bases: [g0: 0 1 2, g1: 3 4 5, g2: 6 7 8, g3: 9 10 11],
+        each: {
             let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b as *const __m512i));
             let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(32) as *const __m512i));
-            macro_rules! row {
-                ($i:expr, $ptr:expr) => {
-                    let v = ($ptr as *const i32).read_unaligned();
-                    let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(v));
-                    lo[$i] = _mm512_dpbf16_ps(lo[$i], av, b0);
-                    hi[$i] = _mm512_dpbf16_ps(hi[$i], av, b1);
-                };
-            }
-            row!(0, g0);
-            row!(1, g0.add(rsa));
-            row!(2, g0.add(2 * rsa));
-            row!(3, g1);
-            row!(4, g1.add(rsa));
-            row!(5, g1.add(2 * rsa));
-            row!(6, g2);
-            row!(7, g2.add(rsa));
-            row!(8, g2.add(2 * rsa));
-            row!(9, g3);
-            row!(10, g3.add(rsa));
-            row!(11, g3.add(2 * rsa));
-            g0 = g0.add(4);
-            g1 = g1.add(4);
-            g2 = g2.add(4);
-            g3 = g3.add(4);
-            b = b.add(NR * 2);
-        }
+        },
+        row: row(b0, b1),
+        then: { b = b.add(NR * 2); }
     }
     // SAFETY: forwarded contract for C.
     unsafe { store(&lo, &hi, c, ldc, alpha, beta) }
@@ -426,21 +407,9 @@ unsafe fn store(
     alpha: f32,
     beta: f32,
 ) {
-    let va = _mm512_set1_ps(alpha);
-    let vb = _mm512_set1_ps(beta);
-    for i in 0..MR {
-        // SAFETY: the caller guarantees MR rows of NR writable f32 at stride ldc.
-        unsafe {
-            let r = c.add(i * ldc);
-            if beta == 0.0 {
-                _mm512_storeu_ps(r, _mm512_mul_ps(va, lo[i]));
-                _mm512_storeu_ps(r.add(16), _mm512_mul_ps(va, hi[i]));
-            } else {
-                let c0 = _mm512_mul_ps(vb, _mm512_loadu_ps(r));
-                let c1 = _mm512_mul_ps(vb, _mm512_loadu_ps(r.add(16)));
-                _mm512_storeu_ps(r, _mm512_fmadd_ps(va, lo[i], c0));
-                _mm512_storeu_ps(r.add(16), _mm512_fmadd_ps(va, hi[i], c1));
-            }
-        }
+    store_rows! {
+        rows: MR, lo: lo, hi: hi, c: c, ldc: ldc, alpha: alpha, beta: beta, lanes: 16,
+        set1: _mm512_set1_ps, load: _mm512_loadu_ps, store: _mm512_storeu_ps,
+        mul: _mm512_mul_ps, fmadd: _mm512_fmadd_ps
     }
 }

@@ -86,44 +86,41 @@ pub(crate) trait MicroKernel {
         false
     }
 
-    /// Whether [`MicroKernel::tile_strided_rows`] exists.
-    const EDGE_ROWS: bool = false;
-
-    /// [`MicroKernel::tile_strided`] for the first `rows` (`1 ≤ rows < MR`) rows of the tile
-    /// only: reads and writes only those rows of C, same arithmetic per element.
-    ///
-    /// # Safety
-    /// As for `tile_strided`, for `rows` rows of A and C.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile_strided_rows(
-        _rows: usize,
+    /// Packs `panels` full panels of `r` columns (`r` is MR or NR) from `kc` rows of `src` at
+    /// stride `ld` (an untransposed B, or a transposed A):
+    /// `dst[q·kc·r + p·r + x] = src[p·ld + q·r + x]` for `q < panels`, `p < kc`, `x < r`.
+    /// Returns `false` (and writes nothing) when the kernel has no fast packer for this ISA, and
+    /// the caller packs generically. Same values either way (a pure copy).
+    fn pack_panels(
+        _src: &[f32],
+        _ld: usize,
+        _r: usize,
+        _panels: usize,
         _kc: usize,
-        _a: *const f32,
-        _rsa: usize,
-        _csa: usize,
-        _b: *const f32,
-        _rsb: usize,
-        _c: *mut f32,
-        _ldc: usize,
-        _alpha: f32,
-        _beta: f32,
-    ) {
-        unreachable!("tile_strided_rows called on a kernel without EDGE_ROWS")
+        _dst: &mut [f32],
+    ) -> bool {
+        false
     }
+
+    /// Whether [`MicroKernel::tile_strided`] takes fewer than MR rows.
+    const EDGE_ROWS: bool = false;
 
     /// Whether [`MicroKernel::tile_strided`] exists.
     const STRIDED_A: bool = false;
 
-    /// [`MicroKernel::tile`] reading A unpacked: element (i, p) of the A panel at
-    /// `a[i·rsa + p·csa]`, and row p of the B panel at `b[p·rsb..][..NR]` (`rsb = NR` for a
-    /// packed panel, B's row stride when read in place). Same arithmetic, in the same order, as
-    /// `tile` on packed panels.
+    /// [`MicroKernel::tile`] for the first `rows` rows of the tile, reading A unpacked: element
+    /// (i, p) of the A panel at `a[i·rsa + p·csa]`, and row p of the B panel at `b[p·rsb..][..NR]`
+    /// (`rsb = NR` for a packed panel, B's row stride when read in place). Reads and writes only
+    /// those rows of C. Same arithmetic per element, in the same order, as `tile` on packed
+    /// panels.
     ///
     /// # Safety
-    /// As for `tile`, with `a` readable at every `i·rsa + p·csa`, `i < MR`, `p < kc`, and `b`
-    /// for NR f32 at every `p·rsb`.
+    /// As for `tile`, with `rows == MR`, or `1 ≤ rows < MR` when the kernel has `EDGE_ROWS`;
+    /// `a` readable at every `i·rsa + p·csa`, `i < rows`, `p < kc`; `b` for NR f32 at every
+    /// `p·rsb`; C for `rows` rows.
     #[allow(clippy::too_many_arguments)]
     unsafe fn tile_strided(
+        _rows: usize,
         _kc: usize,
         _a: *const f32,
         _rsa: usize,
@@ -353,13 +350,35 @@ fn pack_b_range<K: MicroKernel, T: Elem>(
             interleave_dyn(&cols[..cols_n], nr, kc, panel);
         }
     } else {
-        pack_rows_panels(&b[p0 * g.ldb + j0..], g.ldb, w, nr, kc, dst);
+        pack_rows_panels_fast::<K, T>(&b[p0 * g.ldb + j0..], g.ldb, w, nr, kc, dst);
+    }
+}
+
+/// [`pack_rows_panels`] through the kernel's [`MicroKernel::pack_panels`] for the full panels
+/// when it has one.
+fn pack_rows_panels_fast<K: MicroKernel, T: Elem>(
+    src: &[T],
+    ld: usize,
+    w: usize,
+    r: usize,
+    kc: usize,
+    dst: &mut [f32],
+) {
+    let full = w / r;
+    let fast = full > 0
+        && match T::as_f32(src) {
+            Some(s32) => K::pack_panels(s32, ld, r, full, kc, dst),
+            None => false,
+        };
+    let done = if fast { full * r } else { 0 };
+    if done < w {
+        pack_rows_panels(&src[done..], ld, w - done, r, kc, &mut dst[done * kc..]);
     }
 }
 
 /// Packs rows `i0..i0+h` of op(A), k columns `p0..p0+kc`, into panels of `mr` rows.
 #[allow(clippy::too_many_arguments)]
-fn pack_a_range<T: Elem>(
+fn pack_a_range<K: MicroKernel, T: Elem>(
     g: &Gemm,
     a: &[T],
     dst: &mut [f32],
@@ -371,7 +390,7 @@ fn pack_a_range<T: Elem>(
 ) {
     if g.trans_a {
         // op(A)[i][p] = a[p·lda + i]: column p of op(A) is a contiguous row of a.
-        pack_rows_panels(&a[p0 * g.lda + i0..], g.lda, h, mr, kc, dst);
+        pack_rows_panels_fast::<K, T>(&a[p0 * g.lda + i0..], g.lda, h, mr, kc, dst);
     } else {
         for (q, panel) in dst[..h.div_ceil(mr) * kc * mr]
             .chunks_mut(kc * mr)
@@ -631,20 +650,29 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                     let jp0 = jb * panels_per_nb;
                     let jp1 = np.min(jp0 + panels_per_nb);
                     // f32 A is read in place when the kernel can (measured: never slower than
-                    // packing here, and much faster when an A panel meets few B panels, as in
-                    // attention); a last partial panel is packed unless the kernel has
+                    // packing an untransposed A, and much faster when an A panel meets few B
+                    // panels, as in attention); a last partial panel is packed unless the kernel has
                     // EDGE_ROWS (a kernel for fewer rows, which then also writes C directly).
+                    // A transposed A is read along its columns (a new cache line, and a new
+                    // page every few k steps); when its block meets many B panels, packing it
+                    // costs less than the kernel loses (measured: the Aᵀ·B weight gradients).
+                    // (B read in place needs A in place.)
                     let a_direct = match TA::as_f32(a) {
-                        Some(a32) if K::STRIDED_A => Some(a32),
+                        Some(a32)
+                            if K::STRIDED_A
+                                && (b_direct.is_some() || !g.trans_a || jp1 - jp0 < 16) =>
+                        {
+                            Some(a32)
+                        }
                         _ => None,
                     };
                     let (rsa, csa) = if g.trans_a { (1, g.lda) } else { (g.lda, 1) };
                     with_scratch(&A_BUF, mcb * kcb, |apack| {
                         if a_direct.is_none() {
-                            pack_a_range(g, a, apack, mr, p0, kc, i0, mc);
+                            pack_a_range::<K, TA>(g, a, apack, mr, p0, kc, i0, mc);
                         } else if mc % mr != 0 && !edge_rows {
                             let last = mpanels - 1;
-                            pack_a_range(
+                            pack_a_range::<K, TA>(
                                 g,
                                 a,
                                 &mut apack[last * kc * mr..],
@@ -672,41 +700,19 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                                 let mr_eff = mr.min(m - i);
                                 let off = i * g.ldc + j;
                                 let tile = |c: *mut f32, ldc: usize| match a_direct {
-                                    Some(a32) if mr_eff == mr => {
-                                        let a_off = i * rsa + p0 * csa;
-                                        debug_assert!(
-                                            a_off + (mr - 1) * rsa + (kc - 1) * csa < a32.len()
-                                        );
-                                        // SAFETY: rows i..i+MR (all < m) and columns p0..p0+kc
-                                        // (≤ k) of op(A) lie inside A (checked by Gemm::check);
-                                        // bp holds NR f32 at p·rsb for p < kc (a packed panel,
-                                        // or rows p0..p0+kc, columns j..j+NR ≤ n of B read in
-                                        // place); c as below; K has STRIDED_A.
-                                        unsafe {
-                                            K::tile_strided(
-                                                kc,
-                                                a32.as_ptr().add(a_off),
-                                                rsa,
-                                                csa,
-                                                bp,
-                                                rsb,
-                                                c,
-                                                ldc,
-                                                g.alpha,
-                                                beta,
-                                            )
-                                        }
-                                    }
-                                    Some(a32) if edge_rows => {
+                                    Some(a32) if mr_eff == mr || edge_rows => {
                                         let a_off = i * rsa + p0 * csa;
                                         debug_assert!(
                                             a_off + (mr_eff - 1) * rsa + (kc - 1) * csa < a32.len()
                                         );
-                                        // SAFETY: rows i..i+mr_eff (all < m) and columns
-                                        // p0..p0+kc of op(A) lie inside A; bp as above, c as
-                                        // below, for mr_eff rows of C; K has EDGE_ROWS.
+                                        // SAFETY: rows i..i+mr_eff (all < m; fewer than MR only
+                                        // with EDGE_ROWS) and columns p0..p0+kc (≤ k) of op(A)
+                                        // lie inside A (checked by Gemm::check); bp holds NR f32
+                                        // at p·rsb for p < kc (a packed panel, or rows
+                                        // p0..p0+kc, columns j..j+NR ≤ n of B read in place); c
+                                        // as below, for mr_eff rows; K has STRIDED_A.
                                         unsafe {
-                                            K::tile_strided_rows(
+                                            K::tile_strided(
                                                 mr_eff,
                                                 kc,
                                                 a32.as_ptr().add(a_off),

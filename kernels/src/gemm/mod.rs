@@ -14,9 +14,10 @@
 //! On AVX-512 and AVX2, f32 A is read in place with its strides (a transposed A costs nothing);
 //! other paths and bf16 A pack A into MR-row panels. AVX-512 also has 1–11-row kernels for a
 //! last partial row panel (A in place, C written directly), reads an untransposed f32 B in
-//! place when C is a single row block (batched attention products), and packs Bᵀ panels with
-//! 16×16 register transposes; the `vdpbf16ps` kernel reads an untransposed bf16 A in place as
-//! 32-bit k pairs. k is blocked by KC (512 on AVX-512, 256 elsewhere), rows by MC (192 / 144)
+//! place when C is a single row block (batched attention products), and packs B panels with
+//! zmm copies, Bᵀ panels with 16×16 register transposes, and (when its block meets 16 or more B
+//! panels, as in the Aᵀ·B weight gradients) a transposed A into MR-row panels; the `vdpbf16ps`
+//! kernel reads an untransposed bf16 A in place as 32-bit k pairs. k is blocked by KC (512 on AVX-512, 256 elsewhere), rows by MC (192 / 144)
 //! so A's block stays in L2 while one B panel is reused across it, columns by NC = 2048. rayon splits a large C into one band per thread (rows or columns of whole tiles,
 //! each band packing its own B, no barriers), or else into row blocks sharing one packed B;
 //! [`Gemm::run_batched`] splits the batch over threads instead and runs each product on one
@@ -37,6 +38,8 @@ pub mod limits;
 mod neon;
 mod portable;
 pub mod reference;
+#[cfg(target_arch = "x86_64")]
+mod x86_tile;
 
 pub use bf16::Operand;
 
