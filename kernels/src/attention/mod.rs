@@ -37,7 +37,7 @@
 //!
 //! Every product inside a tile is a register-blocked micro-kernel `C (+)= A·B` over the tile
 //! (4 rows × 64 columns of FMAs on AVX-512), with the softmax, dropout and `dS` steps as
-//! vectorised row passes between them.
+//! vectorised row passes between them (see [`vector`]).
 //!
 //! # Determinism
 //! Every output element is written by exactly one task, which accumulates in a fixed order, so
@@ -45,24 +45,21 @@
 //!
 //! # Paths
 //! `Isa::Scalar` runs the same tiled algorithm with plain loops (its reference for the tiling is
-//! [`reference`](mod@reference), which materialises the full matrices in f64). `Avx512`, `Avx2`, `Portable`
-//! (`wide`) and `Neon` replace the inner loops with SIMD.
+//! [`reference`](mod@reference), which materialises the full matrices in f64). `Avx512`, `Avx2`,
+//! `Portable` (`wide`) and `Neon` replace the inner loops with one implementation over the
+//! shared [`Simd`](crate::simd::Simd) layer ([`vector`]), instantiated per instruction set inside
+//! one `#[target_feature]` entry per task by [`crate::simd::dispatch`].
 
 // Register-blocked micro-kernels index `acc[r][v]` by row and vector on purpose.
 #![allow(clippy::needless_range_loop)]
 
 pub mod reference;
-
-#[cfg(target_arch = "x86_64")]
-mod avx2;
-#[cfg(target_arch = "x86_64")]
-mod avx512;
-#[cfg(target_arch = "aarch64")]
-mod neon;
-mod portable;
+mod vector;
 
 use crate::dispatch::{active, Isa};
+use crate::simd::{dispatch, Kernel, Simd};
 use rayon::prelude::*;
+use vector::Vector;
 
 /// Query rows per forward task / backward inner block.
 pub const BLOCK_Q: usize = 64;
@@ -151,16 +148,6 @@ fn splitmix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// A 32-bit bijective mixer ("lowbias32", C. Wellons).
-#[inline(always)]
-pub(crate) fn mix32(mut x: u32) -> u32 {
-    x ^= x >> 16;
-    x = x.wrapping_mul(0x7FEB_352D);
-    x ^= x >> 15;
-    x = x.wrapping_mul(0x846C_A68B);
-    x ^ (x >> 16)
-}
-
 /// Precomputed dropout constants of one call.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Drop {
@@ -186,7 +173,7 @@ impl Drop {
     /// The hash of a flat index; `lo`, `hi` are its two 32-bit halves.
     #[inline(always)]
     pub fn hash(&self, lo: u32, hi: u32) -> u32 {
-        mix32(mix32(lo ^ self.k0) ^ hi ^ self.k1)
+        crate::simd::dropout_hash(lo, self.k0, hi ^ self.k1)
     }
 
     #[inline(always)]
@@ -387,25 +374,7 @@ pub fn forward_with(
         v,
         mask,
     };
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => {
-            let p = avx512::Avx512::new().expect("checked by check_isa");
-            run_forward(&p, &args, out, lse)
-        }
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => {
-            let p = avx2::Avx2::new().expect("checked by check_isa");
-            run_forward(&p, &args, out, lse)
-        }
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => {
-            let p = neon::Neon::new().expect("checked by check_isa");
-            run_forward(&p, &args, out, lse)
-        }
-        Isa::Portable => run_forward(&portable::Portable, &args, out, lse),
-        _ => run_forward(&Scalar, &args, out, lse),
-    }
+    run_forward(isa, &args, out, lse)
 }
 
 /// Fused backward on the active path: writes `dq`, `dk`, `dv` (overwritten) from the forward's
@@ -477,25 +446,7 @@ pub fn backward_with(
         lse,
         dout,
     };
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => {
-            let p = avx512::Avx512::new().expect("checked by check_isa");
-            run_backward(&p, &args, dq, dk, dv)
-        }
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => {
-            let p = avx2::Avx2::new().expect("checked by check_isa");
-            run_backward(&p, &args, dq, dk, dv)
-        }
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => {
-            let p = neon::Neon::new().expect("checked by check_isa");
-            run_backward(&p, &args, dq, dk, dv)
-        }
-        Isa::Portable => run_backward(&portable::Portable, &args, dq, dk, dv),
-        _ => run_backward(&Scalar, &args, dq, dk, dv),
-    }
+    run_backward(isa, &args, dq, dk, dv)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -574,8 +525,12 @@ pub(crate) trait Prims: Sync {
         grads_row_scalar(p, dp, dsum, drop)
     }
 
+    // The tile passes are plain loops over rows (no closures), so that for `Vector` the row
+    // passes inline into the `#[target_feature]` entry of the task.
+
     /// [`Prims::scale_mask_max`] on each row of a tile of `cols` columns; row `r` sees
     /// `valid.get(r, cols)` keys; its maximum goes to `maxes[r]`.
+    #[inline(always)]
     fn scale_mask_max_tile(
         &self,
         s: &mut [f32],
@@ -585,13 +540,14 @@ pub(crate) trait Prims: Sync {
         valid: Valid,
         maxes: &mut [f32],
     ) {
-        each_row_max(s, cols, valid, maxes, |row, v| {
-            self.scale_mask_max(row, scale, mask, v)
-        })
+        for (r, (row, mx)) in s.chunks_exact_mut(cols).zip(maxes.iter_mut()).enumerate() {
+            *mx = self.scale_mask_max(row, scale, mask, valid.get(r, cols));
+        }
     }
 
     /// [`Prims::exp_sum`] (or [`Prims::exp_sum_dropout`]) on each row of a tile with its own
     /// `m[r]`; the row sums go to `sums[r]`.
+    #[inline(always)]
     fn exp_tile(
         &self,
         s: &mut [f32],
@@ -600,19 +556,22 @@ pub(crate) trait Prims: Sync {
         sums: &mut [f32],
         drop: Option<RowDrop<'_>>,
     ) {
-        each_row_exp(
-            s,
-            cols,
-            m,
-            sums,
-            drop,
-            |row, mr| self.exp_sum(row, mr),
-            |row, mr, dr, f0| self.exp_sum_dropout(row, mr, dr, f0),
-        )
+        for (r, ((row, &mr), sum)) in s
+            .chunks_exact_mut(cols)
+            .zip(m)
+            .zip(sums.iter_mut())
+            .enumerate()
+        {
+            *sum = match drop {
+                None => self.exp_sum(row, mr),
+                Some(d) => self.exp_sum_dropout(row, mr, d.drop, d.flat0 + r as u64 * d.stride),
+            };
+        }
     }
 
     /// [`Prims::probs`] on each row of a tile with its own `lse[r]` (a row with `lse = -inf`
     /// becomes 0).
+    #[inline(always)]
     fn probs_tile(
         &self,
         s: &mut [f32],
@@ -622,12 +581,17 @@ pub(crate) trait Prims: Sync {
         lse: &[f32],
         valid: Valid,
     ) {
-        each_row_probs(s, cols, lse, valid, |row, l, v| {
-            self.probs(row, scale, mask, l, v)
-        })
+        for (r, (row, &l)) in s.chunks_exact_mut(cols).zip(lse).enumerate() {
+            if l == f32::NEG_INFINITY {
+                row.fill(0.0);
+            } else {
+                self.probs(row, scale, mask, l, valid.get(r, cols));
+            }
+        }
     }
 
     /// [`Prims::grads_row`] on each row of a tile with its own `dsum[r]`.
+    #[inline(always)]
     fn grads_tile(
         &self,
         p: &mut [f32],
@@ -636,9 +600,15 @@ pub(crate) trait Prims: Sync {
         dsum: &[f32],
         drop: Option<RowDrop<'_>>,
     ) {
-        each_row_grads(p, dp, cols, dsum, drop, |pr, gr, ds, dr| {
-            self.grads_row(pr, gr, ds, dr)
-        })
+        for (r, ((pr, gr), &ds)) in p
+            .chunks_exact_mut(cols)
+            .zip(dp.chunks_exact_mut(cols))
+            .zip(dsum)
+            .enumerate()
+        {
+            let dr = drop.map(|d| (d.drop, d.flat0 + r as u64 * d.stride));
+            self.grads_row(pr, gr, ds, dr);
+        }
     }
 
     /// `row *= alpha`.
@@ -728,83 +698,6 @@ pub(crate) struct RowDrop<'a> {
     pub drop: &'a Drop,
     pub flat0: u64,
     pub stride: u64,
-}
-
-#[inline(always)]
-pub(crate) fn each_row_max(
-    s: &mut [f32],
-    cols: usize,
-    valid: Valid,
-    maxes: &mut [f32],
-    mut f: impl FnMut(&mut [f32], usize) -> f32,
-) {
-    for (r, (row, mx)) in s.chunks_exact_mut(cols).zip(maxes.iter_mut()).enumerate() {
-        *mx = f(row, valid.get(r, cols));
-    }
-}
-
-#[inline(always)]
-pub(crate) fn each_row_exp(
-    s: &mut [f32],
-    cols: usize,
-    m: &[f32],
-    sums: &mut [f32],
-    drop: Option<RowDrop<'_>>,
-    mut plain: impl FnMut(&mut [f32], f32) -> f32,
-    mut dropped: impl FnMut(&mut [f32], f32, &Drop, u64) -> f32,
-) {
-    for (r, ((row, &mr), sum)) in s
-        .chunks_exact_mut(cols)
-        .zip(m)
-        .zip(sums.iter_mut())
-        .enumerate()
-    {
-        *sum = match drop {
-            None => plain(row, mr),
-            Some(d) => dropped(row, mr, d.drop, d.flat0 + r as u64 * d.stride),
-        };
-    }
-}
-
-#[inline(always)]
-pub(crate) fn each_row_probs(
-    s: &mut [f32],
-    cols: usize,
-    lse: &[f32],
-    valid: Valid,
-    mut f: impl FnMut(&mut [f32], f32, usize),
-) {
-    for (r, (row, &l)) in s.chunks_exact_mut(cols).zip(lse).enumerate() {
-        if l == f32::NEG_INFINITY {
-            row.fill(0.0);
-        } else {
-            f(row, l, valid.get(r, cols));
-        }
-    }
-}
-
-#[inline(always)]
-pub(crate) fn each_row_grads(
-    p: &mut [f32],
-    dp: &mut [f32],
-    cols: usize,
-    dsum: &[f32],
-    drop: Option<RowDrop<'_>>,
-    mut f: impl FnMut(&mut [f32], &mut [f32], f32, Option<(&Drop, u64)>),
-) {
-    for (r, ((pr, gr), &ds)) in p
-        .chunks_exact_mut(cols)
-        .zip(dp.chunks_exact_mut(cols))
-        .zip(dsum)
-        .enumerate()
-    {
-        f(
-            pr,
-            gr,
-            ds,
-            drop.map(|d| (d.drop, d.flat0 + r as u64 * d.stride)),
-        );
-    }
 }
 
 /// Zeroes rows `0..m`, columns `0..n` of a matrix with row stride `ldc`.
@@ -968,6 +861,16 @@ fn valid_keys(causal: bool, tq: usize, tk: usize, i: usize, j0: usize, bc: usize
     (last - j0 as isize + 1).clamp(0, bc as isize) as usize
 }
 
+/// `len` zeros starting at a 64-byte boundary of `buf` (which it replaces): the tiles the
+/// micro-kernels read as `B` then start every row of vectors on a cache line, instead of wherever
+/// the allocator put them (an AVX-512 load straddling two lines costs two).
+fn aligned_zeros(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    const PAD: usize = 64 / std::mem::size_of::<f32>() - 1;
+    *buf = vec![0.0f32; len + PAD];
+    let off = buf.as_ptr().align_offset(64).min(PAD);
+    &mut buf[off..off + len]
+}
+
 /// Transposes rows `[j0, j0+bc)` of a `[T, d]` matrix into `dst[d × bc]`.
 ///
 /// Walks blocks of 16 source rows so that each destination row segment written is one cache line
@@ -991,29 +894,82 @@ fn transpose_tile(src: &[f32], d: usize, j0: usize, bc: usize, dst: &mut [f32]) 
     }
 }
 
-fn run_forward<P: Prims>(p: &P, a: &Fwd<'_>, out: &mut [f32], lse: &mut [f32]) {
-    let AttnShape {
-        heads, tq, tk, d, ..
-    } = a.shape;
+/// One forward task: query rows `[i0, i0 + lse_out.len())` of head `bh` (see [`forward_block`]).
+struct FwdTask<'a, 'b> {
+    a: &'b Fwd<'a>,
+    kth: &'b [f32],
+    bh: usize,
+    i0: usize,
+    acc: &'b mut [f32],
+    lse_out: &'b mut [f32],
+}
+
+impl FwdTask<'_, '_> {
+    #[inline(always)]
+    fn run_on<P: Prims>(self, p: &P) {
+        let b = self.bh / self.a.shape.heads;
+        forward_block(
+            p,
+            self.a,
+            self.kth,
+            self.bh,
+            b,
+            self.i0,
+            self.acc,
+            self.lse_out,
+        )
+    }
+}
+
+impl Kernel for FwdTask<'_, '_> {
+    type Out = ();
+    #[inline(always)]
+    unsafe fn run<S: Simd>(self) {
+        // SAFETY: `run`'s contract: we are inside `dispatch`'s `#[target_feature]` entry for `S`
+        // on a CPU that has its features.
+        self.run_on(&unsafe { Vector::<S>::new() })
+    }
+}
+
+/// Runs a task on `isa`: the vector paths through [`dispatch`] (one `#[target_feature]` entry
+/// per task), the scalar path directly.
+fn run_task<K: Kernel<Out = ()>>(isa: Isa, task: K, scalar: impl FnOnce(K)) {
+    if let Err(task) = dispatch(isa, task) {
+        scalar(task)
+    }
+}
+
+fn run_forward(isa: Isa, a: &Fwd<'_>, out: &mut [f32], lse: &mut [f32]) {
+    let AttnShape { tq, tk, d, .. } = a.shape;
     out.par_chunks_mut(tq * d)
         .zip(lse.par_chunks_mut(tq))
         .enumerate()
         .for_each(|(bh, (o, l))| {
             // kᵀ of this head, d × Tk, shared by its query blocks
-            let mut kth = vec![0.0f32; d * tk];
-            transpose_tile(&a.k[bh * tk * d..(bh + 1) * tk * d], d, 0, tk, &mut kth);
-            let kth = &kth;
+            let mut kth_buf = Vec::new();
+            let kth = aligned_zeros(&mut kth_buf, d * tk);
+            transpose_tile(&a.k[bh * tk * d..(bh + 1) * tk * d], d, 0, tk, kth);
+            let kth = &*kth;
             o.par_chunks_mut(BLOCK_Q * d)
                 .zip(l.par_chunks_mut(BLOCK_Q))
                 .enumerate()
-                .for_each(|(blk, (ob, lb))| {
-                    forward_block(p, a, kth, bh, bh / heads, blk * BLOCK_Q, ob, lb)
+                .for_each(|(blk, (acc, lse_out))| {
+                    let task = FwdTask {
+                        a,
+                        kth,
+                        bh,
+                        i0: blk * BLOCK_Q,
+                        acc,
+                        lse_out,
+                    };
+                    run_task(isa, task, |t| t.run_on(&Scalar))
                 })
         });
 }
 
 /// One block of query rows `[i0, i0 + lb.len())` of head `bh`; `kth` is the head's kᵀ.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn forward_block<P: Prims>(
     p: &P,
     a: &Fwd<'_>,
@@ -1037,7 +993,8 @@ fn forward_block<P: Prims>(
     let maskb = a.mask.map(|m| &m[b * tk..(b + 1) * tk]);
     let drop = (dropout > 0.0).then(|| Drop::new(seed, dropout));
 
-    let mut s = vec![0.0f32; br * BLOCK_K];
+    let mut s_buf = Vec::new();
+    let s = aligned_zeros(&mut s_buf, br * BLOCK_K);
     let mut mrow = vec![f32::NEG_INFINITY; br];
     let mut lrow = vec![0.0f32; br];
     let mut tmax = vec![0.0f32; br];
@@ -1097,17 +1054,52 @@ fn forward_block<P: Prims>(
     }
 }
 
-fn run_backward<P: Prims>(p: &P, a: &Bwd<'_>, dq: &mut [f32], dk: &mut [f32], dv: &mut [f32]) {
-    let AttnShape {
-        heads, tq, tk, d, ..
-    } = a.f.shape;
+/// One backward task: head `bh` (see [`backward_head`]).
+struct BwdTask<'a, 'b> {
+    a: &'b Bwd<'a>,
+    bh: usize,
+    dqh: &'b mut [f32],
+    dkh: &'b mut [f32],
+    dvh: &'b mut [f32],
+}
+
+impl BwdTask<'_, '_> {
+    #[inline(always)]
+    fn run_on<P: Prims>(self, p: &P) {
+        let b = self.bh / self.a.f.shape.heads;
+        backward_head(p, self.a, self.bh, b, self.dqh, self.dkh, self.dvh)
+    }
+}
+
+impl Kernel for BwdTask<'_, '_> {
+    type Out = ();
+    #[inline(always)]
+    unsafe fn run<S: Simd>(self) {
+        // SAFETY: `run`'s contract: we are inside `dispatch`'s `#[target_feature]` entry for `S`
+        // on a CPU that has its features.
+        self.run_on(&unsafe { Vector::<S>::new() })
+    }
+}
+
+fn run_backward(isa: Isa, a: &Bwd<'_>, dq: &mut [f32], dk: &mut [f32], dv: &mut [f32]) {
+    let AttnShape { tq, tk, d, .. } = a.f.shape;
     dq.par_chunks_mut(tq * d)
         .zip(dk.par_chunks_mut(tk * d))
         .zip(dv.par_chunks_mut(tk * d))
         .enumerate()
-        .for_each(|(bh, ((dqh, dkh), dvh))| backward_head(p, a, bh, bh / heads, dqh, dkh, dvh));
+        .for_each(|(bh, ((dqh, dkh), dvh))| {
+            let task = BwdTask {
+                a,
+                bh,
+                dqh,
+                dkh,
+                dvh,
+            };
+            run_task(isa, task, |t| t.run_on(&Scalar))
+        });
 }
 
+#[inline(always)]
 fn backward_head<P: Prims>(
     p: &P,
     a: &Bwd<'_>,
@@ -1133,14 +1125,17 @@ fn backward_head<P: Prims>(
     let maskb = a.f.mask.map(|m| &m[b * tk..(b + 1) * tk]);
     let drop = (dropout > 0.0).then(|| Drop::new(seed, dropout));
 
-    // D_i = dout_i · out_i
-    let dsum: Vec<f32> = (0..tq)
-        .map(|i| p.dot(&doh[i * d..(i + 1) * d], &oh[i * d..(i + 1) * d]))
-        .collect();
-    let mut kt = vec![0.0f32; d * BLOCK_K];
-    let mut vt = vec![0.0f32; d * BLOCK_K];
-    let mut s = vec![0.0f32; BLOCK_Q * BLOCK_K];
-    let mut dp = vec![0.0f32; BLOCK_Q * BLOCK_K];
+    // D_i = dout_i · out_i (a plain loop: a closure would not inline the vector dot)
+    let mut dsum = vec![0.0f32; tq];
+    for (i, ds) in dsum.iter_mut().enumerate() {
+        *ds = p.dot(&doh[i * d..(i + 1) * d], &oh[i * d..(i + 1) * d]);
+    }
+    let mut bufs: [Vec<f32>; 4] = Default::default();
+    let [kt, vt, s, dp] = &mut bufs;
+    let kt = aligned_zeros(kt, d * BLOCK_K);
+    let vt = aligned_zeros(vt, d * BLOCK_K);
+    let s = aligned_zeros(s, BLOCK_Q * BLOCK_K);
+    let dp = aligned_zeros(dp, BLOCK_Q * BLOCK_K);
     dqh.fill(0.0);
     dkh.fill(0.0);
     dvh.fill(0.0);
@@ -1148,8 +1143,8 @@ fn backward_head<P: Prims>(
     let mut j0 = 0;
     while j0 < tk {
         let bc = BLOCK_K.min(tk - j0);
-        transpose_tile(kh, d, j0, bc, &mut kt);
-        transpose_tile(vh, d, j0, bc, &mut vt);
+        transpose_tile(kh, d, j0, bc, kt);
+        transpose_tile(vh, d, j0, bc, vt);
         let ktile = &kh[j0 * d..(j0 + bc) * d];
         let dkt = &mut dkh[j0 * d..(j0 + bc) * d];
         let dvt = &mut dvh[j0 * d..(j0 + bc) * d];
@@ -1206,21 +1201,23 @@ mod tests {
     //! `kernels/tests/attention.rs` use a normwise tolerance for whole attention calls).
     use super::*;
 
+    /// Runs `f` on every path this CPU supports: the vector ones with a `Vector` token made
+    /// inside `dispatch` (called through `dyn`, so slow but the same arithmetic).
     fn each_path(mut f: impl FnMut(Isa, &dyn Prims)) {
-        f(Isa::Scalar, &Scalar);
-        f(Isa::Portable, &portable::Portable);
-        #[cfg(target_arch = "x86_64")]
-        {
-            if let Some(p) = avx2::Avx2::new() {
-                f(Isa::Avx2, &p);
-            }
-            if let Some(p) = avx512::Avx512::new() {
-                f(Isa::Avx512, &p);
+        struct WithPrims<'f>(&'f mut dyn FnMut(&dyn Prims));
+        impl Kernel for WithPrims<'_> {
+            type Out = ();
+            unsafe fn run<S: Simd>(self) {
+                // SAFETY: `run`'s contract: the CPU has `S`'s features.
+                (self.0)(&unsafe { Vector::<S>::new() })
             }
         }
-        #[cfg(target_arch = "aarch64")]
-        if let Some(p) = neon::Neon::new() {
-            f(Isa::Neon, &p);
+        f(Isa::Scalar, &Scalar);
+        for isa in crate::dispatch::supported() {
+            if isa != Isa::Scalar {
+                let mut g = |p: &dyn Prims| f(isa, p);
+                assert!(dispatch(isa, WithPrims(&mut g)).is_ok());
+            }
         }
     }
 
