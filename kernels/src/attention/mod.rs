@@ -452,14 +452,23 @@ pub fn backward_with(
 // ---------------------------------------------------------------------------------------------
 // The per-path inner loops.
 
+/// Whether a product overwrites `C` or adds to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Acc {
+    Set,
+    Add,
+}
+
 /// The inner loops each path provides. Slice lengths are the callers' responsibility only for
 /// correctness of results: every SIMD implementation checks the bounds it relies on.
 pub(crate) trait Prims: Sync {
-    /// `C[m×n] += A·B` with `A(i, p) = a[i·a_rs + p·a_cs]`, `B(p, j) = b[p·ldb + j]`,
+    /// `C[m×n] += A·B` ([`Acc::Add`]) or `C[m×n] = A·B` ([`Acc::Set`], C's old contents
+    /// ignored) with `A(i, p) = a[i·a_rs + p·a_cs]`, `B(p, j) = b[p·ldb + j]`,
     /// `C(i, j) = c[i·ldc + j]`; accumulation along `p` in increasing order.
     #[allow(clippy::too_many_arguments)]
-    fn matmul_acc(
+    fn matmul(
         &self,
+        acc: Acc,
         m: usize,
         n: usize,
         k: usize,
@@ -471,25 +480,6 @@ pub(crate) trait Prims: Sync {
         c: &mut [f32],
         ldc: usize,
     );
-
-    /// `C[m×n] = A·B` (C's old contents ignored), otherwise as [`Prims::matmul_acc`].
-    #[allow(clippy::too_many_arguments)]
-    fn matmul_set(
-        &self,
-        m: usize,
-        n: usize,
-        k: usize,
-        a: &[f32],
-        a_rs: usize,
-        a_cs: usize,
-        b: &[f32],
-        ldb: usize,
-        c: &mut [f32],
-        ldc: usize,
-    ) {
-        zero_block(c, m, n, ldc);
-        self.matmul_acc(m, n, k, a, a_rs, a_cs, b, ldb, c, ldc)
-    }
 
     /// `row[j] = row[j]·scale + mask[j]` for `j < valid`, `-inf` after; returns the maximum.
     fn scale_mask_max(
@@ -748,8 +738,9 @@ pub(crate) fn grads_row_scalar(
 pub(crate) struct Scalar;
 
 impl Prims for Scalar {
-    fn matmul_acc(
+    fn matmul(
         &self,
+        acc: Acc,
         m: usize,
         n: usize,
         k: usize,
@@ -761,6 +752,9 @@ impl Prims for Scalar {
         c: &mut [f32],
         ldc: usize,
     ) {
+        if acc == Acc::Set {
+            zero_block(c, m, n, ldc);
+        }
         for i in 0..m {
             let crow = &mut c[i * ldc..i * ldc + n];
             for p in 0..k {
@@ -1011,7 +1005,7 @@ fn forward_block<P: Prims>(
             break; // this and every later tile is hidden from every row of the block
         }
         let st = &mut s[..br * bc];
-        p.matmul_set(br, bc, d, qb, d, 1, &kth[j0..], tk, st, bc);
+        p.matmul(Acc::Set, br, bc, d, qb, d, 1, &kth[j0..], tk, st, bc);
         let mt = maskb.map(|m| &m[j0..j0 + bc]);
         let valid = Valid::new(causal, tq, tk, i0, j0);
         p.scale_mask_max_tile(st, bc, scale, mt, valid, &mut tmax);
@@ -1039,7 +1033,19 @@ fn forward_block<P: Prims>(
             lrow[r] = lrow[r] * alpha[r] + sums[r];
             mrow[r] = mrow[r].max(tmax[r]);
         }
-        p.matmul_acc(br, d, bc, st, bc, 1, &vh[j0 * d..(j0 + bc) * d], d, acc, d);
+        p.matmul(
+            Acc::Add,
+            br,
+            d,
+            bc,
+            st,
+            bc,
+            1,
+            &vh[j0 * d..(j0 + bc) * d],
+            d,
+            acc,
+            d,
+        );
         j0 += bc;
     }
     for r in 0..br {
@@ -1160,8 +1166,8 @@ fn backward_head<P: Prims>(
             let dob = &doh[i0 * d..(i0 + br) * d];
             let st = &mut s[..br * bc];
             let dpt = &mut dp[..br * bc];
-            p.matmul_set(br, bc, d, qb, d, 1, &kt[..d * bc], bc, st, bc);
-            p.matmul_set(br, bc, d, dob, d, 1, &vt[..d * bc], bc, dpt, bc);
+            p.matmul(Acc::Set, br, bc, d, qb, d, 1, &kt[..d * bc], bc, st, bc);
+            p.matmul(Acc::Set, br, bc, d, dob, d, 1, &vt[..d * bc], bc, dpt, bc);
             let valid = Valid::new(causal, tq, tk, i0, j0);
             p.probs_tile(st, bc, scale, mt, &lseh[i0..i0 + br], valid);
             // dP ← dP ⊙ keep/(1−p) ; dS = P ⊙ (dP − D) ; P ← Pd
@@ -1172,9 +1178,10 @@ fn backward_head<P: Prims>(
             });
             p.grads_tile(st, dpt, bc, &dsum[i0..i0 + br], rd);
             // dv += Pdᵀ·dout
-            p.matmul_acc(bc, d, br, st, 1, bc, dob, d, dvt, d);
+            p.matmul(Acc::Add, bc, d, br, st, 1, bc, dob, d, dvt, d);
             // dq += dS·k ; dk += dSᵀ·q   (scaled once at the end)
-            p.matmul_acc(
+            p.matmul(
+                Acc::Add,
                 br,
                 d,
                 bc,
@@ -1186,7 +1193,7 @@ fn backward_head<P: Prims>(
                 &mut dqh[i0 * d..(i0 + br) * d],
                 d,
             );
-            p.matmul_acc(bc, d, br, dpt, 1, bc, qb, d, dkt, d);
+            p.matmul(Acc::Add, bc, d, br, dpt, 1, bc, qb, d, dkt, d);
             i0 += br;
         }
         p.scale_row(dkt, scale);
@@ -1263,7 +1270,7 @@ mod tests {
     }
 
     #[test]
-    fn matmul_acc_matches_f64_on_ragged_sizes() {
+    fn matmul_matches_f64_on_ragged_sizes() {
         for &(m, n, k) in &[
             (1, 1, 1),
             (3, 17, 5),
@@ -1279,32 +1286,37 @@ mod tests {
                 let c0 = data(m * (n + 3), 3);
                 let ldb = n + 2;
                 let ldc = n + 3;
-                each_path(|isa, p| {
-                    let mut c = c0.clone();
-                    p.matmul_acc(m, n, k, &a, a_rs, a_cs, &b, ldb, &mut c, ldc);
-                    for i in 0..m {
-                        for j in 0..ldc {
-                            let got = c[i * ldc + j] as f64;
-                            if j >= n {
-                                assert_eq!(got, c0[i * ldc + j] as f64, "{isa}: wrote past n");
-                                continue;
+                for acc in [Acc::Add, Acc::Set] {
+                    each_path(|isa, p| {
+                        let mut c = c0.clone();
+                        p.matmul(acc, m, n, k, &a, a_rs, a_cs, &b, ldb, &mut c, ldc);
+                        for i in 0..m {
+                            for j in 0..ldc {
+                                let got = c[i * ldc + j] as f64;
+                                if j >= n {
+                                    assert_eq!(got, c0[i * ldc + j] as f64, "{isa}: wrote past n");
+                                    continue;
+                                }
+                                let mut want = match acc {
+                                    Acc::Add => c0[i * ldc + j] as f64,
+                                    Acc::Set => 0.0,
+                                };
+                                let mut mag = want.abs();
+                                for q in 0..k {
+                                    let t = a[i * a_rs + q * a_cs] as f64 * b[q * ldb + j] as f64;
+                                    want += t;
+                                    mag += t.abs();
+                                }
+                                // k+1 roundings of a sum of magnitude ≤ mag
+                                let tol = (k as f64 + 1.0) * f32::EPSILON as f64 / 2.0 * mag;
+                                assert!(
+                                    (got - want).abs() <= tol,
+                                    "{isa} {acc:?} {m}x{n}x{k}: {got} vs {want}"
+                                );
                             }
-                            let mut want = c0[i * ldc + j] as f64;
-                            let mut mag = want.abs();
-                            for q in 0..k {
-                                let t = a[i * a_rs + q * a_cs] as f64 * b[q * ldb + j] as f64;
-                                want += t;
-                                mag += t.abs();
-                            }
-                            // k+1 roundings of a sum of magnitude ≤ mag
-                            let tol = (k as f64 + 1.0) * f32::EPSILON as f64 / 2.0 * mag;
-                            assert!(
-                                (got - want).abs() <= tol,
-                                "{isa} {m}x{n}x{k}: {got} vs {want}"
-                            );
                         }
-                    }
-                });
+                    });
+                }
             }
         }
     }

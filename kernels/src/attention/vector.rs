@@ -16,7 +16,7 @@
 //! (tiles, micro-kernels, row passes) with the ISA's features; no closure sits between the entry
 //! and the vector code (a closure would be compiled without them).
 
-use super::{check_matmul, dropout_scalar, grads_row_scalar, zero_block, Drop, Prims};
+use super::{check_matmul, dropout_scalar, grads_row_scalar, zero_block, Acc, Drop, Prims};
 use crate::simd::{Simd, MAX_LANES};
 use std::marker::PhantomData;
 
@@ -160,13 +160,15 @@ unsafe fn block<S: Simd, const R: usize, const V: usize, const MASKED: bool, con
     }
 }
 
-/// `C (+)= A·B` over the whole `m × n` block in register blocks (see the module docs).
+/// `C (+)= A·B` over the whole `m × n` block in register blocks (see the module docs); the
+/// callers pass a constant `accumulate`, so only one set of blocks survives inlining.
 ///
 /// # Safety
 /// As for [`Simd`] methods, and [`check_matmul`] passed for these arguments with `k > 0`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn matmul<S: Simd, const ACC: bool>(
+unsafe fn matmul<S: Simd>(
+    accumulate: bool,
     m: usize,
     n: usize,
     k: usize,
@@ -198,7 +200,11 @@ unsafe fn matmul<S: Simd, const ACC: bool>(
             let (ap, bp, cp) = (a.add(i0 * a_rs), b.add(j0), c.add(i0 * ldc + j0));
             macro_rules! go {
                 ($r:literal, $v:literal, $m:literal) => {
-                    block::<S, $r, $v, $m, ACC>(k, ap, a_rs, a_cs, bp, ldb, cp, ldc, tail)
+                    if accumulate {
+                        block::<S, $r, $v, $m, true>(k, ap, a_rs, a_cs, bp, ldb, cp, ldc, tail)
+                    } else {
+                        block::<S, $r, $v, $m, false>(k, ap, a_rs, a_cs, bp, ldb, cp, ldc, tail)
+                    }
                 };
             }
             match (rows, nv) {
@@ -265,8 +271,9 @@ unsafe fn keep_select<S: Simd>(drop: &Drop, flat0: u64, j: usize, t: S::V, f: S:
 // `check_matmul` validated.
 impl<S: Simd> Prims for Vector<S> {
     #[inline(always)]
-    fn matmul_acc(
+    fn matmul(
         &self,
+        acc: Acc,
         m: usize,
         n: usize,
         k: usize,
@@ -278,58 +285,13 @@ impl<S: Simd> Prims for Vector<S> {
         c: &mut [f32],
         ldc: usize,
     ) {
-        if check_matmul(m, n, k, a, a_rs, a_cs, b, ldb, c, ldc) {
-            // SAFETY: see above the impl; bounds checked by check_matmul, k > 0.
-            unsafe {
-                matmul::<S, true>(
-                    m,
-                    n,
-                    k,
-                    a.as_ptr(),
-                    a_rs,
-                    a_cs,
-                    b.as_ptr(),
-                    ldb,
-                    c.as_mut_ptr(),
-                    ldc,
-                )
-            }
-        }
-    }
-
-    #[inline(always)]
-    fn matmul_set(
-        &self,
-        m: usize,
-        n: usize,
-        k: usize,
-        a: &[f32],
-        a_rs: usize,
-        a_cs: usize,
-        b: &[f32],
-        ldb: usize,
-        c: &mut [f32],
-        ldc: usize,
-    ) {
-        if k == 0 {
+        if acc == Acc::Set && k == 0 {
             return zero_block(c, m, n, ldc);
         }
         if check_matmul(m, n, k, a, a_rs, a_cs, b, ldb, c, ldc) {
+            let (a, b, c) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
             // SAFETY: see above the impl; bounds checked by check_matmul, k > 0.
-            unsafe {
-                matmul::<S, false>(
-                    m,
-                    n,
-                    k,
-                    a.as_ptr(),
-                    a_rs,
-                    a_cs,
-                    b.as_ptr(),
-                    ldb,
-                    c.as_mut_ptr(),
-                    ldc,
-                )
-            }
+            unsafe { matmul::<S>(acc == Acc::Add, m, n, k, a, a_rs, a_cs, b, ldb, c, ldc) }
         }
     }
 
