@@ -113,16 +113,10 @@ unsafe fn st_ptr<S: Simd, const MASKED: bool>(p: *mut f32, tail: usize, v: S::V)
     }
 }
 
-/// `C[R × V·LANES] += A·B` (`ACC`) or `= A·B` for one register block; when `MASKED` (only with
-/// `V = 1`) the block is the first `tail` columns.
-///
-/// # Safety
-/// As for [`Simd`] methods; for `r < R`, `p < k` and every touched column `j`:
-/// `a + r·a_rs + p·a_cs`, `b + p·ldb + j`, `c + r·ldc + j` are in bounds.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn block<S: Simd, const R: usize, const V: usize, const MASKED: bool, const ACC: bool>(
-    k: usize,
+/// The operands of `C (+)= A·B`: `A(i, p) = a[i·a_rs + p·a_cs]`, `B(p, j) = b[p·ldb + j]`,
+/// `C(i, j) = c[i·ldc + j]`.
+#[derive(Clone, Copy)]
+struct Operands {
     a: *const f32,
     a_rs: usize,
     a_cs: usize,
@@ -130,8 +124,45 @@ unsafe fn block<S: Simd, const R: usize, const V: usize, const MASKED: bool, con
     ldb: usize,
     c: *mut f32,
     ldc: usize,
+}
+
+impl Operands {
+    /// The same matrices from row `i0` of `A` and `C`, column `j0` of `B` and `C` on.
+    ///
+    /// # Safety
+    /// Those elements are inside the matrices' allocations.
+    #[inline(always)]
+    unsafe fn at(self, i0: usize, j0: usize) -> Operands {
+        Operands {
+            a: self.a.add(i0 * self.a_rs),
+            b: self.b.add(j0),
+            c: self.c.add(i0 * self.ldc + j0),
+            ..self
+        }
+    }
+}
+
+/// `C[R × V·LANES] += A·B` (`ACC`) or `= A·B` for one register block; when `MASKED` (only with
+/// `V = 1`) the block is the first `tail` columns.
+///
+/// # Safety
+/// As for [`Simd`] methods; for `r < R`, `p < k` and every touched column `j`:
+/// `A(r, p)`, `B(p, j)`, `C(r, j)` are in bounds.
+#[inline(always)]
+unsafe fn block<S: Simd, const R: usize, const V: usize, const MASKED: bool, const ACC: bool>(
+    k: usize,
+    o: Operands,
     tail: usize,
 ) {
+    let Operands {
+        a,
+        a_rs,
+        a_cs,
+        b,
+        ldb,
+        c,
+        ldc,
+    } = o;
     let l = S::LANES;
     let mut acc = [[S::splat(0.0); V]; R];
     if ACC {
@@ -164,22 +195,9 @@ unsafe fn block<S: Simd, const R: usize, const V: usize, const MASKED: bool, con
 /// callers pass a constant `accumulate`, so only one set of blocks survives inlining.
 ///
 /// # Safety
-/// As for [`Simd`] methods, and [`check_matmul`] passed for these arguments with `k > 0`.
+/// As for [`Simd`] methods, and [`check_matmul`] passed for these operands with `k > 0`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn matmul<S: Simd>(
-    accumulate: bool,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: *const f32,
-    a_rs: usize,
-    a_cs: usize,
-    b: *const f32,
-    ldb: usize,
-    c: *mut f32,
-    ldc: usize,
-) {
+unsafe fn matmul<S: Simd>(accumulate: bool, m: usize, n: usize, k: usize, o: Operands) {
     let l = S::LANES;
     let nv_max = if S::REGISTERS >= 32 { 4 } else { 2 };
     let whole = n / l;
@@ -197,13 +215,13 @@ unsafe fn matmul<S: Simd>(
             } else {
                 (m - i0).min(MR)
             };
-            let (ap, bp, cp) = (a.add(i0 * a_rs), b.add(j0), c.add(i0 * ldc + j0));
+            let ob = o.at(i0, j0);
             macro_rules! go {
                 ($r:literal, $v:literal, $m:literal) => {
                     if accumulate {
-                        block::<S, $r, $v, $m, true>(k, ap, a_rs, a_cs, bp, ldb, cp, ldc, tail)
+                        block::<S, $r, $v, $m, true>(k, ob, tail)
                     } else {
-                        block::<S, $r, $v, $m, false>(k, ap, a_rs, a_cs, bp, ldb, cp, ldc, tail)
+                        block::<S, $r, $v, $m, false>(k, ob, tail)
                     }
                 };
             }
@@ -289,9 +307,17 @@ impl<S: Simd> Prims for Vector<S> {
             return zero_block(c, m, n, ldc);
         }
         if check_matmul(m, n, k, a, a_rs, a_cs, b, ldb, c, ldc) {
-            let (a, b, c) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+            let o = Operands {
+                a: a.as_ptr(),
+                a_rs,
+                a_cs,
+                b: b.as_ptr(),
+                ldb,
+                c: c.as_mut_ptr(),
+                ldc,
+            };
             // SAFETY: see above the impl; bounds checked by check_matmul, k > 0.
-            unsafe { matmul::<S>(acc == Acc::Add, m, n, k, a, a_rs, a_cs, b, ldb, c, ldc) }
+            unsafe { matmul::<S>(acc == Acc::Add, m, n, k, o) }
         }
     }
 
