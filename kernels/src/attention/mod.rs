@@ -27,7 +27,8 @@
 //! No `Tq × Tk` matrix is ever held. The forward pass transposes each head's keys once (`d × Tk`,
 //! shared by that head's query blocks), splits the queries into blocks of [`BLOCK_Q`] rows (one
 //! rayon task each) and walks the keys in tiles of [`BLOCK_K`] with an online softmax (running
-//! max and sum); per task it holds one `BLOCK_Q × BLOCK_K` score tile and two row vectors.
+//! max and sum); per task it holds one `BLOCK_Q × BLOCK_K` score tile and six row vectors
+//! (running max and sum; the tile's maxima, shifts, rescale factors and sums).
 //!
 //! The backward pass runs one rayon task per `(b, h)`, so `dk` and `dv` need no cross-task
 //! reduction: the outer loop walks key tiles (accumulating that tile's `dk`, `dv` in place), the
@@ -129,8 +130,10 @@ impl AttnParams {
 /// scores/gradients in the backward pass).
 pub fn scratch_floats(shape: &AttnShape, threads: usize) -> (usize, usize) {
     let d = shape.d;
-    let fwd_task = d * shape.tk + BLOCK_Q * BLOCK_K + 2 * BLOCK_Q;
-    let bwd_task = 2 * d * BLOCK_K + 2 * BLOCK_Q * BLOCK_K + shape.tq;
+    // kᵀ and the score tile (each padded for alignment, see `aligned_zeros`) and six row vectors
+    let fwd_task = d * shape.tk + BLOCK_Q * BLOCK_K + 2 * ALIGN_PAD + 6 * BLOCK_Q;
+    // kᵀ, vᵀ, P and dP tiles (padded) and D
+    let bwd_task = 2 * d * BLOCK_K + 2 * BLOCK_Q * BLOCK_K + 4 * ALIGN_PAD + shape.tq;
     (
         shape.lse_len() + threads * fwd_task,
         shape.lse_len() + threads * bwd_task,
@@ -859,11 +862,13 @@ fn valid_keys(causal: bool, tq: usize, tk: usize, i: usize, j0: usize, bc: usize
 /// micro-kernels read as `B` then start every row of vectors on a cache line, instead of wherever
 /// the allocator put them (an AVX-512 load straddling two lines costs two).
 fn aligned_zeros(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    const PAD: usize = 64 / std::mem::size_of::<f32>() - 1;
-    *buf = vec![0.0f32; len + PAD];
-    let off = buf.as_ptr().align_offset(64).min(PAD);
+    *buf = vec![0.0f32; len + ALIGN_PAD];
+    let off = buf.as_ptr().align_offset(64).min(ALIGN_PAD);
     &mut buf[off..off + len]
 }
+
+/// Floats [`aligned_zeros`] may skip to reach a 64-byte boundary.
+const ALIGN_PAD: usize = 64 / std::mem::size_of::<f32>() - 1;
 
 /// Transposes rows `[j0, j0+bc)` of a `[T, d]` matrix into `dst[d × bc]`.
 ///
