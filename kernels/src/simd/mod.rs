@@ -145,16 +145,12 @@ pub(crate) unsafe trait Simd: Copy {
         t: Self::V,
         f: Self::V,
     ) -> Self::V {
-        let mut bt = [0.0f32; MAX_LANES];
-        let mut bf = [0.0f32; MAX_LANES];
-        Self::store(bt.as_mut_ptr(), t);
-        Self::store(bf.as_mut_ptr(), f);
-        for (i, (x, &y)) in bt.iter_mut().zip(&bf).take(Self::LANES).enumerate() {
-            if dropout_hash(lo.wrapping_add(i as u32), k0, hk) < thr {
-                *x = y;
-            }
+        // 1 in kept lanes, 0 in dropped ones
+        let mut keep = [0.0f32; MAX_LANES];
+        for (i, k) in keep.iter_mut().take(Self::LANES).enumerate() {
+            *k = (dropout_hash(lo.wrapping_add(i as u32), k0, hk) >= thr) as u32 as f32;
         }
-        Self::load(bt.as_ptr())
+        Self::select_gt(Self::load(keep.as_ptr()), Self::splat(0.5), t, f)
     }
 }
 
