@@ -453,7 +453,7 @@ pub fn backward_with(
 }
 
 // ---------------------------------------------------------------------------------------------
-// The per-path inner loops.
+// The inner loops: plain ones here (`Scalar`), vector ones in `vector`.
 
 /// Whether a product overwrites `C` or adds to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -463,7 +463,7 @@ pub(crate) enum Acc {
 }
 
 /// The inner loops each path provides. Slice lengths are the callers' responsibility only for
-/// correctness of results: every SIMD implementation checks the bounds it relies on.
+/// correctness of results: the vector implementation checks the bounds it relies on.
 pub(crate) trait Prims: Sync {
     /// `C[m×n] += A·B` ([`Acc::Add`]) or `C[m×n] = A·B` ([`Acc::Set`], C's old contents
     /// ignored) with `A(i, p) = a[i·a_rs + p·a_cs]`, `B(p, j) = b[p·ldb + j]`,
