@@ -27,7 +27,8 @@
 //! No `Tq × Tk` matrix is ever held. The forward pass transposes each head's keys once (`d × Tk`,
 //! shared by that head's query blocks), splits the queries into blocks of [`BLOCK_Q`] rows (one
 //! rayon task each) and walks the keys in tiles of [`BLOCK_K`] with an online softmax (running
-//! max and sum); per task it holds one `BLOCK_Q × BLOCK_K` score tile and two row vectors.
+//! max and sum); per task it holds one `BLOCK_Q × BLOCK_K` score tile and six row vectors
+//! (running max and sum; the tile's maxima, shifts, rescale factors and sums).
 //!
 //! The backward pass runs one rayon task per `(b, h)`, so `dk` and `dv` need no cross-task
 //! reduction: the outer loop walks key tiles (accumulating that tile's `dk`, `dv` in place), the
@@ -37,7 +38,7 @@
 //!
 //! Every product inside a tile is a register-blocked micro-kernel `C (+)= A·B` over the tile
 //! (4 rows × 64 columns of FMAs on AVX-512), with the softmax, dropout and `dS` steps as
-//! vectorised row passes between them.
+//! vectorised row passes between them (see [`vector`]).
 //!
 //! # Determinism
 //! Every output element is written by exactly one task, which accumulates in a fixed order, so
@@ -45,24 +46,21 @@
 //!
 //! # Paths
 //! `Isa::Scalar` runs the same tiled algorithm with plain loops (its reference for the tiling is
-//! [`reference`](mod@reference), which materialises the full matrices in f64). `Avx512`, `Avx2`, `Portable`
-//! (`wide`) and `Neon` replace the inner loops with SIMD.
+//! [`reference`](mod@reference), which materialises the full matrices in f64). `Avx512`, `Avx2`,
+//! `Portable` (`wide`) and `Neon` replace the inner loops with one implementation over the
+//! shared [`Simd`](crate::simd::Simd) layer ([`vector`]), instantiated per instruction set inside
+//! one `#[target_feature]` entry per task by [`crate::simd::dispatch`].
 
 // Register-blocked micro-kernels index `acc[r][v]` by row and vector on purpose.
 #![allow(clippy::needless_range_loop)]
 
 pub mod reference;
-
-#[cfg(target_arch = "x86_64")]
-mod avx2;
-#[cfg(target_arch = "x86_64")]
-mod avx512;
-#[cfg(target_arch = "aarch64")]
-mod neon;
-mod portable;
+mod vector;
 
 use crate::dispatch::{active, Isa};
+use crate::simd::{dispatch, Kernel, Simd};
 use rayon::prelude::*;
+use vector::Vector;
 
 /// Query rows per forward task / backward inner block.
 pub const BLOCK_Q: usize = 64;
@@ -132,8 +130,10 @@ impl AttnParams {
 /// scores/gradients in the backward pass).
 pub fn scratch_floats(shape: &AttnShape, threads: usize) -> (usize, usize) {
     let d = shape.d;
-    let fwd_task = d * shape.tk + BLOCK_Q * BLOCK_K + 2 * BLOCK_Q;
-    let bwd_task = 2 * d * BLOCK_K + 2 * BLOCK_Q * BLOCK_K + shape.tq;
+    // kᵀ and the score tile (each padded for alignment, see `aligned_zeros`) and six row vectors
+    let fwd_task = d * shape.tk + BLOCK_Q * BLOCK_K + 2 * ALIGN_PAD + 6 * BLOCK_Q;
+    // kᵀ, vᵀ, P and dP tiles (padded) and D
+    let bwd_task = 2 * d * BLOCK_K + 2 * BLOCK_Q * BLOCK_K + 4 * ALIGN_PAD + shape.tq;
     (
         shape.lse_len() + threads * fwd_task,
         shape.lse_len() + threads * bwd_task,
@@ -149,16 +149,6 @@ fn splitmix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
-}
-
-/// A 32-bit bijective mixer ("lowbias32", C. Wellons).
-#[inline(always)]
-pub(crate) fn mix32(mut x: u32) -> u32 {
-    x ^= x >> 16;
-    x = x.wrapping_mul(0x7FEB_352D);
-    x ^= x >> 15;
-    x = x.wrapping_mul(0x846C_A68B);
-    x ^ (x >> 16)
 }
 
 /// Precomputed dropout constants of one call.
@@ -186,7 +176,7 @@ impl Drop {
     /// The hash of a flat index; `lo`, `hi` are its two 32-bit halves.
     #[inline(always)]
     pub fn hash(&self, lo: u32, hi: u32) -> u32 {
-        mix32(mix32(lo ^ self.k0) ^ hi ^ self.k1)
+        crate::simd::dropout_hash(lo, self.k0, hi ^ self.k1)
     }
 
     #[inline(always)]
@@ -387,25 +377,7 @@ pub fn forward_with(
         v,
         mask,
     };
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => {
-            let p = avx512::Avx512::new().expect("checked by check_isa");
-            run_forward(&p, &args, out, lse)
-        }
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => {
-            let p = avx2::Avx2::new().expect("checked by check_isa");
-            run_forward(&p, &args, out, lse)
-        }
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => {
-            let p = neon::Neon::new().expect("checked by check_isa");
-            run_forward(&p, &args, out, lse)
-        }
-        Isa::Portable => run_forward(&portable::Portable, &args, out, lse),
-        _ => run_forward(&Scalar, &args, out, lse),
-    }
+    run_forward(isa, &args, out, lse)
 }
 
 /// Fused backward on the active path: writes `dq`, `dk`, `dv` (overwritten) from the forward's
@@ -477,38 +449,29 @@ pub fn backward_with(
         lse,
         dout,
     };
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => {
-            let p = avx512::Avx512::new().expect("checked by check_isa");
-            run_backward(&p, &args, dq, dk, dv)
-        }
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => {
-            let p = avx2::Avx2::new().expect("checked by check_isa");
-            run_backward(&p, &args, dq, dk, dv)
-        }
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => {
-            let p = neon::Neon::new().expect("checked by check_isa");
-            run_backward(&p, &args, dq, dk, dv)
-        }
-        Isa::Portable => run_backward(&portable::Portable, &args, dq, dk, dv),
-        _ => run_backward(&Scalar, &args, dq, dk, dv),
-    }
+    run_backward(isa, &args, dq, dk, dv)
 }
 
 // ---------------------------------------------------------------------------------------------
-// The per-path inner loops.
+// The inner loops: plain ones here (`Scalar`), vector ones in `vector`.
+
+/// Whether a product overwrites `C` or adds to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Acc {
+    Set,
+    Add,
+}
 
 /// The inner loops each path provides. Slice lengths are the callers' responsibility only for
-/// correctness of results: every SIMD implementation checks the bounds it relies on.
+/// correctness of results: the vector implementation checks the bounds it relies on.
 pub(crate) trait Prims: Sync {
-    /// `C[m×n] += A·B` with `A(i, p) = a[i·a_rs + p·a_cs]`, `B(p, j) = b[p·ldb + j]`,
+    /// `C[m×n] += A·B` ([`Acc::Add`]) or `C[m×n] = A·B` ([`Acc::Set`], C's old contents
+    /// ignored) with `A(i, p) = a[i·a_rs + p·a_cs]`, `B(p, j) = b[p·ldb + j]`,
     /// `C(i, j) = c[i·ldc + j]`; accumulation along `p` in increasing order.
     #[allow(clippy::too_many_arguments)]
-    fn matmul_acc(
+    fn matmul(
         &self,
+        acc: Acc,
         m: usize,
         n: usize,
         k: usize,
@@ -520,25 +483,6 @@ pub(crate) trait Prims: Sync {
         c: &mut [f32],
         ldc: usize,
     );
-
-    /// `C[m×n] = A·B` (C's old contents ignored), otherwise as [`Prims::matmul_acc`].
-    #[allow(clippy::too_many_arguments)]
-    fn matmul_set(
-        &self,
-        m: usize,
-        n: usize,
-        k: usize,
-        a: &[f32],
-        a_rs: usize,
-        a_cs: usize,
-        b: &[f32],
-        ldb: usize,
-        c: &mut [f32],
-        ldc: usize,
-    ) {
-        zero_block(c, m, n, ldc);
-        self.matmul_acc(m, n, k, a, a_rs, a_cs, b, ldb, c, ldc)
-    }
 
     /// `row[j] = row[j]·scale + mask[j]` for `j < valid`, `-inf` after; returns the maximum.
     fn scale_mask_max(
@@ -574,8 +518,12 @@ pub(crate) trait Prims: Sync {
         grads_row_scalar(p, dp, dsum, drop)
     }
 
+    // The tile passes are plain loops over rows (no closures), so that for `Vector` the row
+    // passes inline into the `#[target_feature]` entry of the task.
+
     /// [`Prims::scale_mask_max`] on each row of a tile of `cols` columns; row `r` sees
     /// `valid.get(r, cols)` keys; its maximum goes to `maxes[r]`.
+    #[inline(always)]
     fn scale_mask_max_tile(
         &self,
         s: &mut [f32],
@@ -585,13 +533,14 @@ pub(crate) trait Prims: Sync {
         valid: Valid,
         maxes: &mut [f32],
     ) {
-        each_row_max(s, cols, valid, maxes, |row, v| {
-            self.scale_mask_max(row, scale, mask, v)
-        })
+        for (r, (row, mx)) in s.chunks_exact_mut(cols).zip(maxes.iter_mut()).enumerate() {
+            *mx = self.scale_mask_max(row, scale, mask, valid.get(r, cols));
+        }
     }
 
     /// [`Prims::exp_sum`] (or [`Prims::exp_sum_dropout`]) on each row of a tile with its own
     /// `m[r]`; the row sums go to `sums[r]`.
+    #[inline(always)]
     fn exp_tile(
         &self,
         s: &mut [f32],
@@ -600,19 +549,22 @@ pub(crate) trait Prims: Sync {
         sums: &mut [f32],
         drop: Option<RowDrop<'_>>,
     ) {
-        each_row_exp(
-            s,
-            cols,
-            m,
-            sums,
-            drop,
-            |row, mr| self.exp_sum(row, mr),
-            |row, mr, dr, f0| self.exp_sum_dropout(row, mr, dr, f0),
-        )
+        for (r, ((row, &mr), sum)) in s
+            .chunks_exact_mut(cols)
+            .zip(m)
+            .zip(sums.iter_mut())
+            .enumerate()
+        {
+            *sum = match drop {
+                None => self.exp_sum(row, mr),
+                Some(d) => self.exp_sum_dropout(row, mr, d.drop, d.flat0 + r as u64 * d.stride),
+            };
+        }
     }
 
     /// [`Prims::probs`] on each row of a tile with its own `lse[r]` (a row with `lse = -inf`
     /// becomes 0).
+    #[inline(always)]
     fn probs_tile(
         &self,
         s: &mut [f32],
@@ -622,12 +574,17 @@ pub(crate) trait Prims: Sync {
         lse: &[f32],
         valid: Valid,
     ) {
-        each_row_probs(s, cols, lse, valid, |row, l, v| {
-            self.probs(row, scale, mask, l, v)
-        })
+        for (r, (row, &l)) in s.chunks_exact_mut(cols).zip(lse).enumerate() {
+            if l == f32::NEG_INFINITY {
+                row.fill(0.0);
+            } else {
+                self.probs(row, scale, mask, l, valid.get(r, cols));
+            }
+        }
     }
 
     /// [`Prims::grads_row`] on each row of a tile with its own `dsum[r]`.
+    #[inline(always)]
     fn grads_tile(
         &self,
         p: &mut [f32],
@@ -636,9 +593,15 @@ pub(crate) trait Prims: Sync {
         dsum: &[f32],
         drop: Option<RowDrop<'_>>,
     ) {
-        each_row_grads(p, dp, cols, dsum, drop, |pr, gr, ds, dr| {
-            self.grads_row(pr, gr, ds, dr)
-        })
+        for (r, ((pr, gr), &ds)) in p
+            .chunks_exact_mut(cols)
+            .zip(dp.chunks_exact_mut(cols))
+            .zip(dsum)
+            .enumerate()
+        {
+            let dr = drop.map(|d| (d.drop, d.flat0 + r as u64 * d.stride));
+            self.grads_row(pr, gr, ds, dr);
+        }
     }
 
     /// `row *= alpha`.
@@ -730,83 +693,6 @@ pub(crate) struct RowDrop<'a> {
     pub stride: u64,
 }
 
-#[inline(always)]
-pub(crate) fn each_row_max(
-    s: &mut [f32],
-    cols: usize,
-    valid: Valid,
-    maxes: &mut [f32],
-    mut f: impl FnMut(&mut [f32], usize) -> f32,
-) {
-    for (r, (row, mx)) in s.chunks_exact_mut(cols).zip(maxes.iter_mut()).enumerate() {
-        *mx = f(row, valid.get(r, cols));
-    }
-}
-
-#[inline(always)]
-pub(crate) fn each_row_exp(
-    s: &mut [f32],
-    cols: usize,
-    m: &[f32],
-    sums: &mut [f32],
-    drop: Option<RowDrop<'_>>,
-    mut plain: impl FnMut(&mut [f32], f32) -> f32,
-    mut dropped: impl FnMut(&mut [f32], f32, &Drop, u64) -> f32,
-) {
-    for (r, ((row, &mr), sum)) in s
-        .chunks_exact_mut(cols)
-        .zip(m)
-        .zip(sums.iter_mut())
-        .enumerate()
-    {
-        *sum = match drop {
-            None => plain(row, mr),
-            Some(d) => dropped(row, mr, d.drop, d.flat0 + r as u64 * d.stride),
-        };
-    }
-}
-
-#[inline(always)]
-pub(crate) fn each_row_probs(
-    s: &mut [f32],
-    cols: usize,
-    lse: &[f32],
-    valid: Valid,
-    mut f: impl FnMut(&mut [f32], f32, usize),
-) {
-    for (r, (row, &l)) in s.chunks_exact_mut(cols).zip(lse).enumerate() {
-        if l == f32::NEG_INFINITY {
-            row.fill(0.0);
-        } else {
-            f(row, l, valid.get(r, cols));
-        }
-    }
-}
-
-#[inline(always)]
-pub(crate) fn each_row_grads(
-    p: &mut [f32],
-    dp: &mut [f32],
-    cols: usize,
-    dsum: &[f32],
-    drop: Option<RowDrop<'_>>,
-    mut f: impl FnMut(&mut [f32], &mut [f32], f32, Option<(&Drop, u64)>),
-) {
-    for (r, ((pr, gr), &ds)) in p
-        .chunks_exact_mut(cols)
-        .zip(dp.chunks_exact_mut(cols))
-        .zip(dsum)
-        .enumerate()
-    {
-        f(
-            pr,
-            gr,
-            ds,
-            drop.map(|d| (d.drop, d.flat0 + r as u64 * d.stride)),
-        );
-    }
-}
-
 /// Zeroes rows `0..m`, columns `0..n` of a matrix with row stride `ldc`.
 pub(crate) fn zero_block(c: &mut [f32], m: usize, n: usize, ldc: usize) {
     for i in 0..m {
@@ -855,8 +741,9 @@ pub(crate) fn grads_row_scalar(
 pub(crate) struct Scalar;
 
 impl Prims for Scalar {
-    fn matmul_acc(
+    fn matmul(
         &self,
+        acc: Acc,
         m: usize,
         n: usize,
         k: usize,
@@ -868,6 +755,9 @@ impl Prims for Scalar {
         c: &mut [f32],
         ldc: usize,
     ) {
+        if acc == Acc::Set {
+            zero_block(c, m, n, ldc);
+        }
         for i in 0..m {
             let crow = &mut c[i * ldc..i * ldc + n];
             for p in 0..k {
@@ -968,6 +858,18 @@ fn valid_keys(causal: bool, tq: usize, tk: usize, i: usize, j0: usize, bc: usize
     (last - j0 as isize + 1).clamp(0, bc as isize) as usize
 }
 
+/// `len` zeros starting at a 64-byte boundary of `buf` (which it replaces): the tiles the
+/// micro-kernels read as `B` then start every row of vectors on a cache line, instead of wherever
+/// the allocator put them (an AVX-512 load straddling two lines costs two).
+fn aligned_zeros(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    *buf = vec![0.0f32; len + ALIGN_PAD];
+    let off = buf.as_ptr().align_offset(64).min(ALIGN_PAD);
+    &mut buf[off..off + len]
+}
+
+/// Floats [`aligned_zeros`] may skip to reach a 64-byte boundary.
+const ALIGN_PAD: usize = 64 / std::mem::size_of::<f32>() - 1;
+
 /// Transposes rows `[j0, j0+bc)` of a `[T, d]` matrix into `dst[d × bc]`.
 ///
 /// Walks blocks of 16 source rows so that each destination row segment written is one cache line
@@ -991,29 +893,82 @@ fn transpose_tile(src: &[f32], d: usize, j0: usize, bc: usize, dst: &mut [f32]) 
     }
 }
 
-fn run_forward<P: Prims>(p: &P, a: &Fwd<'_>, out: &mut [f32], lse: &mut [f32]) {
-    let AttnShape {
-        heads, tq, tk, d, ..
-    } = a.shape;
+/// One forward task: query rows `[i0, i0 + lse_out.len())` of head `bh` (see [`forward_block`]).
+struct FwdTask<'a, 'b> {
+    a: &'b Fwd<'a>,
+    kth: &'b [f32],
+    bh: usize,
+    i0: usize,
+    acc: &'b mut [f32],
+    lse_out: &'b mut [f32],
+}
+
+impl FwdTask<'_, '_> {
+    #[inline(always)]
+    fn run_on<P: Prims>(self, p: &P) {
+        let b = self.bh / self.a.shape.heads;
+        forward_block(
+            p,
+            self.a,
+            self.kth,
+            self.bh,
+            b,
+            self.i0,
+            self.acc,
+            self.lse_out,
+        )
+    }
+}
+
+impl Kernel for FwdTask<'_, '_> {
+    type Out = ();
+    #[inline(always)]
+    unsafe fn run<S: Simd>(self) {
+        // SAFETY: `run`'s contract: we are inside `dispatch`'s `#[target_feature]` entry for `S`
+        // on a CPU that has its features.
+        self.run_on(&unsafe { Vector::<S>::new() })
+    }
+}
+
+/// Runs a task on `isa`: the vector paths through [`dispatch`] (one `#[target_feature]` entry
+/// per task), the scalar path directly.
+fn run_task<K: Kernel<Out = ()>>(isa: Isa, task: K, scalar: impl FnOnce(K)) {
+    if let Err(task) = dispatch(isa, task) {
+        scalar(task)
+    }
+}
+
+fn run_forward(isa: Isa, a: &Fwd<'_>, out: &mut [f32], lse: &mut [f32]) {
+    let AttnShape { tq, tk, d, .. } = a.shape;
     out.par_chunks_mut(tq * d)
         .zip(lse.par_chunks_mut(tq))
         .enumerate()
         .for_each(|(bh, (o, l))| {
             // kᵀ of this head, d × Tk, shared by its query blocks
-            let mut kth = vec![0.0f32; d * tk];
-            transpose_tile(&a.k[bh * tk * d..(bh + 1) * tk * d], d, 0, tk, &mut kth);
-            let kth = &kth;
+            let mut kth_buf = Vec::new();
+            let kth = aligned_zeros(&mut kth_buf, d * tk);
+            transpose_tile(&a.k[bh * tk * d..(bh + 1) * tk * d], d, 0, tk, kth);
+            let kth = &*kth;
             o.par_chunks_mut(BLOCK_Q * d)
                 .zip(l.par_chunks_mut(BLOCK_Q))
                 .enumerate()
-                .for_each(|(blk, (ob, lb))| {
-                    forward_block(p, a, kth, bh, bh / heads, blk * BLOCK_Q, ob, lb)
+                .for_each(|(blk, (acc, lse_out))| {
+                    let task = FwdTask {
+                        a,
+                        kth,
+                        bh,
+                        i0: blk * BLOCK_Q,
+                        acc,
+                        lse_out,
+                    };
+                    run_task(isa, task, |t| t.run_on(&Scalar))
                 })
         });
 }
 
 /// One block of query rows `[i0, i0 + lb.len())` of head `bh`; `kth` is the head's kᵀ.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn forward_block<P: Prims>(
     p: &P,
     a: &Fwd<'_>,
@@ -1037,7 +992,8 @@ fn forward_block<P: Prims>(
     let maskb = a.mask.map(|m| &m[b * tk..(b + 1) * tk]);
     let drop = (dropout > 0.0).then(|| Drop::new(seed, dropout));
 
-    let mut s = vec![0.0f32; br * BLOCK_K];
+    let mut s_buf = Vec::new();
+    let s = aligned_zeros(&mut s_buf, br * BLOCK_K);
     let mut mrow = vec![f32::NEG_INFINITY; br];
     let mut lrow = vec![0.0f32; br];
     let mut tmax = vec![0.0f32; br];
@@ -1054,7 +1010,7 @@ fn forward_block<P: Prims>(
             break; // this and every later tile is hidden from every row of the block
         }
         let st = &mut s[..br * bc];
-        p.matmul_set(br, bc, d, qb, d, 1, &kth[j0..], tk, st, bc);
+        p.matmul(Acc::Set, br, bc, d, qb, d, 1, &kth[j0..], tk, st, bc);
         let mt = maskb.map(|m| &m[j0..j0 + bc]);
         let valid = Valid::new(causal, tq, tk, i0, j0);
         p.scale_mask_max_tile(st, bc, scale, mt, valid, &mut tmax);
@@ -1082,7 +1038,19 @@ fn forward_block<P: Prims>(
             lrow[r] = lrow[r] * alpha[r] + sums[r];
             mrow[r] = mrow[r].max(tmax[r]);
         }
-        p.matmul_acc(br, d, bc, st, bc, 1, &vh[j0 * d..(j0 + bc) * d], d, acc, d);
+        p.matmul(
+            Acc::Add,
+            br,
+            d,
+            bc,
+            st,
+            bc,
+            1,
+            &vh[j0 * d..(j0 + bc) * d],
+            d,
+            acc,
+            d,
+        );
         j0 += bc;
     }
     for r in 0..br {
@@ -1097,17 +1065,52 @@ fn forward_block<P: Prims>(
     }
 }
 
-fn run_backward<P: Prims>(p: &P, a: &Bwd<'_>, dq: &mut [f32], dk: &mut [f32], dv: &mut [f32]) {
-    let AttnShape {
-        heads, tq, tk, d, ..
-    } = a.f.shape;
+/// One backward task: head `bh` (see [`backward_head`]).
+struct BwdTask<'a, 'b> {
+    a: &'b Bwd<'a>,
+    bh: usize,
+    dqh: &'b mut [f32],
+    dkh: &'b mut [f32],
+    dvh: &'b mut [f32],
+}
+
+impl BwdTask<'_, '_> {
+    #[inline(always)]
+    fn run_on<P: Prims>(self, p: &P) {
+        let b = self.bh / self.a.f.shape.heads;
+        backward_head(p, self.a, self.bh, b, self.dqh, self.dkh, self.dvh)
+    }
+}
+
+impl Kernel for BwdTask<'_, '_> {
+    type Out = ();
+    #[inline(always)]
+    unsafe fn run<S: Simd>(self) {
+        // SAFETY: `run`'s contract: we are inside `dispatch`'s `#[target_feature]` entry for `S`
+        // on a CPU that has its features.
+        self.run_on(&unsafe { Vector::<S>::new() })
+    }
+}
+
+fn run_backward(isa: Isa, a: &Bwd<'_>, dq: &mut [f32], dk: &mut [f32], dv: &mut [f32]) {
+    let AttnShape { tq, tk, d, .. } = a.f.shape;
     dq.par_chunks_mut(tq * d)
         .zip(dk.par_chunks_mut(tk * d))
         .zip(dv.par_chunks_mut(tk * d))
         .enumerate()
-        .for_each(|(bh, ((dqh, dkh), dvh))| backward_head(p, a, bh, bh / heads, dqh, dkh, dvh));
+        .for_each(|(bh, ((dqh, dkh), dvh))| {
+            let task = BwdTask {
+                a,
+                bh,
+                dqh,
+                dkh,
+                dvh,
+            };
+            run_task(isa, task, |t| t.run_on(&Scalar))
+        });
 }
 
+#[inline(always)]
 fn backward_head<P: Prims>(
     p: &P,
     a: &Bwd<'_>,
@@ -1133,14 +1136,17 @@ fn backward_head<P: Prims>(
     let maskb = a.f.mask.map(|m| &m[b * tk..(b + 1) * tk]);
     let drop = (dropout > 0.0).then(|| Drop::new(seed, dropout));
 
-    // D_i = dout_i · out_i
-    let dsum: Vec<f32> = (0..tq)
-        .map(|i| p.dot(&doh[i * d..(i + 1) * d], &oh[i * d..(i + 1) * d]))
-        .collect();
-    let mut kt = vec![0.0f32; d * BLOCK_K];
-    let mut vt = vec![0.0f32; d * BLOCK_K];
-    let mut s = vec![0.0f32; BLOCK_Q * BLOCK_K];
-    let mut dp = vec![0.0f32; BLOCK_Q * BLOCK_K];
+    // D_i = dout_i · out_i (a plain loop: a closure would not inline the vector dot)
+    let mut dsum = vec![0.0f32; tq];
+    for (i, ds) in dsum.iter_mut().enumerate() {
+        *ds = p.dot(&doh[i * d..(i + 1) * d], &oh[i * d..(i + 1) * d]);
+    }
+    let mut bufs: [Vec<f32>; 4] = Default::default();
+    let [kt, vt, s, dp] = &mut bufs;
+    let kt = aligned_zeros(kt, d * BLOCK_K);
+    let vt = aligned_zeros(vt, d * BLOCK_K);
+    let s = aligned_zeros(s, BLOCK_Q * BLOCK_K);
+    let dp = aligned_zeros(dp, BLOCK_Q * BLOCK_K);
     dqh.fill(0.0);
     dkh.fill(0.0);
     dvh.fill(0.0);
@@ -1148,8 +1154,8 @@ fn backward_head<P: Prims>(
     let mut j0 = 0;
     while j0 < tk {
         let bc = BLOCK_K.min(tk - j0);
-        transpose_tile(kh, d, j0, bc, &mut kt);
-        transpose_tile(vh, d, j0, bc, &mut vt);
+        transpose_tile(kh, d, j0, bc, kt);
+        transpose_tile(vh, d, j0, bc, vt);
         let ktile = &kh[j0 * d..(j0 + bc) * d];
         let dkt = &mut dkh[j0 * d..(j0 + bc) * d];
         let dvt = &mut dvh[j0 * d..(j0 + bc) * d];
@@ -1165,8 +1171,8 @@ fn backward_head<P: Prims>(
             let dob = &doh[i0 * d..(i0 + br) * d];
             let st = &mut s[..br * bc];
             let dpt = &mut dp[..br * bc];
-            p.matmul_set(br, bc, d, qb, d, 1, &kt[..d * bc], bc, st, bc);
-            p.matmul_set(br, bc, d, dob, d, 1, &vt[..d * bc], bc, dpt, bc);
+            p.matmul(Acc::Set, br, bc, d, qb, d, 1, &kt[..d * bc], bc, st, bc);
+            p.matmul(Acc::Set, br, bc, d, dob, d, 1, &vt[..d * bc], bc, dpt, bc);
             let valid = Valid::new(causal, tq, tk, i0, j0);
             p.probs_tile(st, bc, scale, mt, &lseh[i0..i0 + br], valid);
             // dP ← dP ⊙ keep/(1−p) ; dS = P ⊙ (dP − D) ; P ← Pd
@@ -1177,9 +1183,10 @@ fn backward_head<P: Prims>(
             });
             p.grads_tile(st, dpt, bc, &dsum[i0..i0 + br], rd);
             // dv += Pdᵀ·dout
-            p.matmul_acc(bc, d, br, st, 1, bc, dob, d, dvt, d);
+            p.matmul(Acc::Add, bc, d, br, st, 1, bc, dob, d, dvt, d);
             // dq += dS·k ; dk += dSᵀ·q   (scaled once at the end)
-            p.matmul_acc(
+            p.matmul(
+                Acc::Add,
                 br,
                 d,
                 bc,
@@ -1191,7 +1198,7 @@ fn backward_head<P: Prims>(
                 &mut dqh[i0 * d..(i0 + br) * d],
                 d,
             );
-            p.matmul_acc(bc, d, br, dpt, 1, bc, qb, d, dkt, d);
+            p.matmul(Acc::Add, bc, d, br, dpt, 1, bc, qb, d, dkt, d);
             i0 += br;
         }
         p.scale_row(dkt, scale);
@@ -1206,21 +1213,23 @@ mod tests {
     //! `kernels/tests/attention.rs` use a normwise tolerance for whole attention calls).
     use super::*;
 
+    /// Runs `f` on every path this CPU supports: the vector ones with a `Vector` token made
+    /// inside `dispatch` (called through `dyn`, so slow but the same arithmetic).
     fn each_path(mut f: impl FnMut(Isa, &dyn Prims)) {
-        f(Isa::Scalar, &Scalar);
-        f(Isa::Portable, &portable::Portable);
-        #[cfg(target_arch = "x86_64")]
-        {
-            if let Some(p) = avx2::Avx2::new() {
-                f(Isa::Avx2, &p);
-            }
-            if let Some(p) = avx512::Avx512::new() {
-                f(Isa::Avx512, &p);
+        struct WithPrims<'f>(&'f mut dyn FnMut(&dyn Prims));
+        impl Kernel for WithPrims<'_> {
+            type Out = ();
+            unsafe fn run<S: Simd>(self) {
+                // SAFETY: `run`'s contract: the CPU has `S`'s features.
+                (self.0)(&unsafe { Vector::<S>::new() })
             }
         }
-        #[cfg(target_arch = "aarch64")]
-        if let Some(p) = neon::Neon::new() {
-            f(Isa::Neon, &p);
+        f(Isa::Scalar, &Scalar);
+        for isa in crate::dispatch::supported() {
+            if isa != Isa::Scalar {
+                let mut g = |p: &dyn Prims| f(isa, p);
+                assert!(dispatch(isa, WithPrims(&mut g)).is_ok());
+            }
         }
     }
 
@@ -1266,7 +1275,7 @@ mod tests {
     }
 
     #[test]
-    fn matmul_acc_matches_f64_on_ragged_sizes() {
+    fn matmul_matches_f64_on_ragged_sizes() {
         for &(m, n, k) in &[
             (1, 1, 1),
             (3, 17, 5),
@@ -1282,32 +1291,37 @@ mod tests {
                 let c0 = data(m * (n + 3), 3);
                 let ldb = n + 2;
                 let ldc = n + 3;
-                each_path(|isa, p| {
-                    let mut c = c0.clone();
-                    p.matmul_acc(m, n, k, &a, a_rs, a_cs, &b, ldb, &mut c, ldc);
-                    for i in 0..m {
-                        for j in 0..ldc {
-                            let got = c[i * ldc + j] as f64;
-                            if j >= n {
-                                assert_eq!(got, c0[i * ldc + j] as f64, "{isa}: wrote past n");
-                                continue;
+                for acc in [Acc::Add, Acc::Set] {
+                    each_path(|isa, p| {
+                        let mut c = c0.clone();
+                        p.matmul(acc, m, n, k, &a, a_rs, a_cs, &b, ldb, &mut c, ldc);
+                        for i in 0..m {
+                            for j in 0..ldc {
+                                let got = c[i * ldc + j] as f64;
+                                if j >= n {
+                                    assert_eq!(got, c0[i * ldc + j] as f64, "{isa}: wrote past n");
+                                    continue;
+                                }
+                                let mut want = match acc {
+                                    Acc::Add => c0[i * ldc + j] as f64,
+                                    Acc::Set => 0.0,
+                                };
+                                let mut mag = want.abs();
+                                for q in 0..k {
+                                    let t = a[i * a_rs + q * a_cs] as f64 * b[q * ldb + j] as f64;
+                                    want += t;
+                                    mag += t.abs();
+                                }
+                                // k+1 roundings of a sum of magnitude ≤ mag
+                                let tol = (k as f64 + 1.0) * f32::EPSILON as f64 / 2.0 * mag;
+                                assert!(
+                                    (got - want).abs() <= tol,
+                                    "{isa} {acc:?} {m}x{n}x{k}: {got} vs {want}"
+                                );
                             }
-                            let mut want = c0[i * ldc + j] as f64;
-                            let mut mag = want.abs();
-                            for q in 0..k {
-                                let t = a[i * a_rs + q * a_cs] as f64 * b[q * ldb + j] as f64;
-                                want += t;
-                                mag += t.abs();
-                            }
-                            // k+1 roundings of a sum of magnitude ≤ mag
-                            let tol = (k as f64 + 1.0) * f32::EPSILON as f64 / 2.0 * mag;
-                            assert!(
-                                (got - want).abs() <= tol,
-                                "{isa} {m}x{n}x{k}: {got} vs {want}"
-                            );
                         }
-                    }
-                });
+                    });
+                }
             }
         }
     }

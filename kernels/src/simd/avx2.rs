@@ -107,4 +107,58 @@ unsafe impl Simd for Avx2 {
         let s = _mm_max_ss(s, _mm_shuffle_ps::<1>(s, s));
         _mm_cvtss_f32(s)
     }
+    #[inline(always)]
+    unsafe fn load_masked(p: *const f32, n: usize, pad: f32) -> __m256 {
+        let m = first_lanes(n);
+        _mm256_blendv_ps(
+            _mm256_set1_ps(pad),
+            _mm256_maskload_ps(p, m),
+            _mm256_castsi256_ps(m),
+        )
+    }
+    #[inline(always)]
+    unsafe fn store_masked(p: *mut f32, n: usize, v: __m256) {
+        _mm256_maskstore_ps(p, first_lanes(n), v)
+    }
+    #[inline(always)]
+    unsafe fn dropout_select(lo: u32, k0: u32, hk: u32, thr: u32, t: __m256, f: __m256) -> __m256 {
+        let idx = _mm256_add_epi32(
+            _mm256_set1_epi32(lo as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        );
+        let h = mix32x8(_mm256_xor_si256(idx, _mm256_set1_epi32(k0 as i32)));
+        let h = mix32x8(_mm256_xor_si256(h, _mm256_set1_epi32(hk as i32)));
+        // unsigned h < thr  ⇔  signed (h ^ 2³¹) < (thr ^ 2³¹)
+        let sign = _mm256_set1_epi32(i32::MIN);
+        let drop = _mm256_cmpgt_epi32(
+            _mm256_xor_si256(_mm256_set1_epi32(thr as i32), sign),
+            _mm256_xor_si256(h, sign),
+        );
+        _mm256_blendv_ps(t, f, _mm256_castsi256_ps(drop))
+    }
+}
+
+/// All-ones in the first `n ≤ 8` lanes.
+///
+/// # Safety
+/// As for [`Simd`] methods.
+#[inline(always)]
+unsafe fn first_lanes(n: usize) -> __m256i {
+    _mm256_cmpgt_epi32(
+        _mm256_set1_epi32(n.min(8) as i32),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    )
+}
+
+/// [`super::mix32`] on 8 lanes.
+///
+/// # Safety
+/// As for [`Simd`] methods.
+#[inline(always)]
+unsafe fn mix32x8(x: __m256i) -> __m256i {
+    let x = _mm256_xor_si256(x, _mm256_srli_epi32::<16>(x));
+    let x = _mm256_mullo_epi32(x, _mm256_set1_epi32(0x7FEB_352D));
+    let x = _mm256_xor_si256(x, _mm256_srli_epi32::<15>(x));
+    let x = _mm256_mullo_epi32(x, _mm256_set1_epi32(0x846C_A68Bu32 as i32));
+    _mm256_xor_si256(x, _mm256_srli_epi32::<16>(x))
 }

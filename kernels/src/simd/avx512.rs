@@ -137,4 +137,43 @@ unsafe impl Simd for Avx512 {
         let (n, e) = super::exp_reduced::<Self>(x);
         _mm512_scalef_ps(e, n)
     }
+    const REGISTERS: usize = 32;
+    #[inline(always)]
+    unsafe fn load_masked(p: *const f32, n: usize, pad: f32) -> __m512 {
+        _mm512_mask_loadu_ps(_mm512_set1_ps(pad), first_lanes(n), p)
+    }
+    #[inline(always)]
+    unsafe fn store_masked(p: *mut f32, n: usize, v: __m512) {
+        _mm512_mask_storeu_ps(p, first_lanes(n), v)
+    }
+    #[inline(always)]
+    unsafe fn dropout_select(lo: u32, k0: u32, hk: u32, thr: u32, t: __m512, f: __m512) -> __m512 {
+        let idx = _mm512_add_epi32(
+            _mm512_set1_epi32(lo as i32),
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        );
+        let h = mix32x16(_mm512_xor_si512(idx, _mm512_set1_epi32(k0 as i32)));
+        let h = mix32x16(_mm512_xor_si512(h, _mm512_set1_epi32(hk as i32)));
+        let keep = _mm512_cmpge_epu32_mask(h, _mm512_set1_epi32(thr as i32));
+        _mm512_mask_blend_ps(keep, f, t)
+    }
+}
+
+/// The mask of the first `n ≤ 16` lanes.
+#[inline(always)]
+fn first_lanes(n: usize) -> __mmask16 {
+    ((1u32 << n.min(16)) - 1) as __mmask16
+}
+
+/// [`super::mix32`] on 16 lanes.
+///
+/// # Safety
+/// As for [`Simd`] methods.
+#[inline(always)]
+unsafe fn mix32x16(x: __m512i) -> __m512i {
+    let x = _mm512_xor_si512(x, _mm512_srli_epi32::<16>(x));
+    let x = _mm512_mullo_epi32(x, _mm512_set1_epi32(0x7FEB_352D));
+    let x = _mm512_xor_si512(x, _mm512_srli_epi32::<15>(x));
+    let x = _mm512_mullo_epi32(x, _mm512_set1_epi32(0x846C_A68Bu32 as i32));
+    _mm512_xor_si512(x, _mm512_srli_epi32::<16>(x))
 }

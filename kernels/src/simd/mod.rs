@@ -115,6 +115,62 @@ pub(crate) unsafe trait Simd: Copy {
     unsafe fn exp(x: Self::V) -> Self::V {
         exp_generic::<Self>(x)
     }
+    /// Vector registers of the instruction set (to choose register-blocked tile shapes).
+    const REGISTERS: usize = 16;
+    /// Loads the first `n ≤ LANES` values at `p` (only those are read); the other lanes are
+    /// `pad`. The default goes through a buffer; tokens with masked loads replace it.
+    #[inline(always)]
+    unsafe fn load_masked(p: *const f32, n: usize, pad: f32) -> Self::V {
+        let mut b = [pad; MAX_LANES];
+        std::ptr::copy_nonoverlapping(p, b.as_mut_ptr(), n.min(Self::LANES));
+        Self::load(b.as_ptr())
+    }
+    /// Stores the first `n ≤ LANES` lanes of `v` at `p` (only those are written). The default
+    /// goes through a buffer; tokens with masked stores replace it.
+    #[inline(always)]
+    unsafe fn store_masked(p: *mut f32, n: usize, v: Self::V) {
+        let mut b = [0.0f32; MAX_LANES];
+        Self::store(b.as_mut_ptr(), v);
+        std::ptr::copy_nonoverlapping(b.as_ptr(), p, n.min(Self::LANES));
+    }
+    /// The attention dropout test on `LANES` consecutive counters: lane `i` is `t` when
+    /// [`dropout_hash`]`(lo + i, k0, hk) ≥ thr` (unsigned; `lo + i` wraps in 32 bits) and `f`
+    /// otherwise. The default hashes lane by lane; tokens with 32-bit integer lanes replace it.
+    #[inline(always)]
+    unsafe fn dropout_select(
+        lo: u32,
+        k0: u32,
+        hk: u32,
+        thr: u32,
+        t: Self::V,
+        f: Self::V,
+    ) -> Self::V {
+        // 1 in kept lanes, 0 in dropped ones
+        let mut keep = [0.0f32; MAX_LANES];
+        for (i, k) in keep.iter_mut().take(Self::LANES).enumerate() {
+            *k = (dropout_hash(lo.wrapping_add(i as u32), k0, hk) >= thr) as u32 as f32;
+        }
+        Self::select_gt(Self::load(keep.as_ptr()), Self::splat(0.5), t, f)
+    }
+}
+
+/// A 32-bit bijective mixer ("lowbias32", C. Wellons).
+#[inline(always)]
+pub(crate) fn mix32(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7FEB_352D);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846C_A68B);
+    x ^ (x >> 16)
+}
+
+/// The counter hash of attention dropout: `mix32(mix32(lo ^ k0) ^ hk)`, where `lo` is the low
+/// half of the flat index and `hk` its high half xor the second key (see
+/// `attention::dropout_keep`). The vector versions of [`Simd::dropout_select`] compute exactly
+/// this per lane.
+#[inline(always)]
+pub(crate) fn dropout_hash(lo: u32, k0: u32, hk: u32) -> u32 {
+    mix32(mix32(lo ^ k0) ^ hk)
 }
 
 /// A kernel body generic over the instruction set; [`dispatch`] runs it on one.

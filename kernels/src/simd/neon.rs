@@ -96,4 +96,33 @@ unsafe impl Simd for Neon {
     unsafe fn reduce_max(a: float32x4_t) -> f32 {
         vmaxvq_f32(a)
     }
+    const REGISTERS: usize = 32;
+    #[inline(always)]
+    unsafe fn dropout_select(
+        lo: u32,
+        k0: u32,
+        hk: u32,
+        thr: u32,
+        t: float32x4_t,
+        f: float32x4_t,
+    ) -> float32x4_t {
+        const IOTA: [u32; 4] = [0, 1, 2, 3];
+        let idx = vaddq_u32(vdupq_n_u32(lo), vld1q_u32(IOTA.as_ptr()));
+        let h = mix32x4(veorq_u32(idx, vdupq_n_u32(k0)));
+        let h = mix32x4(veorq_u32(h, vdupq_n_u32(hk)));
+        vbslq_f32(vcgeq_u32(h, vdupq_n_u32(thr)), t, f)
+    }
+}
+
+/// [`super::mix32`] on 4 lanes.
+///
+/// # Safety
+/// As for [`Simd`] methods.
+#[inline(always)]
+unsafe fn mix32x4(x: uint32x4_t) -> uint32x4_t {
+    let x = veorq_u32(x, vshrq_n_u32::<16>(x));
+    let x = vmulq_u32(x, vdupq_n_u32(0x7FEB_352D));
+    let x = veorq_u32(x, vshrq_n_u32::<15>(x));
+    let x = vmulq_u32(x, vdupq_n_u32(0x846C_A68B));
+    veorq_u32(x, vshrq_n_u32::<16>(x))
 }

@@ -89,4 +89,10 @@ unsafe impl Simd for Portable {
         let v = a.to_array();
         v[0].max(v[2]).max(v[1].max(v[3]))
     }
+    /// `wide` compiles to NEON (32 registers) on aarch64, SSE2 (16) on x86_64.
+    const REGISTERS: usize = if cfg!(target_arch = "aarch64") {
+        32
+    } else {
+        16
+    };
 }
