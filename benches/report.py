@@ -166,9 +166,10 @@ def derived(rows, lim):
                 "Throughput counts every byte read and written; AdamW reads four arrays and writes three, and "
                 "reads cost less than the copy's even read/write mix, so it can exceed 100%. Two copies move "
                 "the same bytes: `copy_from_slice` (ordinary stores, each destination line is also read) and a "
-                "streaming-store copy. Kernels whose output reaches `simd::STREAM_MIN_ELEMS` (32 MiB) write it "
-                "with streaming stores (here GELU forward and backward and the `_stream` cross-entropy group); "
-                "the streaming copy is their fair reference, the ordinary copy the others'.", "",
+                "streaming-store copy. A call that reads and writes at least `simd::STREAM_MIN_BYTES` (32 MiB, the "
+                "L3) writes its output with streaming stores: here every group but the `_cached` cross-entropy "
+                "(AdamW updates in place); the streaming copy is their fair reference, the ordinary copy the "
+                "others'.", "",
                 "| kernel | AVX-512 1 thread | % of copy | % of streaming copy | AVX-512 2 threads |",
                 "|---|---|---|---|---|"]
         for g, best, allt, copy, stream in bw:

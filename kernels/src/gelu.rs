@@ -17,8 +17,8 @@
 //! and about 45 operations per vector.)
 //!
 //! The tanh form is computed without cancellation as `x·σ(2u)` (`½(1 + tanh u) = σ(2u)`), with
-//! its derivative `σ + 2x·σ(1−σ)·u'`. Outputs of at least [`simd::STREAM_MIN_ELEMS`] elements
-//! are written with streaming stores. Inputs of at least [`simd::PAR_MIN_ELEMS`] elements are
+//! its derivative `σ + 2x·σ(1−σ)·u'`. Calls that move at least [`simd::STREAM_MIN_BYTES`]
+//! write their output with streaming stores. Inputs of at least [`simd::PAR_MIN_ELEMS`] elements are
 //! split over rayon in fixed chunks (each element computed once, by the same code whatever the
 //! pool size).
 
@@ -90,7 +90,7 @@ pub fn forward_with(isa: Isa, kind: GeluKind, x: &[f32], y: &mut [f32]) {
         }
         return;
     }
-    let stream = simd::stream_output(y.len());
+    let stream = simd::stream_output(x.len(), y.len());
     if simd::parallel(x.len()) {
         x.par_chunks(simd::PAR_CHUNK_ELEMS)
             .zip(y.par_chunks_mut(simd::PAR_CHUNK_ELEMS))
@@ -280,7 +280,8 @@ pub fn backward_with(isa: Isa, kind: GeluKind, x: &[f32], dy: &[f32], dx: &mut [
         }
         return;
     }
-    let stream = simd::stream_output(dx.len());
+    // x and dy read, dx written.
+    let stream = simd::stream_output(2 * dx.len(), dx.len());
     if simd::parallel(x.len()) {
         let c = simd::PAR_CHUNK_ELEMS;
         x.par_chunks(c)

@@ -91,7 +91,9 @@ fn forward_simd(
     rstd: &mut [f32],
 ) {
     let cols = gamma.len();
-    let stream = simd::stream_output(y.len());
+    // x (and the residual) read, y (and the sum) written.
+    let io = if residual.is_some() { 2 } else { 1 } * y.len();
+    let stream = simd::stream_output(io, io);
     let run = |x: &[f32], residual, y: &mut [f32], mean: &mut [f32], rstd: &mut [f32]| {
         let k = Fwd {
             x,
@@ -444,7 +446,8 @@ fn backward_simd(
     let rpc = simd::rows_per_chunk(cols);
     let c = rpc * cols;
     let chunks = rows.div_ceil(rpc);
-    let stream = simd::stream_output(dx.len());
+    // dy and x read, dx written.
+    let stream = simd::stream_output(2 * dx.len(), dx.len());
     // Per chunk: [dgamma | dbeta].
     let mut parts = vec![0.0f32; chunks * 2 * cols];
     let run = |(((((dy, x), m), r), dx), p): BwdChunk<'_>| {

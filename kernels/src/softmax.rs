@@ -12,7 +12,7 @@
 //! The vector cross-entropy pipelines its rows (see `Ce`): one pass per row sums `e^(x−m)` of
 //! the current row from cache into a scratch row, takes the maximum of the next row while it
 //! arrives from memory (prefetched 16 KiB ahead) and writes the previous row's gradient from its
-//! scratch row (streaming stores from [`simd::STREAM_MIN_ELEMS`] elements, like the other
+//! scratch row (streaming stores when [`simd::stream_output`] says so, like the other
 //! kernels). Each row is read from memory once and `exp` runs once per element, overlapped with
 //! the memory traffic.
 
@@ -345,7 +345,7 @@ pub fn cross_entropy_with(
     if isa != Isa::Scalar {
         let stream = dlogits
             .as_deref()
-            .is_some_and(|d| simd::stream_output(d.len()));
+            .is_some_and(|d| simd::stream_output(logits.len(), d.len()));
         return cross_entropy_simd(isa, logits, cols, labels, ignore_index, dlogits, stream);
     }
     let mut out = CrossEntropy {

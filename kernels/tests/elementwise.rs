@@ -963,7 +963,14 @@ fn unsupported_path_is_a_clear_error() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Streaming stores (outputs of at least `simd::STREAM_MIN_ELEMS` elements).
+// Streaming stores (calls moving at least `simd::STREAM_MIN_BYTES`, see `simd::stream_output`).
+
+/// The fewest elements `n` for which a call reading and writing `n` each streams its output.
+fn streamed_len() -> usize {
+    let n = simd::STREAM_MIN_BYTES / 8;
+    assert!(simd::stream_output(n, n) && !simd::stream_output(n - 1, n - 1));
+    n
+}
 
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
@@ -974,7 +981,9 @@ fn gelu_streamed_outputs_match_reference() {
     // Above the streaming threshold, odd length; outputs start at every offset from a 64-byte
     // line (through the slice offset) so the aligned body and the peeled head are both run.
     let mut r = rng(11);
-    let n = simd::STREAM_MIN_ELEMS + 37;
+    let n = streamed_len() + 37;
+    // The chunked calls below stay under the threshold (they write with ordinary stores).
+    assert!(!simd::stream_output(2000, 1000));
     let x = randv(&mut r, n, -9.0, 9.0);
     let dy = randv(&mut r, n, -2.0, 2.0);
     check_gelu(GeluKind::Erf, &x, &dy);
@@ -1015,7 +1024,7 @@ fn layernorm_streamed_outputs_match_small_calls() {
     // reference in `check_layernorm`).
     let mut r = rng(12);
     let cols = 769;
-    let rows = simd::STREAM_MIN_ELEMS / cols + 3;
+    let rows = streamed_len() / cols + 3;
     let n = rows * cols;
     let x = randv(&mut r, n, -3.0, 3.0);
     let dy = randv(&mut r, n, -1.0, 1.0);
@@ -1071,7 +1080,7 @@ fn cross_entropy_large_gradient_matches_reference() {
     // with streaming stores; every seventh row ignored.
     let mut r = rng(13);
     let cols = 30522;
-    let rows = simd::STREAM_MIN_ELEMS / cols + 2;
+    let rows = streamed_len() / cols + 2;
     let x = randv(&mut r, rows * cols, -8.0, 8.0);
     let labels: Vec<i32> = (0..rows as i32)
         .map(|k| {

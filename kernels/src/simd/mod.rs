@@ -268,16 +268,20 @@ pub(crate) trait Map2: Copy {
     unsafe fn f<S: Simd>(self, a: S::V, b: S::V) -> S::V;
 }
 
-/// Outputs of at least this many elements (32 MiB, the size of this machine's L3) are written
-/// with streaming stores (`Simd::stream`): they would not stay in cache until their reader
-/// anyway, and skipping the read-for-ownership of each destination line saves a third of a
-/// copy-like kernel's traffic. Smaller outputs (a BERT-base hidden state of batch 32 × 128 is
-/// 12.6 MB) stay cached for the matmul that reads them next.
-pub const STREAM_MIN_ELEMS: usize = 8 << 20;
+/// A kernel call whose reads and writes together cover at least this many bytes (32 MiB, the
+/// size of this machine's L3) writes its output with streaming stores (`Simd::stream`): by the
+/// time the call ends, the traffic it made has pushed the start of its output out of the cache,
+/// so the output would not stay cached until its reader anyway, and skipping the
+/// read-for-ownership of each destination line saves a third of a copy-like kernel's traffic.
+/// Smaller calls keep their output cached for the matmul that reads it next (a BERT-base hidden
+/// state of batch 32 × 128 is 12.6 MB, 25 MB read and written by a LayerNorm). Streaming changes
+/// only how a value is stored, never the value.
+pub const STREAM_MIN_BYTES: usize = 32 << 20;
 
-/// Whether an output of `elems` elements should be written with streaming stores.
-pub fn stream_output(elems: usize) -> bool {
-    elems >= STREAM_MIN_ELEMS
+/// Whether a call that reads `read` and writes `written` f32 elements in all should write its
+/// output with streaming stores (see [`STREAM_MIN_BYTES`]).
+pub fn stream_output(read: usize, written: usize) -> bool {
+    (read + written).saturating_mul(4) >= STREAM_MIN_BYTES
 }
 
 /// Elements before `p` reaches `LANES·4`-byte alignment (0 when already aligned).
