@@ -153,6 +153,30 @@ def derived(rows, lim):
                     "(`scaled_dot_product_attention` with the padding mask; its flash kernel runs only without "
                     "dropout, with dropout 0.1 it falls back to the unfused math path). cloze runs with dropout 0.1 "
                     "on 2 threads (the rayon default here).", ""]
+    mem_path = os.path.join(os.path.dirname(__file__), "..", "target", "bench", "attention_memory.jsonl")
+    if os.path.exists(mem_path):
+        mem_rows = {}
+        for line in open(mem_path):
+            if line.strip():
+                r = json.loads(line)
+                mem_rows[(r["seq"], r["impl"])] = r
+        seqs = sorted({s for s, _ in mem_rows})
+        out += ["## Summary: attention peak memory (engine op, forward + backward, same sizes)", "",
+                "Growth of the process's peak resident set during one forward + backward over the resident set "
+                "with the inputs built (Linux `VmHWM`, reset just before the call; one process per row: "
+                "`cargo run --release --example attention_memory -- fused|unfused SEQ`). *Beyond outputs* "
+                "subtracts what any implementation holds: the output and the three input gradients "
+                "(4 × B·H·T·d floats).", "",
+                "| seq | outputs | fused peak | fused beyond outputs | unfused peak | unfused beyond outputs |",
+                "|---|---|---|---|---|---|"]
+        for t in seqs:
+            f, u = mem_rows.get((t, "fused")), mem_rows.get((t, "unfused"))
+            if not (f and u):
+                continue
+            o = f["outputs_mib"]
+            out.append(f"| {t} | {o:.1f} MiB | {f['peak_extra_mib']:.1f} MiB | {f['peak_extra_mib'] - o:.1f} MiB "
+                       f"| {u['peak_extra_mib']:.1f} MiB | {u['peak_extra_mib'] - o:.1f} MiB |")
+        out.append("")
     bw = []
     for g in sorted({r["group"] for r in rows}):
         best = by_id.get((g, "avx512_1t"))

@@ -11,6 +11,14 @@ mkdir -p target/bench
 if python3 -c "import torch" 2>/dev/null; then
   python3 benches/pytorch_attention.py 2 > target/bench/pytorch_attention.jsonl
 fi
+# Peak memory of the attention op, one process per measurement.
+cargo build --release --example attention_memory >/dev/null
+: > target/bench/attention_memory.jsonl
+for t in 128 512 1024; do
+  for impl in fused unfused; do
+    ./target/release/examples/attention_memory "$impl" "$t" >> target/bench/attention_memory.jsonl
+  done
+done
 bash benches/train_step.sh
 extra=(--extra target/bench/train_step.md)
 if command -v mpirun >/dev/null; then
