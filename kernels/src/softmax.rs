@@ -361,10 +361,6 @@ pub fn cross_entropy_with(
             }
             continue;
         }
-        assert!(
-            label >= 0 && (label as usize) < cols,
-            "cross_entropy: label {label} at row {r} is outside 0..{cols}"
-        );
         let lse = logsumexp(xr);
         out.loss_sum += lse - xr[label as usize] as f64;
         out.count += 1;
@@ -617,17 +613,17 @@ impl Kernel for Ce<'_> {
         let stream = self.stream;
         let mut dlogits = self.dlogits;
         let losses = self.losses;
-        let counted: Vec<usize> = (0..self.labels.len())
-            .filter(|&r| self.labels[r] != self.ignore_index)
-            .collect();
-        // Ignored rows: zero gradient, zero loss.
+        // The counted rows, in order; ignored rows get a zero gradient and a zero loss here.
+        let mut counted = Vec::with_capacity(self.labels.len());
         for (r, &label) in self.labels.iter().enumerate() {
-            if label == self.ignore_index {
-                losses[r] = 0.0;
-                if let Some(d) = dlogits.as_deref_mut() {
-                    let row = &mut d[r * cols..(r + 1) * cols];
-                    simd::vec_loop_out!(S, _j in row, stream => { S::splat(0.0) });
-                }
+            if label != self.ignore_index {
+                counted.push(r);
+                continue;
+            }
+            losses[r] = 0.0;
+            if let Some(d) = dlogits.as_deref_mut() {
+                let row = &mut d[r * cols..(r + 1) * cols];
+                simd::vec_loop_out!(S, _j in row, stream => { S::splat(0.0) });
             }
         }
         let row = |r: usize| &x[r * cols..(r + 1) * cols];
