@@ -103,6 +103,7 @@ const FIELD_KINDS: &[(&str, Kind)] = &[
     ("pad_token_id", Kind::OptCount),
     ("position_embedding_type", Kind::Text),
     ("is_decoder", Kind::Flag),
+    ("pre_layer_norm", Kind::Flag),
 ];
 
 /// BERT hyper-parameters under HF `config.json` names.
@@ -144,7 +145,20 @@ pub struct BertConfig {
     /// positions before it only (the LTR ablation).
     #[serde(default)]
     pub is_decoder: bool,
+    /// cloze's pre-LN variant (Xiong et al. 2020): each sub-layer reads `LayerNorm(x)` and adds
+    /// its output to `x` unnormalised, and a final `encoder.LayerNorm` follows the last layer.
+    /// HF's `BertModel` has no such option, so a pre-LN model is saved with `model_type`
+    /// `"cloze-preln-bert"`: transformers refuses it instead of loading it as post-LN.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pre_layer_norm: bool,
 }
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The `model_type` a pre-LN config is saved with.
+pub const PRE_LN_MODEL_TYPE: &str = "cloze-preln-bert";
 
 impl BertConfig {
     /// A config with the given shape and every other field at the released-BERT value
@@ -168,6 +182,7 @@ impl BertConfig {
             pad_token_id: Some(0),
             position_embedding_type: default_position_embedding_type(),
             is_decoder: false,
+            pre_layer_norm: false,
         }
     }
 
@@ -281,10 +296,18 @@ impl BertConfig {
                 format!("layer_norm_eps {} must be positive", self.layer_norm_eps),
             );
         }
-        if self.model_type != "bert" {
+        let want_type = if self.pre_layer_norm {
+            PRE_LN_MODEL_TYPE
+        } else {
+            "bert"
+        };
+        if self.model_type != want_type {
             return invalid(
                 op,
-                format!("model_type {:?} is not \"bert\"", self.model_type),
+                format!(
+                    "model_type {:?} with pre_layer_norm = {}: expected {want_type:?}",
+                    self.model_type, self.pre_layer_norm
+                ),
             );
         }
         if self.position_embedding_type != "absolute" {
@@ -381,9 +404,20 @@ impl BertConfig {
         4 * h * h + 2 * h * i + 9 * h + i
     }
 
-    /// All encoder layers.
+    /// All encoder layers (and, for pre-LN, the final LayerNorm's `2H`).
     pub fn encoder_params(&self) -> usize {
-        self.num_hidden_layers * self.layer_params()
+        let final_ln = if self.pre_layer_norm {
+            2 * self.hidden_size
+        } else {
+            0
+        };
+        self.num_hidden_layers * self.layer_params() + final_ln
+    }
+
+    /// Switches to the pre-LN variant (or back), keeping `model_type` consistent.
+    pub fn set_pre_layer_norm(&mut self, on: bool) {
+        self.pre_layer_norm = on;
+        self.model_type = if on { PRE_LN_MODEL_TYPE } else { "bert" }.to_string();
     }
 
     /// `H² + H`: the tanh pooler.

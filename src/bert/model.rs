@@ -17,6 +17,16 @@
 //! The attention mask is additive on the keys: 0 for real tokens, −10000 for padding (the TF
 //! original; HF's dtype-minimum gives the same probabilities, as exp(−10000) is 0 in f32).
 //! With `config.is_decoder` the encoder is causal (left-to-right).
+//!
+//! With `config.pre_layer_norm` (cloze's pre-LN option, not the paper's model) the two
+//! LayerNorms of a layer move to the sub-layer inputs and a final `encoder.LayerNorm` follows
+//! the last layer:
+//!
+//! ```text
+//! a         = x + dropout(Attn(LayerNorm_attn(x)))      LayerNorm_attn = attention.output.LayerNorm
+//! out       = a + dropout(FFN(LayerNorm_ffn(a)))        LayerNorm_ffn  = output.LayerNorm
+//! encoder   = LayerNorm_final(out of the last layer)    encoder.LayerNorm
+//! ```
 
 use super::config::{BertConfig, HiddenAct};
 use super::init::{dropout_seed, trunc_normal, DropoutSite};
@@ -269,7 +279,7 @@ impl BertEmbeddings {
     }
 }
 
-/// One post-LN encoder layer.
+/// One encoder layer (post-LN, or pre-LN with `config.pre_layer_norm`).
 #[derive(Clone, Debug)]
 pub struct BertLayer {
     pub index: usize,
@@ -348,6 +358,8 @@ pub struct BertModel {
     act: HiddenAct,
     pub embeddings: BertEmbeddings,
     pub layers: Vec<BertLayer>,
+    /// Pre-LN only: `encoder.LayerNorm`, after the last layer.
+    pub final_layer_norm: Option<LayerNorm>,
     pub pooler: Option<Linear>,
 }
 
@@ -376,6 +388,16 @@ impl BertModel {
             .map(|i| BertLayer::new(config, store, i, seed))
             .collect::<Result<Vec<_>>>()?;
         let h = config.hidden_size;
+        let final_layer_norm = if config.pre_layer_norm {
+            Some(LayerNorm::new(
+                store,
+                "encoder.LayerNorm",
+                h,
+                config.layer_norm_eps,
+            )?)
+        } else {
+            None
+        };
         let pooler = if pooler {
             Some(Linear::new(
                 store,
@@ -393,6 +415,7 @@ impl BertModel {
             act,
             embeddings,
             layers,
+            final_layer_norm,
             pooler,
         })
     }
@@ -471,8 +494,15 @@ impl BertModel {
             }
         };
         let (a, d) = (cfg.num_attention_heads, cfg.head_dim());
+        // pre-LN: the sub-layers read LayerNorm(x); post-LN: x itself
+        let normed = if cfg.pre_layer_norm {
+            Some(layer.attention_layer_norm.forward(tape, store, x)?)
+        } else {
+            None
+        };
+        let attn_in = normed.as_ref().unwrap_or(x);
         let heads = |tape: &mut Tape, lin: &Linear| -> Result<Var> {
-            let y = lin.forward(tape, store, x)?;
+            let y = lin.forward(tape, store, attn_in)?;
             let y = tape.reshape(&y, &[b, t, a, d])?;
             tape.permute(&y, &[0, 2, 1, 3])
         };
@@ -496,10 +526,19 @@ impl BertModel {
             cfg.hidden_dropout_prob,
             dropout_seed(seed, layer.index, DropoutSite::AttentionOutput),
         )?;
-        let attn = layer
-            .attention_layer_norm
-            .forward_residual(tape, store, &y, x)?;
-        let f = layer.intermediate.forward(tape, store, &attn)?;
+        let attn = if cfg.pre_layer_norm {
+            tape.add(x, &y)?
+        } else {
+            layer
+                .attention_layer_norm
+                .forward_residual(tape, store, &y, x)?
+        };
+        let ffn_in = if cfg.pre_layer_norm {
+            layer.output_layer_norm.forward(tape, store, &attn)?
+        } else {
+            attn.clone()
+        };
+        let f = layer.intermediate.forward(tape, store, &ffn_in)?;
         let f = activation(tape, self.act, &f)?;
         let f = layer.output.forward(tape, store, &f)?;
         let f = dropout(
@@ -508,9 +547,13 @@ impl BertModel {
             cfg.hidden_dropout_prob,
             dropout_seed(seed, layer.index, DropoutSite::FfnOutput),
         )?;
-        layer
-            .output_layer_norm
-            .forward_residual(tape, store, &f, &attn)
+        if cfg.pre_layer_norm {
+            tape.add(&attn, &f)
+        } else {
+            layer
+                .output_layer_norm
+                .forward_residual(tape, store, &f, &attn)
+        }
     }
 
     /// Runs every encoder layer on an embeddings output (e.g. from [`Self::embed`], or a
@@ -537,8 +580,15 @@ impl BertModel {
         }
         let mask = input.additive_mask();
         let mut x = embedding_output.clone();
-        for layer in &self.layers {
+        let last = self.layers.len().saturating_sub(1);
+        for (i, layer) in self.layers.iter().enumerate() {
             x = self.layer_forward(tape, store, layer, &x, mask.as_ref(), seed)?;
+            // pre-LN: the last layer's output is reported after the final LayerNorm
+            if i == last {
+                if let Some(ln) = &self.final_layer_norm {
+                    x = ln.forward(tape, store, &x)?;
+                }
+            }
             if let Some(hs) = hidden_states.as_deref_mut() {
                 hs.push(x.clone());
             }

@@ -22,6 +22,20 @@ pub enum Objective {
     Ltr,
 }
 
+/// How the LM head's output bias (`cls.predictions.bias`) starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LmBiasInit {
+    /// Zeros, as BERT.
+    #[default]
+    #[serde(rename = "zeros")]
+    Zeros,
+    /// The log of the training targets' unigram frequencies (add-one smoothed): the model
+    /// starts at the unigram loss instead of ln(vocab), and the tied embeddings are not spent
+    /// on learning word frequencies.
+    #[serde(rename = "unigram")]
+    Unigram,
+}
+
 /// The model: a preset and optional overrides. The vocabulary size comes from the vocab file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +50,10 @@ pub struct ModelSection {
     pub attention_probs_dropout_prob: Option<f32>,
     pub max_position_embeddings: Option<usize>,
     pub hidden_act: Option<String>,
+    /// σ of the truncated-normal initialiser (BERT: 0.02).
+    pub initializer_range: Option<f32>,
+    /// cloze's pre-LN variant instead of BERT's post-LN (see `BertConfig::pre_layer_norm`).
+    pub pre_layer_norm: Option<bool>,
 }
 
 /// Data files and instance creation.
@@ -110,6 +128,9 @@ pub struct TrainSection {
     pub checkpoint_every: u64,
     #[serde(default = "d_keep_ckpt")]
     pub keep_checkpoints: usize,
+    /// Start of the LM head's output bias: `"zeros"` (BERT) or `"unigram"`.
+    #[serde(default)]
+    pub init_lm_bias: LmBiasInit,
 }
 
 /// A whole pre-training config.
@@ -240,6 +261,12 @@ impl PretrainConfig {
         }
         if let Some(v) = &m.hidden_act {
             c.hidden_act = v.clone();
+        }
+        if let Some(v) = m.initializer_range {
+            c.initializer_range = v;
+        }
+        if let Some(v) = m.pre_layer_norm {
+            c.set_pre_layer_norm(v);
         }
         c.is_decoder = self.train.objective == Objective::Ltr;
         c.validate()?;

@@ -17,7 +17,7 @@ use crate::distributed::{shard, Collective, GradSync, SingleProcess};
 use crate::error::{invalid, Error, Result};
 use crate::optim::adamw::bert_decays;
 use crate::optim::{AdamW, AdamWConfig, LinearWarmupDecay};
-use crate::pretrain::config::{Objective, PretrainConfig};
+use crate::pretrain::config::{LmBiasInit, Objective, PretrainConfig};
 use crate::pretrain::corpus::{read_corpus_file, split_by_document, Document};
 use crate::pretrain::instances::{
     create_instances_with_stats, Instance, SpecialTokens, TokenDocument,
@@ -102,6 +102,27 @@ fn tokenize_docs(tok: &Tokenizer, docs: &[Document]) -> Vec<TokenDocument> {
     docs.par_iter()
         .map(|d| d.iter().map(|s| tok.tokenize_ids(s)).collect())
         .collect()
+}
+
+/// `ln p(w)` of the training targets, add-one smoothed over the vocabulary: the masked
+/// labels for MLM, every next token for LTR.
+pub fn unigram_log_prior(train: &[Instance], objective: Objective, vocab_size: usize) -> Vec<f32> {
+    let mut counts = vec![1.0f64; vocab_size];
+    let mut add = |ids: &[u32]| {
+        for &id in ids {
+            if let Some(c) = counts.get_mut(id as usize) {
+                *c += 1.0;
+            }
+        }
+    };
+    for inst in train {
+        match objective {
+            Objective::Ltr => add(inst.tokens.get(1..).unwrap_or(&[])),
+            _ => add(&inst.masked_labels),
+        }
+    }
+    let total: f64 = counts.iter().sum();
+    counts.iter().map(|c| (c / total).ln() as f32).collect()
 }
 
 /// LTR instances: each document's tokens in windows of `max_seq_length − 2`, laid out as
@@ -357,6 +378,13 @@ impl<'c> Pretrainer<'c> {
         let data = prepare_data(&cfg, &tok)?;
         let mut store = ParamStore::new();
         let model = BertForPreTraining::new(&bert_config, &mut store, cfg.train.seed)?;
+        if cfg.train.init_lm_bias == LmBiasInit::Unigram {
+            let prior = unigram_log_prior(&data.train, cfg.train.objective, bert_config.vocab_size);
+            store.set_value(
+                model.mlm.bias,
+                Tensor::from_vec(prior, &[bert_config.vocab_size])?,
+            )?;
+        }
         let t = &cfg.train;
         let opt = AdamW::new(
             AdamWConfig {
