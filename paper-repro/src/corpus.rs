@@ -184,6 +184,76 @@ pub fn prepare(scale: &Scale, data: &Path, dir: &Path) -> Result<Corpus> {
     Ok(corpus)
 }
 
+/// The unigram baseline of the held-out text: the cross-entropy of its wordpieces under the
+/// training split's wordpiece frequencies, add-one smoothed over the vocabulary (special tokens
+/// excluded from counts and vocabulary). A masked LM that has learned nothing beyond word
+/// frequencies sits at this loss.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Unigram {
+    /// Nats per held-out wordpiece.
+    pub entropy: f64,
+    /// exp(entropy).
+    pub perplexity: f64,
+    pub train_wordpieces: u64,
+    pub heldout_wordpieces: u64,
+}
+
+/// The unigram cross-entropy of `heldout` lines under counts from `train` lines.
+pub fn unigram_entropy<'a>(
+    tok: &cloze::tokenizer::Tokenizer,
+    train: impl Iterator<Item = &'a str>,
+    heldout: impl Iterator<Item = &'a str>,
+) -> Unigram {
+    let v = tok.vocab();
+    let mut counts = vec![0u64; v.len()];
+    let mut n = 0u64;
+    for line in train {
+        for id in tok.tokenize_ids(line) {
+            if !v.is_special(id) {
+                counts[id as usize] += 1;
+                n += 1;
+            }
+        }
+    }
+    let size = (0..v.len() as u32).filter(|&i| !v.is_special(i)).count() as f64;
+    let denom = n as f64 + size;
+    let (mut nll, mut m) = (0.0, 0u64);
+    for line in heldout {
+        for id in tok.tokenize_ids(line) {
+            if !v.is_special(id) {
+                nll -= ((counts[id as usize] as f64 + 1.0) / denom).ln();
+                m += 1;
+            }
+        }
+    }
+    let entropy = nll / m.max(1) as f64;
+    Unigram {
+        entropy,
+        perplexity: entropy.exp(),
+        train_wordpieces: n,
+        heldout_wordpieces: m,
+    }
+}
+
+/// The corpus's unigram baseline, computed once and kept in `unigram.json` beside the corpus
+/// manifest (the corpus files are never rebuilt in place, so the cache cannot go stale).
+pub fn unigram(corpus: &Corpus) -> Result<Unigram> {
+    let dir = corpus.train.parent().unwrap_or(Path::new("."));
+    let path = dir.join("unigram.json");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Ok(u) = serde_json::from_str(&text) {
+            return Ok(u);
+        }
+    }
+    let tok = cloze::tokenizer::Tokenizer::from_vocab_file(&corpus.vocab)?;
+    let read =
+        |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+    let (train, heldout) = (read(&corpus.train)?, read(&corpus.heldout)?);
+    let u = unigram_entropy(&tok, train.lines(), heldout.lines());
+    cloze::train::checkpoint::write_atomic(&path, serde_json::to_string_pretty(&u)?.as_bytes())?;
+    Ok(u)
+}
+
 fn write_corpus<'a>(path: &Path, docs: impl Iterator<Item = &'a Document>) -> Result<()> {
     let mut out = String::new();
     for (i, d) in docs.enumerate() {
@@ -386,5 +456,26 @@ mod tests {
             docs[0],
             vec!["A is a letter.", "It is first.", "It is old.", "Very old."]
         );
+    }
+
+    #[test]
+    fn unigram_entropy_of_a_tiny_corpus_by_hand() {
+        let vocab = cloze::tokenizer::Vocab::from_tokens([
+            "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c",
+        ])
+        .unwrap();
+        let tok = cloze::tokenizer::Tokenizer::new(vocab);
+        // train: a a b (N = 3), vocabulary without specials: 3 → p(w) = (c(w)+1)/6
+        // held-out: a c [SEP] → specials dropped; −(ln 3/6 + ln 1/6)/2
+        let u = unigram_entropy(
+            &tok,
+            ["a a", "b [CLS]"].into_iter(),
+            ["a c [SEP]"].into_iter(),
+        );
+        let want = -((3.0f64 / 6.0).ln() + (1.0f64 / 6.0).ln()) / 2.0;
+        assert_eq!((u.train_wordpieces, u.heldout_wordpieces), (3, 2));
+        assert!((u.entropy - want).abs() < 1e-12, "{u:?} vs {want}");
+        assert!((want - 1.242_453_3).abs() < 1e-6);
+        assert!((u.perplexity - want.exp()).abs() < 1e-9);
     }
 }

@@ -62,7 +62,7 @@ struct Common {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run every experiment, then write the report.
+    /// Run the scale's experiments (all of them at toy and full), then write the report.
     All(Common),
     /// Run some experiments (table5, table8, figure5, table6), then write the report.
     Run {
@@ -144,7 +144,16 @@ fn setup(common: &Common) -> Result<(runner::Ctx, Option<paper::Paper>, PathBuf)
         "corpus: {} training documents, {} words; {} held-out documents, {} words; vocabulary {}",
         c.train_documents, c.train_words, c.heldout_documents, c.heldout_words, c.vocab_size
     );
-    Ok((runner::Ctx::new(scale, data, runs, corpus), paper, results))
+    let unigram = corpus::unigram(&corpus)?;
+    eprintln!(
+        "unigram entropy of the held-out text: {:.3} nats (perplexity {:.1}) over {} wordpieces",
+        unigram.entropy, unigram.perplexity, unigram.heldout_wordpieces
+    );
+    Ok((
+        runner::Ctx::new(scale, data, runs, corpus, unigram),
+        paper,
+        results,
+    ))
 }
 
 /// Runs made with other settings of the same scale name are never mixed with new ones: the
@@ -174,7 +183,7 @@ fn check_settings(scale: &scale::Scale, runs: &std::path::Path) -> Result<()> {
 fn print_baselines(ctx: &runner::Ctx) -> Result<report::Baselines> {
     let b = report::baselines(ctx)?;
     eprintln!("task baselines (evaluation set):");
-    for (t, (_, ntr, nev, bl)) in &b {
+    for (t, (_, [ntr, _, nev], bl)) in &b {
         let s: Vec<String> = bl
             .iter()
             .map(|b| format!("{} {:.1}%", b.name, 100.0 * b.score))
@@ -198,11 +207,13 @@ fn workers_threads(common: &Common) -> (usize, usize) {
     (workers, threads)
 }
 
-fn run(common: &Common, experiments: &[Experiment]) -> Result<()> {
+/// Runs `experiments` (default: the scale's), then writes the report.
+fn run(common: &Common, experiments: Option<&[Experiment]>) -> Result<()> {
     let (ctx, paper, results) = setup(common)?;
     let baselines = print_baselines(&ctx)?;
     let (workers, threads) = workers_threads(common);
-    let failures = runner::run(&ctx, experiments, workers, threads)?;
+    let experiments = experiments.map_or_else(|| ctx.scale.experiments.clone(), <[_]>::to_vec);
+    let failures = runner::run(&ctx, &experiments, workers, threads)?;
     let path = report::write(&ctx, paper.as_ref(), &results, &baselines)?;
     eprintln!("report: {}", path.display());
     if !failures.is_empty() {
@@ -220,7 +231,7 @@ fn run(common: &Common, experiments: &[Experiment]) -> Result<()> {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::All(c) => run(&c, &Experiment::ALL),
+        Command::All(c) => run(&c, None),
         Command::Run {
             experiments,
             common,
@@ -233,7 +244,7 @@ fn main() -> Result<()> {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            run(&common, &exps)
+            run(&common, Some(&exps))
         }
         Command::Report(c) => {
             let (ctx, paper, results) = setup(&c)?;
@@ -244,7 +255,7 @@ fn main() -> Result<()> {
         }
         Command::Plan(c) => {
             let (ctx, _, _) = setup(&c)?;
-            let jobs = runner::jobs(&ctx, &Experiment::ALL);
+            let jobs = runner::jobs(&ctx, &ctx.scale.experiments);
             let pre = jobs
                 .iter()
                 .filter(|j| matches!(j, runner::Job::Pretrain { .. }))

@@ -13,12 +13,17 @@ pub enum Objective {
     MlmNsp,
     Mlm,
     Ltr,
+    /// No pre-training: the control row. The random initialisation of the default model
+    /// (same architecture, the run's seed) is saved as the "pre-trained" model.
+    None,
 }
 
 impl Objective {
+    /// cloze's objective name. The control builds its (untrained) model and held-out data as
+    /// an MLM+NSP run would, so its held-out MLM loss is that of a random model.
     pub fn toml(self) -> &'static str {
         match self {
-            Objective::MlmNsp => "mlm+nsp",
+            Objective::MlmNsp | Objective::None => "mlm+nsp",
             Objective::Mlm => "mlm",
             Objective::Ltr => "ltr",
         }
@@ -115,6 +120,16 @@ pub struct Row {
     pub is_default: bool,
 }
 
+impl Row {
+    /// The no-pre-training control (random initialisation, same fine-tuning).
+    pub fn is_control(&self) -> bool {
+        self.spec.objective == Objective::None
+    }
+}
+
+/// The control's label in every table.
+pub const CONTROL_LABEL: &str = "No pre-training (random init)";
+
 /// Every row of every experiment at a scale.
 pub fn rows(scale: &Scale) -> Vec<Row> {
     let base = PretrainSpec {
@@ -136,6 +151,7 @@ pub fn rows(scale: &Scale) -> Vec<Row> {
         objective: o,
         ..base
     };
+    let control = obj(Objective::None);
     push(Experiment::Table5, "BERT (MLM+NSP)", "mlm-nsp", base, true);
     push(
         Experiment::Table5,
@@ -151,6 +167,7 @@ pub fn rows(scale: &Scale) -> Vec<Row> {
         obj(Objective::Ltr),
         false,
     );
+    push(Experiment::Table5, CONTROL_LABEL, "none", control, false);
     for (m, s, r) in [
         (80, 10, 10),
         (100, 0, 0),
@@ -172,6 +189,7 @@ pub fn rows(scale: &Scale) -> Vec<Row> {
             masking == Masking::DEFAULT,
         );
     }
+    push(Experiment::Table8, CONTROL_LABEL, "none", control, false);
     // Figure 5 compares the two objectives without NSP, so that only the LM differs.
     push(
         Experiment::Figure5,
@@ -187,6 +205,7 @@ pub fn rows(scale: &Scale) -> Vec<Row> {
         obj(Objective::Ltr),
         false,
     );
+    push(Experiment::Figure5, CONTROL_LABEL, "none", control, false);
     for size in &scale.sizes {
         push(
             Experiment::Table6,
@@ -199,6 +218,13 @@ pub fn rows(scale: &Scale) -> Vec<Row> {
             *size == scale.default_size,
         );
     }
+    push(
+        Experiment::Table6,
+        &format!("{CONTROL_LABEL}, {}", scale.default_size.label()),
+        "none",
+        control,
+        false,
+    );
     out
 }
 
@@ -227,8 +253,8 @@ mod tests {
         let mut specs: Vec<PretrainSpec> = r.iter().map(|x| x.spec).collect();
         specs.dedup();
         let distinct: std::collections::HashSet<_> = r.iter().map(|x| x.spec).collect();
-        // 3 objectives + 5 other maskings + 2 other sizes
-        assert_eq!(distinct.len(), 10);
+        // 3 objectives + 5 other maskings + 2 other sizes + the no-pre-training control
+        assert_eq!(distinct.len(), 11);
         for e in Experiment::ALL {
             assert_eq!(
                 r.iter()
@@ -244,5 +270,15 @@ mod tests {
             .find(|x| x.experiment == Experiment::Table8 && x.is_default)
             .unwrap();
         assert_eq!(owner(&r, &t8.spec).experiment, Experiment::Table5);
+        // every experiment has the control, all sharing Table 5's run
+        for e in Experiment::ALL {
+            let c: Vec<&Row> = r
+                .iter()
+                .filter(|x| x.experiment == e && x.is_control())
+                .collect();
+            assert_eq!(c.len(), 1, "{e:?} has one control row");
+            assert_eq!(c[0].spec.size, s.default_size);
+            assert_eq!(owner(&r, &c[0].spec).experiment, Experiment::Table5);
+        }
     }
 }

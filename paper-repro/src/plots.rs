@@ -21,6 +21,8 @@ pub struct Chart {
     pub x_label: String,
     pub y_label: String,
     pub log_x: bool,
+    /// Horizontal reference lines (label, y), drawn grey across the chart.
+    pub reference: Vec<(String, f64)>,
 }
 
 /// Colour-blind-safe colours (Okabe–Ito), readable on white.
@@ -117,7 +119,11 @@ where
     let all = || series.iter().flat_map(|s| s.points.iter());
     let (x0, x1) = range(all().map(|p| p.0), chart.log_x);
     let sd = |p: &(f64, f64, f64)| if p.2.is_finite() { p.2 } else { 0.0 };
-    let (y0, y1) = range(all().flat_map(|p| [p.1 - sd(p), p.1 + sd(p)]), false);
+    let refs = chart.reference.iter().map(|r| r.1);
+    let (y0, y1) = range(
+        all().flat_map(|p| [p.1 - sd(p), p.1 + sd(p)]).chain(refs),
+        false,
+    );
     let mut builder = ChartBuilder::on(&root);
     builder
         .caption(&chart.title, ("sans-serif", 22))
@@ -155,6 +161,13 @@ where
                         .filter(|p| p.2.is_finite() && p.2 > 0.0)
                         .map(|p| ErrorBar::new_vertical(p.0, p.1 - p.2, p.1, p.1 + p.2, color, 8)),
                 )?;
+            }
+            for (i, (label, y)) in chart.reference.iter().enumerate() {
+                let grey = RGBColor(110, 110, 110).to_rgba();
+                let style = ShapeStyle::from(&grey).stroke_width(1 + (i % 2) as u32);
+                ctx.draw_series(LineSeries::new([(x0, *y), (x1, *y)], style))?
+                    .label(label.as_str())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
             }
             ctx.configure_series_labels()
                 .background_style(WHITE.mix(0.85))
@@ -201,11 +214,12 @@ mod tests {
             x_label: "x".into(),
             y_label: "y".into(),
             log_x: true,
+            reference: vec![("reference-line".into(), 0.3)],
         };
         line_chart(&stem, &c, &s).unwrap();
         let svg = std::fs::read_to_string(stem.with_extension("svg")).unwrap();
         assert!(
-            svg.contains("<svg") && svg.contains("series-alpha"),
+            svg.contains("<svg") && svg.contains("series-alpha") && svg.contains("reference-line"),
             "legend label in the SVG"
         );
         let png = std::fs::read(stem.with_extension("png")).unwrap();

@@ -4,13 +4,13 @@
 //! whose file exists is not run again, and an interrupted pre-training resumes from its last
 //! checkpoint. Results do not depend on the number of workers or threads.
 
-use crate::corpus::Corpus;
-use crate::plan::{owner, Checkpoint, Experiment, PretrainSpec, Row};
+use crate::corpus::{Corpus, Unigram};
+use crate::plan::{owner, Checkpoint, Experiment, Objective, PretrainSpec, Row};
 use crate::scale::Scale;
 use crate::tasks::{self, ClassData, TagData, Task};
 use anyhow::{bail, Context, Result};
 use cloze::finetune::tagging::{train_tagger, TagMode, TaggingConfig};
-use cloze::finetune::trainer::{finetune, FinetuneConfig};
+use cloze::finetune::trainer::{finetune_once, scores, FinetuneConfig};
 use cloze::pretrain::config::PretrainConfig;
 use cloze::pretrain::trainer::Pretrainer;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -27,19 +27,28 @@ pub struct Ctx {
     /// `runs/<scale>`.
     pub runs: PathBuf,
     pub corpus: Corpus,
+    /// The unigram baseline of the held-out text.
+    pub unigram: Unigram,
     pub rows: Vec<Row>,
     class_data: Mutex<HashMap<Task, std::sync::Arc<ClassData>>>,
     tag_data: OnceLock<std::sync::Arc<TagData>>,
 }
 
 impl Ctx {
-    pub fn new(scale: Scale, data: PathBuf, runs: PathBuf, corpus: Corpus) -> Ctx {
+    pub fn new(
+        scale: Scale,
+        data: PathBuf,
+        runs: PathBuf,
+        corpus: Corpus,
+        unigram: Unigram,
+    ) -> Ctx {
         let rows = crate::plan::rows(&scale);
         Ctx {
             scale,
             data,
             runs,
             corpus,
+            unigram,
             rows,
             class_data: Mutex::new(HashMap::new()),
             tag_data: OnceLock::new(),
@@ -104,17 +113,35 @@ pub struct PretrainResult {
     pub heldout_lm_accuracy: f64,
     pub heldout_nsp_accuracy: f64,
     pub seconds: f64,
+    /// Mean LM predictions per training sequence (masked positions for MLM, every position
+    /// but the last for LTR), measured on the run's training instances; `None` in runs made
+    /// before it was recorded.
+    #[serde(default)]
+    pub mean_predictions_per_seq: Option<f64>,
 }
 
-/// What a finished fine-tuning leaves in `eval/<task>[-step-N].json`.
+/// One learning rate's score on the dev part.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DevScore {
+    pub learning_rate: f32,
+    /// Accuracy in [0, 1].
+    pub accuracy: f64,
+}
+
+/// What a finished fine-tuning leaves in `eval/<task>[-step-N]-lr-on-dev.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EvalResult {
     pub task: Task,
     pub checkpoint: Checkpoint,
     pub seed: u64,
-    /// Accuracy in [0, 1].
+    /// Accuracy in [0, 1] on the evaluation ("test") split, of the model best on dev only.
     pub score: f64,
+    /// The learning rate picked on dev.
+    pub learning_rate: f32,
+    /// Every learning rate of the grid with its dev accuracy.
+    pub dev_scores: Vec<DevScore>,
     pub train_examples: usize,
+    pub dev_examples: usize,
     pub eval_examples: usize,
     pub settings: serde_json::Value,
     pub seconds: f64,
@@ -124,12 +151,17 @@ pub fn pretrain_result_path(dir: &Path) -> PathBuf {
     dir.join("pretrain.json")
 }
 
+/// The result file of a fine-tuning. The `-lr-on-dev` suffix marks results whose learning
+/// rate was picked on a dev part carved from the training data (older `<task>.json` files were
+/// scored with one fixed rate, trained on all of it, and are not read).
 pub fn eval_path(dir: &Path, checkpoint: Checkpoint, task: Task) -> PathBuf {
     match checkpoint {
-        Checkpoint::Final => dir.join("eval").join(format!("{}.json", task.slug())),
+        Checkpoint::Final => dir
+            .join("eval")
+            .join(format!("{}-lr-on-dev.json", task.slug())),
         Checkpoint::Step(s) => dir
             .join("eval")
-            .join(format!("{}-step-{s}.json", task.slug())),
+            .join(format!("{}-step-{s}-lr-on-dev.json", task.slug())),
     }
 }
 
@@ -171,7 +203,7 @@ pub fn jobs(ctx: &Ctx, experiments: &[Experiment]) -> Vec<Job> {
             .filter(|r| experiments.contains(&r.experiment))
         {
             let mut cks = vec![Checkpoint::Final];
-            if r.experiment == Experiment::Figure5 {
+            if r.experiment == Experiment::Figure5 && !r.is_control() {
                 let steps = ctx.scale.checkpoint_steps();
                 cks.extend(
                     steps[..steps.len() - 1]
@@ -309,7 +341,61 @@ keep_checkpoints = {keep_ck}
     Ok(PretrainConfig::from_toml_str(&toml, "paper-repro")?)
 }
 
+/// Mean LM predictions per training sequence of a run's instances.
+fn mean_predictions(p: &Pretrainer, objective: Objective) -> Option<f64> {
+    let train = &p.data.train;
+    if train.is_empty() {
+        return None;
+    }
+    let per = |i: &cloze::pretrain::instances::Instance| match objective {
+        Objective::Ltr => i.tokens.len().saturating_sub(1),
+        _ => i.masked_positions.len(),
+    };
+    Some(train.iter().map(per).sum::<usize>() as f64 / train.len() as f64)
+}
+
+/// The no-pre-training control: the default model's random initialisation with the run's
+/// seed, saved where a pre-training leaves its final model, with its held-out MLM loss.
+fn run_random_init(ctx: &Ctx, spec: &PretrainSpec, seed: u64) -> Result<String> {
+    let dir = ctx.run_dir(spec, seed);
+    let out = dir.join("pretrain");
+    let cfg = pretrain_config(ctx, spec, seed, &out)?;
+    let t0 = Instant::now();
+    let mut p = Pretrainer::single(cfg)?;
+    let parameters = spec.size.parameters(
+        p.bert_config.vocab_size,
+        p.bert_config.max_position_embeddings,
+    );
+    let eval = p.evaluate()?;
+    let final_dir = out.join("final");
+    cloze::bert::save_pretrained(&final_dir, &p.bert_config, &p.store)?;
+    std::fs::copy(&ctx.corpus.vocab, final_dir.join("vocab.txt"))
+        .with_context(|| format!("copying the vocabulary to {}", final_dir.display()))?;
+    let r = PretrainResult {
+        spec: *spec,
+        seed,
+        steps: 0,
+        token_slots: 0,
+        parameters,
+        heldout_lm_loss: eval.lm_loss(),
+        heldout_lm_perplexity: eval.lm_loss().exp(),
+        heldout_lm_accuracy: eval.lm_accuracy(),
+        heldout_nsp_accuracy: eval.nsp_accuracy(),
+        seconds: t0.elapsed().as_secs_f64(),
+        mean_predictions_per_seq: Some(0.0),
+    };
+    write_json(&pretrain_result_path(&dir), &r)?;
+    Ok(format!(
+        "random init, held-out LM loss {:.3} (ln vocab {:.3})",
+        r.heldout_lm_loss,
+        (p.bert_config.vocab_size as f64).ln()
+    ))
+}
+
 fn run_pretrain(ctx: &Ctx, spec: &PretrainSpec, seed: u64, bar: &ProgressBar) -> Result<String> {
+    if spec.objective == Objective::None {
+        return run_random_init(ctx, spec, seed);
+    }
     let dir = ctx.run_dir(spec, seed);
     let out = dir.join("pretrain");
     let cfg = pretrain_config(ctx, spec, seed, &out)?;
@@ -344,6 +430,7 @@ fn run_pretrain(ctx: &Ctx, spec: &PretrainSpec, seed: u64, bar: &ProgressBar) ->
         heldout_lm_accuracy: eval.lm_accuracy(),
         heldout_nsp_accuracy: eval.nsp_accuracy(),
         seconds,
+        mean_predictions_per_seq: mean_predictions(&p, spec.objective),
     };
     write_json(&pretrain_result_path(&dir), &r)?;
     Ok(format!(
@@ -362,6 +449,107 @@ fn model_dir(dir: &Path, checkpoint: Checkpoint) -> PathBuf {
     }
 }
 
+/// Trains once per learning rate (`train` returns the model and its dev accuracy), keeps the
+/// model best on dev (the first on ties) and scores only that one on the test split (`test`
+/// is called exactly once). Returns (test score, chosen rate, every dev score).
+pub fn select_on_dev<M>(
+    learning_rates: &[f32],
+    mut train: impl FnMut(f32) -> Result<(M, f64)>,
+    test: impl FnOnce(&M, f32) -> Result<f64>,
+) -> Result<(f64, f32, Vec<DevScore>)> {
+    let mut best: Option<(M, DevScore)> = None;
+    let mut dev = Vec::with_capacity(learning_rates.len());
+    for &lr in learning_rates {
+        let (model, accuracy) = train(lr)?;
+        let d = DevScore {
+            learning_rate: lr,
+            accuracy,
+        };
+        dev.push(d);
+        if best.as_ref().is_none_or(|(_, b)| accuracy > b.accuracy) {
+            best = Some((model, d));
+        }
+    }
+    let Some((model, chosen)) = best else {
+        bail!("an empty learning-rate grid");
+    };
+    let score = test(&model, chosen.learning_rate)?;
+    Ok((score, chosen.learning_rate, dev))
+}
+
+/// (test score, chosen rate, dev scores, train / dev / test sizes, settings) of one fine-tuning.
+type Outcome = (f64, f32, Vec<DevScore>, [usize; 3], serde_json::Value);
+
+fn eval_tagging(
+    ctx: &Ctx,
+    spec: &PretrainSpec,
+    seed: u64,
+    model: &Path,
+    task: Task,
+) -> Result<Outcome> {
+    let d = ctx.tag_data()?;
+    let t = &ctx.scale.tagging;
+    let (mode, grid) = match task {
+        Task::PosFeature => (
+            TagMode::FeatureBased {
+                layers: t.feature_layers.min(spec.size.layers),
+            },
+            &t.feature_learning_rates,
+        ),
+        _ => (TagMode::FineTune, &t.finetune_learning_rates),
+    };
+    let cfg = |lr| TaggingConfig {
+        model_dir: model.to_path_buf(),
+        mode,
+        max_seq_length: t.max_seq_length,
+        batch_size: t.batch_size,
+        epochs: t.epochs,
+        learning_rate: lr,
+        seed,
+    };
+    // train_tagger scores the sentences it is given and returns no model, so the chosen rate
+    // is trained again (same seed and data: the same model) and scored on the test split once
+    let (score, lr, dev) = select_on_dev(
+        grid,
+        |lr| Ok(((), train_tagger(&cfg(lr), &d.train, &d.dev)?.accuracy)),
+        |_, lr| Ok(train_tagger(&cfg(lr), &d.train, &d.eval)?.accuracy),
+    )?;
+    let mut settings = serde_json::to_value(cfg(lr))?;
+    settings["learning_rate_grid"] = serde_json::to_value(grid)?;
+    let sizes = [d.train.len(), d.dev.len(), d.eval.len()];
+    Ok((score, lr, dev, sizes, settings))
+}
+
+fn eval_classification(ctx: &Ctx, seed: u64, model: &Path, task: Task) -> Result<Outcome> {
+    let d = ctx.class_data(task)?;
+    let f = &ctx.scale.finetune;
+    let cfg = FinetuneConfig {
+        model_dir: model.to_path_buf(),
+        num_labels: d.num_labels,
+        max_seq_length: f.max_seq_length,
+        batch_size: f.batch_size,
+        epochs: f.epochs,
+        learning_rates: f.learning_rates.clone(),
+        warmup_proportion: 0.1,
+        seed,
+        max_train_examples: None,
+    };
+    let (score, lr, dev) = select_on_dev(
+        &f.learning_rates,
+        |lr| {
+            let (clf, s) = finetune_once(&cfg, lr, &d.train, &d.dev)?;
+            Ok((clf, s.accuracy))
+        },
+        |clf, _| {
+            let pred = clf.predict(&d.eval, f.batch_size)?;
+            let gold: Vec<usize> = d.eval.iter().map(|e| e.label).collect();
+            Ok(scores(&pred, &gold, d.num_labels).0)
+        },
+    )?;
+    let sizes = [d.train.len(), d.dev.len(), d.eval.len()];
+    Ok((score, lr, dev, sizes, serde_json::to_value(&cfg)?))
+}
+
 fn run_eval(
     ctx: &Ctx,
     spec: &PretrainSpec,
@@ -375,69 +563,31 @@ fn run_eval(
         bail!("no model at {}", model.display());
     }
     let t0 = Instant::now();
-    let (score, n_train, n_eval, settings) = if task.is_tagging() {
-        let d = ctx.tag_data()?;
-        let t = &ctx.scale.tagging;
-        let (mode, lr) = match task {
-            Task::PosFeature => (
-                TagMode::FeatureBased {
-                    layers: t.feature_layers.min(spec.size.layers),
-                },
-                t.feature_learning_rate,
-            ),
-            _ => (TagMode::FineTune, t.finetune_learning_rate),
+    let (score, learning_rate, dev_scores, [n_train, n_dev, n_eval], settings) =
+        if task.is_tagging() {
+            eval_tagging(ctx, spec, seed, &model, task)?
+        } else {
+            eval_classification(ctx, seed, &model, task)?
         };
-        let cfg = TaggingConfig {
-            model_dir: model.clone(),
-            mode,
-            max_seq_length: t.max_seq_length,
-            batch_size: t.batch_size,
-            epochs: t.epochs,
-            learning_rate: lr,
-            seed,
-        };
-        let tagger = train_tagger(&cfg, &d.train, &d.eval)?;
-        (
-            tagger.accuracy,
-            d.train.len(),
-            d.eval.len(),
-            serde_json::to_value(&cfg)?,
-        )
-    } else {
-        let d = ctx.class_data(task)?;
-        let f = &ctx.scale.finetune;
-        let cfg = FinetuneConfig {
-            model_dir: model.clone(),
-            num_labels: d.num_labels,
-            max_seq_length: f.max_seq_length,
-            batch_size: f.batch_size,
-            epochs: f.epochs,
-            learning_rates: vec![f.learning_rate],
-            warmup_proportion: 0.1,
-            seed,
-            max_train_examples: None,
-        };
-        let (_, scores) = finetune(&cfg, &d.train, &d.eval)?;
-        let best = scores.iter().map(|s| s.accuracy).fold(f64::NAN, f64::max);
-        (
-            best,
-            d.train.len(),
-            d.eval.len(),
-            serde_json::to_value(&cfg)?,
-        )
-    };
     let r = EvalResult {
         task,
         checkpoint,
         seed,
         score,
+        learning_rate,
+        dev_scores,
         train_examples: n_train,
+        dev_examples: n_dev,
         eval_examples: n_eval,
         settings,
         seconds: t0.elapsed().as_secs_f64(),
     };
     write_json(&eval_path(&dir, checkpoint, task), &r)?;
-    Ok(format!("{:.1}%, {:.0} s", 100.0 * score, r.seconds))
+    Ok(format!(
+        "{:.1}% (lr {learning_rate:e} picked on dev), {:.0} s",
+        100.0 * score,
+        r.seconds
+    ))
 }
 
 /// Links each shared row's `seed-N` folder to its owner's, so every row has its folder.
@@ -643,4 +793,44 @@ pub struct WallTime {
     pub jobs_cached: usize,
     pub workers: usize,
     pub threads: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn the_learning_rate_is_picked_on_dev_and_only_its_model_is_tested_once() {
+        let dev_acc = |lr: f32| if lr == 3e-4 { 0.8 } else { 0.6 };
+        let trained = Cell::new(0);
+        let tested = Cell::new(0);
+        let (score, lr, dev) = select_on_dev(
+            &[1e-4, 3e-4, 1e-3],
+            |lr| {
+                trained.set(trained.get() + 1);
+                Ok((lr, dev_acc(lr)))
+            },
+            |model: &f32, lr| {
+                tested.set(tested.get() + 1);
+                assert_eq!(*model, lr, "the test sees the best model");
+                Ok(if lr == 3e-4 { 0.7 } else { 0.0 })
+            },
+        )
+        .unwrap();
+        assert_eq!((trained.get(), tested.get()), (3, 1));
+        assert_eq!((score, lr), (0.7, 3e-4));
+        assert_eq!(dev.len(), 3);
+        assert_eq!(
+            dev[1],
+            DevScore {
+                learning_rate: 3e-4,
+                accuracy: 0.8
+            }
+        );
+        // ties keep the first (smallest) rate
+        let (_, lr, _) = select_on_dev(&[1e-4, 1e-3], |lr| Ok((lr, 0.5)), |_, _| Ok(0.0)).unwrap();
+        assert_eq!(lr, 1e-4);
+        assert!(select_on_dev::<()>(&[], |_| unreachable!(), |_, _| unreachable!()).is_err());
+    }
 }

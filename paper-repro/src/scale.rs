@@ -3,6 +3,7 @@
 //! each fine-tuning sees. Everything else (the rows of each experiment) is the same at every
 //! scale.
 
+use crate::plan::Experiment;
 use serde::{Deserialize, Serialize};
 
 /// A model size: layers, hidden width, heads (feed-forward width is 4H, as in the paper).
@@ -73,13 +74,17 @@ pub struct PretrainScale {
 pub struct FinetuneScale {
     /// Training examples per task (a fixed, seeded subset; `None` = all).
     pub max_train: Option<usize>,
-    /// Evaluation examples per task (a fixed, seeded subset; `None` = all).
+    /// Evaluation ("test") examples per task (a fixed, seeded subset; `None` = all).
     pub max_eval: Option<usize>,
+    /// Share of the (capped) training examples carved off, by a fixed seed, as the dev part
+    /// the learning rate is picked on; the rest is trained on.
+    pub dev_fraction: f64,
     pub epochs: usize,
     pub batch_size: usize,
     pub max_seq_length: usize,
-    /// One learning rate, fixed in advance: no tuning on the evaluation sets.
-    pub learning_rate: f32,
+    /// The learning-rate grid: each fine-tuning trains once per value, keeps the best on the
+    /// dev part, and only that model is scored on the evaluation split (once).
+    pub learning_rates: Vec<f32>,
 }
 
 /// Token-tagging settings (the NER stand-in of Table 8).
@@ -90,8 +95,11 @@ pub struct TaggingScale {
     pub epochs: usize,
     pub batch_size: usize,
     pub max_seq_length: usize,
-    pub finetune_learning_rate: f32,
-    pub feature_learning_rate: f32,
+    /// Share of the (capped) training sentences carved off as the dev part.
+    pub dev_fraction: f64,
+    /// Learning-rate grids (picked on the dev part, as for classification).
+    pub finetune_learning_rates: Vec<f32>,
+    pub feature_learning_rates: Vec<f32>,
     /// The feature-based head reads the concatenation of the last this-many layers (the
     /// paper: 4), capped at the model's depth.
     pub feature_layers: usize,
@@ -116,6 +124,8 @@ pub struct Scale {
     pub pretrain: PretrainScale,
     pub finetune: FinetuneScale,
     pub tagging: TaggingScale,
+    /// The experiments `all` runs and the report covers at this scale.
+    pub experiments: Vec<Experiment>,
 }
 
 impl Scale {
@@ -153,10 +163,11 @@ impl Scale {
             finetune: FinetuneScale {
                 max_train: Some(24),
                 max_eval: Some(16),
+                dev_fraction: 0.2,
                 epochs: 1,
                 batch_size: 8,
                 max_seq_length: 32,
-                learning_rate: 1e-3,
+                learning_rates: vec![3e-4, 1e-3],
             },
             tagging: TaggingScale {
                 max_train_sentences: Some(16),
@@ -164,10 +175,12 @@ impl Scale {
                 epochs: 1,
                 batch_size: 8,
                 max_seq_length: 32,
-                finetune_learning_rate: 1e-3,
-                feature_learning_rate: 1e-2,
+                dev_fraction: 0.2,
+                finetune_learning_rates: vec![3e-4, 1e-3],
+                feature_learning_rates: vec![3e-3, 1e-2],
                 feature_layers: 4,
             },
+            experiments: Experiment::ALL.to_vec(),
         }
     }
 
@@ -196,10 +209,11 @@ impl Scale {
             finetune: FinetuneScale {
                 max_train: Some(2000),
                 max_eval: Some(872),
+                dev_fraction: 0.2,
                 epochs: 3,
                 batch_size: 32,
                 max_seq_length: 64,
-                learning_rate: 3e-4,
+                learning_rates: vec![1e-4, 3e-4, 1e-3],
             },
             tagging: TaggingScale {
                 max_train_sentences: Some(3000),
@@ -207,10 +221,13 @@ impl Scale {
                 epochs: 3,
                 batch_size: 32,
                 max_seq_length: 64,
-                finetune_learning_rate: 3e-4,
-                feature_learning_rate: 3e-3,
+                dev_fraction: 0.2,
+                finetune_learning_rates: vec![1e-4, 3e-4, 1e-3],
+                feature_learning_rates: vec![1e-3, 3e-3, 1e-2],
                 feature_layers: 4,
             },
+            // the lead picks the quick subset; every experiment for now
+            experiments: Experiment::ALL.to_vec(),
         }
     }
 
@@ -240,10 +257,11 @@ impl Scale {
             finetune: FinetuneScale {
                 max_train: Some(10_000),
                 max_eval: None,
+                dev_fraction: 0.2,
                 epochs: 3,
                 batch_size: 32,
                 max_seq_length: 128,
-                learning_rate: 1e-4,
+                learning_rates: vec![3e-5, 1e-4, 3e-4],
             },
             tagging: TaggingScale {
                 max_train_sentences: Some(5_000),
@@ -251,10 +269,12 @@ impl Scale {
                 epochs: 3,
                 batch_size: 32,
                 max_seq_length: 128,
-                finetune_learning_rate: 1e-4,
-                feature_learning_rate: 1e-3,
+                dev_fraction: 0.2,
+                finetune_learning_rates: vec![3e-5, 1e-4, 3e-4],
+                feature_learning_rates: vec![3e-4, 1e-3, 3e-3],
                 feature_layers: 4,
             },
+            experiments: Experiment::ALL.to_vec(),
         }
     }
 
@@ -281,9 +301,10 @@ impl Scale {
             "scale {name}: corpus {corpus:?} (words {cw}), vocab {v}, default model {m}, sizes {sizes}\n\
              pre-training: {steps} steps × batch {b} × seq {s} = {tok} tokens per run, lr {lr} (warm-up {w}), \
              max {mp} predictions per sequence, {ck} checkpoints\n\
-             fine-tuning: {ft_train} train / {ft_eval} eval examples per task, {fe} epochs, batch {fb}, seq {fs}, lr {flr}\n\
-             tagging: {tt} train / {te} eval sentences, {tep} epochs, lr {tlr} (fine-tuned) / {tfl} (feature-based, last {tl} layers)\n\
-             seeds: {seeds:?}",
+             fine-tuning: {ft_train} train examples per task ({dev:.0}% of them held out as dev) / {ft_eval} eval, {fe} epochs, batch {fb}, seq {fs}, lr picked on dev from {flr:?}\n\
+             tagging: {tt} train / {te} eval sentences, {tep} epochs, lr picked on dev from {tlr:?} (fine-tuned) / {tfl:?} (feature-based, last {tl} layers)\n\
+             seeds: {seeds:?}\n\
+             experiments: {exps}",
             name = self.name,
             corpus = self.corpus,
             cw = cap(self.corpus_words),
@@ -303,14 +324,16 @@ impl Scale {
             fe = f.epochs,
             fb = f.batch_size,
             fs = f.max_seq_length,
-            flr = f.learning_rate,
+            dev = 100.0 * f.dev_fraction,
+            flr = f.learning_rates,
             tt = cap(t.max_train_sentences),
             te = cap(t.max_eval_sentences),
             tep = t.epochs,
-            tlr = t.finetune_learning_rate,
-            tfl = t.feature_learning_rate,
+            tlr = t.finetune_learning_rates,
+            tfl = t.feature_learning_rates,
             tl = t.feature_layers,
             seeds = self.seeds,
+            exps = self.experiments.iter().map(|e| e.slug()).collect::<Vec<_>>().join(", "),
         )
     }
 }
@@ -335,5 +358,14 @@ mod tests {
             assert_eq!(*ck.last().unwrap(), s.pretrain.steps, "{}", s.name);
         }
         assert!(Scale::quick().seeds.len() >= 3);
+        for s in [Scale::toy(), Scale::quick(), Scale::full()] {
+            assert!(s.finetune.learning_rates.len() >= 2, "{}", s.name);
+            assert!(s.tagging.finetune_learning_rates.len() >= 2, "{}", s.name);
+            assert!(s.tagging.feature_learning_rates.len() >= 2, "{}", s.name);
+            assert!(s.finetune.dev_fraction > 0.0 && s.finetune.dev_fraction < 0.5);
+            assert!(!s.experiments.is_empty(), "{}", s.name);
+        }
+        assert_eq!(Scale::toy().experiments, Experiment::ALL.to_vec());
+        assert_eq!(Scale::full().experiments, Experiment::ALL.to_vec());
     }
 }

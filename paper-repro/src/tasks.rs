@@ -68,9 +68,12 @@ impl Task {
     }
 }
 
-/// A classification task's data, capped as the scale says.
+/// A classification task's data, capped as the scale says. `train` and `dev` are disjoint
+/// parts of the capped training examples (the learning rate is picked on `dev`); `eval` is the
+/// test split, read once per fine-tuning.
 pub struct ClassData {
     pub train: Vec<Example>,
+    pub dev: Vec<Example>,
     pub eval: Vec<Example>,
     pub num_labels: usize,
 }
@@ -78,6 +81,7 @@ pub struct ClassData {
 /// A tagging task's data, capped as the scale says.
 pub struct TagData {
     pub train: Vec<TaggedSentence>,
+    pub dev: Vec<TaggedSentence>,
     pub eval: Vec<TaggedSentence>,
 }
 
@@ -94,6 +98,19 @@ fn subset<T: Clone>(mut v: Vec<T>, cap: Option<usize>, salt: u64) -> Vec<T> {
         }
     }
     v
+}
+
+/// Splits `v` by a fixed seed into (train, dev) with `fraction` of it (at least one item, and
+/// at least one left to train on) in dev.
+pub fn carve_dev<T>(mut v: Vec<T>, fraction: f64, salt: u64) -> (Vec<T>, Vec<T>) {
+    v.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(
+        SUBSET_SEED ^ 0xDE5 ^ salt,
+    ));
+    let n = ((v.len() as f64 * fraction).round() as usize)
+        .max(1)
+        .min(v.len().saturating_sub(1));
+    let train = v.split_off(n);
+    (train, v)
 }
 
 /// Reads a classification task.
@@ -127,8 +144,10 @@ pub fn load_class(task: Task, data: &Path, scale: &Scale) -> Result<ClassData> {
         _ => anyhow::bail!("{} is a tagging task", task.slug()),
     };
     let f = &scale.finetune;
+    let (train, dev) = carve_dev(subset(train, f.max_train, 1), f.dev_fraction, 1);
     Ok(ClassData {
-        train: subset(train, f.max_train, 1),
+        train,
+        dev,
         eval: subset(eval, f.max_eval, 2),
         num_labels: 2,
     })
@@ -140,8 +159,10 @@ pub fn load_tagging(data: &Path, scale: &Scale) -> Result<TagData> {
     let train = read_tagging(dir.join("train.tsv"), "upos")?;
     let eval = read_tagging(dir.join("dev.tsv"), "upos")?;
     let t = &scale.tagging;
+    let (train, dev) = carve_dev(subset(train, t.max_train_sentences, 3), t.dev_fraction, 3);
     Ok(TagData {
-        train: subset(train, t.max_train_sentences, 3),
+        train,
+        dev,
         eval: subset(eval, t.max_eval_sentences, 4),
     })
 }
@@ -321,6 +342,19 @@ mod tests {
     }
 
     #[test]
+    fn dev_is_carved_from_train_disjointly_and_by_a_fixed_seed() {
+        let v: Vec<usize> = (0..50).collect();
+        let (train, dev) = carve_dev(v.clone(), 0.2, 1);
+        assert_eq!((train.len(), dev.len()), (40, 10));
+        let mut all: Vec<usize> = train.iter().chain(&dev).copied().collect();
+        all.sort();
+        assert_eq!(all, v, "a partition");
+        assert_eq!(carve_dev(v, 0.2, 1), (train, dev), "seeded");
+        let (t, d) = carve_dev(vec![1, 2], 0.2, 1);
+        assert_eq!((t.len(), d.len()), (1, 1));
+    }
+
+    #[test]
     fn naive_bayes_baseline_learns_sentiment_words() {
         let train = vec![
             ex("good great fun", None, 1),
@@ -336,6 +370,7 @@ mod tests {
         ];
         let b = class_baselines(&ClassData {
             train,
+            dev: vec![],
             eval,
             num_labels: 2,
         });
@@ -358,6 +393,7 @@ mod tests {
         ];
         let b = class_baselines(&ClassData {
             train,
+            dev: vec![],
             eval,
             num_labels: 2,
         });
@@ -375,6 +411,7 @@ mod tests {
                 s(&["the", "dog", "runs"], &["DET", "NOUN", "VERB"]),
                 s(&["a", "dog"], &["DET", "NOUN"]),
             ],
+            dev: vec![],
             eval: vec![s(&["the", "cat", "runs"], &["DET", "NOUN", "VERB"])],
         };
         let b = tag_baselines(&d);
