@@ -74,12 +74,13 @@ def read_documents(path, tokenizer):
 
 def mask_tokens(tokens, args, special, rng):
     """Google's create_masked_lm_predictions (no whole-word masking): picks
-    min(max_predictions, max(1, round(len·prob))) non-[CLS]/[SEP] positions in shuffled order,
-    each → [MASK] / random id / unchanged by the --mask/--random/--keep shares. Edits `tokens`
-    in place; returns (positions, labels) sorted by position."""
+    min(max_predictions, max(1, round(len·prob))) positions (rounding half up, as cloze),
+    not [CLS]/[SEP], in shuffled order; each → [MASK] / a random id (any, specials included) /
+    unchanged by the --mask/--random/--keep shares. Edits `tokens` in place; returns
+    (positions, labels) sorted by position."""
     cand = [i for i, t in enumerate(tokens) if t not in (special["cls"], special["sep"])]
     rng.shuffle(cand)
-    n = min(args.max_predictions, max(1, int(round(len(tokens) * args.masked_lm_prob))))
+    n = min(args.max_predictions, max(1, math.floor(len(tokens) * args.masked_lm_prob + 0.5)))
     chosen = sorted(cand[:n])
     labels = [tokens[i] for i in chosen]
     for i in cand[:n]:
