@@ -301,9 +301,27 @@ fn head_gradients_match_finite_differences() {
     // quotient and the O(h²) truncation term a few 1e-5 for these smooth functions;
     // tolerance 2e-3 absolute + 2% relative covers both with a wide margin while a missing
     // or transposed term (errors of order the gradient itself) fails.
-    let c = micro_config();
+    check_head_gradients(&micro_config(), &[]);
+}
+
+#[test]
+fn pre_ln_gradients_match_finite_differences() {
+    let mut c = micro_config();
+    c.set_pre_layer_norm(true);
+    check_head_gradients(
+        &c,
+        &[
+            ("encoder.LayerNorm.weight", 5),
+            ("encoder.LayerNorm.bias", 2),
+            ("encoder.layer.0.attention.output.LayerNorm.weight", 7),
+            ("encoder.layer.1.intermediate.dense.weight", 33),
+        ],
+    );
+}
+
+fn check_head_gradients(c: &BertConfig, extra: &[(&str, usize)]) {
     let mut store = ParamStore::new();
-    let model = BertForPreTraining::new(&c, &mut store, 11).unwrap();
+    let model = BertForPreTraining::new(c, &mut store, 11).unwrap();
     // Non-trivial LayerNorm/bias values so their gradients are generic.
     for id in store.ids().collect::<Vec<_>>() {
         let name = store.name(id).to_string();
@@ -349,7 +367,7 @@ fn head_gradients_match_finite_differences() {
         ("encoder.layer.0.output.LayerNorm.bias", 6),
     ];
     let h = 1e-2f32;
-    for (name, idx) in checks {
+    for &(name, idx) in checks.iter().chain(extra) {
         let id = store.id(name).unwrap();
         let analytic = grads.param_total(id).unwrap().data()[idx];
         let orig = store.value(id).data()[idx];
@@ -423,4 +441,101 @@ fn causal_model_pools_from_the_last_real_token() {
     let mut m = m;
     m.set_causal(false);
     assert_eq!(m.pooled_rows(&input), vec![0, 5]);
+}
+
+/// LayerNorm of one row with γ = 1, β = 0 (the test's own reference).
+fn ln_row(x: &[f32], eps: f32) -> Vec<f32> {
+    let n = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    x.iter().map(|v| (v - mean) / (var + eps).sqrt()).collect()
+}
+
+#[test]
+fn pre_ln_layer_adds_sublayers_to_the_unnormalised_stream() {
+    // One layer whose matrices are all zero: each sub-layer then outputs its bias alone, so
+    // pre-LN gives LN_final(e + b_attn + b_ffn) and post-LN gives LN(LN(e + b_attn) + b_ffn),
+    // where e is the embeddings output. Both computed here by hand.
+    for pre in [false, true] {
+        let mut c = micro_config();
+        c.num_hidden_layers = 1;
+        c.set_pre_layer_norm(pre);
+        let (model, mut store) = built(&c, 5);
+        let h = c.hidden_size;
+        let b_attn: Vec<f32> = (0..h).map(|i| 0.3 * (i as f32 - 7.0) / 7.0).collect();
+        let b_ffn: Vec<f32> = (0..h).map(|i| ((i * 5) % 7) as f32 / 7.0 - 0.4).collect();
+        for id in store.ids().collect::<Vec<_>>() {
+            let name = store.name(id).to_string();
+            if name.starts_with("encoder.layer.0.") && !name.contains("LayerNorm") {
+                store.value_mut(id).iter_mut().for_each(|v| *v = 0.0);
+            }
+        }
+        let set = |store: &mut ParamStore, name: &str, v: &[f32]| {
+            let id = store.id(name).unwrap();
+            store.value_mut(id).copy_from_slice(v);
+        };
+        set(
+            &mut store,
+            "encoder.layer.0.attention.output.dense.bias",
+            &b_attn,
+        );
+        set(&mut store, "encoder.layer.0.output.dense.bias", &b_ffn);
+        let ids = [2u32, 7, 9, 11];
+        let input = BertInput::new(&ids, 1, 4);
+        let mut tape = Tape::new();
+        tape.set_training(false);
+        let out = tape
+            .no_grad(|t| model.forward(t, &store, &input, &ForwardOptions::default()))
+            .unwrap();
+        let e = out.embedding_output.value().data().to_vec();
+        let got = out.last_hidden_state.value().data().to_vec();
+        let eps = c.layer_norm_eps;
+        for row in 0..4 {
+            let x = &e[row * h..(row + 1) * h];
+            let want: Vec<f32> = if pre {
+                let s: Vec<f32> = (0..h).map(|i| x[i] + b_attn[i] + b_ffn[i]).collect();
+                ln_row(&s, eps)
+            } else {
+                let a = ln_row(&(0..h).map(|i| x[i] + b_attn[i]).collect::<Vec<_>>(), eps);
+                ln_row(&(0..h).map(|i| a[i] + b_ffn[i]).collect::<Vec<_>>(), eps)
+            };
+            for i in 0..h {
+                let g = got[row * h + i];
+                assert!(
+                    (g - want[i]).abs() < 1e-4,
+                    "pre_layer_norm {pre}, row {row}, dim {i}: got {g}, want {}",
+                    want[i]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn pre_ln_config_is_marked_so_hf_cannot_mistake_it_for_post_ln() {
+    let mut c = micro_config();
+    c.set_pre_layer_norm(true);
+    let json = c.to_json_string();
+    assert!(
+        json.contains("\"model_type\": \"cloze-preln-bert\""),
+        "{json}"
+    );
+    assert!(json.contains("\"pre_layer_norm\": true"), "{json}");
+    let back = BertConfig::from_json_str(&json, "test").unwrap();
+    assert_eq!(back, c);
+    // a post-LN config never writes the key, so HF files stay as they were
+    assert!(!micro_config().to_json_string().contains("pre_layer_norm"));
+    // a flag that disagrees with model_type is refused, naming both
+    let bad = json.replace("\"pre_layer_norm\": true", "\"pre_layer_norm\": false");
+    let err = BertConfig::from_json_str(&bad, "test")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cloze-preln-bert") && err.contains("pre_layer_norm"),
+        "{err}"
+    );
+    // the final LayerNorm is counted
+    let mut store = ParamStore::new();
+    let _ = BertModel::new(&c, &mut store, 1).unwrap();
+    assert_eq!(store.num_elements(), c.bert_model_params());
 }

@@ -118,6 +118,13 @@ pub struct PretrainResult {
     /// before it was recorded.
     #[serde(default)]
     pub mean_predictions_per_seq: Option<f64>,
+    /// The same held-out positions scored by the training targets' unigram frequencies
+    /// (cloze's `Totals::lm_unigram_loss`): "the unigram entropy of the same held-out text".
+    #[serde(default)]
+    pub heldout_unigram_loss: Option<f64>,
+    /// … and by the best predictor that reads no context (copying a visible token included).
+    #[serde(default)]
+    pub heldout_context_free_loss: Option<f64>,
 }
 
 /// One learning rate's score on the dev part.
@@ -284,6 +291,9 @@ hidden_size = {hidden}
 num_attention_heads = {heads}
 intermediate_size = {inter}
 max_position_embeddings = {maxpos}
+hidden_dropout_prob = {dropout}
+attention_probs_dropout_prob = {dropout}
+pre_layer_norm = {pre_ln}
 
 [data]
 vocab = {vocab:?}
@@ -312,6 +322,8 @@ eval_every = {every}
 eval_batches = {eval_batches}
 checkpoint_every = {every}
 keep_checkpoints = {keep_ck}
+init_lm_bias = "{lm_bias}"
+init_positions = "{positions}"
 "#,
         out = out.display().to_string(),
         layers = spec.size.layers,
@@ -337,6 +349,18 @@ keep_checkpoints = {keep_ck}
         every = every,
         eval_batches = p.eval_batches,
         keep_ck = p.checkpoints.max(1),
+        dropout = p.recipe.dropout,
+        pre_ln = p.recipe.pre_layer_norm,
+        lm_bias = if p.recipe.unigram_lm_bias {
+            "unigram"
+        } else {
+            "zeros"
+        },
+        positions = if p.recipe.sinusoidal_positions {
+            "sinusoidal"
+        } else {
+            "random"
+        },
     );
     Ok(PretrainConfig::from_toml_str(&toml, "paper-repro")?)
 }
@@ -383,6 +407,8 @@ fn run_random_init(ctx: &Ctx, spec: &PretrainSpec, seed: u64) -> Result<String> 
         heldout_nsp_accuracy: eval.nsp_accuracy(),
         seconds: t0.elapsed().as_secs_f64(),
         mean_predictions_per_seq: Some(0.0),
+        heldout_unigram_loss: Some(eval.lm_unigram_loss()),
+        heldout_context_free_loss: Some(eval.lm_context_free_loss()),
     };
     write_json(&pretrain_result_path(&dir), &r)?;
     Ok(format!(
@@ -431,6 +457,8 @@ fn run_pretrain(ctx: &Ctx, spec: &PretrainSpec, seed: u64, bar: &ProgressBar) ->
         heldout_nsp_accuracy: eval.nsp_accuracy(),
         seconds,
         mean_predictions_per_seq: mean_predictions(&p, spec.objective),
+        heldout_unigram_loss: Some(eval.lm_unigram_loss()),
+        heldout_context_free_loss: Some(eval.lm_context_free_loss()),
     };
     write_json(&pretrain_result_path(&dir), &r)?;
     Ok(format!(

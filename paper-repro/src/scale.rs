@@ -67,6 +67,33 @@ pub struct PretrainScale {
     pub eval_batches: usize,
     /// Checkpoints kept along the way (Figure 5 fine-tunes each one).
     pub checkpoints: u64,
+    /// The recipe beyond the paper's numbers, chosen by the recipe study
+    /// (`paper-repro/results/recipe-study.md`).
+    pub recipe: Recipe,
+}
+
+/// Pre-training choices the paper does not vary; one set per scale, the same for every row.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Recipe {
+    /// Hidden and attention-probability dropout in pre-training (BERT: 0.1). Fine-tuning
+    /// reads the saved config, so it uses the same value.
+    pub dropout: f32,
+    /// Pre-LN encoder instead of BERT's post-LN.
+    pub pre_layer_norm: bool,
+    /// The LM output bias starts at the log unigram prior instead of zeros.
+    pub unigram_lm_bias: bool,
+    /// The (learned) position embeddings start as sinusoids instead of random values.
+    pub sinusoidal_positions: bool,
+}
+
+impl Recipe {
+    /// BERT's own choices.
+    pub const BERT: Recipe = Recipe {
+        dropout: 0.1,
+        pre_layer_norm: false,
+        unigram_lm_bias: false,
+        sinusoidal_positions: false,
+    };
 }
 
 /// Fine-tuning settings (sentence and pair classification).
@@ -159,6 +186,7 @@ impl Scale {
                 warmup_steps: 2,
                 eval_batches: 2,
                 checkpoints: 2,
+                recipe: Recipe::BERT,
             },
             finetune: FinetuneScale {
                 max_train: Some(24),
@@ -205,6 +233,7 @@ impl Scale {
                 warmup_steps: 150,
                 eval_batches: 20,
                 checkpoints: 4,
+                recipe: Recipe::BERT,
             },
             finetune: FinetuneScale {
                 max_train: Some(2000),
@@ -253,6 +282,7 @@ impl Scale {
                 warmup_steps: 600,
                 eval_batches: 50,
                 checkpoints: 5,
+                recipe: Recipe::BERT,
             },
             finetune: FinetuneScale {
                 max_train: Some(10_000),

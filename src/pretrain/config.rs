@@ -131,6 +131,21 @@ pub struct TrainSection {
     /// Start of the LM head's output bias: `"zeros"` (BERT) or `"unigram"`.
     #[serde(default)]
     pub init_lm_bias: LmBiasInit,
+    /// Start of the position embeddings: `"random"` (BERT: truncated normal) or
+    /// `"sinusoidal"` (the Transformer's sines and cosines, scaled to the initialiser's σ;
+    /// still learned).
+    #[serde(default)]
+    pub init_positions: PositionInit,
+}
+
+/// How the (learned) position embeddings start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PositionInit {
+    #[default]
+    #[serde(rename = "random")]
+    Random,
+    #[serde(rename = "sinusoidal")]
+    Sinusoidal,
 }
 
 /// A whole pre-training config.

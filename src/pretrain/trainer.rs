@@ -17,7 +17,7 @@ use crate::distributed::{shard, Collective, GradSync, SingleProcess};
 use crate::error::{invalid, Error, Result};
 use crate::optim::adamw::bert_decays;
 use crate::optim::{AdamW, AdamWConfig, LinearWarmupDecay};
-use crate::pretrain::config::{LmBiasInit, Objective, PretrainConfig};
+use crate::pretrain::config::{LmBiasInit, Objective, PositionInit, PretrainConfig};
 use crate::pretrain::corpus::{read_corpus_file, split_by_document, Document};
 use crate::pretrain::instances::{
     create_instances_with_stats, Instance, SpecialTokens, TokenDocument,
@@ -46,10 +46,15 @@ pub struct Totals {
     pub nsp_correct: f64,
     pub nsp_count: f64,
     pub tokens: f64,
+    /// The same predicted positions scored by the training targets' unigram frequencies alone
+    /// (see [`ContextFree`]).
+    pub lm_unigram_loss_sum: f64,
+    /// … and by the best predictor that reads no context (see [`ContextFree`]).
+    pub lm_context_free_loss_sum: f64,
 }
 
 impl Totals {
-    fn as_array(&self) -> [f64; 7] {
+    fn as_array(&self) -> [f64; 9] {
         [
             self.lm_loss_sum,
             self.lm_correct,
@@ -58,9 +63,11 @@ impl Totals {
             self.nsp_correct,
             self.nsp_count,
             self.tokens,
+            self.lm_unigram_loss_sum,
+            self.lm_context_free_loss_sum,
         ]
     }
-    fn from_array(a: [f64; 7]) -> Totals {
+    fn from_array(a: [f64; 9]) -> Totals {
         Totals {
             lm_loss_sum: a[0],
             lm_correct: a[1],
@@ -69,7 +76,18 @@ impl Totals {
             nsp_correct: a[4],
             nsp_count: a[5],
             tokens: a[6],
+            lm_unigram_loss_sum: a[7],
+            lm_context_free_loss_sum: a[8],
         }
+    }
+    /// Mean loss of the unigram predictor over the same predicted positions (the "unigram
+    /// entropy of the same held-out text").
+    pub fn lm_unigram_loss(&self) -> f64 {
+        self.lm_unigram_loss_sum / self.lm_count.max(1.0)
+    }
+    /// Mean loss of the best context-free predictor over the same predicted positions.
+    pub fn lm_context_free_loss(&self) -> f64 {
+        self.lm_context_free_loss_sum / self.lm_count.max(1.0)
     }
     fn add(&mut self, o: &Totals) {
         *self = Totals::from_array(std::array::from_fn(|i| {
@@ -102,6 +120,83 @@ fn tokenize_docs(tok: &Tokenizer, docs: &[Document]) -> Vec<TokenDocument> {
     docs.par_iter()
         .map(|d| d.iter().map(|s| tok.tokenize_ids(s)).collect())
         .collect()
+}
+
+/// The Transformer's sinusoidal position table `[positions, hidden]` (sines in even columns,
+/// cosines in odd ones, wavelengths from 2π to 10000·2π), scaled so its values have standard
+/// deviation `std`.
+pub fn sinusoidal_positions(positions: usize, hidden: usize, std: f32) -> Vec<f32> {
+    let scale = std * std::f32::consts::SQRT_2; // a sine over whole periods has σ 1/√2
+    let mut out = vec![0.0f32; positions * hidden];
+    for pos in 0..positions {
+        for i in 0..hidden {
+            let freq = (-(10000f64.ln()) * (2 * (i / 2)) as f64 / hidden as f64).exp();
+            let angle = pos as f64 * freq;
+            let v = if i % 2 == 0 { angle.sin() } else { angle.cos() };
+            out[pos * hidden + i] = scale * v as f32;
+        }
+    }
+    out
+}
+
+/// Baselines that read no context, scored on exactly the positions the model is scored on.
+///
+/// `unigram` is `ln p(w)` of the training targets ([`unigram_log_prior`]). The unigram loss
+/// of a position is `−ln p(label)`. The context-free loss is that of the best predictor that
+/// sees only the input token at the predicted position: with the MASK/KEEP/RANDOM shares
+/// `m/k/r` and a random replacement drawn uniformly from the `V` ids, an input `[MASK]`
+/// leaves `p(w)`, and any other input `x` gives
+/// `q(w | x) = (k·p(x)·[w = x] + r·p(w)/V) / (k·p(x) + r/V)`: under 80/10/10 masking a
+/// model can learn to copy the visible token without reading any context, and this floor
+/// says how far that alone goes. For LTR both are the unigram loss.
+#[derive(Clone, Debug)]
+pub struct ContextFree {
+    pub unigram: Vec<f32>,
+    keep: f64,
+    random: f64,
+    mask_id: u32,
+    copy: bool,
+}
+
+impl ContextFree {
+    /// The baselines of a run's training data.
+    pub fn new(data: &PretrainData, cfg: &PretrainConfig, vocab_size: usize) -> ContextFree {
+        let d = &cfg.data;
+        ContextFree {
+            unigram: unigram_log_prior(&data.train, cfg.train.objective, vocab_size),
+            keep: d.keep,
+            random: d.random,
+            mask_id: data.special.mask,
+            copy: cfg.train.objective != Objective::Ltr,
+        }
+    }
+
+    fn log_p(&self, id: u32) -> f64 {
+        self.unigram
+            .get(id as usize)
+            .map_or(f64::NEG_INFINITY, |&l| l as f64)
+    }
+
+    /// `−ln p(label)`.
+    pub fn unigram_loss(&self, label: u32) -> f64 {
+        -self.log_p(label)
+    }
+
+    /// `−ln q(label | input)`.
+    pub fn context_free_loss(&self, input: u32, label: u32) -> f64 {
+        let lp = self.log_p(label);
+        if !self.copy || input == self.mask_id {
+            return -lp;
+        }
+        let v = self.unigram.len() as f64;
+        let px = self.log_p(input).exp();
+        let z = self.keep * px + self.random / v;
+        if z <= 0.0 {
+            return -lp;
+        }
+        let same = if input == label { self.keep * px } else { 0.0 };
+        -((same + self.random * lp.exp() / v) / z).ln()
+    }
 }
 
 /// `ln p(w)` of the training targets, add-one smoothed over the vocabulary: the masked
@@ -363,6 +458,8 @@ pub struct Pretrainer<'c> {
     pad: u32,
     /// Seconds spent in gradient synchronisation, summed.
     pub comm_seconds: f64,
+    /// The context-free baselines every evaluation is scored against.
+    pub baselines: std::sync::Arc<ContextFree>,
     /// Where [`Pretrainer::run_until`] shows its progress: `None` (the default) draws its own
     /// bar on rank 0; a caller running several trainings (paper-repro) passes one of its own
     /// bars, or `ProgressBar::hidden()`. Its length and position are set to the steps.
@@ -378,11 +475,20 @@ impl<'c> Pretrainer<'c> {
         let data = prepare_data(&cfg, &tok)?;
         let mut store = ParamStore::new();
         let model = BertForPreTraining::new(&bert_config, &mut store, cfg.train.seed)?;
+        let baselines = ContextFree::new(&data, &cfg, bert_config.vocab_size);
         if cfg.train.init_lm_bias == LmBiasInit::Unigram {
-            let prior = unigram_log_prior(&data.train, cfg.train.objective, bert_config.vocab_size);
+            let prior = baselines.unigram.clone();
             store.set_value(
                 model.mlm.bias,
                 Tensor::from_vec(prior, &[bert_config.vocab_size])?,
+            )?;
+        }
+        if cfg.train.init_positions == PositionInit::Sinusoidal {
+            let (p, h) = (bert_config.max_position_embeddings, bert_config.hidden_size);
+            let table = sinusoidal_positions(p, h, bert_config.initializer_range);
+            store.set_value(
+                model.bert.embeddings.position,
+                Tensor::from_vec(table, &[p, h])?,
             )?;
         }
         let t = &cfg.train;
@@ -421,6 +527,7 @@ impl<'c> Pretrainer<'c> {
             tape: Tape::new(),
             comm,
             comm_seconds: 0.0,
+            baselines: std::sync::Arc::new(baselines),
             progress: None,
         })
     }
@@ -503,6 +610,14 @@ impl<'c> Pretrainer<'c> {
             totals.lm_loss_sum = l;
             totals.lm_correct = c;
             totals.lm_count = b.lm_labels.len() as f64;
+            if !train {
+                for (&row, &label) in b.lm_rows.iter().zip(&b.lm_labels) {
+                    let label = label as u32;
+                    totals.lm_unigram_loss_sum += self.baselines.unigram_loss(label);
+                    totals.lm_context_free_loss_sum +=
+                        self.baselines.context_free_loss(b.ids[row as usize], label);
+                }
+            }
             if train {
                 let mean = tape.cross_entropy(&logits, &b.lm_labels, IGNORE)?;
                 loss = Some(tape.mul_scalar(&mean, (totals.lm_count / lm_total) as f32)?);
@@ -759,6 +874,8 @@ impl<'c> Pretrainer<'c> {
                     log.write(&json!({
                         "step": step, "eval_lm_loss": e.lm_loss(),
                         "eval_lm_perplexity": e.lm_loss().exp(),
+                        "eval_lm_unigram_loss": e.lm_unigram_loss(),
+                        "eval_lm_context_free_loss": e.lm_context_free_loss(),
                         "eval_lm_accuracy": e.lm_accuracy(),
                         "eval_nsp_accuracy": e.nsp_accuracy(),
                     }))?;
@@ -800,4 +917,76 @@ impl<'c> Pretrainer<'c> {
 pub fn pretrain_from_file(path: &Path) -> Result<Totals> {
     let cfg = PretrainConfig::from_file(path)?;
     Pretrainer::single(cfg)?.run()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inst(tokens: Vec<u32>, labels: Vec<u32>) -> Instance {
+        Instance {
+            segment_ids: vec![0; tokens.len()],
+            masked_positions: (1..=labels.len() as u32).collect(),
+            tokens,
+            is_random_next: false,
+            masked_labels: labels,
+        }
+    }
+
+    #[test]
+    fn unigram_prior_counts_mlm_labels_or_ltr_next_tokens() {
+        let train = [inst(vec![0, 1, 2, 3], vec![2, 2, 3])];
+        // MLM: counts 1 + [0, 0, 2, 1] over 4 ids = [1, 1, 3, 2] / 7
+        let p = unigram_log_prior(&train, Objective::Mlm, 4);
+        let want = [1.0f64, 1.0, 3.0, 2.0].map(|c| (c / 7.0).ln() as f32);
+        assert_eq!(p, want);
+        // LTR: every token after the first, [1, 2, 3] → [1, 2, 2, 2] / 7
+        let p = unigram_log_prior(&train, Objective::Ltr, 4);
+        let want = [1.0f64, 2.0, 2.0, 2.0].map(|c| (c / 7.0).ln() as f32);
+        assert_eq!(p, want);
+    }
+
+    #[test]
+    fn context_free_loss_by_hand() {
+        // V = 4, p = [0.1, 0.2, 0.3, 0.4], keep 0.1, random 0.1, [MASK] = id 0.
+        let p = [0.1f64, 0.2, 0.3, 0.4];
+        let cf = ContextFree {
+            unigram: p.iter().map(|v| v.ln() as f32).collect(),
+            keep: 0.1,
+            random: 0.1,
+            mask_id: 0,
+            copy: true,
+        };
+        // input [MASK]: −ln p(label)
+        assert!((cf.context_free_loss(0, 2) + 0.3f64.ln()).abs() < 1e-6);
+        // input 3 = label 3: (0.1·0.4 + 0.1·0.4/4) / (0.1·0.4 + 0.1/4) = 0.05 / 0.065
+        let want = -(0.05f64 / 0.065).ln();
+        let got = cf.context_free_loss(3, 3);
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        // input 3, label 1: (0.1·0.2/4) / 0.065 = 0.005 / 0.065
+        let want = -(0.005f64 / 0.065).ln();
+        assert!((cf.context_free_loss(3, 1) - want).abs() < 1e-6);
+        assert!((cf.unigram_loss(1) + 0.2f64.ln()).abs() < 1e-6);
+        // LTR reads no copy: always the unigram loss
+        let ltr = ContextFree { copy: false, ..cf };
+        assert!((ltr.context_free_loss(3, 3) + 0.4f64.ln()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn sinusoidal_positions_have_the_transformer_values_and_the_asked_spread() {
+        let (n, h, std) = (128, 64, 0.02f32);
+        let t = sinusoidal_positions(n, h, std);
+        let s = std * std::f32::consts::SQRT_2;
+        // position 0: sin 0 = 0 in even columns, cos 0 = 1 in odd ones
+        assert!(t[..h].iter().step_by(2).all(|&v| v == 0.0));
+        assert!(t[1..h].iter().step_by(2).all(|&v| (v - s).abs() < 1e-7));
+        // position 3, column 0 (wavelength 2π): sin 3; column 2: sin(3 / 10000^(2/64))
+        assert!((t[3 * h] - s * 3f32.sin()).abs() < 1e-6);
+        let f = (-(10000f64.ln()) * 2.0 / 64.0).exp();
+        assert!((t[3 * h + 2] as f64 - s as f64 * (3.0 * f).sin()).abs() < 1e-6);
+        // the fastest columns cover many periods, so their spread is about σ
+        let col0: Vec<f32> = (0..n).map(|p| t[p * h]).collect();
+        let sd = (col0.iter().map(|v| v * v).sum::<f32>() / n as f32).sqrt();
+        assert!((sd - std).abs() < 0.1 * std, "{sd}");
+    }
 }
