@@ -54,7 +54,10 @@ impl SquadExample {
             if len == 0 {
                 return invalid(
                     "SquadExample",
-                    format!("question {:?}: an answer at offset {start} is empty", self.id),
+                    format!(
+                        "question {:?}: an answer at offset {start} is empty",
+                        self.id
+                    ),
                 );
             }
             if start + len > n {
@@ -177,7 +180,10 @@ pub fn read_squad_json(path: impl AsRef<Path>) -> Result<Vec<SquadArticle>> {
 /// ```
 pub fn normalize_answer(s: &str) -> String {
     let lower = crate::tokenizer::unicode::py_lower(s);
-    let no_punc: String = lower.chars().filter(|c| !c.is_ascii_punctuation()).collect();
+    let no_punc: String = lower
+        .chars()
+        .filter(|c| !c.is_ascii_punctuation())
+        .collect();
     // `\b(a|an|the)\b` → ' ': word runs (alphanumeric or '_', as Python's \w) equal to an
     // article are replaced by a space
     let is_word = |c: char| c.is_alphanumeric() || c == '_';
@@ -462,10 +468,7 @@ pub fn best_span(
     end_logits: &[f32],
     max_answer_length: usize,
 ) -> Option<(usize, usize, f32)> {
-    let n = feature
-        .len()
-        .min(start_logits.len())
-        .min(end_logits.len());
+    let n = feature.len().min(start_logits.len()).min(end_logits.len());
     let mut best: Option<(usize, usize, f32)> = None;
     for i in 0..n {
         if feature.char_spans[i].is_none() || !feature.max_context[i] {
@@ -496,7 +499,11 @@ pub fn predict_answers(
     if features.len() != logits.len() {
         return invalid(
             "predict_answers",
-            format!("{} logit pairs for {} features", logits.len(), features.len()),
+            format!(
+                "{} logit pairs for {} features",
+                logits.len(),
+                features.len()
+            ),
         );
     }
     let mut best: Vec<Option<(usize, usize, usize, f32)>> = vec![None; examples.len()];
@@ -526,7 +533,11 @@ pub fn predict_answers(
                 let f = &features[k];
                 let (cs, _) = f.char_spans[i].expect("context piece");
                 let (_, ce) = f.char_spans[j].expect("context piece");
-                ex.context.chars().skip(cs).take(ce.saturating_sub(cs)).collect()
+                ex.context
+                    .chars()
+                    .skip(cs)
+                    .take(ce.saturating_sub(cs))
+                    .collect()
             }
         })
         .collect())
@@ -803,10 +814,12 @@ impl SpanModel {
             let input = BertInput::new(&ids, refs.len(), t)
                 .with_token_types(&types)
                 .with_attention_mask(&mask);
-            let h = self
-                .bert
-                .forward(&mut tape, &self.store, &input, &ForwardOptions::default())?;
-            let (s, e) = self.head.logits(&mut tape, &self.store, &h.last_hidden_state)?;
+            let h =
+                self.bert
+                    .forward(&mut tape, &self.store, &input, &ForwardOptions::default())?;
+            let (s, e) = self
+                .head
+                .logits(&mut tape, &self.store, &h.last_hidden_state)?;
             for (i, f) in refs.iter().enumerate() {
                 let n = f.len();
                 out.push((
@@ -886,9 +899,13 @@ pub fn train_span_model(
                 output_hidden_states: false,
             };
             let h = model.bert.forward(&mut tape, &model.store, &input, &opts)?;
-            let loss = model
-                .head
-                .loss(&mut tape, &model.store, &h.last_hidden_state, &starts, &ends)?;
+            let loss = model.head.loss(
+                &mut tape,
+                &model.store,
+                &h.last_hidden_state,
+                &starts,
+                &ends,
+            )?;
             let l = loss.value().data()[0] as f64;
             loss_sum += l;
             loss_n += 1;

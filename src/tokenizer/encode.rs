@@ -231,11 +231,17 @@ impl Tokenizer {
             let (chunk, special, after) = self.next_special(rest);
             let chunk_start = byte_to_char(consumed);
             let chunk_len = chunk.chars().count();
-            self.offsets_of_chunk(&chars[chunk_start..chunk_start + chunk_len], chunk_start, &mut out);
+            self.offsets_of_chunk(
+                &chars[chunk_start..chunk_start + chunk_len],
+                chunk_start,
+                &mut out,
+            );
             let special_bytes = rest.len() - chunk.len() - after.len();
             if let Some(id) = special {
                 let s = chunk_start + chunk_len;
-                let n = rest[chunk.len()..chunk.len() + special_bytes].chars().count();
+                let n = rest[chunk.len()..chunk.len() + special_bytes]
+                    .chars()
+                    .count();
                 out.push((id, s, s + n));
             }
             consumed += rest.len() - after.len();
