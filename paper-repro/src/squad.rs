@@ -295,4 +295,82 @@ mod tests {
         assert_eq!(em, 0.0);
         assert!((f1 - 0.6).abs() < 1e-12, "{f1}");
     }
+
+    fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
+        std::env::var(name).ok().and_then(|v| v.parse().ok())
+    }
+
+    /// The real numbers: the baseline on the held-out half and, with `CLOZE_SQUAD_MODEL=<dir>`
+    /// or `CLOZE_SQUAD_RANDOM_L2H128=1` (a random-init L2/H128 model with a WordPiece vocab
+    /// learned from the fine-tuning half), a fine-tune. Caps: `SQUAD_MAX_TRAIN`,
+    /// `SQUAD_MAX_EVAL`, `SQUAD_EPOCHS`, `SQUAD_LR`, `SQUAD_SEQ`.
+    #[test]
+    #[ignore = "reads the SQuAD dev file and may fine-tune for minutes; run by hand"]
+    fn squad_dev_split_numbers() {
+        let shared = std::env::var_os("CLOZE_SHARED")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+        let data = shared.join("data/squad");
+        let seed = env("SQUAD_SEED").unwrap_or(1);
+        let max_eval = env("SQUAD_MAX_EVAL");
+        let (train, eval) = load_split(&data, None, max_eval, seed).unwrap();
+        let (em, f1) = baseline_scores(&eval).unwrap();
+        eprintln!(
+            "{LABEL} (seed {seed}): {} fine-tune / {} held-out questions; overlap baseline EM {:.2} F1 {:.2}",
+            train.len(),
+            eval.len(),
+            100.0 * em,
+            100.0 * f1
+        );
+        let model = if let Ok(d) = std::env::var("CLOZE_SQUAD_MODEL") {
+            std::path::PathBuf::from(d)
+        } else if env::<u8>("CLOZE_SQUAD_RANDOM_L2H128") == Some(1) {
+            let dir = std::env::temp_dir().join(format!("squad-l2h128-{}", std::process::id()));
+            let mut t = cloze::tokenizer::Trainer::new(cloze::tokenizer::TrainerConfig {
+                vocab_size: 8000,
+                ..Default::default()
+            });
+            let mut seen = HashSet::new();
+            for e in &train {
+                if seen.insert(e.context.clone()) {
+                    t.feed(&e.context);
+                }
+                t.feed(&e.question);
+            }
+            let vocab = t.train().unwrap();
+            let mut config = cloze::bert::config::BertConfig::with_shape(2, 128, 2, 512);
+            config.vocab_size = vocab.len();
+            let mut store = cloze::ParamStore::new();
+            cloze::bert::model::BertModel::new(&config, &mut store, seed).unwrap();
+            cloze::bert::checkpoint::save_pretrained(&dir, &config, &store).unwrap();
+            vocab.save(dir.join("vocab.txt")).unwrap();
+            dir
+        } else {
+            return;
+        };
+        let params = SquadParams {
+            epochs: env("SQUAD_EPOCHS").unwrap_or(2),
+            learning_rate: env("SQUAD_LR").unwrap_or(5e-5),
+            max_seq_length: env("SQUAD_SEQ").unwrap_or(256),
+            progress: true,
+            ..SquadParams::default()
+        };
+        let t0 = std::time::Instant::now();
+        let (em, f1) = run_squad(
+            &model,
+            &data,
+            env("SQUAD_MAX_TRAIN"),
+            max_eval,
+            &params,
+            seed,
+        )
+        .unwrap();
+        eprintln!(
+            "{LABEL}: {} fine-tuned ({params:?}): EM {:.2} F1 {:.2} in {:.0} s",
+            model.display(),
+            100.0 * em,
+            100.0 * f1,
+            t0.elapsed().as_secs_f64()
+        );
+    }
 }
