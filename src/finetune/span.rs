@@ -430,10 +430,10 @@ pub fn make_features(
             let mut types = vec![0u32; ids.len()];
             let mut char_spans = vec![None; ids.len()];
             let mut max_context = vec![false; ids.len()];
-            for p in ws..ws + wl {
-                ids.push(pieces[p].0);
+            for (p, &(id, c0, c1)) in pieces.iter().enumerate().skip(ws).take(wl) {
+                ids.push(id);
                 types.push(1);
-                char_spans.push(Some((pieces[p].1, pieces[p].2)));
+                char_spans.push(Some((c0, c1)));
                 max_context.push(is_max_context(&spans, wi, p));
             }
             ids.push(v.sep_id());
@@ -470,15 +470,16 @@ pub fn best_span(
 ) -> Option<(usize, usize, f32)> {
     let n = feature.len().min(start_logits.len()).min(end_logits.len());
     let mut best: Option<(usize, usize, f32)> = None;
-    for i in 0..n {
+    for (i, &si) in start_logits[..n].iter().enumerate() {
         if feature.char_spans[i].is_none() || !feature.max_context[i] {
             continue;
         }
-        for j in i..n.min(i + max_answer_length) {
+        let stop = n.min(i + max_answer_length);
+        for (j, &ej) in end_logits[..stop].iter().enumerate().skip(i) {
             if feature.char_spans[j].is_none() {
                 continue;
             }
-            let score = start_logits[i] + end_logits[j];
+            let score = si + ej;
             if best.is_none_or(|(_, _, b)| score > b) {
                 best = Some((i, j, score));
             }
@@ -712,7 +713,8 @@ impl SpanConfig {
                 ),
             );
         }
-        if !(self.learning_rate > 0.0) || !(0.0..=1.0).contains(&self.warmup_proportion) {
+        let lr_ok = self.learning_rate > 0.0 && self.learning_rate.is_finite();
+        if !lr_ok || !(0.0..=1.0).contains(&self.warmup_proportion) {
             return invalid(
                 "SpanConfig",
                 format!(
