@@ -15,6 +15,7 @@ mod plots;
 mod report;
 mod runner;
 mod scale;
+mod squad;
 mod stats;
 mod tasks;
 

@@ -331,9 +331,10 @@ impl View for F32View<'_> {
 
 /// Whether a store holds task heads (and so is saved with the `bert.` prefix).
 pub fn has_task_heads(store: &ParamStore) -> bool {
-    store
-        .ids()
-        .any(|id| store.name(id).starts_with("cls.") || store.name(id).starts_with("classifier."))
+    store.ids().any(|id| {
+        let n = store.name(id);
+        n.starts_with("cls.") || n.starts_with("classifier.") || n.starts_with("qa_outputs.")
+    })
 }
 
 /// The name a parameter gets in the file.

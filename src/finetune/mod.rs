@@ -1,6 +1,7 @@
 //! Fine-tuning data: labelled sentence and sentence-pair tasks (GLUE and the registry-built
-//! tasks), and token-tagging data.
+//! tasks), token-tagging data, and span extraction (SQuAD-style question answering).
 
 pub mod data;
+pub mod span;
 pub mod tagging;
 pub mod trainer;

@@ -202,6 +202,124 @@ impl Tokenizer {
         ids
     }
 
+    /// The WordPiece ids of `text` (the same as [`Self::tokenize_ids`]) with the span of
+    /// `text` each piece came from, as `(id, start, end)` in **char** indices (Unicode scalar
+    /// values, as Python's `str` indices), `end` exclusive. This is what maps an answer's char
+    /// offsets to pieces and a predicted piece span back to a substring of the text.
+    ///
+    /// The text is cut where the basic tokenizer cuts it (whitespace, each punctuation char,
+    /// each CJK ideograph, special-token literals); each resulting unit is normalised and split
+    /// into pieces. When normalisation keeps the unit's char count (lower-casing and stripping
+    /// precomposed accents do), each piece gets its exact chars; otherwise (or for `[UNK]`)
+    /// every piece of the unit gets the whole unit. Deleted control chars belong to no piece.
+    ///
+    /// ```
+    /// use cloze::tokenizer::{Tokenizer, Vocab};
+    /// let v = Vocab::from_tokens(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "un", "##aff", "##able", ","]).unwrap();
+    /// let tok = Tokenizer::new(v);
+    /// let p = tok.tokenize_with_offsets("Unaffable,  Zé");
+    /// assert_eq!(p, [(4, 0, 2), (5, 2, 5), (6, 5, 9), (7, 9, 10), (1, 12, 14)]);
+    /// ```
+    pub fn tokenize_with_offsets(&self, text: &str) -> Vec<(u32, usize, usize)> {
+        let chars: Vec<char> = text.chars().collect();
+        // char index of every byte offset that starts a char (and of the end)
+        let byte_to_char = |b: usize| text[..b].chars().count();
+        let mut out = Vec::new();
+        let mut rest = text;
+        let mut consumed = 0usize; // bytes of `text` before `rest`
+        while !rest.is_empty() {
+            let (chunk, special, after) = self.next_special(rest);
+            let chunk_start = byte_to_char(consumed);
+            let chunk_len = chunk.chars().count();
+            self.offsets_of_chunk(
+                &chars[chunk_start..chunk_start + chunk_len],
+                chunk_start,
+                &mut out,
+            );
+            let special_bytes = rest.len() - chunk.len() - after.len();
+            if let Some(id) = special {
+                let s = chunk_start + chunk_len;
+                let n = rest[chunk.len()..chunk.len() + special_bytes]
+                    .chars()
+                    .count();
+                out.push((id, s, s + n));
+            }
+            consumed += rest.len() - after.len();
+            rest = after;
+        }
+        out
+    }
+
+    /// [`Self::tokenize_with_offsets`] of one special-free chunk starting at char `base`.
+    fn offsets_of_chunk(&self, chars: &[char], base: usize, out: &mut Vec<(u32, usize, usize)>) {
+        use super::unicode::{is_bert_whitespace, is_cjk, is_control, is_punctuation, is_py_space};
+        let deleted = |c: char| c == '\0' || c == '\u{FFFD}' || is_control(c);
+        let alone = |c: char| is_punctuation(c) || (self.basic.tokenize_cjk && is_cjk(c));
+        let mut i = 0;
+        let mut unit = String::new();
+        let mut kept: Vec<usize> = Vec::new(); // char index (in `chars`) of each kept char
+        let mut words = Vec::new();
+        let mut ids = Vec::new();
+        while i < chars.len() {
+            let c = chars[i];
+            if is_bert_whitespace(c) || is_py_space(c) || deleted(c) {
+                i += 1;
+                continue;
+            }
+            // one unit: a lone punctuation / CJK char, or a run of other chars
+            unit.clear();
+            kept.clear();
+            let start = i;
+            if alone(c) {
+                unit.push(c);
+                kept.push(i);
+                i += 1;
+            } else {
+                while i < chars.len() {
+                    let c = chars[i];
+                    if is_bert_whitespace(c) || is_py_space(c) || alone(c) {
+                        break;
+                    }
+                    if !deleted(c) {
+                        unit.push(c);
+                        kept.push(i);
+                    }
+                    i += 1;
+                }
+            }
+            let end = i;
+            words.clear();
+            self.basic.tokenize_into(&unit, &mut words);
+            for w in &words {
+                ids.clear();
+                wordpiece::tokenize_word(&self.vocab, w, self.max_input_chars_per_word, &mut ids);
+                let exact = words.len() == 1 && w.chars().count() == kept.len();
+                let mut at = 0usize; // chars of `w` consumed
+                for (k, &id) in ids.iter().enumerate() {
+                    let piece_chars = if id == self.vocab.unk_id() && ids.len() == 1 {
+                        kept.len()
+                    } else {
+                        let t = self.vocab.token(id).unwrap_or("");
+                        let t = if k > 0 {
+                            t.strip_prefix(CONTINUATION_PREFIX).unwrap_or(t)
+                        } else {
+                            t
+                        };
+                        t.chars().count()
+                    };
+                    if exact && at + piece_chars <= kept.len() && piece_chars > 0 {
+                        let s = kept[at];
+                        let e = kept[at + piece_chars - 1] + 1;
+                        out.push((id, base + s, base + e));
+                    } else {
+                        out.push((id, base + start, base + end));
+                    }
+                    at += piece_chars;
+                }
+            }
+        }
+    }
+
     /// The WordPiece tokens of `text`, without `[CLS]`/`[SEP]`.
     pub fn tokenize(&self, text: &str) -> Vec<String> {
         self.ids_to_tokens(&self.tokenize_ids(text))
