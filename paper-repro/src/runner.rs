@@ -306,7 +306,7 @@ max_predictions_per_seq = {maxpred}
 mask = {mask}
 keep = {keep}
 random = {random}
-dupe_factor = 1
+dupe_factor = {dupe}
 
 [train]
 objective = "{objective}"
@@ -350,6 +350,7 @@ init_positions = "{positions}"
         eval_batches = p.eval_batches,
         keep_ck = p.checkpoints.max(1),
         dropout = p.recipe.dropout,
+        dupe = p.recipe.dupe_factor,
         pre_ln = p.recipe.pre_layer_norm,
         lm_bias = if p.recipe.unigram_lm_bias {
             "unigram"

@@ -84,6 +84,9 @@ pub struct Recipe {
     pub unigram_lm_bias: bool,
     /// The (learned) position embeddings start as sinusoids instead of random values.
     pub sinusoidal_positions: bool,
+    /// Copies of the corpus, each masked afresh (the reference's `dupe_factor`; BERT: 10), so
+    /// a run longer than one pass does not see the same masks again.
+    pub dupe_factor: usize,
 }
 
 impl Recipe {
@@ -93,6 +96,7 @@ impl Recipe {
         pre_layer_norm: false,
         unigram_lm_bias: false,
         sinusoidal_positions: false,
+        dupe_factor: 1,
     };
 }
 
