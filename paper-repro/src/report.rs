@@ -476,8 +476,19 @@ fn section_setup(out: &mut String, inp: &Inputs) {
     let p = &s.pretrain;
     let _ = writeln!(
         out,
-        "- Every pre-training: {} steps × batch {} × {} tokens = {} token slots (every row the same), learning rate {} with {} warm-up steps then linear decay, AdamW (BERT's update), weight decay 0.01, dropout 0.1, 15% of wordpieces chosen (at most {} per sequence).",
+        "- Every pre-training: {} steps × batch {} × {} tokens = {} token slots (every row the same), learning rate {} with {} warm-up steps then linear decay, AdamW (BERT's update), weight decay 0.01, 15% of wordpieces chosen (at most {} per sequence).",
         p.steps, p.batch_size, p.max_seq_length, s.pretrain_tokens(), p.learning_rate, p.warmup_steps, p.max_predictions_per_seq
+    );
+    let r = &p.recipe;
+    let _ = writeln!(
+        out,
+        "- Recipe (from the recipe study, `paper-repro/results/recipe-study.md`; the same for every row and the control): dropout {}, {} encoder, LM output bias initialised {}, position embeddings initialised {}, {} masked cop{} of the corpus.",
+        r.dropout,
+        if r.pre_layer_norm { "pre-LN" } else { "post-LN (BERT's)" },
+        if r.unigram_lm_bias { "to the log unigram prior of the training targets" } else { "to zeros (BERT)" },
+        if r.sinusoidal_positions { "as sinusoids (still learned)" } else { "at random (BERT)" },
+        r.dupe_factor,
+        if r.dupe_factor == 1 { "y" } else { "ies" }
     );
     let positions = p.max_seq_length.max(128);
     let params = s.default_size.parameters(c.vocab_size, positions);

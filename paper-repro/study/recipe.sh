@@ -8,7 +8,9 @@
 # Keys (default = the quick scale's pre-training before the study): steps, lr, warmup, batch,
 # seq, maxpred, drop, layers, hidden, heads, obj, beta2, eps, bc (bias correction), wd, seed,
 # dupe, prenorm (true/false), lmbias (zeros/unigram), positions (random/sinusoidal),
-# init (initializer_range), every (eval interval), evalb (eval batches).
+# init (initializer_range), every (eval interval), evalb (eval batches), mlmprob (training
+# masking rate), evalmlmprob / evalmaxpred (the held-out set's masking, default the paper's
+# 15% and 10 per sequence, so every run is scored on the same kind of positions).
 #
 # Needs the quick corpus (`cargo run --release -p paper-repro -- plan --scale quick` builds it
 # under paper-repro/runs/quick/data) and `cargo build --release --bin cloze`. Each run uses
@@ -46,7 +48,7 @@ name="$1"; shift
 declare -A v=( [steps]=1500 [lr]=1e-3 [warmup]=150 [batch]=32 [seq]=64 [maxpred]=10 [drop]=0.1
   [layers]=2 [hidden]=128 [heads]=2 [obj]=mlm+nsp [beta2]=0.999 [eps]=1e-6 [wd]=0.01 [bc]=false
   [every]=500 [evalb]=20 [seed]=1 [dupe]=1 [prenorm]=false [lmbias]=zeros [positions]=random
-  [init]=0.02 )
+  [init]=0.02 [mlmprob]=0.15 [evalmlmprob]=0.15 [evalmaxpred]=10 )
 for kv in "$@"; do
   k="${kv%%=*}"
   [[ -v "v[$k]" ]] || { echo "unknown key $k (see the header of $0)" >&2; exit 2; }
@@ -74,8 +76,10 @@ train = "$data/train.txt"
 heldout = "$data/heldout.txt"
 max_seq_length = ${v[seq]}
 short_seq_prob = 0.1
-masked_lm_prob = 0.15
+masked_lm_prob = ${v[mlmprob]}
 max_predictions_per_seq = ${v[maxpred]}
+heldout_masked_lm_prob = ${v[evalmlmprob]}
+heldout_max_predictions_per_seq = ${v[evalmaxpred]}
 mask = 0.8
 keep = 0.1
 random = 0.1

@@ -79,6 +79,12 @@ pub struct DataSection {
     pub masked_lm_prob: f64,
     #[serde(default = "d_max_pred")]
     pub max_predictions_per_seq: usize,
+    /// The held-out set's masking rate when it differs from training's (a run trained with
+    /// more masking, as Wettig et al. 2023 study, is still scored on the paper's 15%);
+    /// `None` = `masked_lm_prob`.
+    pub heldout_masked_lm_prob: Option<f64>,
+    /// The held-out set's prediction cap; `None` = `max_predictions_per_seq`.
+    pub heldout_max_predictions_per_seq: Option<usize>,
     /// MASK / RANDOM / KEEP shares of the chosen positions.
     #[serde(default = "d_mask")]
     pub mask: f64,

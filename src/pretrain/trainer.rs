@@ -350,8 +350,14 @@ pub fn prepare_data(cfg: &PretrainConfig, tok: &Tokenizer) -> Result<PretrainDat
         let (train, _) = create_instances_with_stats(&train_tok, &ic, special, &is_sub, seed)?;
         let held_cfg = crate::pretrain::instances::InstanceConfig {
             dupe_factor: 1,
+            masked_lm_prob: cfg.data.heldout_masked_lm_prob.unwrap_or(ic.masked_lm_prob),
+            max_predictions_per_seq: cfg
+                .data
+                .heldout_max_predictions_per_seq
+                .unwrap_or(ic.max_predictions_per_seq),
             ..ic
         };
+        held_cfg.validate()?;
         let heldout = if held_tok.len() >= 2 || !held_cfg.next_sentence {
             create_instances_with_stats(&held_tok, &held_cfg, special, &is_sub, seed ^ 0xE7A1)?.0
         } else {
