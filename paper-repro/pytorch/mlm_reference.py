@@ -12,7 +12,6 @@ import math
 import random
 import sys
 import time
-from collections import Counter
 
 import torch
 import torch.nn as nn
@@ -44,10 +43,21 @@ def parse_args(argv=None):
     a("--prenorm", action="store_true", help="pre-LN variant instead of HF's post-LN BERT")
     a("--objective", choices=["mlm", "mlm+nsp"], default="mlm+nsp")
     a("--fast-tokenizer", action="store_true", help="BertTokenizerFast (same pieces, faster)")
+    a("--init-lm-bias", choices=["zeros", "unigram"], default="zeros",
+      help="MLM output bias at the start: zeros (BERT) or ln p(w) of the training instances' "
+           "masked labels, add-one smoothed (cloze's init_lm_bias)")
+    a("--init-positions", choices=["random", "sinusoidal"], default="random",
+      help="position embeddings at the start: random (BERT's normal) or the Transformer's "
+           "sines/cosines scaled to σ = --init-range, still learned (cloze's init_positions)")
+    a("--dupe-factor", type=int, default=1,
+      help="passes over the training corpus when creating instances, each with fresh "
+           "randomness (Google's dupe_factor; cloze's [data] dupe_factor)")
     a("--threads", type=int, default=1), a("--out", default="metrics.jsonl")
     args = p.parse_args(argv)
     if abs(args.mask + args.random + args.keep - 1.0) > 1e-9:
         p.error("--mask + --random + --keep must sum to 1")
+    if args.dupe_factor < 1:
+        p.error("--dupe-factor must be at least 1")
     args.intermediate = args.intermediate or 4 * args.hidden
     return args
 
@@ -140,15 +150,86 @@ def instances_from_document(docs, d, args, special, nsp, rng):
     return out
 
 
-def create_instances(docs, args, special, seed):
-    """All instances of the corpus (one pass), each document from its own seeded RNG, then
-    shuffled with the seed: deterministic given the seed."""
+def create_instances(docs, args, special, seed, dupe_factor=1):
+    """All instances of `dupe_factor` passes over the corpus (Google's create_pretraining_data
+    and cloze: every pass re-chunks and re-masks every document with fresh randomness), each
+    (pass, document) from its own seeded RNG, then all shuffled with the seed: deterministic
+    given the seed. Pass 0 is the same whatever the dupe factor."""
     nsp = args.objective == "mlm+nsp"
     out = []
-    for d in range(len(docs)):
-        out += instances_from_document(docs, d, args, special, nsp, random.Random(f"{seed}:0:{d}"))
+    for p in range(dupe_factor):
+        for d in range(len(docs)):
+            rng = random.Random(f"{seed}:{p}:{d}")
+            out += instances_from_document(docs, d, args, special, nsp, rng)
     random.Random(f"{seed}:shuffle").shuffle(out)
     return out
+
+
+def unigram_log_prior(train, vocab_size):
+    """cloze's `unigram_log_prior` for MLM objectives: ln p(w) of the training instances'
+    masked labels, add-one smoothed over the vocabulary, as float32 [vocab]."""
+    counts = [1.0] * vocab_size
+    for x in train:
+        for t in x["labels"]:
+            if 0 <= t < vocab_size:
+                counts[t] += 1.0
+    total = sum(counts)
+    return torch.tensor([math.log(c / total) for c in counts], dtype=torch.float64).float()
+
+
+class ContextFree:
+    """cloze's `ContextFree` (MLM objectives): baselines that read no context, scored on the
+    model's own masked positions. The unigram loss of a position is −ln p(label). The
+    context-free loss is that of the best predictor that sees only the input token there: an
+    input [MASK] leaves p(w); any other input x gives
+    q(w | x) = (k·p(x)·[w = x] + r·p(w)/V) / (k·p(x) + r/V), with k, r the --keep/--random
+    shares and V the vocabulary size (random replacements are uniform over the V ids)."""
+
+    def __init__(self, log_prior, keep, random_share, mask_id):
+        self.lp = log_prior.tolist()  # the float32 values, as cloze's Vec<f32>
+        self.keep, self.random, self.mask_id = keep, random_share, mask_id
+
+    def log_p(self, t):
+        return self.lp[t] if 0 <= t < len(self.lp) else -math.inf
+
+    def unigram_loss(self, label):
+        return -self.log_p(label)
+
+    def context_free_loss(self, inp, label):
+        lp = self.log_p(label)
+        if inp == self.mask_id:
+            return -lp
+        v = len(self.lp)
+        px = math.exp(self.log_p(inp))
+        z = self.keep * px + self.random / v
+        if z <= 0.0:
+            return -lp
+        same = self.keep * px if inp == label else 0.0
+        return -math.log((same + self.random * math.exp(lp) / v) / z)
+
+    def heldout(self, insts):
+        """(mean unigram loss, mean context-free loss) over all masked positions of `insts`
+        (input = the token the model sees there after masking)."""
+        uni, cf, n = 0.0, 0.0, 0
+        for x in insts:
+            for pos, label in zip(x["positions"], x["labels"]):
+                uni += self.unigram_loss(label)
+                cf += self.context_free_loss(x["tokens"][pos], label)
+                n += 1
+        return uni / max(n, 1), cf / max(n, 1)
+
+
+def sinusoidal_positions(positions, hidden, std):
+    """cloze's `sinusoidal_positions`: [positions, hidden], sin in even columns and cos in odd
+    ones of pos·exp(−ln(10000)·2⌊i/2⌋/hidden), scaled by σ·√2 (a sine over whole periods has
+    σ 1/√2) so the values have standard deviation ≈ `std`; float32."""
+    pos = torch.arange(positions, dtype=torch.float64).unsqueeze(1)
+    i = torch.arange(hidden)
+    freq = torch.exp(-math.log(10000.0) * (2 * (i // 2)).double() / hidden)
+    angle = pos * freq
+    table = torch.where(i % 2 == 0, torch.sin(angle), torch.cos(angle)).float()
+    scale = torch.tensor(std, dtype=torch.float32) * torch.tensor(math.sqrt(2), dtype=torch.float32)
+    return scale * table
 
 
 def make_batch(insts, seq, pad_id):
@@ -206,6 +287,12 @@ class PreLNBert(nn.Module):
             x = layer(x, src_key_padding_mask=pad)
         return self.final_LayerNorm(x)
 
+    def lm_biases(self):
+        return [self.decoder_bias]
+
+    def position_table(self):
+        return self.position.weight
+
     def mlm_logits(self, rows):
         x = self.head_LayerNorm(F.gelu(self.transform(rows)))
         return x @ self.word.weight.t() + self.decoder_bias
@@ -235,6 +322,15 @@ class HFBert(nn.Module):
         out = self.m.bert(input_ids=ids, token_type_ids=seg, attention_mask=att)
         self.pooled = out.pooler_output
         return out.last_hidden_state
+
+    def lm_biases(self):
+        """`cls.predictions.bias` and `cls.predictions.decoder.bias` (tied: one Parameter in
+        transformers; both are returned so a copy sets both even if they were not)."""
+        p = self.m.cls.predictions
+        return [p.bias] if p.decoder.bias is p.bias else [p.bias, p.decoder.bias]
+
+    def position_table(self):
+        return self.m.bert.embeddings.position_embeddings.weight
 
     def mlm_logits(self, rows):
         return self.m.cls.predictions(rows)
@@ -322,13 +418,15 @@ def evaluate(model, batches, nsp):
     return total / count
 
 
-def unigram_entropy(train_docs, held, vocab_size):
-    """Cross-entropy (nats) of the held-out masked labels under training wordpiece
-    frequencies with add-one smoothing: the 'predict by frequency' baseline."""
-    counts = Counter(t for d in train_docs for s in d for t in s)
-    n = sum(counts.values())
-    labels = [t for x in held for t in x["labels"]]
-    return -sum(math.log((counts[t] + 1) / (n + vocab_size)) for t in labels) / len(labels)
+@torch.no_grad()
+def init_recipe(model, a, prior):
+    """--init-lm-bias and --init-positions, applied after the model's own initialisation."""
+    if a.init_lm_bias == "unigram":
+        for b in model.lm_biases():
+            b.copy_(prior)
+    if a.init_positions == "sinusoidal":
+        w = model.position_table()
+        w.copy_(sinusoidal_positions(w.shape[0], w.shape[1], a.init_range))
 
 
 def main(argv=None):
@@ -342,17 +440,19 @@ def main(argv=None):
                    vocab_size=vocab)
     t0 = time.time()
     train_docs, held_docs = read_documents(a.train, tok), read_documents(a.heldout, tok)
-    train = create_instances(train_docs, a, special, a.seed)
+    train = create_instances(train_docs, a, special, a.seed, a.dupe_factor)
     held = create_instances(held_docs, a, special, 12345)[: a.batch * a.eval_batches]
     held_batches = [make_batch(held[i:i + a.batch], a.seq, tok.pad_token_id)
                     for i in range(0, len(held), a.batch)]
-    ent = unigram_entropy(train_docs, held, vocab)
-    print(f"data: {len(train)} train / {len(held)} held-out instances, vocab {vocab}, "
-          f"{time.time() - t0:.1f}s", flush=True)
-    print(f"unigram entropy of held-out masked positions {ent:.4f} nats "
-          f"(uniform: {math.log(vocab):.4f})", flush=True)
+    prior = unigram_log_prior(train, vocab)
+    uni, cf = ContextFree(prior, a.keep, a.random, special["mask"]).heldout(held)
+    print(f"data: {len(train)} train instances ({a.dupe_factor} pass(es)) / {len(held)} "
+          f"held-out, vocab {vocab}, {time.time() - t0:.1f}s", flush=True)
+    print(f"held-out masked positions: unigram loss {uni:.4f} nats, context-free floor "
+          f"{cf:.4f} (uniform: {math.log(vocab):.4f})", flush=True)
     nsp = a.objective == "mlm+nsp"
     model = PreLNBert(vocab, a) if a.prenorm else HFBert(vocab, a, tok.pad_token_id)
+    init_recipe(model, a, prior)
     model.train()
     opt = make_optimizer(model, a)
     params = [p for p in model.parameters()]
@@ -375,6 +475,8 @@ def main(argv=None):
             if done % a.eval_every == 0 or done == a.steps:
                 last = evaluate(model, held_batches, nsp)
                 rec = dict(step=done, heldout_mlm_loss=round(last, 6),
+                           heldout_unigram_loss=round(uni, 6),
+                           heldout_context_free_loss=round(cf, 6),
                            train_loss=round(train_sum / train_n, 6), seconds=round(seconds, 2))
                 line = json.dumps(rec)
                 print(line, flush=True)
