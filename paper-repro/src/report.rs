@@ -482,7 +482,9 @@ fn section_setup(out: &mut String, inp: &Inputs) {
     let r = &p.recipe;
     let _ = writeln!(
         out,
-        "- Recipe (from the recipe study, `paper-repro/results/recipe-study.md`; the same for every row and the control): dropout {}, {} encoder, LM output bias initialised {}, position embeddings initialised {}, {} masked cop{} of the corpus.",
+        "- Recipe (from the recipe study, `paper-repro/results/recipe-study.md`; the same for every row and the control): {:.0}% of the wordpieces masked in training (at most {} per sequence; **the paper masks 15%**, and every held-out loss here is still scored on 15%), dropout {}, {} encoder, LM output bias initialised {}, position embeddings initialised {}, {} masked cop{} of the corpus.",
+        100.0 * r.masked_lm_prob,
+        r.train_predictions(p.max_seq_length, p.max_predictions_per_seq),
         r.dropout,
         if r.pre_layer_norm { "pre-LN" } else { "post-LN (BERT's)" },
         if r.unigram_lm_bias { "to the log unigram prior of the training targets" } else { "to zeros (BERT)" },
