@@ -602,7 +602,7 @@ fn section_tasks(out: &mut String, baselines: &Baselines) {
         let _ = write!(
             out,
             "{label} stands in for SQuAD (the paper's last Table 5 column): only SQuAD v1.1 *dev* is available, so its articles are split by article, half to fine-tune on (with its dev part) and half held out. \
-             Its numbers are F1 and exact match (the official v1.1 metric) on that held-out half, in questions; they are **not** SQuAD v1.1 dev scores and not comparable with the paper's 88.5 (less training data, a different evaluation set), so only the direction of a difference is compared with the paper. SQuAD passages come from Wikipedia, which is also in our pre-training text. ",
+             Its numbers are F1 and exact match (the official v1.1 metric) on the questions of that held-out half; they are **not** SQuAD v1.1 dev scores and not comparable with the paper's 88.5 (less training data, a different evaluation set), so only the direction of a difference is compared with the paper. SQuAD passages come from Wikipedia, which is also in our pre-training text. ",
             label = squad::LABEL
         );
     } else {

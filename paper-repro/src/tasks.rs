@@ -64,7 +64,7 @@ impl Task {
             Task::Sst2 => "GLUE SST-2, train → dev (accuracy)",
             Task::PosFinetune => "Brown POS (universal tags), train → dev, encoder fine-tuned (word accuracy); stands in for CoNLL NER",
             Task::PosFeature => "Brown POS (universal tags), train → dev, frozen encoder, linear head on the last layers concatenated (word accuracy)",
-            Task::Squad => "SQuAD v1.1 has only its dev set here: its 48 articles split by a fixed seed, by article, into a fine-tune half (a fixed 20% of its articles carved off as dev) and a held-out half; span extraction, official F1 (EM beside it). Labelled SQuAD-dev-split: not SQuAD v1.1 dev F1, and not comparable with the paper's number",
+            Task::Squad => "SQuAD v1.1 has only its dev set here: its 48 articles split by a fixed seed, by article, into a fine-tune half (a fixed 20% of its articles carved off as dev) and a held-out half; span extraction, official F1 (EM beside it). Labelled SQuAD-dev-split: not a SQuAD v1.1 dev score, and not comparable with the paper's number",
         }
     }
 
