@@ -236,9 +236,9 @@ impl Scale {
                 feature_layers: 4,
             },
             squad: Some(SquadScale {
-                max_train: Some(24),
+                max_train: Some(16),
                 max_dev: Some(8),
-                max_eval: Some(16),
+                max_eval: Some(8),
                 dev_fraction: 0.2,
                 max_seq_length: 64,
                 doc_stride: 32,
