@@ -187,7 +187,15 @@ fn print_baselines(ctx: &runner::Ctx) -> Result<report::Baselines> {
     for (t, (_, [ntr, _, nev], bl)) in &b {
         let s: Vec<String> = bl
             .iter()
-            .map(|b| format!("{} {:.1}%", b.name, 100.0 * b.score))
+            .map(|b| match b.exact_match {
+                Some(em) => format!(
+                    "{} F1 {:.1}% EM {:.1}%",
+                    b.name,
+                    100.0 * b.score,
+                    100.0 * em
+                ),
+                None => format!("{} {:.1}%", b.name, 100.0 * b.score),
+            })
             .collect();
         eprintln!(
             "  {:<20} {ntr:>6} train / {nev:>5} eval   {}",

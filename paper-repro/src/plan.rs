@@ -96,7 +96,17 @@ impl Experiment {
         }
     }
 
-    /// The downstream columns.
+    /// The downstream columns at a scale: [`Experiment::tasks`], with Table 5's SQuAD column
+    /// where the scale runs it.
+    pub fn tasks_at(self, scale: &Scale) -> Vec<Task> {
+        let mut t = self.tasks().to_vec();
+        if self == Experiment::Table5 && scale.squad.is_some() {
+            t.push(Task::Squad);
+        }
+        t
+    }
+
+    /// The downstream columns every scale has.
     pub fn tasks(self) -> &'static [Task] {
         match self {
             Experiment::Table5 => &[Task::Rte, Task::Qnli, Task::Mrpc, Task::Sst2],
@@ -270,6 +280,15 @@ mod tests {
             .find(|x| x.experiment == Experiment::Table8 && x.is_default)
             .unwrap();
         assert_eq!(owner(&r, &t8.spec).experiment, Experiment::Table5);
+        // SQuAD-dev-split is Table 5's last column where the scale runs it
+        assert_eq!(Experiment::Table5.tasks_at(&s), Experiment::Table5.tasks());
+        assert_eq!(
+            Experiment::Table5.tasks_at(&Scale::toy()).last(),
+            Some(&Task::Squad)
+        );
+        assert!(!Experiment::Table8
+            .tasks_at(&Scale::full())
+            .contains(&Task::Squad));
         // every experiment has the control, all sharing Table 5's run
         for e in Experiment::ALL {
             let c: Vec<&Row> = r

@@ -7,6 +7,7 @@ use crate::runner::{
     eval_path, pretrain_result_path, read_json, Ctx, EvalResult, PretrainResult, WallTime,
 };
 use crate::scale::Scale;
+use crate::squad;
 use crate::stats::{mean_sd, min_detectable_difference, pooled_sd, welch_diff, Diff};
 use crate::tasks::{self, Baseline, Task};
 use anyhow::{Context, Result};
@@ -18,8 +19,10 @@ use std::path::Path;
 #[derive(Default)]
 struct SeedResults {
     pretrain: Option<PretrainResult>,
-    /// Accuracy in percent.
+    /// Accuracy (SQuAD: F1) in percent.
     evals: BTreeMap<(Checkpoint, Task), f64>,
+    /// SQuAD's exact match in percent.
+    ems: BTreeMap<(Checkpoint, Task), f64>,
     /// The learning rate picked on dev.
     lrs: BTreeMap<(Checkpoint, Task), f32>,
     /// (step, training LM loss) and (step, held-out LM loss).
@@ -38,6 +41,14 @@ impl RowResults<'_> {
         self.seeds
             .iter()
             .filter_map(|(_, s)| s.evals.get(&(ck, task)).copied())
+            .collect()
+    }
+
+    /// The exact-match percentages (SQuAD), one per seed that has them.
+    fn em_values(&self, ck: Checkpoint, task: Task) -> Vec<f64> {
+        self.seeds
+            .iter()
+            .filter_map(|(_, s)| s.ems.get(&(ck, task)).copied())
             .collect()
     }
 
@@ -111,16 +122,12 @@ fn collect<'a>(ctx: &'a Ctx) -> Vec<RowResults<'a>> {
                     let mut cks = vec![Checkpoint::Final];
                     cks.extend(ck_steps.iter().map(|&k| Checkpoint::Step(k)));
                     for ck in cks {
-                        for t in [
-                            Task::Rte,
-                            Task::Qnli,
-                            Task::Mrpc,
-                            Task::Sst2,
-                            Task::PosFinetune,
-                            Task::PosFeature,
-                        ] {
+                        for t in Task::ALL {
                             if let Some(r) = read_json::<EvalResult>(&eval_path(&dir, ck, t)) {
                                 s.evals.insert((ck, t), 100.0 * r.score);
+                                if let Some(em) = r.exact_match {
+                                    s.ems.insert((ck, t), 100.0 * em);
+                                }
                                 s.lrs.insert((ck, t), r.learning_rate);
                                 s.eval_seconds += r.seconds;
                             }
@@ -180,6 +187,15 @@ fn verdict(ours: Option<Diff>, paper: Option<f64>) -> &'static str {
     }
 }
 
+/// A column's name with its metric where it is not accuracy ("SQuAD-dev-split F1").
+fn scored(t: Task) -> String {
+    if t.metric() == "accuracy" {
+        t.label().to_string()
+    } else {
+        format!("{} {}", t.label(), t.metric())
+    }
+}
+
 fn arrow(x: f64) -> &'static str {
     if x.is_nan() {
         "?"
@@ -199,6 +215,7 @@ fn paper_column(exp: Experiment, task: Task) -> Option<&'static str> {
         (Experiment::Table5, Task::Qnli) => Some("QNLI"),
         (Experiment::Table5, Task::Mrpc) => Some("MRPC"),
         (Experiment::Table5, Task::Sst2) => Some("SST-2"),
+        (Experiment::Table5, Task::Squad) => Some("SQuAD F1"),
         (Experiment::Table8, Task::Qnli) => Some("MNLI (fine-tune)"),
         (Experiment::Table8, Task::PosFinetune) => Some("NER (fine-tune)"),
         (Experiment::Table8, Task::PosFeature) => Some("NER (feature-based)"),
@@ -307,22 +324,38 @@ pub fn write(
     for line in &summary {
         let _ = writeln!(out, "- {line}");
     }
-    out.push_str("- Not run: the optional \"+ BiLSTM\" row of Table 5, and SQuAD.\n\n");
+    let _ = writeln!(
+        out,
+        "- Not run: the optional \"+ BiLSTM\" row of Table 5{}.\n",
+        if ctx.scale.squad.is_some() {
+            ""
+        } else {
+            "; SQuAD-dev-split: run at the full scale only"
+        }
+    );
     out.push_str(&sections);
     let path = results.join("REPORT.md");
     cloze::train::checkpoint::write_atomic(&path, out.as_bytes())?;
     Ok(path)
 }
 
-fn best_baselines(baselines: &Baselines) -> BTreeMap<Task, (String, f64)> {
+fn best_baselines(baselines: &Baselines) -> BTreeMap<Task, Baseline> {
     baselines
         .iter()
         .filter_map(|(t, (_, _, b))| {
             b.iter()
                 .max_by(|x, y| x.score.total_cmp(&y.score))
-                .map(|b| (*t, (b.name.clone(), 100.0 * b.score)))
+                .map(|b| (*t, b.clone()))
         })
         .collect()
+}
+
+/// A baseline's score in percent: `F1 x / EM y` where it has an exact match, else the score.
+fn baseline_score(b: &Baseline) -> String {
+    match b.exact_match {
+        Some(em) => format!("F1 {:.1} / EM {:.1}", 100.0 * b.score, 100.0 * em),
+        None => format!("{:.1}", 100.0 * b.score),
+    }
 }
 
 /// The headline: the default model's held-out MLM loss (mean over seeds of Table 5's default
@@ -492,7 +525,7 @@ fn section_setup(out: &mut String, inp: &Inputs) {
         r.dupe_factor,
         if r.dupe_factor == 1 { "y" } else { "ies" }
     );
-    let positions = p.max_seq_length.max(128);
+    let positions = s.max_positions();
     let params = s.default_size.parameters(c.vocab_size, positions);
     let _ = writeln!(
         out,
@@ -514,6 +547,29 @@ fn section_setup(out: &mut String, inp: &Inputs) {
         f.learning_rates,
         s.tagging.epochs, s.tagging.finetune_learning_rates, s.tagging.feature_learning_rates
     );
+    match &s.squad {
+        Some(q) => {
+            let _ = writeln!(
+                out,
+                "- {}: span head (start / end logits over the encoder's last layer), windows of {} pieces with a stride of {} (questions ≤ {}), {} epoch(s), batch {}, answers ≤ 30 pieces. \
+                 The learning rate is picked from {:?} on the F1 of the dev articles ({:.0}% of the fine-tune half's articles, a fixed seeded choice); only that model predicts the held-out half, once. \
+                 Model positions: {} (pre-training uses the first {}).",
+                squad::LABEL,
+                q.max_seq_length,
+                q.doc_stride,
+                q.max_query_length,
+                q.epochs,
+                q.batch_size,
+                q.learning_rates,
+                100.0 * q.dev_fraction,
+                s.max_positions(),
+                p.max_seq_length
+            );
+        }
+        None => {
+            let _ = writeln!(out, "- {}: run at the full scale only.", squad::LABEL);
+        }
+    }
     let _ = writeln!(out, "- Seeds: {:?} (each seed changes initialisation, data order, masking and dropout, in pre-training and fine-tuning). {} of {} pre-trainings finished.\n", s.seeds, n_pre, n_distinct);
     let _ = writeln!(
         out,
@@ -539,7 +595,7 @@ fn section_tasks(out: &mut String, baselines: &Baselines) {
                 desc.clone(),
                 format!("{ntr} / {ndev} / {nev}"),
                 bl.iter()
-                    .map(|b| format!("{} {:.1}", b.name, 100.0 * b.score))
+                    .map(|b| format!("{} {}", b.name, baseline_score(b)))
                     .collect::<Vec<_>>()
                     .join("; "),
             ]
@@ -555,7 +611,17 @@ fn section_tasks(out: &mut String, baselines: &Baselines) {
         ],
         &rows,
     );
-    out.push_str("SQuAD (the paper's last Table 5 column) is not reproduced: there is no span-extraction head here, and no honest stand-in. MNLI is not available; RTE stands in for it in Table 5, and the QNLI split in Tables 6 and 8. QNLI passages come from Wikipedia, which is also in our pre-training text (as in the paper). The dev part is carved from the training examples only; the baselines are fitted on the training part.\n\n");
+    if baselines.contains_key(&Task::Squad) {
+        let _ = write!(
+            out,
+            "{label} stands in for SQuAD (the paper's last Table 5 column): only SQuAD v1.1 *dev* is available, so its articles are split by article, half to fine-tune on (with its dev part) and half held out. \
+             Its numbers are F1 and exact match (the official v1.1 metric) on the questions of that held-out half; they are **not** SQuAD v1.1 dev scores and not comparable with the paper's 88.5 (less training data, a different evaluation set), so only the direction of a difference is compared with the paper. SQuAD passages come from Wikipedia, which is also in our pre-training text. ",
+            label = squad::LABEL
+        );
+    } else {
+        let _ = write!(out, "{}: run at the full scale only. ", squad::LABEL);
+    }
+    out.push_str("MNLI is not available; RTE stands in for it in Table 5, and the QNLI split in Tables 6 and 8. QNLI passages come from Wikipedia, which is also in our pre-training text (as in the paper). The dev part is carved from the training examples only; the baselines are fitted on the training part.\n\n");
 }
 
 /// `results/<scale>/pytorch-reference.json`, written by hand or by a separate script.
@@ -619,8 +685,8 @@ struct Inputs<'a> {
     all: &'a [RowResults<'a>],
     paper: Option<&'a Paper>,
     results: &'a Path,
-    /// The best simple baseline of each task (name, percent).
-    best_baseline: BTreeMap<Task, (String, f64)>,
+    /// The best simple baseline of each task.
+    best_baseline: BTreeMap<Task, Baseline>,
 }
 
 impl<'a> Inputs<'a> {
@@ -628,8 +694,13 @@ impl<'a> Inputs<'a> {
     fn baseline_row(&self, tasks: &[Task], paper_cols: bool) -> Vec<String> {
         let mut cells = vec!["*best simple baseline*".to_string()];
         for t in tasks {
-            cells.push(self.best_baseline.get(t).map_or("—".into(), |(n, v)| {
-                format!("{v:.1} ({})", n.split(" (").next().unwrap_or(n))
+            cells.push(self.best_baseline.get(t).map_or("—".into(), |b| {
+                let n = &b.name;
+                format!(
+                    "{} ({})",
+                    baseline_score(b),
+                    n.split(" (").next().unwrap_or(n)
+                )
             }));
             if paper_cols {
                 cells.push("".into());
@@ -701,7 +772,7 @@ fn control_line(tasks: &[Task], check: &ControlCheck, loss: Option<Diff>) -> Str
         .map(|((t, d), &h)| {
             format!(
                 "{} {} ({})",
-                t.label(),
+                scored(*t),
                 fmt_diff(*d),
                 if h { "helped" } else { "did not help" }
             )
@@ -786,7 +857,7 @@ fn section_table(out: &mut String, summary: &mut Vec<String>, inp: &Inputs, exp:
         return;
     };
     let ctl = rows.iter().find(|r| r.row.is_control());
-    let tasks = exp.tasks();
+    let tasks = &exp.tasks_at(&inp.ctx.scale)[..];
     let _ = writeln!(out, "## {}\n", exp.title());
     table_values(out, inp, exp, &rows);
     let check = control_check(def, ctl, tasks);
@@ -848,10 +919,14 @@ fn paper_value(inp: &Inputs, exp: Experiment, ri: usize, row: &Row, t: Task) -> 
 
 /// The values table with its baseline and minimum-detectable-difference rows.
 fn table_values(out: &mut String, inp: &Inputs, exp: Experiment, rows: &[&RowResults]) {
-    let tasks = exp.tasks();
+    let tasks = &exp.tasks_at(&inp.ctx.scale)[..];
     let mut header = vec!["row".to_string()];
     for t in tasks {
-        header.push(format!("{} ours", t.label()));
+        header.push(if *t == Task::Squad {
+            format!("{} (EM) ours", scored(*t))
+        } else {
+            format!("{} ours", t.label())
+        });
         header.push(format!("paper {}", paper_column(exp, *t).unwrap_or("—")));
     }
     header.push("held-out MLM loss / unigram / context-free floor (nats)".into());
@@ -863,7 +938,13 @@ fn table_values(out: &mut String, inp: &Inputs, exp: Experiment, rows: &[&RowRes
     for (ri, rr) in rows.iter().enumerate() {
         let mut cells = vec![rr.row.label.clone()];
         for &t in tasks {
-            cells.push(fmt_ms(&rr.values(Checkpoint::Final, t), 1));
+            let v = fmt_ms(&rr.values(Checkpoint::Final, t), 1);
+            let em = rr.em_values(Checkpoint::Final, t);
+            cells.push(if em.is_empty() {
+                v
+            } else {
+                format!("{v} (EM {})", fmt_ms(&em, 1))
+            });
             cells.push(
                 paper_value(inp, exp, ri, rr.row, t).map_or("—".into(), |v| format!("{v:.1}")),
             );
@@ -922,7 +1003,7 @@ fn table_diffs(
     rows: &[&RowResults],
     check: &ControlCheck,
 ) {
-    let tasks = exp.tasks();
+    let tasks = &exp.tasks_at(&inp.ctx.scale)[..];
     let def_index = rows.iter().position(|r| r.row.is_default).unwrap_or(0);
     let def = rows[def_index];
     let gated: Vec<Task> = tasks
@@ -933,7 +1014,7 @@ fn table_diffs(
         .collect();
     let mut header = vec!["row vs default".to_string()];
     for t in tasks {
-        header.push(format!("{} Δ ours [95% CI] → verdict", t.label()));
+        header.push(format!("{} Δ ours [95% CI] → verdict", scored(*t)));
         header.push("Δ paper".into());
     }
     header.push("mean of the columns where pre-training helped: Δ ours / Δ paper → verdict".into());
@@ -1280,7 +1361,7 @@ fn table6_values(
 ) {
     let tasks = Experiment::Table6.tasks();
     let vocab = inp.ctx.corpus.stats.vocab_size;
-    let positions = inp.ctx.scale.pretrain.max_seq_length.max(128);
+    let positions = inp.ctx.scale.max_positions();
     let params = |r: &RowResults| r.row.spec.size.parameters(vocab, positions) as f64;
     let mut header = vec![
         "size".to_string(),
@@ -1376,7 +1457,7 @@ fn table6_values(
 fn table6_plots(out: &mut String, inp: &Inputs, rows: &[&RowResults]) {
     let tasks = Experiment::Table6.tasks();
     let vocab = inp.ctx.corpus.stats.vocab_size;
-    let positions = inp.ctx.scale.pretrain.max_seq_length.max(128);
+    let positions = inp.ctx.scale.max_positions();
     // the control (a random model, perplexity ≈ vocabulary) would flatten the curves
     let sized: Vec<&&RowResults> = rows.iter().filter(|r| !r.row.is_control()).collect();
     let x = |r: &RowResults| r.row.spec.size.parameters(vocab, positions) as f64;
@@ -1449,6 +1530,18 @@ pub fn baselines(ctx: &Ctx) -> Result<Baselines> {
     let sizes = [d.train.len(), d.dev.len(), d.eval.len()];
     for t in [Task::PosFinetune, Task::PosFeature] {
         out.insert(t, (t.describe().to_string(), sizes, bl.clone()));
+    }
+    if ctx.scale.squad.is_some() {
+        let d = ctx.squad_data()?;
+        let sizes = [d.train.len(), d.dev.len(), d.eval.len()];
+        out.insert(
+            Task::Squad,
+            (
+                Task::Squad.describe().to_string(),
+                sizes,
+                vec![squad::baseline(&d)?],
+            ),
+        );
     }
     Ok(out)
 }

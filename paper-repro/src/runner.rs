@@ -7,8 +7,10 @@
 use crate::corpus::{Corpus, Unigram};
 use crate::plan::{owner, Checkpoint, Experiment, Objective, PretrainSpec, Row};
 use crate::scale::Scale;
+use crate::squad::{self, SquadData, SquadParams};
 use crate::tasks::{self, ClassData, TagData, Task};
 use anyhow::{bail, Context, Result};
+use cloze::finetune::span::{squad_scores, train_span_model, SpanModel};
 use cloze::finetune::tagging::{train_tagger, TagMode, TaggingConfig};
 use cloze::finetune::trainer::{finetune_once, scores, FinetuneConfig};
 use cloze::pretrain::config::PretrainConfig;
@@ -32,6 +34,7 @@ pub struct Ctx {
     pub rows: Vec<Row>,
     class_data: Mutex<HashMap<Task, std::sync::Arc<ClassData>>>,
     tag_data: OnceLock<std::sync::Arc<TagData>>,
+    squad_data: OnceLock<std::sync::Arc<SquadData>>,
 }
 
 impl Ctx {
@@ -52,6 +55,7 @@ impl Ctx {
             rows,
             class_data: Mutex::new(HashMap::new()),
             tag_data: OnceLock::new(),
+            squad_data: OnceLock::new(),
         }
     }
 
@@ -81,6 +85,18 @@ impl Ctx {
         }
         let d = std::sync::Arc::new(tasks::load_tagging(&self.data, &self.scale)?);
         Ok(self.tag_data.get_or_init(|| d).clone())
+    }
+
+    /// The SQuAD-dev-split (an error at scales without the SQuAD column).
+    pub fn squad_data(&self) -> Result<std::sync::Arc<SquadData>> {
+        if let Some(d) = self.squad_data.get() {
+            return Ok(d.clone());
+        }
+        let s = self.scale.squad.as_ref().with_context(|| {
+            format!("{}: not run at the {} scale", squad::LABEL, self.scale.name)
+        })?;
+        let d = std::sync::Arc::new(squad::load_data(&self.data.join("squad"), s)?);
+        Ok(self.squad_data.get_or_init(|| d).clone())
     }
 }
 
@@ -127,12 +143,43 @@ pub struct PretrainResult {
     pub heldout_context_free_loss: Option<f64>,
 }
 
-/// One learning rate's score on the dev part.
+/// One learning rate's score on the dev part: accuracy (classification, tagging) or F1 and
+/// EM (SQuAD), fractions in [0, 1].
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DevScore {
     pub learning_rate: f32,
-    /// Accuracy in [0, 1].
-    pub accuracy: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub f1: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact_match: Option<f64>,
+}
+
+impl DevScore {
+    pub fn accuracy(learning_rate: f32, accuracy: f64) -> DevScore {
+        DevScore {
+            learning_rate,
+            accuracy: Some(accuracy),
+            f1: None,
+            exact_match: None,
+        }
+    }
+
+    /// SQuAD's: F1 (the rate is picked on it) and EM.
+    pub fn span(learning_rate: f32, f1: f64, exact_match: f64) -> DevScore {
+        DevScore {
+            learning_rate,
+            accuracy: None,
+            f1: Some(f1),
+            exact_match: Some(exact_match),
+        }
+    }
+
+    /// The score the learning rate is picked on: F1 where there is one, else accuracy.
+    pub fn value(&self) -> f64 {
+        self.f1.or(self.accuracy).unwrap_or(f64::NAN)
+    }
 }
 
 /// What a finished fine-tuning leaves in `eval/<task>[-step-N]-lr-on-dev.json`.
@@ -141,11 +188,15 @@ pub struct EvalResult {
     pub task: Task,
     pub checkpoint: Checkpoint,
     pub seed: u64,
-    /// Accuracy in [0, 1] on the evaluation ("test") split, of the model best on dev only.
+    /// The task's metric in [0, 1] on the evaluation ("test") split, of the model best on dev
+    /// only: accuracy, or F1 for SQuAD.
     pub score: f64,
+    /// SQuAD: exact match in [0, 1] on the evaluation split (same model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact_match: Option<f64>,
     /// The learning rate picked on dev.
     pub learning_rate: f32,
-    /// Every learning rate of the grid with its dev accuracy.
+    /// Every learning rate of the grid with its dev score(s).
     pub dev_scores: Vec<DevScore>,
     pub train_examples: usize,
     pub dev_examples: usize,
@@ -219,7 +270,7 @@ pub fn jobs(ctx: &Ctx, experiments: &[Experiment]) -> Vec<Job> {
                 );
             }
             for &checkpoint in &cks {
-                for &task in r.experiment.tasks() {
+                for task in r.experiment.tasks_at(&ctx.scale) {
                     let j = Job::Eval {
                         spec: r.spec,
                         seed,
@@ -332,7 +383,7 @@ init_positions = "{positions}"
         hidden = spec.size.hidden,
         heads = spec.size.heads,
         inter = 4 * spec.size.hidden,
-        maxpos = p.max_seq_length.max(128),
+        maxpos = s.max_positions(),
         vocab = ctx.corpus.vocab.display().to_string(),
         train = ctx.corpus.train.display().to_string(),
         heldout = ctx.corpus.heldout.display().to_string(),
@@ -482,24 +533,21 @@ fn model_dir(dir: &Path, checkpoint: Checkpoint) -> PathBuf {
     }
 }
 
-/// Trains once per learning rate (`train` returns the model and its dev accuracy), keeps the
-/// model best on dev (the first on ties) and scores only that one on the test split (`test`
-/// is called exactly once). Returns (test score, chosen rate, every dev score).
-pub fn select_on_dev<M>(
+/// Trains once per learning rate (`train` returns the model and its dev score), keeps the
+/// model best on dev ([`DevScore::value`]; the first on ties) and scores only that one on the
+/// test split (`test` is called exactly once). Returns (test result, chosen rate, every dev
+/// score).
+pub fn select_on_dev<M, T>(
     learning_rates: &[f32],
-    mut train: impl FnMut(f32) -> Result<(M, f64)>,
-    test: impl FnOnce(&M, f32) -> Result<f64>,
-) -> Result<(f64, f32, Vec<DevScore>)> {
+    mut train: impl FnMut(f32) -> Result<(M, DevScore)>,
+    test: impl FnOnce(&M, f32) -> Result<T>,
+) -> Result<(T, f32, Vec<DevScore>)> {
     let mut best: Option<(M, DevScore)> = None;
     let mut dev = Vec::with_capacity(learning_rates.len());
     for &lr in learning_rates {
-        let (model, accuracy) = train(lr)?;
-        let d = DevScore {
-            learning_rate: lr,
-            accuracy,
-        };
+        let (model, d) = train(lr)?;
         dev.push(d);
-        if best.as_ref().is_none_or(|(_, b)| accuracy > b.accuracy) {
+        if best.as_ref().is_none_or(|(_, b)| d.value() > b.value()) {
             best = Some((model, d));
         }
     }
@@ -510,8 +558,17 @@ pub fn select_on_dev<M>(
     Ok((score, chosen.learning_rate, dev))
 }
 
-/// (test score, chosen rate, dev scores, train / dev / test sizes, settings) of one fine-tuning.
-type Outcome = (f64, f32, Vec<DevScore>, [usize; 3], serde_json::Value);
+/// What one fine-tuning found.
+struct Outcome {
+    /// The test score (accuracy, or F1) and, for SQuAD, the test EM.
+    score: f64,
+    exact_match: Option<f64>,
+    learning_rate: f32,
+    dev_scores: Vec<DevScore>,
+    /// Train / dev / test sizes.
+    sizes: [usize; 3],
+    settings: serde_json::Value,
+}
 
 fn eval_tagging(
     ctx: &Ctx,
@@ -544,13 +601,22 @@ fn eval_tagging(
     // is trained again (same seed and data: the same model) and scored on the test split once
     let (score, lr, dev) = select_on_dev(
         grid,
-        |lr| Ok(((), train_tagger(&cfg(lr), &d.train, &d.dev)?.accuracy)),
+        |lr| {
+            let a = train_tagger(&cfg(lr), &d.train, &d.dev)?.accuracy;
+            Ok(((), DevScore::accuracy(lr, a)))
+        },
         |_, lr| Ok(train_tagger(&cfg(lr), &d.train, &d.eval)?.accuracy),
     )?;
     let mut settings = serde_json::to_value(cfg(lr))?;
     settings["learning_rate_grid"] = serde_json::to_value(grid)?;
-    let sizes = [d.train.len(), d.dev.len(), d.eval.len()];
-    Ok((score, lr, dev, sizes, settings))
+    Ok(Outcome {
+        score,
+        exact_match: None,
+        learning_rate: lr,
+        dev_scores: dev,
+        sizes: [d.train.len(), d.dev.len(), d.eval.len()],
+        settings,
+    })
 }
 
 fn eval_classification(ctx: &Ctx, seed: u64, model: &Path, task: Task) -> Result<Outcome> {
@@ -571,7 +637,7 @@ fn eval_classification(ctx: &Ctx, seed: u64, model: &Path, task: Task) -> Result
         &f.learning_rates,
         |lr| {
             let (clf, s) = finetune_once(&cfg, lr, &d.train, &d.dev)?;
-            Ok((clf, s.accuracy))
+            Ok((clf, DevScore::accuracy(lr, s.accuracy)))
         },
         |clf, _| {
             let pred = clf.predict(&d.eval, f.batch_size)?;
@@ -579,8 +645,46 @@ fn eval_classification(ctx: &Ctx, seed: u64, model: &Path, task: Task) -> Result
             Ok(scores(&pred, &gold, d.num_labels).0)
         },
     )?;
-    let sizes = [d.train.len(), d.dev.len(), d.eval.len()];
-    Ok((score, lr, dev, sizes, serde_json::to_value(&cfg)?))
+    Ok(Outcome {
+        score,
+        exact_match: None,
+        learning_rate: lr,
+        dev_scores: dev,
+        sizes: [d.train.len(), d.dev.len(), d.eval.len()],
+        settings: serde_json::to_value(&cfg)?,
+    })
+}
+
+/// SQuAD-dev-split: a span model per learning rate, trained on the fine-tune articles and
+/// scored on the dev articles (F1 picks the rate); the best-on-dev model then predicts the
+/// held-out half once.
+fn eval_squad(ctx: &Ctx, seed: u64, model: &Path) -> Result<Outcome> {
+    let d = ctx.squad_data()?;
+    let s = ctx.scale.squad.as_ref().context("no SQuAD settings")?;
+    let cfg = |lr| SquadParams::at(s, lr).span_config(model, seed);
+    let ((f1, em), lr, dev) = select_on_dev(
+        &s.learning_rates,
+        |lr| {
+            let (m, sc) = train_span_model(&cfg(lr), &d.train, &d.dev)?;
+            Ok((m, DevScore::span(lr, sc.f1, sc.exact_match)))
+        },
+        |m: &SpanModel, lr| {
+            let preds = m.predict(&d.eval, &cfg(lr))?;
+            let (em, f1) = squad_scores(&preds, &d.eval)?;
+            Ok((f1, em))
+        },
+    )?;
+    let mut settings = serde_json::to_value(cfg(lr))?;
+    settings["learning_rate_grid"] = serde_json::to_value(&s.learning_rates)?;
+    settings["label"] = squad::LABEL.into();
+    Ok(Outcome {
+        score: f1,
+        exact_match: Some(em),
+        learning_rate: lr,
+        dev_scores: dev,
+        sizes: [d.train.len(), d.dev.len(), d.eval.len()],
+        settings,
+    })
 }
 
 fn run_eval(
@@ -596,29 +700,36 @@ fn run_eval(
         bail!("no model at {}", model.display());
     }
     let t0 = Instant::now();
-    let (score, learning_rate, dev_scores, [n_train, n_dev, n_eval], settings) =
-        if task.is_tagging() {
-            eval_tagging(ctx, spec, seed, &model, task)?
-        } else {
-            eval_classification(ctx, seed, &model, task)?
-        };
+    let o = if task == Task::Squad {
+        eval_squad(ctx, seed, &model)?
+    } else if task.is_tagging() {
+        eval_tagging(ctx, spec, seed, &model, task)?
+    } else {
+        eval_classification(ctx, seed, &model, task)?
+    };
+    let [n_train, n_dev, n_eval] = o.sizes;
     let r = EvalResult {
         task,
         checkpoint,
         seed,
-        score,
-        learning_rate,
-        dev_scores,
+        score: o.score,
+        exact_match: o.exact_match,
+        learning_rate: o.learning_rate,
+        dev_scores: o.dev_scores,
         train_examples: n_train,
         dev_examples: n_dev,
         eval_examples: n_eval,
-        settings,
+        settings: o.settings,
         seconds: t0.elapsed().as_secs_f64(),
     };
     write_json(&eval_path(&dir, checkpoint, task), &r)?;
     Ok(format!(
-        "{:.1}% (lr {learning_rate:e} picked on dev), {:.0} s",
-        100.0 * score,
+        "{} {:.1}%{} (lr {:e} picked on dev), {:.0} s",
+        task.metric(),
+        100.0 * r.score,
+        r.exact_match
+            .map_or(String::new(), |em| format!(", EM {:.1}%", 100.0 * em)),
+        r.learning_rate,
         r.seconds
     ))
 }
@@ -842,7 +953,7 @@ mod tests {
             &[1e-4, 3e-4, 1e-3],
             |lr| {
                 trained.set(trained.get() + 1);
-                Ok((lr, dev_acc(lr)))
+                Ok((lr, DevScore::accuracy(lr, dev_acc(lr))))
             },
             |model: &f32, lr| {
                 tested.set(tested.get() + 1);
@@ -854,16 +965,39 @@ mod tests {
         assert_eq!((trained.get(), tested.get()), (3, 1));
         assert_eq!((score, lr), (0.7, 3e-4));
         assert_eq!(dev.len(), 3);
-        assert_eq!(
-            dev[1],
-            DevScore {
-                learning_rate: 3e-4,
-                accuracy: 0.8
-            }
-        );
+        assert_eq!(dev[1], DevScore::accuracy(3e-4, 0.8));
         // ties keep the first (smallest) rate
-        let (_, lr, _) = select_on_dev(&[1e-4, 1e-3], |lr| Ok((lr, 0.5)), |_, _| Ok(0.0)).unwrap();
+        let (_, lr, _) = select_on_dev(
+            &[1e-4, 1e-3],
+            |lr| Ok((lr, DevScore::accuracy(lr, 0.5))),
+            |_, _| Ok(0.0),
+        )
+        .unwrap();
         assert_eq!(lr, 1e-4);
-        assert!(select_on_dev::<()>(&[], |_| unreachable!(), |_, _| unreachable!()).is_err());
+        assert!(select_on_dev::<(), f64>(&[], |_| unreachable!(), |_, _| unreachable!()).is_err());
+        // SQuAD picks on F1, not EM
+        let (_, lr, dev) = select_on_dev(
+            &[1e-4, 1e-3],
+            |lr| {
+                let s = if lr == 1e-4 {
+                    DevScore::span(lr, 0.3, 0.2)
+                } else {
+                    DevScore::span(lr, 0.4, 0.1)
+                };
+                Ok(((), s))
+            },
+            |_, _| Ok(0.0),
+        )
+        .unwrap();
+        assert_eq!(lr, 1e-3);
+        let json = serde_json::to_value(dev[0]).unwrap();
+        assert!(
+            json.get("accuracy").is_none() && json["f1"].is_f64(),
+            "{json}"
+        );
+        // older eval files (accuracy only) still read
+        let old: DevScore =
+            serde_json::from_str(r#"{"learning_rate": 0.001, "accuracy": 0.5}"#).unwrap();
+        assert_eq!(old, DevScore::accuracy(1e-3, 0.5));
     }
 }

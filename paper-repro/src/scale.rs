@@ -170,6 +170,29 @@ pub struct TaggingScale {
     pub feature_layers: usize,
 }
 
+/// SQuAD-dev-split span fine-tuning (Table 5's last column; see `squad.rs`). Only SQuAD v1.1
+/// dev exists here, so its articles are split in half by article; the fine-tune half gives
+/// the training and the dev part (carved by article), the other half is the evaluation split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SquadScale {
+    /// Training questions (a fixed, seeded subset of the training articles; `None` = all).
+    pub max_train: Option<usize>,
+    /// Dev questions (a fixed, seeded subset of the dev articles; `None` = all).
+    pub max_dev: Option<usize>,
+    /// Evaluation ("test") questions (a fixed, seeded subset of the held-out half).
+    pub max_eval: Option<usize>,
+    /// Share of the fine-tune half's articles carved off, by a fixed seed, as the dev part
+    /// the learning rate is picked on.
+    pub dev_fraction: f64,
+    pub max_seq_length: usize,
+    pub doc_stride: usize,
+    pub max_query_length: usize,
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// The learning-rate grid, picked on dev (F1) as for the other tasks.
+    pub learning_rates: Vec<f32>,
+}
+
 /// Everything a scale fixes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Scale {
@@ -189,6 +212,10 @@ pub struct Scale {
     pub pretrain: PretrainScale,
     pub finetune: FinetuneScale,
     pub tagging: TaggingScale,
+    /// The SQuAD-dev-split column of Table 5, at the scales that run it. Left out of
+    /// `scale.json` when `None`, so the saved settings of such scales do not change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub squad: Option<SquadScale>,
     /// The experiments `all` runs and the report covers at this scale.
     pub experiments: Vec<Experiment>,
 }
@@ -246,6 +273,18 @@ impl Scale {
                 feature_learning_rates: vec![3e-3, 1e-2],
                 feature_layers: 4,
             },
+            squad: Some(SquadScale {
+                max_train: Some(16),
+                max_dev: Some(8),
+                max_eval: Some(8),
+                dev_fraction: 0.2,
+                max_seq_length: 64,
+                doc_stride: 32,
+                max_query_length: 16,
+                epochs: 1,
+                batch_size: 8,
+                learning_rates: vec![3e-4, 1e-3],
+            }),
             experiments: Experiment::ALL.to_vec(),
         }
     }
@@ -293,6 +332,8 @@ impl Scale {
                 feature_learning_rates: vec![1e-3, 3e-3, 1e-2],
                 feature_layers: 4,
             },
+            // too costly for the hour budget: SQuAD-dev-split runs at the full scale only
+            squad: None,
             // Table 8 and Table 6 need 9 more pre-trainings: at the full scale only, so that
             // the hour buys the rows that remain 5000 steps each
             experiments: vec![Experiment::Table5, Experiment::Figure5],
@@ -343,6 +384,19 @@ impl Scale {
                 feature_learning_rates: vec![3e-4, 1e-3, 3e-3],
                 feature_layers: 4,
             },
+            squad: Some(SquadScale {
+                max_train: Some(4000),
+                max_dev: None,
+                max_eval: Some(2000),
+                dev_fraction: 0.2,
+                // the pre-trained length, so no position is used that pre-training never saw
+                max_seq_length: 128,
+                doc_stride: 64,
+                max_query_length: 32,
+                epochs: 2,
+                batch_size: 32,
+                learning_rates: vec![1e-4, 3e-4, 1e-3],
+            }),
             experiments: Experiment::ALL.to_vec(),
         }
     }
@@ -350,6 +404,14 @@ impl Scale {
     /// Tokens of one pre-training run (batch × sequence length × steps; padding included).
     pub fn pretrain_tokens(&self) -> u64 {
         self.pretrain.steps * (self.pretrain.batch_size * self.pretrain.max_seq_length) as u64
+    }
+
+    /// Position embeddings of every model: the pre-training length (at least 128), and long
+    /// enough for the SQuAD windows where the scale runs them. Positions beyond the
+    /// pre-training length are never trained before fine-tuning.
+    pub fn max_positions(&self) -> usize {
+        let squad = self.squad.as_ref().map_or(0, |q| q.max_seq_length);
+        self.pretrain.max_seq_length.max(128).max(squad)
     }
 
     /// Steps at which Figure 5 fine-tunes a checkpoint (the last one is the final model).
@@ -372,6 +434,7 @@ impl Scale {
              max {mp} predictions per sequence, {ck} checkpoints\n\
              fine-tuning: {ft_train} train examples per task ({dev:.0}% of them held out as dev) / {ft_eval} eval, {fe} epochs, batch {fb}, seq {fs}, lr picked on dev from {flr:?}\n\
              tagging: {tt} train / {te} eval sentences, {tep} epochs, lr picked on dev from {tlr:?} (fine-tuned) / {tfl:?} (feature-based, last {tl} layers)\n\
+             {squad}\n\
              seeds: {seeds:?}\n\
              experiments: {exps}",
             name = self.name,
@@ -401,6 +464,23 @@ impl Scale {
             tlr = t.finetune_learning_rates,
             tfl = t.feature_learning_rates,
             tl = t.feature_layers,
+            squad = self.squad.as_ref().map_or(
+                format!("{}: run at the full scale only", crate::squad::LABEL),
+                |q| format!(
+                    "{}: {} train / {} dev / {} eval questions (dev: {:.0}% of the fine-tune articles), seq {} stride {} query {}, {} epochs, batch {}, lr picked on dev F1 from {:?}",
+                    crate::squad::LABEL,
+                    cap(q.max_train),
+                    cap(q.max_dev),
+                    cap(q.max_eval),
+                    100.0 * q.dev_fraction,
+                    q.max_seq_length,
+                    q.doc_stride,
+                    q.max_query_length,
+                    q.epochs,
+                    q.batch_size,
+                    q.learning_rates
+                )
+            ),
             seeds = self.seeds,
             exps = self.experiments.iter().map(|e| e.slug()).collect::<Vec<_>>().join(", "),
         )
@@ -435,6 +515,17 @@ mod tests {
             assert!(!s.experiments.is_empty(), "{}", s.name);
         }
         assert_eq!(Scale::toy().experiments, Experiment::ALL.to_vec());
+        // SQuAD-dev-split: toy (the pipeline test) and full, not quick
+        assert!(Scale::quick().squad.is_none());
+        for s in [Scale::toy(), Scale::full()] {
+            let q = s.squad.as_ref().unwrap();
+            assert!(q.learning_rates.len() >= 2, "{}", s.name);
+            assert!(q.doc_stride < q.max_seq_length && q.max_query_length + 3 < q.max_seq_length);
+            assert!(s.max_positions() >= q.max_seq_length, "{}", s.name);
+        }
+        // quick's saved settings (scale.json) do not mention SQuAD
+        let v = serde_json::to_value(Scale::quick()).unwrap();
+        assert!(v.get("squad").is_none());
         assert_eq!(Scale::full().experiments, Experiment::ALL.to_vec());
     }
 }

@@ -5,12 +5,14 @@
 //!
 //! Beside the fine-tuned span model there is a simple baseline: the context sentence with the
 //! most content words in common with the question, scored with the same official EM / F1.
-#![allow(dead_code)] // the runner wires these in
 
+use crate::scale::SquadScale;
+use crate::tasks::{carve_dev, subset, Baseline};
 use anyhow::{bail, Context, Result};
+#[cfg(test)]
+use cloze::finetune::span::train_span;
 use cloze::finetune::span::{
-    normalize_answer, read_squad_json, squad_scores, train_span, SpanConfig, SquadArticle,
-    SquadExample,
+    normalize_answer, read_squad_json, squad_scores, SpanConfig, SquadArticle, SquadExample,
 };
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -38,19 +40,64 @@ pub fn split_articles(
     (pick(&order[..half]), pick(&order[half..]))
 }
 
+/// The seed of the 24/24 article split: the same split for every row, seed and scale.
+pub const SPLIT_SEED: u64 = 1;
+
+fn flatten(side: &[&SquadArticle]) -> Vec<SquadExample> {
+    side.iter()
+        .flat_map(|a| a.examples.iter().cloned())
+        .collect()
+}
+
+/// The SQuAD-dev-split as the runner uses it: `train` and `dev` are questions of disjoint
+/// articles of the fine-tune half (the learning rate is picked on `dev`), `eval` questions of
+/// the held-out half, read once per fine-tuning.
+pub struct SquadData {
+    pub train: Vec<SquadExample>,
+    pub dev: Vec<SquadExample>,
+    pub eval: Vec<SquadExample>,
+}
+
+/// Reads `data_dir/dev-v1.1.json`, splits it by article ([`split_articles`] with
+/// [`SPLIT_SEED`]), carves `dev_fraction` of the fine-tune half's articles off as dev (a fixed
+/// seed), and caps each part at a fixed seeded sample of questions.
+pub fn load_data(data_dir: &Path, s: &SquadScale) -> Result<SquadData> {
+    Ok(split_data(&read_articles(data_dir)?, s))
+}
+
+/// [`load_data`] on articles already read.
+pub fn split_data(articles: &[SquadArticle], s: &SquadScale) -> SquadData {
+    let (finetune, heldout) = split_articles(articles, SPLIT_SEED);
+    let (train, dev) = carve_dev(finetune, s.dev_fraction, 5);
+    SquadData {
+        train: subset(flatten(&train), s.max_train, 5),
+        dev: subset(flatten(&dev), s.max_dev, 6),
+        eval: subset(flatten(&heldout), s.max_eval, 7),
+    }
+}
+
+fn read_articles(data_dir: &Path) -> Result<Vec<SquadArticle>> {
+    let path = data_dir.join(DEV_FILE);
+    let articles = read_squad_json(&path).with_context(|| format!("reading {}", path.display()))?;
+    if articles.len() < 4 {
+        bail!(
+            "{} has {} articles; a split by article (fine-tune / dev / held-out) needs at least 4",
+            path.display(),
+            articles.len()
+        );
+    }
+    Ok(articles)
+}
+
 /// [`split_articles`] flattened to the examples of each side (article order as shuffled,
 /// questions in file order within an article).
+#[cfg(test)]
 pub fn split_by_article(
     articles: &[SquadArticle],
     seed: u64,
 ) -> (Vec<SquadExample>, Vec<SquadExample>) {
     let (a, b) = split_articles(articles, seed);
-    let flat = |side: Vec<&SquadArticle>| {
-        side.into_iter()
-            .flat_map(|a| a.examples.iter().cloned())
-            .collect::<Vec<_>>()
-    };
-    (flat(a), flat(b))
+    (flatten(&a), flatten(&b))
 }
 
 /// Words the overlap baseline ignores (beyond the articles the normalisation already drops).
@@ -111,6 +158,16 @@ pub fn baseline_scores(examples: &[SquadExample]) -> Result<(f64, f64)> {
     Ok(squad_scores(&preds, examples)?)
 }
 
+/// The overlap baseline on the evaluation split, as the report lists baselines (F1, with EM).
+pub fn baseline(d: &SquadData) -> Result<Baseline> {
+    let (em, f1) = baseline_scores(&d.eval)?;
+    Ok(Baseline {
+        name: "question-overlap sentence (the sentence sharing most content words)".into(),
+        score: f1,
+        exact_match: Some(em),
+    })
+}
+
 /// Fine-tuning settings of the span model (the rest of [`SpanConfig`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SquadParams {
@@ -142,23 +199,49 @@ impl Default for SquadParams {
     }
 }
 
+impl SquadParams {
+    /// A scale's settings with one learning rate of its grid.
+    pub fn at(s: &SquadScale, learning_rate: f32) -> SquadParams {
+        SquadParams {
+            max_seq_length: s.max_seq_length,
+            doc_stride: s.doc_stride,
+            max_query_length: s.max_query_length,
+            batch_size: s.batch_size,
+            epochs: s.epochs,
+            learning_rate,
+            ..SquadParams::default()
+        }
+    }
+
+    /// cloze's span settings for fine-tuning the model in `model_dir` with `seed`.
+    pub fn span_config(&self, model_dir: &Path, seed: u64) -> SpanConfig {
+        SpanConfig {
+            model_dir: model_dir.to_path_buf(),
+            max_seq_length: self.max_seq_length,
+            doc_stride: self.doc_stride,
+            max_query_length: self.max_query_length,
+            batch_size: self.batch_size,
+            epochs: self.epochs,
+            learning_rate: self.learning_rate,
+            warmup_proportion: self.warmup_proportion,
+            seed,
+            max_answer_length: self.max_answer_length,
+            progress: self.progress,
+        }
+    }
+}
+
 /// Reads `data_dir/dev-v1.1.json`, splits it by article with `seed` and caps each side at a
-/// seeded sample of `max_train` / `max_eval` questions (all if `None`).
+/// seeded sample of `max_train` / `max_eval` questions (all if `None`). The by-hand test's
+/// split (no dev part); the runner uses [`load_data`].
+#[cfg(test)]
 pub fn load_split(
     data_dir: &Path,
     max_train: Option<usize>,
     max_eval: Option<usize>,
     seed: u64,
 ) -> Result<(Vec<SquadExample>, Vec<SquadExample>)> {
-    let path = data_dir.join(DEV_FILE);
-    let articles = read_squad_json(&path).with_context(|| format!("reading {}", path.display()))?;
-    if articles.len() < 2 {
-        bail!(
-            "{} has {} articles; a split by article needs at least 2",
-            path.display(),
-            articles.len()
-        );
-    }
+    let articles = read_articles(data_dir)?;
     let (mut train, mut eval) = split_by_article(&articles, seed);
     let cap = |v: &mut Vec<SquadExample>, max: Option<usize>, salt: u64| {
         if let Some(m) = max {
@@ -174,7 +257,9 @@ pub fn load_split(
 }
 
 /// Fine-tunes the model in `model_dir` (HF folder with vocab.txt) on the fine-tuning half of
-/// the SQuAD-dev-split and returns its (EM, F1) on the held-out half, as fractions.
+/// the SQuAD-dev-split and returns its (EM, F1) on the held-out half, as fractions (one fixed
+/// learning rate: the by-hand test; the runner picks the rate on dev).
+#[cfg(test)]
 pub fn run_squad(
     model_dir: &Path,
     data_dir: &Path,
@@ -184,19 +269,7 @@ pub fn run_squad(
     seed: u64,
 ) -> Result<(f64, f64)> {
     let (train, eval) = load_split(data_dir, max_train, max_eval, seed)?;
-    let cfg = SpanConfig {
-        model_dir: model_dir.to_path_buf(),
-        max_seq_length: params.max_seq_length,
-        doc_stride: params.doc_stride,
-        max_query_length: params.max_query_length,
-        batch_size: params.batch_size,
-        epochs: params.epochs,
-        learning_rate: params.learning_rate,
-        warmup_proportion: params.warmup_proportion,
-        seed,
-        max_answer_length: params.max_answer_length,
-        progress: params.progress,
-    };
+    let cfg = params.span_config(model_dir, seed);
     let s = train_span(&cfg, &train, &eval).with_context(|| {
         format!(
             "{LABEL}: fine-tuning {} on {} questions",
@@ -257,6 +330,35 @@ mod tests {
             a.iter().map(|x| x.title.as_str()).collect::<Vec<_>>(),
             first_half
         );
+    }
+
+    #[test]
+    fn dev_is_carved_by_article_from_the_fine_tune_half() {
+        let articles: Vec<SquadArticle> = (0..48)
+            .map(|i| article(&format!("a{i}"), 2 + i % 3))
+            .collect();
+        let mut s = crate::scale::Scale::full().squad.unwrap();
+        s.max_train = None;
+        s.max_eval = None;
+        let d = split_data(&articles, &s);
+        let titles = |v: &[SquadExample]| -> HashSet<String> {
+            v.iter()
+                .map(|e| e.id.split('-').next().unwrap().to_string())
+                .collect()
+        };
+        let (tr, dv, ev) = (titles(&d.train), titles(&d.dev), titles(&d.eval));
+        assert_eq!((tr.len(), dv.len(), ev.len()), (19, 5, 24));
+        assert!(tr.is_disjoint(&dv) && tr.is_disjoint(&ev) && dv.is_disjoint(&ev));
+        // the held-out half is the by-hand test's held-out half
+        assert_eq!(ev, titles(&split_by_article(&articles, SPLIT_SEED).1));
+        // caps take seeded samples, the same every time
+        s.max_train = Some(10);
+        s.max_dev = Some(3);
+        let a = split_data(&articles, &s);
+        let b = split_data(&articles, &s);
+        assert_eq!((a.train.len(), a.dev.len()), (10, 3));
+        assert_eq!(a.train, b.train);
+        assert!(titles(&a.train).is_subset(&tr) && titles(&a.dev).is_subset(&dv));
     }
 
     #[test]

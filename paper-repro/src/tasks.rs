@@ -25,6 +25,8 @@ pub enum Task {
     PosFinetune,
     /// Brown POS tagging on frozen features (the NER feature-based column of Table 8).
     PosFeature,
+    /// SQuAD v1.1 dev split by article (the SQuAD column of Table 5; F1, EM beside it).
+    Squad,
 }
 
 impl Task {
@@ -36,6 +38,7 @@ impl Task {
             Task::Sst2 => "sst-2",
             Task::PosFinetune => "pos-finetune",
             Task::PosFeature => "pos-feature",
+            Task::Squad => "squad",
         }
     }
 
@@ -48,6 +51,7 @@ impl Task {
             Task::Sst2 => "SST-2",
             Task::PosFinetune => "POS (fine-tune)",
             Task::PosFeature => "POS (feature-based)",
+            Task::Squad => crate::squad::LABEL,
         }
     }
 
@@ -60,12 +64,32 @@ impl Task {
             Task::Sst2 => "GLUE SST-2, train → dev (accuracy)",
             Task::PosFinetune => "Brown POS (universal tags), train → dev, encoder fine-tuned (word accuracy); stands in for CoNLL NER",
             Task::PosFeature => "Brown POS (universal tags), train → dev, frozen encoder, linear head on the last layers concatenated (word accuracy)",
+            Task::Squad => "SQuAD v1.1 has only its dev set here: its 48 articles split by a fixed seed, by article, into a fine-tune half (a fixed 20% of its articles carved off as dev) and a held-out half; span extraction, official F1 (EM beside it). Labelled SQuAD-dev-split: not a SQuAD v1.1 dev score, and not comparable with the paper's number",
         }
     }
 
     pub fn is_tagging(self) -> bool {
         matches!(self, Task::PosFinetune | Task::PosFeature)
     }
+
+    /// The metric of the task's column (SQuAD: F1, with EM beside it).
+    pub fn metric(self) -> &'static str {
+        match self {
+            Task::Squad => "F1",
+            _ => "accuracy",
+        }
+    }
+
+    /// Every task, in column order.
+    pub const ALL: [Task; 7] = [
+        Task::Rte,
+        Task::Qnli,
+        Task::Mrpc,
+        Task::Sst2,
+        Task::PosFinetune,
+        Task::PosFeature,
+        Task::Squad,
+    ];
 }
 
 /// A classification task's data, capped as the scale says. `train` and `dev` are disjoint
@@ -86,9 +110,9 @@ pub struct TagData {
 }
 
 /// Seed of every subset and split: the same examples for every row and seed.
-const SUBSET_SEED: u64 = 0x5EED_DA7A;
+pub(crate) const SUBSET_SEED: u64 = 0x5EED_DA7A;
 
-fn subset<T: Clone>(mut v: Vec<T>, cap: Option<usize>, salt: u64) -> Vec<T> {
+pub(crate) fn subset<T: Clone>(mut v: Vec<T>, cap: Option<usize>, salt: u64) -> Vec<T> {
     if let Some(n) = cap {
         if v.len() > n {
             v.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(
@@ -167,11 +191,13 @@ pub fn load_tagging(data: &Path, scale: &Scale) -> Result<TagData> {
     })
 }
 
-/// A simple baseline's name and score (a fraction).
+/// A simple baseline's name and score (a fraction; SQuAD: F1, with its EM).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Baseline {
     pub name: String,
     pub score: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact_match: Option<f64>,
 }
 
 fn content_words(s: &str) -> HashSet<String> {
@@ -213,6 +239,7 @@ pub fn class_baselines(d: &ClassData) -> Vec<Baseline> {
     let mut out = vec![Baseline {
         name: format!("majority (label {major})"),
         score: acc(&|_| major),
+        exact_match: None,
     }];
     if d.train.iter().all(|e| e.text_b.is_none()) {
         // unigram naive Bayes with add-one smoothing
@@ -247,6 +274,7 @@ pub fn class_baselines(d: &ClassData) -> Vec<Baseline> {
         out.push(Baseline {
             name: "unigram naive Bayes".into(),
             score: acc(&predict),
+            exact_match: None,
         });
     } else if nl == 2 {
         // label 1 when content-word Jaccard ≥ t, t fitted on train
@@ -278,6 +306,7 @@ pub fn class_baselines(d: &ClassData) -> Vec<Baseline> {
             score: acc(&|e| {
                 (jaccard(&e.text_a, e.text_b.as_deref().unwrap_or("")) >= best) as usize
             }),
+            exact_match: None,
         });
     }
     out
@@ -320,10 +349,12 @@ pub fn tag_baselines(d: &TagData) -> Vec<Baseline> {
         Baseline {
             name: format!("most frequent tag ({most})"),
             score: ok_most as f64 / n,
+            exact_match: None,
         },
         Baseline {
             name: "most frequent tag per word".into(),
             score: ok_word as f64 / n,
+            exact_match: None,
         },
     ]
 }

@@ -104,6 +104,16 @@ fn toy_suite_end_to_end() {
     assert!(shared.join("eval/pos-feature-lr-on-dev.json").exists());
     check_control_run(&runs.join("toy"));
     check_lr_picked_on_dev(&seed1.join("eval"));
+    check_squad_eval(&seed1.join("eval"));
+    assert!(runs
+        .join("toy/table5/none/seed-2/eval/squad-lr-on-dev.json")
+        .exists());
+    assert!(
+        !runs
+            .join("toy/table8/mask100-same0-rnd0/seed-1/eval/squad-lr-on-dev.json")
+            .exists(),
+        "SQuAD is Table 5's column only"
+    );
     // the LTR model was saved causal, so fine-tuning keeps left-only attention
     let cfg =
         std::fs::read_to_string(runs.join("toy/table5/ltr/seed-1/pretrain/final/config.json"))
@@ -134,6 +144,7 @@ fn toy_suite_end_to_end() {
             || report.contains("pre-training did not help at this scale")
     );
     check_controls_in_report(&report);
+    check_squad_in_report(&report);
     for stem in [
         "table5-pretraining-loss",
         "figure5-mlm-vs-ltr",
@@ -238,6 +249,96 @@ fn check_lr_picked_on_dev(eval: &Path) {
         );
         assert!(v["dev_examples"].as_u64().unwrap() > 0);
     }
+}
+
+/// SQuAD-dev-split's eval JSON: one test F1 and EM, and an F1 (and EM) on dev per learning
+/// rate of the toy grid, the chosen rate being the best on dev F1.
+fn check_squad_eval(eval: &Path) {
+    let path = eval.join("squad-lr-on-dev.json");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(v["task"], "Squad", "{v}");
+    for k in ["score", "exact_match"] {
+        let x = v[k].as_f64().unwrap_or_else(|| panic!("no test {k}: {v}"));
+        assert!((0.0..=1.0).contains(&x), "{v}");
+    }
+    let grid = [3e-4, 1e-3];
+    let dev = v["dev_scores"].as_array().unwrap();
+    assert_eq!(dev.len(), grid.len(), "one dev score per rate: {v}");
+    let f1: Vec<f64> = dev
+        .iter()
+        .zip(grid)
+        .map(|(d, lr)| {
+            assert!(
+                (d["learning_rate"].as_f64().unwrap() - lr).abs() < 1e-9,
+                "{v}"
+            );
+            assert!(d["exact_match"].is_f64(), "{v}");
+            d["f1"].as_f64().unwrap()
+        })
+        .collect();
+    let best = (0..f1.len()).fold(0, |b, i| if f1[i] > f1[b] { i } else { b });
+    assert!(
+        (v["learning_rate"].as_f64().unwrap() - grid[best]).abs() < 1e-9,
+        "{v}"
+    );
+    assert_eq!(v["settings"]["label"], "SQuAD-dev-split");
+    for k in ["train_examples", "dev_examples", "eval_examples"] {
+        assert!(v[k].as_u64().unwrap() > 0, "{v}");
+    }
+}
+
+/// Table 5 has the SQuAD-dev-split column with F1 (EM) numbers for the default and the
+/// control rows, the difference and minimum-detectable-difference cells, and its baseline.
+fn check_squad_in_report(report: &str) {
+    let start = report.find("## Table 5: pre-training tasks").unwrap();
+    let t5 = &report[start..];
+    let t5 = &t5[..t5[3..].find("\n## ").map_or(t5.len(), |i| i + 3)];
+    let cells = |l: &str| -> Vec<String> {
+        l.trim()
+            .trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .collect()
+    };
+    let header = t5
+        .lines()
+        .find(|l| l.starts_with("| row |"))
+        .expect("Table 5's value table");
+    let col = cells(header)
+        .iter()
+        .position(|c| c == "SQuAD-dev-split F1 (EM) ours")
+        .unwrap_or_else(|| panic!("no SQuAD column: {header}"));
+    assert_eq!(cells(header)[col + 1], "paper SQuAD F1");
+    let number = regex::Regex::new(r"^\d+\.\d ± \d+\.\d \(EM \d+\.\d ± \d+\.\d\)$").unwrap();
+    for row in ["| BERT (MLM+NSP) |", "| No pre-training (random init) |"] {
+        let line = t5.lines().find(|l| l.starts_with(row)).unwrap();
+        let c = &cells(line)[col];
+        assert!(number.is_match(c), "{row} SQuAD cell {c:?}");
+    }
+    let baseline = t5
+        .lines()
+        .find(|l| l.starts_with("| *best simple baseline*"))
+        .unwrap();
+    assert!(
+        cells(baseline)[col].starts_with("F1 ") && cells(baseline)[col].contains(" / EM "),
+        "{baseline}"
+    );
+    let mdd = t5
+        .lines()
+        .find(|l| l.starts_with("| *minimum detectable difference*"))
+        .unwrap();
+    assert!(!cells(mdd)[col].is_empty(), "{mdd}");
+    assert!(t5.contains("SQuAD-dev-split F1 Δ ours [95% CI] → verdict"));
+    let vs_none = t5
+        .lines()
+        .find(|l| l.starts_with("**Pre-training vs none**"))
+        .unwrap();
+    assert!(vs_none.contains("SQuAD-dev-split F1 "), "{vs_none}");
+    // the baselines table lists it, and nothing calls it SQuAD v1.1 dev F1
+    assert!(report.contains("| SQuAD-dev-split |"));
+    assert!(!report.contains("SQuAD v1.1 dev F1"));
+    assert!(!report.contains("Not run: the optional \"+ BiLSTM\" row of Table 5, and SQuAD"));
 }
 
 /// The control row in every table, and the headline.
