@@ -405,7 +405,9 @@ init_positions = "{positions}"
         dropout = p.recipe.dropout,
         dupe = p.recipe.dupe_factor,
         mlm_prob = p.recipe.masked_lm_prob,
-        train_maxpred = p.recipe.train_predictions(p.max_seq_length, p.max_predictions_per_seq),
+        train_maxpred = p
+            .recipe
+            .train_predictions(p.max_seq_length, p.max_predictions_per_seq),
         pre_ln = p.recipe.pre_layer_norm,
         lm_bias = if p.recipe.unigram_lm_bias {
             "unigram"

@@ -302,12 +302,12 @@ impl Scale {
             sizes: vec![Size::new(1, 128, 2), size, Size::new(4, 128, 2)],
             seeds: vec![1, 2, 3],
             pretrain: PretrainScale {
-                steps: 5000,
+                steps: 4000,
                 batch_size: 32,
                 max_seq_length: 64,
                 max_predictions_per_seq: 10,
                 learning_rate: 1e-3,
-                warmup_steps: 250,
+                warmup_steps: 200,
                 eval_batches: 40,
                 checkpoints: 4,
                 recipe: Recipe::STUDIED,
@@ -335,7 +335,7 @@ impl Scale {
             // too costly for the hour budget: SQuAD-dev-split runs at the full scale only
             squad: None,
             // Table 8 and Table 6 need 9 more pre-trainings: at the full scale only, so that
-            // the hour buys the rows that remain 5000 steps each
+            // the hour buys the rows that remain 4000 steps each
             experiments: vec![Experiment::Table5, Experiment::Figure5],
         }
     }
@@ -435,6 +435,7 @@ impl Scale {
              fine-tuning: {ft_train} train examples per task ({dev:.0}% of them held out as dev) / {ft_eval} eval, {fe} epochs, batch {fb}, seq {fs}, lr picked on dev from {flr:?}\n\
              tagging: {tt} train / {te} eval sentences, {tep} epochs, lr picked on dev from {tlr:?} (fine-tuned) / {tfl:?} (feature-based, last {tl} layers)\n\
              {squad}\n\
+             recipe: {recipe:?}\n\
              seeds: {seeds:?}\n\
              experiments: {exps}",
             name = self.name,
@@ -482,6 +483,7 @@ impl Scale {
                 )
             ),
             seeds = self.seeds,
+            recipe = self.pretrain.recipe,
             exps = self.experiments.iter().map(|e| e.slug()).collect::<Vec<_>>().join(", "),
         )
     }
