@@ -338,3 +338,87 @@ fn mlm_only_and_left_to_right_objectives_train() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+#[test]
+fn unigram_bias_starts_at_the_unigram_loss_and_the_baselines_are_ordered() {
+    // Before any step: a zero LM bias scores about ln V, the unigram start scores its own
+    // unigram baseline (the encoder's small random logits add a little), and the context-free
+    // floor is below the unigram loss (80/10/10 masking lets a predictor copy a visible token).
+    let dir = workdir("baselines");
+    let zeros = Pretrainer::single(PretrainConfig::from_file(setup(&dir, 10, "")).unwrap())
+        .unwrap()
+        .evaluate()
+        .unwrap();
+    let cfg = setup(
+        &dir,
+        10,
+        "init_lm_bias = \"unigram\"\ninit_positions = \"sinusoidal\"",
+    );
+    let uni = Pretrainer::single(PretrainConfig::from_file(cfg).unwrap())
+        .unwrap()
+        .evaluate()
+        .unwrap();
+    let ln_v = (600f64).ln();
+    assert!((zeros.lm_loss() - ln_v).abs() < 0.5, "{}", zeros.lm_loss());
+    // same held-out positions whatever the initialisation
+    assert_eq!(zeros.lm_unigram_loss(), uni.lm_unigram_loss());
+    assert!(
+        (uni.lm_loss() - uni.lm_unigram_loss()).abs() < 0.15,
+        "unigram start {} vs unigram loss {}",
+        uni.lm_loss(),
+        uni.lm_unigram_loss()
+    );
+    assert!(uni.lm_unigram_loss() < ln_v - 0.5);
+    assert!(
+        uni.lm_context_free_loss() < uni.lm_unigram_loss() - 0.1,
+        "floor {} vs unigram {}",
+        uni.lm_context_free_loss(),
+        uni.lm_unigram_loss()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn heldout_masking_can_differ_from_training() {
+    // 40% masked in training, the held-out set at 15% with its own cap: the held-out
+    // instances carry at most 4 predictions, the training ones up to 16.
+    let dir = workdir("heldout-mask");
+    let p = setup(&dir, 5, "");
+    let text = std::fs::read_to_string(&p).unwrap().replace(
+        "max_predictions_per_seq = 8",
+        "masked_lm_prob = 0.4\nmax_predictions_per_seq = 16\nheldout_masked_lm_prob = 0.15\nheldout_max_predictions_per_seq = 4",
+    );
+    std::fs::write(&p, text).unwrap();
+    let t = Pretrainer::single(PretrainConfig::from_file(&p).unwrap()).unwrap();
+    let held_max = t.data.heldout.iter().map(|i| i.masked_labels.len()).max();
+    let train_max = t.data.train.iter().map(|i| i.masked_labels.len()).max();
+    assert_eq!(held_max, Some(4));
+    assert!(train_max.unwrap() > 8, "{train_max:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn pre_ln_model_trains_on_the_tiny_corpus() {
+    let dir = workdir("preln");
+    let p = setup(&dir, 40, "");
+    let text = std::fs::read_to_string(&p).unwrap().replace(
+        "intermediate_size = 128",
+        "intermediate_size = 128\npre_layer_norm = true",
+    );
+    std::fs::write(&p, text).unwrap();
+    let cfg = PretrainConfig::from_file(&p).unwrap();
+    let initial = Pretrainer::single(cfg.clone())
+        .unwrap()
+        .evaluate()
+        .unwrap()
+        .lm_loss();
+    let last = Pretrainer::single(cfg).unwrap().run().unwrap();
+    assert!(
+        last.lm_loss() < initial - 0.2,
+        "held-out MLM loss {initial} -> {}",
+        last.lm_loss()
+    );
+    let saved = std::fs::read_to_string(dir.join("run/final/config.json")).unwrap();
+    assert!(saved.contains("cloze-preln-bert"), "{saved}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -52,6 +52,12 @@ def parse_args(argv=None):
     a("--dupe-factor", type=int, default=1,
       help="passes over the training corpus when creating instances, each with fresh "
            "randomness (Google's dupe_factor; cloze's [data] dupe_factor)")
+    a("--heldout-masked-lm-prob", type=float, default=None,
+      help="the held-out set's masking rate when training masks more (cloze's "
+           "[data] heldout_masked_lm_prob); default --masked-lm-prob")
+    a("--heldout-max-predictions", type=int, default=None,
+      help="the held-out set's prediction cap (cloze's heldout_max_predictions_per_seq); "
+           "default --max-predictions")
     a("--threads", type=int, default=1), a("--out", default="metrics.jsonl")
     args = p.parse_args(argv)
     if abs(args.mask + args.random + args.keep - 1.0) > 1e-9:
@@ -441,7 +447,12 @@ def main(argv=None):
     t0 = time.time()
     train_docs, held_docs = read_documents(a.train, tok), read_documents(a.heldout, tok)
     train = create_instances(train_docs, a, special, a.seed, a.dupe_factor)
-    held = create_instances(held_docs, a, special, 12345)[: a.batch * a.eval_batches]
+    held_args = argparse.Namespace(**vars(a))
+    if a.heldout_masked_lm_prob is not None:
+        held_args.masked_lm_prob = a.heldout_masked_lm_prob
+    if a.heldout_max_predictions is not None:
+        held_args.max_predictions = a.heldout_max_predictions
+    held = create_instances(held_docs, held_args, special, 12345)[: a.batch * a.eval_batches]
     held_batches = [make_batch(held[i:i + a.batch], a.seq, tok.pad_token_id)
                     for i in range(0, len(held), a.batch)]
     prior = unigram_log_prior(train, vocab)

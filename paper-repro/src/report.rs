@@ -624,12 +624,18 @@ fn section_tasks(out: &mut String, baselines: &Baselines) {
     out.push_str("MNLI is not available; RTE stands in for it in Table 5, and the QNLI split in Tables 6 and 8. QNLI passages come from Wikipedia, which is also in our pre-training text (as in the paper). The dev part is carved from the training examples only; the baselines are fitted on the training part.\n\n");
 }
 
-/// `results/<scale>/pytorch-reference.json`, written by hand or by a separate script.
+/// `results/<scale>/pytorch-reference.json`, written by `paper-repro/pytorch/engine_check.sh`.
 #[derive(Clone, Debug, serde::Deserialize)]
 pub struct PytorchReference {
     pub recipe: String,
     pub steps: u64,
     pub heldout_mlm_loss: f64,
+    /// The two context-free baselines on PyTorch's own held-out positions (it draws its
+    /// held-out instances with its own generator, so they differ slightly from cloze's).
+    #[serde(default)]
+    pub heldout_unigram_loss: Option<f64>,
+    #[serde(default)]
+    pub heldout_context_free_loss: Option<f64>,
     #[serde(default)]
     pub cloze_heldout_mlm_loss: Option<f64>,
     pub command: String,
@@ -642,30 +648,52 @@ fn section_engine_check(out: &mut String, inp: &Inputs) {
         out.push_str("Not run (no `pytorch-reference.json` beside this report).\n\n");
         return;
     };
-    // without a cloze number in the file: the default row, if it ran the same steps
-    let cloze = r.cloze_heldout_mlm_loss.or_else(|| {
-        let def = inp
-            .all
-            .iter()
-            .find(|x| x.row.experiment == Experiment::Table5 && x.row.is_default)?;
-        let v = def.pretrain_values(|p| p.heldout_lm_loss);
-        (!v.is_empty() && r.steps == inp.ctx.scale.pretrain.steps).then(|| mean_sd(&v).0)
-    });
+    // cloze: the default row's seed 1 (PyTorch ran one seed), if it ran the same steps
+    let def = inp
+        .all
+        .iter()
+        .find(|x| x.row.experiment == Experiment::Table5 && x.row.is_default);
+    let seed1 = def
+        .and_then(|d| d.seeds.iter().find(|(s, _)| *s == 1))
+        .and_then(|(_, s)| s.pretrain.as_ref())
+        .filter(|p| p.steps == r.steps);
+    let cloze = r
+        .cloze_heldout_mlm_loss
+        .or(seed1.map(|p| p.heldout_lm_loss));
     let _ = writeln!(
         out,
-        "Recipe: {} ({} steps). PyTorch command: `{}`. Unigram entropy of the held-out text: {:.2} nats.\n",
-        r.recipe, r.steps, r.command, inp.ctx.unigram.entropy
+        "Recipe: {} ({} steps, seed 1). PyTorch (HF `BertForPreTraining`) command: `{}`. \
+         Each engine draws its own held-out instances from the same held-out text, so each row gives its own baselines on its own positions; \
+         compare the distances below them.\n",
+        r.recipe, r.steps, r.command
+    );
+    let f = |v: Option<f64>| v.map_or("—".to_string(), |x| format!("{x:.3}"));
+    let below = |l: Option<f64>, b: Option<f64>| match (l, b) {
+        (Some(l), Some(b)) => format!("{:.3}", b - l),
+        _ => "—".into(),
+    };
+    let (cu, ccf) = (
+        seed1.and_then(|p| p.heldout_unigram_loss),
+        seed1.and_then(|p| p.heldout_context_free_loss),
     );
     let body = vec![
         vec![
             "cloze".to_string(),
             r.steps.to_string(),
-            cloze.map_or("—".into(), |l| format!("{l:.3}")),
+            f(cloze),
+            f(cu),
+            f(ccf),
+            below(cloze, cu),
+            below(cloze, ccf),
         ],
         vec![
             "PyTorch".to_string(),
             r.steps.to_string(),
             format!("{:.3}", r.heldout_mlm_loss),
+            f(r.heldout_unigram_loss),
+            f(r.heldout_context_free_loss),
+            below(Some(r.heldout_mlm_loss), r.heldout_unigram_loss),
+            below(Some(r.heldout_mlm_loss), r.heldout_context_free_loss),
         ],
     ];
     md_table(
@@ -674,6 +702,10 @@ fn section_engine_check(out: &mut String, inp: &Inputs) {
             "engine".into(),
             "steps".into(),
             "held-out MLM loss (nats)".into(),
+            "unigram".into(),
+            "context-free floor".into(),
+            "below unigram".into(),
+            "below floor".into(),
         ],
         &body,
     );
