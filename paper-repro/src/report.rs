@@ -368,6 +368,29 @@ pub fn headline(default_loss: Option<f64>, unigram_entropy: f64) -> String {
     )
 }
 
+/// The minimum detectable difference of each task column over the rows' final scores.
+fn task_mdd_cells(rows: &[&RowResults], tasks: &[Task], n: usize) -> Vec<String> {
+    tasks
+        .iter()
+        .map(|&t| {
+            let groups: Vec<Vec<f64>> = rows
+                .iter()
+                .map(|r| r.values(Checkpoint::Final, t))
+                .collect();
+            mdd_cell(&groups, n, 1)
+        })
+        .collect()
+}
+
+/// "0.42 nats below" / "0.13 nats above".
+fn distance(below: f64) -> String {
+    if below >= 0.0 {
+        format!("{below:.2} nats below")
+    } else {
+        format!("{:.2} nats above", -below)
+    }
+}
+
 fn section_title(out: &mut String, inp: &Inputs) {
     let s = &inp.ctx.scale;
     let _ = writeln!(
@@ -397,14 +420,14 @@ fn section_title(out: &mut String, inp: &Inputs) {
     if let (Some(l), Some(un), Some(cf)) = (default_loss, same_unigram, floor) {
         let _ = writeln!(
             out,
-            "That is {:.2} nats below the unigram entropy and {:.2} nats below the context-free floor ({cf:.2} nats). \
+            "That is {} the unigram entropy and {} the context-free floor ({cf:.2} nats). \
              Both baselines are scored on exactly the held-out positions the model is scored on. The unigram entropy predicts every \
              masked wordpiece from the training targets' frequencies. The context-free floor is the best any predictor can do \
              without reading the context: under 80/10/10 masking a fifth of the predicted positions show a token, half of them \
              the true one, so copying it is worth about half a nat with no context at all. Only the distance below the floor is \
              learned from context.\n",
-            un - l,
-            cf - l
+            distance(un - l),
+            distance(cf - l)
         );
     }
     let control = inp
@@ -415,7 +438,7 @@ fn section_title(out: &mut String, inp: &Inputs) {
         .unwrap_or_else(|| "—".into());
     let _ = writeln!(
         out,
-        "A masked LM that has learned only how frequent each wordpiece is sits at the unigram entropy ({:.2} nats, perplexity {:.1}: the held-out wordpieces under the training text's add-one-smoothed frequencies, {} held-out wordpieces); a random model sits near ln(vocabulary) = {:.2} nats (our no-pre-training control: {control}). A default row near the unigram entropy has learned word frequencies and little else, and its downstream scores are then compared against the no-pre-training row below before any verdict is given.\n",
+        "A masked LM that has learned only how frequent each wordpiece is sits at the unigram entropy (over all {2} held-out wordpieces {0:.2} nats, perplexity {1:.1}, under the training text's add-one-smoothed frequencies; the headline's value is the same quantity on the positions the model is scored on); a random model sits near ln(vocabulary) = {3:.2} nats (our no-pre-training control: {control}). A default row near the unigram entropy has learned word frequencies and little else, and its downstream scores are then compared against the no-pre-training row below before any verdict is given.\n",
         u.entropy,
         u.perplexity,
         u.heldout_wordpieces,
@@ -1000,12 +1023,8 @@ fn table_values(out: &mut String, inp: &Inputs, exp: Experiment, rows: &[&RowRes
     let mut m = vec![format!(
         "*minimum detectable difference* ({n} seeds, α 0.05, power 0.8)"
     )];
-    for &t in tasks {
-        let groups: Vec<Vec<f64>> = rows
-            .iter()
-            .map(|r| r.values(Checkpoint::Final, t))
-            .collect();
-        m.push(mdd_cell(&groups, n, 1));
+    for cell in task_mdd_cells(&rows, tasks, n) {
+        m.push(cell);
         m.push(String::new());
     }
     let comparable: Vec<Vec<f64>> = rows
@@ -1469,13 +1488,7 @@ fn table6_values(
         String::new(),
         mdd_cell(&ppl_groups, n, 1),
     ];
-    for &t in tasks {
-        let groups: Vec<Vec<f64>> = rows
-            .iter()
-            .map(|r| r.values(Checkpoint::Final, t))
-            .collect();
-        m.push(mdd_cell(&groups, n, 1));
-    }
+    m.extend(task_mdd_cells(&rows, tasks, n));
     m.resize(header.len(), String::new());
     body.push(m);
     md_table(out, &header, &body);
