@@ -66,6 +66,15 @@ checkpoint_every = 5
     p
 }
 
+/// [`setup`] with one line of the config replaced.
+fn setup_replacing(dir: &Path, steps: u64, from: &str, to: &str) -> PathBuf {
+    let p = setup(dir, steps, "");
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(text.contains(from), "{from:?} is not in the test config");
+    std::fs::write(&p, text.replace(from, to)).unwrap();
+    p
+}
+
 /// The deterministic fields of the metrics log (timing fields dropped).
 fn losses(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("run/metrics.jsonl"))
@@ -383,12 +392,12 @@ fn heldout_masking_can_differ_from_training() {
     // 40% masked in training, the held-out set at 15% with its own cap: the held-out
     // instances carry at most 4 predictions, the training ones up to 16.
     let dir = workdir("heldout-mask");
-    let p = setup(&dir, 5, "");
-    let text = std::fs::read_to_string(&p).unwrap().replace(
+    let p = setup_replacing(
+        &dir,
+        5,
         "max_predictions_per_seq = 8",
         "masked_lm_prob = 0.4\nmax_predictions_per_seq = 16\nheldout_masked_lm_prob = 0.15\nheldout_max_predictions_per_seq = 4",
     );
-    std::fs::write(&p, text).unwrap();
     let t = Pretrainer::single(PretrainConfig::from_file(&p).unwrap()).unwrap();
     let held_max = t.data.heldout.iter().map(|i| i.masked_labels.len()).max();
     let train_max = t.data.train.iter().map(|i| i.masked_labels.len()).max();
@@ -400,12 +409,12 @@ fn heldout_masking_can_differ_from_training() {
 #[test]
 fn pre_ln_model_trains_on_the_tiny_corpus() {
     let dir = workdir("preln");
-    let p = setup(&dir, 40, "");
-    let text = std::fs::read_to_string(&p).unwrap().replace(
+    let p = setup_replacing(
+        &dir,
+        40,
         "intermediate_size = 128",
         "intermediate_size = 128\npre_layer_norm = true",
     );
-    std::fs::write(&p, text).unwrap();
     let cfg = PretrainConfig::from_file(&p).unwrap();
     let initial = Pretrainer::single(cfg.clone())
         .unwrap()
