@@ -1023,7 +1023,7 @@ fn table_values(out: &mut String, inp: &Inputs, exp: Experiment, rows: &[&RowRes
     let mut m = vec![format!(
         "*minimum detectable difference* ({n} seeds, α 0.05, power 0.8)"
     )];
-    for cell in task_mdd_cells(&rows, tasks, n) {
+    for cell in task_mdd_cells(rows, tasks, n) {
         m.push(cell);
         m.push(String::new());
     }
@@ -1488,7 +1488,7 @@ fn table6_values(
         String::new(),
         mdd_cell(&ppl_groups, n, 1),
     ];
-    m.extend(task_mdd_cells(&rows, tasks, n));
+    m.extend(task_mdd_cells(rows, tasks, n));
     m.resize(header.len(), String::new());
     body.push(m);
     md_table(out, &header, &body);
