@@ -438,7 +438,7 @@ fn section_title(out: &mut String, inp: &Inputs) {
         .unwrap_or_else(|| "—".into());
     let _ = writeln!(
         out,
-        "A masked LM that has learned only how frequent each wordpiece is sits at the unigram entropy (over all {2} held-out wordpieces {0:.2} nats, perplexity {1:.1}, under the training text's add-one-smoothed frequencies; the headline's value is the same quantity on the positions the model is scored on); a random model sits near ln(vocabulary) = {3:.2} nats (our no-pre-training control: {control}). A default row near the unigram entropy has learned word frequencies and little else, and its downstream scores are then compared against the no-pre-training row below before any verdict is given.\n",
+        "A masked LM that has learned only how frequent each wordpiece is sits at the unigram entropy (over all {2} held-out wordpieces {0:.2} nats, perplexity {1:.1}, under the training text's add-one-smoothed frequencies; the headline's value is the same quantity on the positions the model is scored on); a random model with BERT's zero LM bias sits near ln(vocabulary) = {3:.2} nats (our no-pre-training control starts its LM bias at the unigram prior when the recipe does, so it scores {control}). A default row near the unigram entropy has learned word frequencies and little else, and its downstream scores are then compared against the no-pre-training row below before any verdict is given.\n",
         u.entropy,
         u.perplexity,
         u.heldout_wordpieces,
@@ -476,10 +476,13 @@ fn section_title(out: &mut String, inp: &Inputs) {
 }
 
 /// Compute summed over the distinct pre-trainings and their fine-tunings.
-fn compute_totals(all: &[RowResults]) -> (f64, f64, usize, usize) {
+fn compute_totals(all: &[RowResults], experiments: &[Experiment]) -> (f64, f64, usize, usize) {
     let mut distinct = std::collections::HashSet::new();
     let (mut pre_secs, mut ft_secs, mut n_pre) = (0.0, 0.0, 0usize);
-    for rr in all {
+    for rr in all
+        .iter()
+        .filter(|r| experiments.contains(&r.row.experiment))
+    {
         for (seed, sr) in &rr.seeds {
             if distinct.insert((rr.row.spec, *seed)) {
                 if let Some(p) = &sr.pretrain {
@@ -495,7 +498,7 @@ fn compute_totals(all: &[RowResults]) -> (f64, f64, usize, usize) {
 
 fn section_setup(out: &mut String, inp: &Inputs) {
     let (ctx, s, c) = (inp.ctx, &inp.ctx.scale, &inp.ctx.corpus.stats);
-    let (pre_secs, ft_secs, n_pre, n_distinct) = compute_totals(inp.all);
+    let (pre_secs, ft_secs, n_pre, n_distinct) = compute_totals(inp.all, &s.experiments);
     let wall: Option<WallTime> = read_json(&ctx.runs.join("last-invocation.json"));
     out.push_str("## Setup\n\n");
     let _ = writeln!(
@@ -532,7 +535,7 @@ fn section_setup(out: &mut String, inp: &Inputs) {
     let p = &s.pretrain;
     let _ = writeln!(
         out,
-        "- Every pre-training: {} steps × batch {} × {} tokens = {} token slots (every row the same), learning rate {} with {} warm-up steps then linear decay, AdamW (BERT's update), weight decay 0.01, 15% of wordpieces chosen (at most {} per sequence).",
+        "- Every pre-training: {} steps × batch {} × {} tokens = {} token slots (every row the same), learning rate {} with {} warm-up steps then linear decay, AdamW (BERT's update), weight decay 0.01; held-out sequences have 15% of their wordpieces chosen (at most {} per sequence), as the paper masks.",
         p.steps, p.batch_size, p.max_seq_length, s.pretrain_tokens(), p.learning_rate, p.warmup_steps, p.max_predictions_per_seq
     );
     let r = &p.recipe;
