@@ -473,6 +473,15 @@ fn section_title(out: &mut String, inp: &Inputs) {
             format!(" Only at the `full` scale: {}.", only_full.join("; "))
         }
     );
+    out.push_str(
+        "**Which scale to trust for what.** `quick` answers whether pre-training helps at all \
+         at this budget (each table's *pre-training vs none* line) and whether Table 5's rows \
+         order as the paper's do, for differences above the minimum detectable difference \
+         printed under each table. The paper's masking (Table 8) and model-size (Table 6) \
+         effects are a point or less, below what 3 seeds resolve, so they are only run at the \
+         `full` scale. There they are still read against the same control and the same \
+         minimum detectable difference.\n\n",
+    );
 }
 
 /// Compute summed over the distinct pre-trainings and their fine-tunings.
