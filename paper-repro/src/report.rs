@@ -810,6 +810,18 @@ struct ControlCheck {
     helped: Vec<bool>,
 }
 
+impl ControlCheck {
+    /// The columns where the default row beat the control: the only ones given a verdict.
+    fn helped_tasks(&self, tasks: &[Task]) -> Vec<Task> {
+        tasks
+            .iter()
+            .zip(&self.helped)
+            .filter(|(_, &h)| h)
+            .map(|(t, _)| *t)
+            .collect()
+    }
+}
+
 fn helped(d: Option<Diff>) -> bool {
     d.is_some_and(|d| d.low > 0.0)
 }
@@ -1069,12 +1081,7 @@ fn table_diffs(
     let tasks = &exp.tasks_at(&inp.ctx.scale)[..];
     let def_index = rows.iter().position(|r| r.row.is_default).unwrap_or(0);
     let def = rows[def_index];
-    let gated: Vec<Task> = tasks
-        .iter()
-        .zip(&check.helped)
-        .filter(|(_, &h)| h)
-        .map(|(t, _)| *t)
-        .collect();
+    let gated = check.helped_tasks(tasks);
     let mut header = vec!["row vs default".to_string()];
     for t in tasks {
         header.push(format!("{} Δ ours [95% CI] → verdict", scored(*t)));
@@ -1387,12 +1394,7 @@ fn section_table6(out: &mut String, summary: &mut Vec<String>, inp: &Inputs) {
     let ppl = |r: &RowResults| r.pretrain_values(|p| p.heldout_lm_perplexity);
     let ppl_d = ctl.and_then(|c| welch_diff(&ppl(def), &ppl(c)));
     let ppl_helped = ppl_d.is_some_and(|d| d.high < 0.0);
-    let gated: Vec<Task> = tasks
-        .iter()
-        .zip(&check.helped)
-        .filter(|(_, &h)| h)
-        .map(|(t, _)| *t)
-        .collect();
+    let gated = check.helped_tasks(tasks);
     table6_values(out, summary, inp, &rows, def, &gated, ppl_helped);
     let mut line = control_line(tasks, &check, None);
     let _ = write!(line, "; held-out MLM ppl {}", fmt_diff(ppl_d));
