@@ -246,6 +246,17 @@ fn bad_configs_fail_before_training() {
             text.replace("steps = 10", "steps = 10\nmicro_batch_size = 5"),
             "micro_batch_size",
         ),
+        (
+            text.replace(
+                "max_predictions_per_seq = 8",
+                "max_predictions_per_seq = 8\nheldout_max_predictions_per_seq = 0",
+            ),
+            "heldout_max_predictions_per_seq is 0",
+        ),
+        (
+            text.replace("max_predictions_per_seq = 8", "max_predictions_per_seq = 0"),
+            "data.max_predictions_per_seq is 0",
+        ),
     ];
     for (cfg, needle) in cases {
         std::fs::write(&path, &cfg).unwrap();

@@ -341,6 +341,28 @@ impl PretrainConfig {
                 );
             }
         }
+        if t.objective != Objective::Ltr {
+            let d = &self.data;
+            for (name, v) in [
+                (
+                    "data.max_predictions_per_seq",
+                    Some(d.max_predictions_per_seq),
+                ),
+                (
+                    "data.heldout_max_predictions_per_seq",
+                    d.heldout_max_predictions_per_seq,
+                ),
+            ] {
+                if v == Some(0) {
+                    return invalid(
+                        OP,
+                        format!(
+                            "{name} is 0: a masked LM needs at least one prediction per sequence"
+                        ),
+                    );
+                }
+            }
+        }
         if t.steps == 0 {
             return invalid(OP, "train.steps must be at least 1");
         }
