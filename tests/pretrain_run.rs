@@ -442,3 +442,55 @@ fn pre_ln_model_trains_on_the_tiny_corpus() {
     assert!(saved.contains("cloze-preln-bert"), "{saved}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn nsp_loss_weight_zero_trains_the_lm_on_pairs_and_leaves_the_nsp_head_alone() {
+    // weight decay 0, so a parameter with no gradient does not move at all under AdamW;
+    // returns whether the NSP head and a query weight moved
+    let moved = |weight: &str| {
+        let dir = workdir(&format!("nspw{weight}"));
+        let p = setup(
+            &dir,
+            10,
+            &format!("weight_decay = 0.0\nnsp_loss_weight = {weight}"),
+        );
+        let cfg = PretrainConfig::from_file(&p).unwrap();
+        let fresh = Pretrainer::single(cfg.clone()).unwrap();
+        let mut trained = Pretrainer::single(cfg).unwrap();
+        let totals = trained.run().unwrap();
+        assert!(totals.lm_loss().is_finite());
+        let changed = |n: &str| {
+            let value = |t: &Pretrainer| {
+                let id = t.store.id(n).unwrap_or_else(|| panic!("no parameter {n}"));
+                t.store.value(id).data().to_vec()
+            };
+            value(&fresh) != value(&trained)
+        };
+        let out = (
+            changed("cls.seq_relationship.weight"),
+            changed("encoder.layer.0.attention.self.query.weight"),
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        out
+    };
+    assert_eq!(
+        moved("0"),
+        (false, true),
+        "with nsp_loss_weight 0 the NSP head must stay, the encoder must train"
+    );
+    assert_eq!(
+        moved("1"),
+        (true, true),
+        "with nsp_loss_weight 1 both train"
+    );
+
+    let dir = workdir("nspw-bad");
+    let p = setup(&dir, 10, "nsp_loss_weight = -0.5");
+    let err = PretrainConfig::from_file(&p)
+        .and_then(|c| c.validate().map(|_| c))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("nsp_loss_weight -0.5"), "{err:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -254,6 +254,9 @@ pub fn jobs(ctx: &Ctx, experiments: &[Experiment]) -> Vec<Job> {
             }
         }
     }
+    // Longest pre-trainings first, so that two workers end together instead of one running
+    // the last LTR model alone (stable: seed and row order otherwise).
+    out.sort_by(|a, b| pretrain_cost(b).total_cmp(&pretrain_cost(a)));
     for &seed in &ctx.scale.seeds {
         for r in ctx
             .rows
@@ -285,6 +288,27 @@ pub fn jobs(ctx: &Ctx, experiments: &[Experiment]) -> Vec<Job> {
         }
     }
     out
+}
+
+/// A rough relative cost of a pre-training job, for ordering only: the encoder grows with the
+/// layers and the width squared, and the LM decoder (about two layers' worth at the quick
+/// shape) runs over every position for LTR, about 2.5 times the masked positions of MLM.
+fn pretrain_cost(j: &Job) -> f64 {
+    match *j {
+        Job::Pretrain { spec, .. } => {
+            if spec.objective == Objective::None {
+                return 0.0;
+            }
+            let width = (spec.size.hidden as f64 / 128.0).powi(2);
+            let decoder = if spec.objective == Objective::Ltr {
+                5.0
+            } else {
+                2.0
+            };
+            (spec.size.layers as f64 + decoder) * width
+        }
+        Job::Eval { .. } => 0.0,
+    }
 }
 
 fn is_done(ctx: &Ctx, j: &Job) -> bool {

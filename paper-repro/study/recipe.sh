@@ -10,7 +10,9 @@
 # dupe, prenorm (true/false), lmbias (zeros/unigram), positions (random/sinusoidal),
 # init (initializer_range), every (eval interval), evalb (eval batches), mlmprob (training
 # masking rate), evalmlmprob / evalmaxpred (the held-out set's masking, default the paper's
-# 15% and 10 per sequence, so every run is scored on the same kind of positions).
+# 15% and 10 per sequence, so every run is scored on the same kind of positions), nspw (the
+# NSP loss weight; 0 keeps NSP's sentence-pair data but trains on the MLM loss alone), clip
+# (max_grad_norm).
 #
 # Needs the quick corpus (`cargo run --release -p paper-repro -- plan --scale quick` builds it
 # under paper-repro/runs/quick/data) and `cargo build --release --bin cloze`. Each run uses
@@ -48,7 +50,7 @@ name="$1"; shift
 declare -A v=( [steps]=1500 [lr]=1e-3 [warmup]=150 [batch]=32 [seq]=64 [maxpred]=10 [drop]=0.1
   [layers]=2 [hidden]=128 [heads]=2 [obj]=mlm+nsp [beta2]=0.999 [eps]=1e-6 [wd]=0.01 [bc]=false
   [every]=500 [evalb]=20 [seed]=1 [dupe]=1 [prenorm]=false [lmbias]=zeros [positions]=random
-  [init]=0.02 [mlmprob]=0.15 [evalmlmprob]=0.15 [evalmaxpred]=10 )
+  [init]=0.02 [mlmprob]=0.15 [evalmlmprob]=0.15 [evalmaxpred]=10 [nspw]=1 [clip]=1.0 )
 for kv in "$@"; do
   k="${kv%%=*}"
   [[ -v "v[$k]" ]] || { echo "unknown key $k (see the header of $0)" >&2; exit 2; }
@@ -94,7 +96,7 @@ weight_decay = ${v[wd]}
 beta2 = ${v[beta2]}
 adam_eps = ${v[eps]}
 bias_correction = ${v[bc]}
-max_grad_norm = 1.0
+max_grad_norm = ${v[clip]}
 seed = ${v[seed]}
 log_every = 50
 eval_every = ${v[every]}
@@ -103,5 +105,6 @@ checkpoint_every = 0
 keep_checkpoints = 1
 init_lm_bias = "${v[lmbias]}"
 init_positions = "${v[positions]}"
+nsp_loss_weight = ${v[nspw]}
 TOML
 RAYON_NUM_THREADS="${RAYON_NUM_THREADS:-1}" "$root/target/release/cloze" pretrain --config "$out/config.toml" --fresh

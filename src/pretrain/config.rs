@@ -142,6 +142,15 @@ pub struct TrainSection {
     /// still learned).
     #[serde(default)]
     pub init_positions: PositionInit,
+    /// Weight of the next-sentence loss in the summed loss (BERT: 1). 0 keeps the sentence-pair
+    /// instances and the NSP accuracy in the logs but trains on the masked-LM loss alone, which
+    /// separates the effect of NSP's data format from that of its gradient.
+    #[serde(default = "d_nsp_weight")]
+    pub nsp_loss_weight: f32,
+}
+
+fn d_nsp_weight() -> f32 {
+    1.0
 }
 
 /// How the (learned) position embeddings start.
@@ -379,6 +388,15 @@ impl PretrainConfig {
             return invalid(
                 OP,
                 format!("train.learning_rate {} must be positive", t.learning_rate),
+            );
+        }
+        if !(t.nsp_loss_weight.is_finite() && t.nsp_loss_weight >= 0.0) {
+            return invalid(
+                OP,
+                format!(
+                    "train.nsp_loss_weight {} must be a finite number ≥ 0",
+                    t.nsp_loss_weight
+                ),
             );
         }
         if t.max_grad_norm.is_nan() || t.max_grad_norm <= 0.0 {

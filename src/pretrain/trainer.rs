@@ -428,21 +428,19 @@ fn make_batch(insts: &[&Instance], objective: Objective, pad: u32) -> Batch {
     out
 }
 
-/// (Σ −log p(label), correct argmax count) over logits rows.
+/// (Σ −log p(label), correct argmax count) over logits rows whose label is not [`IGNORE`]. The
+/// loss comes from the cross-entropy kernel (its vector path, no gradient), so scoring a step's
+/// masked positions costs one pass over the logits rather than a scalar `exp` per logit.
 fn score(logits: &Tensor, labels: &[i32]) -> (f64, f64) {
     let c = *logits.shape().last().unwrap_or(&1);
-    let mut loss = 0.0;
+    let loss = cloze_kernels::softmax::cross_entropy(logits.data(), c, labels, IGNORE, None);
     let mut correct = 0.0;
     for (row, &l) in logits.data().chunks_exact(c).zip(labels) {
-        if l < 0 {
-            continue;
+        if l >= 0 {
+            correct += f64::from(crate::tensor::argmax(row) == l as usize);
         }
-        let lse = cloze_kernels::softmax::logsumexp(row);
-        loss += lse - row[l as usize] as f64;
-        let arg = crate::tensor::argmax(row);
-        correct += f64::from(arg == l as usize);
     }
-    (loss, correct)
+    (loss.loss_sum, correct)
 }
 
 fn mix(a: u64, b: u64) -> u64 {
@@ -636,9 +634,11 @@ impl<'c> Pretrainer<'c> {
             totals.nsp_loss_sum = l;
             totals.nsp_correct = c;
             totals.nsp_count = b.batch as f64;
-            if train {
+            let weight = f64::from(self.cfg.train.nsp_loss_weight);
+            if train && weight > 0.0 {
                 let mean = tape.cross_entropy(&logits, &b.nsp_labels, IGNORE)?;
-                let scaled = tape.mul_scalar(&mean, (b.batch as f64 / seq_total) as f32)?;
+                let scaled =
+                    tape.mul_scalar(&mean, (weight * b.batch as f64 / seq_total) as f32)?;
                 loss = Some(match loss {
                     Some(l) => tape.add(&l, &scaled)?,
                     None => scaled,

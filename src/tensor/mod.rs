@@ -38,16 +38,25 @@ pub fn numel(shape: &[usize]) -> usize {
 /// Index of the first largest value of `row` (0 for an empty row; NaN is never chosen): the
 /// predicted class of a row of logits.
 pub fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-            if v > best.1 {
-                (i, v)
-            } else {
-                best
-            }
-        })
-        .0
+    // Two passes that vectorise: the largest value (NaN never compares greater, so it is
+    // skipped), then the first position holding it. Same answer as a single left-to-right
+    // scan keeping the first strictly larger value; an empty or all-NaN row gives 0.
+    const LANES: usize = 16;
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = if v > *a { v } else { *a };
+        }
+    }
+    let mut best = f32::NEG_INFINITY;
+    for &v in acc.iter().chain(tail) {
+        if v > best {
+            best = v;
+        }
+    }
+    row.iter().position(|&v| v == best).unwrap_or(0)
 }
 
 impl Tensor {
@@ -337,6 +346,31 @@ mod tests {
         assert_eq!(argmax(&[0.5, 2.0, -1.0, 2.0]), 1);
         assert_eq!(argmax(&[f32::NAN, -3.0]), 1);
         assert_eq!(argmax(&[]), 0);
+        assert_eq!(argmax(&[f32::NAN; 40]), 0);
+        assert_eq!(argmax(&[f32::NEG_INFINITY; 3]), 0);
+        // the vectorised passes against a one-pass scan, on rows with ties, NaN and ±0 around
+        // the 16-lane boundaries
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for len in [1usize, 2, 15, 16, 17, 31, 33, 100, 257] {
+            for _ in 0..50 {
+                let row: Vec<f32> = (0..len)
+                    .map(|_| match rand::Rng::random_range(&mut rng, 0..8) {
+                        0 => f32::NAN,
+                        1 => 0.0,
+                        2 => -0.0,
+                        3 => 3.0,
+                        _ => rand::Rng::random_range(&mut rng, -4.0f32..4.0),
+                    })
+                    .collect();
+                let mut want = (0, f32::NEG_INFINITY);
+                for (i, &v) in row.iter().enumerate() {
+                    if v > want.1 {
+                        want = (i, v);
+                    }
+                }
+                assert_eq!(argmax(&row), want.0, "{row:?}");
+            }
+        }
     }
 
     #[test]
