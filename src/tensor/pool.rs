@@ -1,7 +1,9 @@
-//! A process-wide pool of f32 buffers, keyed by length.
+//! A process-wide pool of f32 buffers, keyed by size class (8 per power of two).
 //!
-//! Training repeats the same shapes every step, so the buffers a step frees are exactly the ones
-//! the next step asks for. Buffers below [`MIN_POOLED`] elements are left to the allocator, and
+//! Training repeats nearly the same shapes every step, so the buffers a step frees are the ones
+//! the next step asks for; the size classes let a batch whose longest sequence or masked-position
+//! count differs a little reuse them (keyed by exact length, a pre-training run of the quick
+//! scale grew to 4 GiB of buffers of distinct lengths that were never asked for again). Buffers below [`MIN_POOLED`] elements are left to the allocator, and
 //! the pool holds at most [`capacity`] bytes (default 4 GiB; set with
 //! [`set_capacity`]), dropping what does not fit. It only ever holds buffers that were live
 //! at once, so it does not raise a training step's peak memory; with a smaller cap, large
@@ -50,35 +52,74 @@ pub fn held_bytes() -> usize {
         .unwrap_or(0)
 }
 
+/// The capacity a pooled buffer of `len` elements gets: `len` rounded up to one of 8 sizes per
+/// power of two (at most 12.5% over), so that the slightly different shapes of successive
+/// steps (a batch's longest sequence, its number of masked positions) share buffers instead of
+/// each keeping its own. `None` below [`MIN_POOLED`].
+fn size_class(len: usize) -> Option<usize> {
+    if len < MIN_POOLED {
+        return None;
+    }
+    let octave = usize::BITS - 1 - len.leading_zeros();
+    let step = 1usize << (octave - 3);
+    len.checked_next_multiple_of(step)
+}
+
 /// A buffer of exactly `len` elements. Its contents are unspecified (a reused buffer keeps
 /// old values): callers overwrite all of it.
 pub fn take(len: usize) -> Vec<f32> {
-    if len >= MIN_POOLED {
-        if let Ok(mut guard) = POOL.lock() {
-            if let Some(pool) = guard.as_mut() {
-                if let Some(list) = pool.free.get_mut(&len) {
-                    if let Some(v) = list.pop() {
-                        pool.bytes -= len * 4;
-                        return v;
-                    }
-                }
+    let Some(class) = size_class(len) else {
+        return vec![0.0; len];
+    };
+    if let Ok(mut guard) = POOL.lock() {
+        if let Some(pool) = guard.as_mut() {
+            if let Some(mut v) = pool.free.get_mut(&class).and_then(Vec::pop) {
+                pool.bytes -= class * 4;
+                v.truncate(len);
+                return v;
             }
         }
     }
-    vec![0.0; len]
+    let mut v = vec![0.0; class];
+    v.truncate(len);
+    v
 }
 
-/// Gives a buffer back.
-pub fn recycle(v: Vec<f32>) {
-    let len = v.len();
-    if len < MIN_POOLED || v.capacity() != len {
+/// Gives a buffer back. Only buffers whose capacity is a size class are kept (those from
+/// [`take`], and others that happen to fit one).
+pub fn recycle(mut v: Vec<f32>) {
+    let cap = v.capacity();
+    if size_class(cap) != Some(cap) {
         return;
     }
     if let Ok(mut guard) = POOL.lock() {
         let pool = guard.get_or_insert_with(Pool::default);
-        if pool.bytes + len * 4 <= capacity() {
-            pool.bytes += len * 4;
-            pool.free.entry(len).or_default().push(v);
+        if pool.bytes + cap * 4 <= capacity() {
+            pool.bytes += cap * 4;
+            // back to its full length (writes only the part past the old length)
+            v.resize(cap, 0.0);
+            pool.free.entry(cap).or_default().push(v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_classes_are_at_most_an_eighth_over_and_stable() {
+        assert_eq!(size_class(MIN_POOLED - 1), None);
+        for len in (MIN_POOLED..300_000)
+            .step_by(37)
+            .chain([1 << 20, (1 << 20) + 1])
+        {
+            let c = size_class(len).unwrap();
+            assert!(c >= len && c - len <= len / 8, "{len} -> {c}");
+            assert_eq!(size_class(c), Some(c), "a class is its own class: {c}");
+            let v = take(len);
+            assert_eq!((v.len(), v.capacity()), (len, c));
+            recycle(v);
         }
     }
 }
