@@ -8,16 +8,16 @@
 #
 # Reads the corpus from paper-repro/runs/quick/data (built by paper-repro). The flags below
 # mirror Scale::quick() and its Recipe (paper-repro/src/scale.rs); change both together.
-# One thread, about 130 ms per step on the machines we use (4000 steps: ~9 minutes).
+# One thread, about 130 ms per step on the machines we use (6000 steps: ~13 minutes).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 data="${ENGINE_CHECK_DATA:-$root/paper-repro/runs/quick/data}"
 results="${ENGINE_CHECK_RESULTS:-$root/paper-repro/results/quick}"
-steps="${ENGINE_CHECK_STEPS:-4000}"
+steps="${ENGINE_CHECK_STEPS:-6000}"
 out="$(mktemp -d)"
 args=(--train "$data/train.txt" --heldout "$data/heldout.txt" --vocab "$data/vocab.txt"
   --layers 2 --hidden 128 --heads 2 --seq 64 --batch 32 --steps "$steps" --lr 1e-3
-  --warmup 200 --dropout 0 --masked-lm-prob 0.4 --max-predictions 26
+  --warmup "$((steps / 20))" --dropout 0 --masked-lm-prob 0.4 --max-predictions 26
   --heldout-masked-lm-prob 0.15 --heldout-max-predictions 10 --eval-batches 40
   --eval-every "$steps" --objective mlm+nsp --init-lm-bias unigram
   --init-positions sinusoidal --dupe-factor 2 --seed 1 --threads 1 --fast-tokenizer)
@@ -27,9 +27,10 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 last = [r for r in rows if r.get("step") == int(sys.argv[3])][-1]
 ref = dict(
-    recipe="MLM+NSP, L2/H128/A2, seq 64, batch 32, lr 1e-3 (warm-up 200), 40% masked in training "
+    recipe=f"MLM+NSP, L2/H128/A2, seq 64, batch 32, lr 1e-3 (warm-up {int(sys.argv[3]) // 20}), 40% masked in training "
            "(held-out 15%), no dropout, unigram LM bias, sinusoidal positions, 2 masked copies",
     steps=last["step"], heldout_mlm_loss=last["heldout_mlm_loss"],
+    train_seconds=last.get("seconds"), train_cpu_seconds=last.get("cpu_seconds"),
     heldout_unigram_loss=last.get("heldout_unigram_loss"),
     heldout_context_free_loss=last.get("heldout_context_free_loss"),
     command="python3 paper-repro/pytorch/mlm_reference.py " + sys.argv[4].replace(sys.argv[4].split()[1].rsplit("/", 1)[0], "paper-repro/runs/quick/data"),

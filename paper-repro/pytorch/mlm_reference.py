@@ -488,7 +488,8 @@ def main(argv=None):
                 rec = dict(step=done, heldout_mlm_loss=round(last, 6),
                            heldout_unigram_loss=round(uni, 6),
                            heldout_context_free_loss=round(cf, 6),
-                           train_loss=round(train_sum / train_n, 6), seconds=round(seconds, 2))
+                           train_loss=round(train_sum / train_n, 6), seconds=round(seconds, 2),
+                           cpu_seconds=round(cpu, 2))
                 line = json.dumps(rec)
                 print(line, flush=True)
                 log.write(line + "\n")
