@@ -160,12 +160,139 @@ impl Classifier {
     }
 }
 
+impl Classifier {
+    /// Saves the classifier as HF's `BertForSequenceClassification` folder: `config.json` with
+    /// `architectures: ["BertForSequenceClassification"]`, `num_labels`, `id2label` /
+    /// `label2id` (from `label_names`, one per class; `LABEL_i` when empty) and `problem_type`
+    /// (`regression` for one output, else `single_label_classification`), `model.safetensors`
+    /// (`bert.*`, `classifier.weight`/`bias`) and `vocab.txt`.
+    pub fn save_pretrained(&self, dir: &Path, label_names: &[String]) -> Result<()> {
+        let k = self.model.classifier.num_labels;
+        let names: Vec<String> = if label_names.is_empty() {
+            (0..k).map(|i| format!("LABEL_{i}")).collect()
+        } else if label_names.len() == k {
+            label_names.to_vec()
+        } else {
+            return invalid(
+                "Classifier::save_pretrained",
+                format!("{} label names for {k} classes", label_names.len()),
+            );
+        };
+        let mut config = self.model.bert.config().clone();
+        config.architectures = vec!["BertForSequenceClassification".into()];
+        crate::bert::save_pretrained(dir, &config, &self.store)?;
+        let mut v: serde_json::Value =
+            serde_json::from_str(&config.to_json_string()).expect("a config serialises");
+        let obj = v.as_object_mut().expect("an object");
+        obj.insert("num_labels".into(), k.into());
+        obj.insert(
+            "id2label".into(),
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (i.to_string(), serde_json::Value::from(n.clone())))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+        );
+        obj.insert(
+            "label2id".into(),
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.clone(), serde_json::Value::from(i)))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+        );
+        let problem = if k == 1 {
+            "regression"
+        } else {
+            "single_label_classification"
+        };
+        obj.insert("problem_type".into(), problem.into());
+        let mut text = serde_json::to_string_pretty(&v).expect("serialises");
+        text.push('\n');
+        crate::train::checkpoint::write_atomic(&dir.join("config.json"), text.as_bytes())?;
+        self.tokenizer.vocab().save(dir.join("vocab.txt"))?;
+        let lower = self.tokenizer.basic().lowercase;
+        let tc = serde_json::json!({
+            "do_lower_case": lower,
+            "strip_accents": self.tokenizer.basic().strip_accents,
+            "model_max_length": self.max_seq_length,
+            "tokenizer_class": "BertTokenizer",
+        });
+        crate::train::checkpoint::write_atomic(
+            &dir.join("tokenizer_config.json"),
+            format!("{tc:#}\n").as_bytes(),
+        )
+    }
+}
+
+/// Progress of a fine-tuning run, passed to the observer of [`finetune_observed`].
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum FinetuneEvent {
+    /// A run with one learning rate starts.
+    Start {
+        /// Peak learning rate of this run.
+        learning_rate: f32,
+        /// Optimiser steps this run will take.
+        total_steps: u64,
+    },
+    /// One optimiser step finished.
+    Step {
+        /// Peak learning rate of this run.
+        learning_rate: f32,
+        /// Epoch, 0-based.
+        epoch: usize,
+        /// Step, 0-based, counted over the run.
+        step: u64,
+        /// Mean cross-entropy of the batch.
+        loss: f32,
+        /// Learning rate used for this step (after warm-up / decay).
+        lr: f32,
+    },
+    /// An epoch finished and dev was scored.
+    Epoch {
+        /// Peak learning rate of this run.
+        learning_rate: f32,
+        /// Epoch, 0-based.
+        epoch: usize,
+        /// Dev accuracy.
+        dev_accuracy: f64,
+        /// Dev F1 (see [`Scores::f1`]).
+        dev_f1: f64,
+    },
+}
+
 /// Fine-tunes once with one learning rate; returns the classifier and its dev scores.
 pub fn finetune_once(
     cfg: &FinetuneConfig,
     lr: f32,
     train: &[Example],
     dev: &[Example],
+) -> Result<(Classifier, Scores)> {
+    run_once(cfg, lr, train, dev, None)
+}
+
+/// [`finetune_once`] reporting each step and each epoch's dev scores to `observe` (dev is
+/// scored after every epoch; the returned scores are the last epoch's).
+pub fn finetune_once_observed(
+    cfg: &FinetuneConfig,
+    lr: f32,
+    train: &[Example],
+    dev: &[Example],
+    observe: &mut dyn FnMut(&FinetuneEvent),
+) -> Result<(Classifier, Scores)> {
+    run_once(cfg, lr, train, dev, Some(observe))
+}
+
+/// One run; without an observer dev is scored after the last epoch only.
+fn run_once(
+    cfg: &FinetuneConfig,
+    lr: f32,
+    train: &[Example],
+    dev: &[Example],
+    mut observe: Option<&mut dyn FnMut(&FinetuneEvent)>,
 ) -> Result<(Classifier, Scores)> {
     if train.is_empty() || dev.is_empty() {
         return invalid(
@@ -187,7 +314,7 @@ pub fn finetune_once(
         );
     }
     let (config, ckpt) = load_pretrained(&cfg.model_dir)?;
-    let tokenizer = Tokenizer::from_vocab_file(cfg.model_dir.join("vocab.txt"))?;
+    let tokenizer = crate::bert::folder::load_tokenizer(&cfg.model_dir)?;
     let mut store = ParamStore::new();
     let model = BertForSequenceClassification::new(&config, &mut store, cfg.num_labels, cfg.seed)?;
     ckpt.load_into_with(
@@ -217,7 +344,22 @@ pub fn finetune_once(
     let mut tape = Tape::new();
     let mut step = 0u64;
     let mut order: Vec<usize> = (0..data.enc.len()).collect();
+    if let Some(o) = observe.as_mut() {
+        o(&FinetuneEvent::Start {
+            learning_rate: lr,
+            total_steps: total,
+        });
+    }
+    let mut clf = Classifier {
+        model,
+        store,
+        tokenizer,
+        max_seq_length: cfg.max_seq_length,
+    };
+    let gold: Vec<usize> = dev.iter().map(|e| e.label).collect();
+    let mut last = (0.0, 0.0);
     for epoch in 0..cfg.epochs {
+        let (model, store) = (&clf.model, &mut clf.store);
         order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(
             cfg.seed ^ (epoch as u64 + 1),
         ));
@@ -234,22 +376,38 @@ pub fn finetune_once(
             };
             let logits = model.forward(&mut tape, &store, &input, &opts)?;
             let loss = tape.cross_entropy(&logits, &labels, -100)?;
+            let loss_value = loss.value().item()?;
             let grads = tape.backward(&loss)?;
             store.accumulate(&grads)?;
             store.clip_grad_norm(1.0)?;
-            opt.step(&mut store, schedule.lr(step))?;
+            let step_lr = schedule.lr(step);
+            opt.step(store, step_lr)?;
+            if let Some(o) = observe.as_mut() {
+                o(&FinetuneEvent::Step {
+                    learning_rate: lr,
+                    epoch,
+                    step,
+                    loss: loss_value,
+                    lr: step_lr,
+                });
+            }
             step += 1;
         }
+        if observe.is_none() && epoch + 1 < cfg.epochs {
+            continue;
+        }
+        let pred = clf.predict(dev, cfg.batch_size)?;
+        last = scores(&pred, &gold, cfg.num_labels);
+        if let Some(o) = observe.as_mut() {
+            o(&FinetuneEvent::Epoch {
+                learning_rate: lr,
+                epoch,
+                dev_accuracy: last.0,
+                dev_f1: last.1,
+            });
+        }
     }
-    let clf = Classifier {
-        model,
-        store,
-        tokenizer,
-        max_seq_length: cfg.max_seq_length,
-    };
-    let pred = clf.predict(dev, cfg.batch_size)?;
-    let gold: Vec<usize> = dev.iter().map(|e| e.label).collect();
-    let (accuracy, f1) = scores(&pred, &gold, cfg.num_labels);
+    let (accuracy, f1) = last;
     Ok((
         clf,
         Scores {
@@ -266,13 +424,35 @@ pub fn finetune(
     train: &[Example],
     dev: &[Example],
 ) -> Result<(Classifier, Vec<Scores>)> {
+    finetune_inner(cfg, train, dev, None)
+}
+
+/// [`finetune`] reporting progress to `observe` (see [`FinetuneEvent`]).
+pub fn finetune_observed(
+    cfg: &FinetuneConfig,
+    train: &[Example],
+    dev: &[Example],
+    observe: &mut dyn FnMut(&FinetuneEvent),
+) -> Result<(Classifier, Vec<Scores>)> {
+    finetune_inner(cfg, train, dev, Some(observe))
+}
+
+fn finetune_inner(
+    cfg: &FinetuneConfig,
+    train: &[Example],
+    dev: &[Example],
+    mut observe: Option<&mut dyn FnMut(&FinetuneEvent)>,
+) -> Result<(Classifier, Vec<Scores>)> {
     if cfg.learning_rates.is_empty() {
         return invalid("finetune", "no learning rate to try");
     }
     let mut best: Option<(Classifier, Scores)> = None;
     let mut all = Vec::new();
     for &lr in &cfg.learning_rates {
-        let (clf, s) = finetune_once(cfg, lr, train, dev)?;
+        let (clf, s) = match observe.as_mut() {
+            Some(o) => run_once(cfg, lr, train, dev, Some(&mut **o))?,
+            None => run_once(cfg, lr, train, dev, None)?,
+        };
         all.push(s);
         if best.as_ref().is_none_or(|(_, b)| s.accuracy > b.accuracy) {
             best = Some((clf, s));
