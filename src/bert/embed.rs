@@ -7,8 +7,8 @@
 use crate::autodiff::params::ParamStore;
 use crate::autodiff::tape::Tape;
 use crate::bert::checkpoint::{load_pretrained, LoadOptions};
-use crate::bert::model::{BertInput, BertModel, ForwardOptions};
 use crate::bert::folder::{FolderSettings, Pooling};
+use crate::bert::model::{BertInput, BertModel, ForwardOptions};
 use crate::bert::BertConfig;
 use crate::error::{invalid, Result};
 use crate::tensor::Tensor;
@@ -62,7 +62,12 @@ pub fn mean_pool_normalized(hidden: &Tensor, mask: &[u32]) -> Result<Vec<Vec<f32
 
 /// Pools `hidden [B, T, H]` over `mask [B, T]` with `mode`, then L2-normalises each vector
 /// when `normalize` (accumulated in f64). A sequence with no unmasked position is an error.
-pub fn pool(hidden: &Tensor, mask: &[u32], mode: Pooling, normalize: bool) -> Result<Vec<Vec<f32>>> {
+pub fn pool(
+    hidden: &Tensor,
+    mask: &[u32],
+    mode: Pooling,
+    normalize: bool,
+) -> Result<Vec<Vec<f32>>> {
     let s = hidden.shape();
     if s.len() != 3 || mask.len() != s[0] * s[1] {
         return invalid(
@@ -95,7 +100,10 @@ pub fn pool(hidden: &Tensor, mask: &[u32], mode: Pooling, normalize: bool) -> Re
                 }
                 acc.iter().map(|a| a / rows.len() as f64).collect()
             }
-            Pooling::Cls => d[i * t * h..(i * t + 1) * h].iter().map(|&x| x as f64).collect(),
+            Pooling::Cls => d[i * t * h..(i * t + 1) * h]
+                .iter()
+                .map(|&x| x as f64)
+                .collect(),
             Pooling::Max => (0..h)
                 .map(|j| rows.iter().map(|r| r[j]).fold(f32::NEG_INFINITY, f32::max) as f64)
                 .collect(),

@@ -109,7 +109,10 @@ fn opt_count(path: &Path, obj: &Value, key: &str) -> Result<Option<usize>> {
         None | Some(Value::Null) => Ok(None),
         Some(v) => match v.as_u64() {
             Some(n) if n > 0 => Ok(Some(n as usize)),
-            _ => Err(bad(path, format!("{key} must be a positive integer, got {v}"))),
+            _ => Err(bad(
+                path,
+                format!("{key} must be a positive integer, got {v}"),
+            )),
         },
     }
 }
@@ -141,7 +144,12 @@ impl FolderSettings {
             let modules = v
                 .as_array()
                 .ok_or_else(|| bad(&p, "expected a JSON list of modules".into()))?;
-            let kind = |m: &Value| m.get("type").and_then(Value::as_str).unwrap_or("").to_string();
+            let kind = |m: &Value| {
+                m.get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
             s.normalize = Some(modules.iter().any(|m| kind(m).ends_with(".Normalize")));
             if let Some(m) = modules.iter().find(|m| kind(m).ends_with(".Pooling")) {
                 if let Some(path) = m.get("path").and_then(Value::as_str) {

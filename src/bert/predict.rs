@@ -147,13 +147,23 @@ impl FillMask {
 
     /// The `top_k` most probable tokens for every `[MASK]` in `text` (or the pair), in order.
     /// Text without a `[MASK]`, or `top_k` 0, is an error.
-    pub fn fill(&self, text: &str, pair: Option<&str>, top_k: usize) -> Result<Vec<MaskPrediction>> {
+    pub fn fill(
+        &self,
+        text: &str,
+        pair: Option<&str>,
+        top_k: usize,
+    ) -> Result<Vec<MaskPrediction>> {
         if top_k == 0 {
             return invalid("fill_mask", "top_k must be at least 1");
         }
         let mask_id = self.tokenizer.vocab().mask_id().expect("checked at load");
-        let enc = encode_all(&self.tokenizer, &self.config, &[(text, pair)], self.max_length)?
-            .remove(0);
+        let enc = encode_all(
+            &self.tokenizer,
+            &self.config,
+            &[(text, pair)],
+            self.max_length,
+        )?
+        .remove(0);
         let positions: Vec<u32> = enc
             .input_ids
             .iter()
@@ -164,7 +174,10 @@ impl FillMask {
         if positions.is_empty() {
             return invalid(
                 "fill_mask",
-                format!("no [MASK] token in {text:?}{}", if pair.is_some() { " or its pair" } else { "" }),
+                format!(
+                    "no [MASK] token in {text:?}{}",
+                    if pair.is_some() { " or its pair" } else { "" }
+                ),
             );
         }
         let t = enc.len();
@@ -246,7 +259,9 @@ pub fn label_names(dir: &Path, num_labels: usize) -> Result<Vec<String>> {
                     ),
                 });
             }
-            names[i] = name.as_str().map_or_else(|| name.to_string(), str::to_string);
+            names[i] = name
+                .as_str()
+                .map_or_else(|| name.to_string(), str::to_string);
         }
     }
     Ok(names)
@@ -388,7 +403,10 @@ fn classifier_outputs(ckpt: &Checkpoint) -> Result<usize> {
     if w.shape().len() != 2 || w.shape()[0] == 0 {
         return Err(Error::Format {
             path: ckpt.path().display().to_string(),
-            detail: format!("classifier.weight has shape {:?}, expected [num_labels, hidden]", w.shape()),
+            detail: format!(
+                "classifier.weight has shape {:?}, expected [num_labels, hidden]",
+                w.shape()
+            ),
         });
     }
     Ok(w.shape()[0])

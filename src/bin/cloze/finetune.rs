@@ -113,9 +113,9 @@ pub fn run(args: Args) -> Result<(), String> {
     let mut log_err: Option<String> = None;
     let quiet = args.quiet;
     let mut observe = |ev: &FinetuneEvent| {
-        if let Err(e) = serde_json::to_writer(&mut log, ev).and_then(|_| {
-            writeln!(log).map_err(serde_json::Error::io)
-        }) {
+        if let Err(e) = serde_json::to_writer(&mut log, ev)
+            .and_then(|_| writeln!(log).map_err(serde_json::Error::io))
+        {
             log_err.get_or_insert_with(|| format!("cannot write {}: {e}", log_path.display()));
         }
         match ev {
@@ -176,11 +176,7 @@ pub fn run(args: Args) -> Result<(), String> {
 
 /// Class names for the saved config: the task's label strings when its TSV layout has them
 /// and the count matches, else none (`LABEL_i`).
-fn label_names(
-    path: &Path,
-    task: Option<&str>,
-    num_labels: usize,
-) -> Result<Vec<String>, String> {
+fn label_names(path: &Path, task: Option<&str>, num_labels: usize) -> Result<Vec<String>, String> {
     let is_jsonl = path
         .extension()
         .is_some_and(|e| e == "jsonl" || e == "json");

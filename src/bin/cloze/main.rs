@@ -58,7 +58,10 @@ fn main() -> ExitCode {
             eprintln!("cloze: error: --threads 0: need at least 1 thread");
             return ExitCode::FAILURE;
         }
-        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
+        if let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+        {
             eprintln!("cloze: error: --threads {n}: {e}");
             return ExitCode::FAILURE;
         }
