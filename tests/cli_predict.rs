@@ -745,3 +745,133 @@ fn every_command_documents_threads_and_zero_threads_is_an_error() {
     ]));
     assert!(e.contains("--threads 0"), "{e}");
 }
+
+#[test]
+fn pearson_and_spearman_by_hand() {
+    use cloze::finetune::trainer::{pearson, spearman};
+    // x = 1..5, y = 2x + 1: both 1; reversed: both -1
+    let x = [1.0, 2.0, 3.0, 4.0, 5.0];
+    let y: Vec<f64> = x.iter().map(|v| 2.0 * v + 1.0).collect();
+    assert!((pearson(&x, &y) - 1.0).abs() < 1e-12);
+    let r: Vec<f64> = y.iter().rev().copied().collect();
+    assert!((spearman(&x, &r) + 1.0).abs() < 1e-12);
+    // monotone but not linear: Spearman 1, Pearson below 1
+    let c: Vec<f64> = x.iter().map(|v: &f64| v.powi(3)).collect();
+    assert!((spearman(&x, &c) - 1.0).abs() < 1e-12);
+    assert!(pearson(&x, &c) < 0.99);
+    // x = [1,2,3], y = [1,3,2]: mean 2, sxy = (-1)(-1) + 0 + (1)(0) = 1, sxx = syy = 2 → 0.5
+    assert!((pearson(&[1.0, 2.0, 3.0], &[1.0, 3.0, 2.0]) - 0.5).abs() < 1e-12);
+    // ties get the average rank: ranks of [1, 1, 2] are [1.5, 1.5, 3]
+    let s = spearman(&[1.0, 1.0, 2.0], &[1.5, 1.5, 3.0]);
+    assert!((s - 1.0).abs() < 1e-12, "{s}");
+}
+
+#[test]
+fn sts_b_regression_and_mnli_layout_through_the_cli() {
+    // the real MiniLM: a randomly initialised tiny model learns too little in a few steps
+    let base = common::minilm_dir();
+    let dir = tmp("reg");
+    let mut tsv = String::from("index\tgenre\tsentence1\tsentence2\tscore\n");
+    for i in 0..24 {
+        let (a, b, s) = [
+            ("a good film", "a good film", "5.0"),
+            ("a good film", "a bad dog", "0.0"),
+            ("the cat sat", "the cat sat on the mat", "3.5"),
+        ][i % 3];
+        tsv += &format!("{i}\tx\t{a}\t{b}\t{s}\n");
+    }
+    std::fs::write(dir.join("train.tsv"), &tsv).unwrap();
+    let out = dir.join("out");
+    ok(&cloze(&[
+        "finetune",
+        "--model",
+        base.to_str().unwrap(),
+        "--task",
+        "sts-b",
+        "--train",
+        dir.join("train.tsv").to_str().unwrap(),
+        "--dev",
+        dir.join("train.tsv").to_str().unwrap(),
+        "--lr",
+        "1e-4",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "8",
+        "--output",
+        out.to_str().unwrap(),
+    ]));
+    let c: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(c["problem_type"], "regression");
+    assert_eq!(c["num_labels"], 1);
+    let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
+    let last_epoch: Value = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .rfind(|v| v["event"] == "epoch")
+        .unwrap();
+    let p = last_epoch["dev_pearson"].as_f64().unwrap();
+    // three distinct pairs with scores 5, 0, 3.5: a model that learned nothing sits near 0
+    assert!(
+        p > 0.9,
+        "dev Pearson {p} after training on the dev pairs themselves"
+    );
+    let ev = ok(&cloze(&[
+        "eval",
+        "--model",
+        out.to_str().unwrap(),
+        "--task",
+        "sts-b",
+        "--data",
+        dir.join("train.tsv").to_str().unwrap(),
+    ]));
+    let ev: Value = serde_json::from_str(ev.trim()).unwrap();
+    assert!(
+        (ev["pearson"].as_f64().unwrap() - p).abs() < 1e-4,
+        "{ev} vs {p}"
+    );
+    assert!(ev["spearman"].as_f64().is_some());
+    // predict on a regression head gives the score as the single logit
+    std::fs::write(
+        dir.join("in.jsonl"),
+        "{\"text\": \"a good film\", \"text_pair\": \"a good film\"}\n",
+    )
+    .unwrap();
+    let pr: Value = serde_json::from_str(
+        ok(&cloze(&[
+            "predict",
+            "--model",
+            out.to_str().unwrap(),
+            "--input",
+            dir.join("in.jsonl").to_str().unwrap(),
+        ]))
+        .trim(),
+    )
+    .unwrap();
+    assert_eq!(pr["logits"].as_array().unwrap().len(), 1);
+    assert!(pr["logits"][0].as_f64().unwrap() > 2.5, "{pr}");
+    assert_eq!(pr["probabilities"].as_array().unwrap().len(), 0);
+
+    // MNLI: GLUE's column names, three named classes
+    let mnli = "index\tpromptID\tpairID\tgenre\tsentence1\tsentence2\tlabel1\tgold_label\n\
+                0\t1\t1n\tfiction\tthe cat sat\ta cat sat\tentailment\tentailment\n\
+                1\t2\t2n\tfiction\tthe cat sat\tthe dog sat\tneutral\tneutral\n\
+                2\t3\t3c\ttravel\tthe cat sat\tno cat sat\tcontradiction\tcontradiction\n";
+    std::fs::write(dir.join("dev_matched.tsv"), mnli).unwrap();
+    let spec = cloze::finetune::data::TsvSpec::for_task("mnli").unwrap();
+    let ex = cloze::finetune::data::read_tsv(dir.join("dev_matched.tsv"), &spec).unwrap();
+    let labels: Vec<usize> = ex.iter().map(|e| e.label).collect();
+    assert_eq!(labels, [1, 2, 0]);
+    assert_eq!(ex[1].text_b.as_deref(), Some("the dog sat"));
+    std::fs::write(
+        dir.join("bad.tsv"),
+        mnli.replace("\tneutral\n", "\tmaybe\n"),
+    )
+    .unwrap();
+    let e = cloze::finetune::data::read_tsv(dir.join("bad.tsv"), &spec)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("\"maybe\""), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -44,8 +44,9 @@ impl TsvSpec {
         }
     }
 
-    /// The layout of a known task: `sst-2`, `mrpc`, `rte`, `cola`, `qnli`, `sts-b`, `mr-vader`,
-    /// `wn-wic`, `wn-glossmatch`, `bible-para`.
+    /// The layout of a known task: `sst-2`, `mrpc`, `rte`, `cola`, `qnli`, `mnli` (also
+    /// `mnli-m` / `mnli-mm`: the matched and mismatched dev files share the layout), `sts-b`
+    /// (regression), `mr-vader`, `wn-wic`, `wn-glossmatch`, `bible-para`.
     pub fn for_task(task: &str) -> Result<TsvSpec> {
         let names = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect());
         Ok(match task.to_ascii_lowercase().as_str() {
@@ -63,6 +64,11 @@ impl TsvSpec {
                 header: false,
                 ..TsvSpec::new("3", None, "1")
             },
+            // GLUE's MNLI: train.tsv, dev_matched.tsv and dev_mismatched.tsv share this layout
+            "mnli" | "mnli-m" | "mnli-mm" => TsvSpec {
+                label_names: names(&["contradiction", "entailment", "neutral"]),
+                ..TsvSpec::new("sentence1", Some("sentence2"), "gold_label")
+            },
             "sts-b" | "stsb" => TsvSpec {
                 regression: true,
                 ..TsvSpec::new("sentence1", Some("sentence2"), "score")
@@ -73,7 +79,7 @@ impl TsvSpec {
             other => {
                 return Err(Error::Invalid {
                     op: "TsvSpec::for_task",
-                    detail: format!("unknown task {other:?}; known: sst-2, mrpc, rte, cola, qnli, sts-b, mr-vader, wn-wic, wn-glossmatch, bible-para"),
+                    detail: format!("unknown task {other:?}; known: sst-2, mrpc, rte, cola, qnli, mnli, sts-b, mr-vader, wn-wic, wn-glossmatch, bible-para"),
                 })
             }
         })

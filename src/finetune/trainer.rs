@@ -53,10 +53,117 @@ impl FinetuneConfig {
 /// Dev scores of one learning rate.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct Scores {
+    /// The peak learning rate of the run.
     pub learning_rate: f32,
+    /// Dev accuracy (classification; 0 for regression).
     pub accuracy: f64,
-    /// F1 of class 1 for two classes, macro F1 otherwise.
+    /// F1 of class 1 for two classes, macro F1 otherwise (0 for regression).
     pub f1: f64,
+    /// Pearson correlation of predicted and gold scores (regression only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pearson: Option<f64>,
+    /// Spearman rank correlation of predicted and gold scores (regression only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spearman: Option<f64>,
+}
+
+impl Scores {
+    /// The score the learning rate is picked by: Pearson for regression, else accuracy.
+    pub fn primary(&self) -> f64 {
+        self.pearson.unwrap_or(self.accuracy)
+    }
+}
+
+/// Pearson correlation (in f64); 0 when either side is constant or the lengths differ.
+pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len();
+    if n == 0 || n != y.len() {
+        return 0.0;
+    }
+    let mx = x.iter().sum::<f64>() / n as f64;
+    let my = y.iter().sum::<f64>() / n as f64;
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx).powi(2);
+        syy += (b - my).powi(2);
+    }
+    if sxx == 0.0 || syy == 0.0 {
+        0.0
+    } else {
+        sxy / (sxx * syy).sqrt()
+    }
+}
+
+/// 1-based ranks with ties given their average rank (as scipy's `rankdata`).
+fn ranks(x: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..x.len()).collect();
+    idx.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
+    let mut r = vec![0.0; x.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && x[idx[j + 1]] == x[idx[i]] {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &idx[i..=j] {
+            r[k] = avg;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+/// Spearman rank correlation: Pearson of the (tie-averaged) ranks.
+pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
+    pearson(&ranks(x), &ranks(y))
+}
+
+/// Dev scores of predictions: accuracy and F1 for classification (`num_labels` ≥ 2), Pearson
+/// and Spearman against [`Example::score`] for regression (`num_labels` 1).
+pub fn dev_scores(clf: &Classifier, dev: &[Example], batch: usize, lr: f32) -> Result<Scores> {
+    let nl = clf.model.classifier.num_labels;
+    if nl == 1 {
+        let pred: Vec<f64> = clf
+            .predict_scores(dev, batch)?
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        let gold = gold_scores(dev, "dev")?;
+        Ok(Scores {
+            learning_rate: lr,
+            accuracy: 0.0,
+            f1: 0.0,
+            pearson: Some(pearson(&pred, &gold)),
+            spearman: Some(spearman(&pred, &gold)),
+        })
+    } else {
+        let pred = clf.predict(dev, batch)?;
+        let gold: Vec<usize> = dev.iter().map(|e| e.label).collect();
+        let (accuracy, f1) = scores(&pred, &gold, nl);
+        Ok(Scores {
+            learning_rate: lr,
+            accuracy,
+            f1,
+            pearson: None,
+            spearman: None,
+        })
+    }
+}
+
+fn gold_scores(ex: &[Example], what: &str) -> Result<Vec<f64>> {
+    ex.iter()
+        .enumerate()
+        .map(|(i, e)| match e.score {
+            Some(s) if s.is_finite() => Ok(s as f64),
+            Some(s) => invalid("finetune", format!("{what} example {i} has score {s}")),
+            None => invalid(
+                "finetune",
+                format!("{what} example {i} has no score, but num_labels 1 means regression"),
+            ),
+        })
+        .collect()
 }
 
 /// Accuracy and F1 of predictions.
@@ -134,6 +241,29 @@ pub struct Classifier {
 }
 
 impl Classifier {
+    /// The first head output of each example: the predicted score of a regression head
+    /// (`num_labels` 1).
+    pub fn predict_scores(&self, ex: &[Example], batch: usize) -> Result<Vec<f32>> {
+        let nl = self.model.classifier.num_labels;
+        let data = encode(&self.tokenizer, ex, self.max_seq_length, usize::MAX, "eval")?;
+        let pad = self.tokenizer.vocab().pad_id();
+        let mut out = Vec::with_capacity(ex.len());
+        let mut tape = Tape::new();
+        tape.set_training(false);
+        tape.set_grad_enabled(false);
+        for chunk in data.enc.chunks(batch.max(1)) {
+            let refs: Vec<&Encoding> = chunk.iter().collect();
+            let padded = PaddedBatch::new(&refs, pad);
+            let input = BertInput::from_padded(&padded);
+            tape.reset();
+            let logits =
+                self.model
+                    .forward(&mut tape, &self.store, &input, &ForwardOptions::default())?;
+            out.extend(logits.value().data().chunks_exact(nl).map(|r| r[0]));
+        }
+        Ok(out)
+    }
+
     /// Predicted classes of examples.
     pub fn predict(&self, ex: &[Example], batch: usize) -> Result<Vec<usize>> {
         let nl = self.model.classifier.num_labels;
@@ -261,6 +391,12 @@ pub enum FinetuneEvent {
         dev_accuracy: f64,
         /// Dev F1 (see [`Scores::f1`]).
         dev_f1: f64,
+        /// Dev Pearson correlation (regression).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dev_pearson: Option<f64>,
+        /// Dev Spearman correlation (regression).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dev_spearman: Option<f64>,
     },
 }
 
@@ -335,6 +471,16 @@ fn run_once(
         cfg.num_labels,
         "training",
     )?;
+    let targets: Option<Vec<f32>> = if cfg.num_labels == 1 {
+        Some(
+            gold_scores(train, "training")?
+                .into_iter()
+                .map(|s| s as f32)
+                .collect(),
+        )
+    } else {
+        None
+    };
     let steps_per_epoch = data.enc.len().div_ceil(cfg.batch_size);
     let total = (steps_per_epoch * cfg.epochs) as u64;
     let warmup = (total as f32 * cfg.warmup_proportion).round() as u64;
@@ -356,8 +502,7 @@ fn run_once(
         tokenizer,
         max_seq_length: cfg.max_seq_length,
     };
-    let gold: Vec<usize> = dev.iter().map(|e| e.label).collect();
-    let mut last = (0.0, 0.0);
+    let mut last: Option<Scores> = None;
     for epoch in 0..cfg.epochs {
         let (model, store) = (&clf.model, &mut clf.store);
         order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(
@@ -366,6 +511,10 @@ fn run_once(
         for chunk in order.chunks(cfg.batch_size) {
             let refs: Vec<&Encoding> = chunk.iter().map(|&i| &data.enc[i]).collect();
             let labels: Vec<i32> = chunk.iter().map(|&i| data.labels[i] as i32).collect();
+            let targets: Vec<f32> = match &targets {
+                Some(t) => chunk.iter().map(|&i| t[i]).collect(),
+                None => Vec::new(),
+            };
             let padded = PaddedBatch::new(&refs, pad);
             tape.reset();
             store.zero_grads();
@@ -375,7 +524,18 @@ fn run_once(
                 output_hidden_states: false,
             };
             let logits = model.forward(&mut tape, &store, &input, &opts)?;
-            let loss = tape.cross_entropy(&logits, &labels, -100)?;
+            let loss = if cfg.num_labels == 1 {
+                // regression: mean squared error, as HF's problem_type "regression"
+                let y = crate::autodiff::tape::Var::constant(crate::tensor::Tensor::from_vec(
+                    targets,
+                    &[chunk.len(), 1],
+                )?);
+                let d = tape.sub(&logits, &y)?;
+                let sq = tape.mul(&d, &d)?;
+                tape.mean(&sq)?
+            } else {
+                tape.cross_entropy(&logits, &labels, -100)?
+            };
             let loss_value = loss.value().item()?;
             let grads = tape.backward(&loss)?;
             store.accumulate(&grads)?;
@@ -396,29 +556,24 @@ fn run_once(
         if observe.is_none() && epoch + 1 < cfg.epochs {
             continue;
         }
-        let pred = clf.predict(dev, cfg.batch_size)?;
-        last = scores(&pred, &gold, cfg.num_labels);
+        let sc = dev_scores(&clf, dev, cfg.batch_size, lr)?;
         if let Some(o) = observe.as_mut() {
             o(&FinetuneEvent::Epoch {
                 learning_rate: lr,
                 epoch,
-                dev_accuracy: last.0,
-                dev_f1: last.1,
+                dev_accuracy: sc.accuracy,
+                dev_f1: sc.f1,
+                dev_pearson: sc.pearson,
+                dev_spearman: sc.spearman,
             });
         }
+        last = Some(sc);
     }
-    let (accuracy, f1) = last;
-    Ok((
-        clf,
-        Scores {
-            learning_rate: lr,
-            accuracy,
-            f1,
-        },
-    ))
+    Ok((clf, last.expect("epochs is positive")))
 }
 
-/// Fine-tunes with every configured learning rate and keeps the best on dev (by accuracy).
+/// Fine-tunes with every configured learning rate and keeps the best on dev (by accuracy, or
+/// by Pearson correlation for regression).
 pub fn finetune(
     cfg: &FinetuneConfig,
     train: &[Example],
@@ -454,7 +609,7 @@ fn finetune_inner(
             None => run_once(cfg, lr, train, dev, None)?,
         };
         all.push(s);
-        if best.as_ref().is_none_or(|(_, b)| s.accuracy > b.accuracy) {
+        if best.as_ref().is_none_or(|(_, b)| s.primary() > b.primary()) {
             best = Some((clf, s));
         }
     }

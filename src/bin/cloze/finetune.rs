@@ -3,9 +3,7 @@
 use clap::Parser;
 use cloze::bert::checkpoint::Checkpoint;
 use cloze::finetune::data::{read_jsonl, read_tsv, Example, TsvSpec};
-use cloze::finetune::trainer::{
-    finetune_observed, scores, write_scores, FinetuneConfig, FinetuneEvent,
-};
+use cloze::finetune::trainer::{finetune_observed, write_scores, FinetuneConfig, FinetuneEvent};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -15,8 +13,9 @@ pub struct Args {
     /// Pre-trained model folder (config.json, model.safetensors, vocab.txt).
     #[arg(long)]
     model: PathBuf,
-    /// Task layout of TSV files (sst-2, mrpc, rte, cola, qnli, mr-vader, wn-wic, wn-glossmatch,
-    /// bible-para); JSON lines ({"text", "text_pair", "label"}) need no task.
+    /// Task layout of TSV files (sst-2, mrpc, rte, cola, qnli, mnli, sts-b (regression: MSE
+    /// head, Pearson/Spearman on dev), mr-vader, wn-wic, wn-glossmatch, bible-para); JSON lines
+    /// ({"text", "text_pair", "label"}) need no task.
     #[arg(long)]
     task: Option<String>,
     /// Training examples: a TSV file in the --task layout, or JSON lines (.jsonl/.json)
@@ -74,11 +73,6 @@ pub fn read_examples(path: &Path, task: Option<&str>) -> Result<Vec<Example>, St
             )
         })?;
         let spec = TsvSpec::for_task(task).map_err(|e| e.to_string())?;
-        if spec.regression {
-            return Err(format!(
-                "task {task} is a regression task; only classification is supported"
-            ));
-        }
         read_tsv(path, &spec).map_err(|e| e.to_string())
     }
 }
@@ -86,10 +80,17 @@ pub fn read_examples(path: &Path, task: Option<&str>) -> Result<Vec<Example>, St
 pub fn run(args: Args) -> Result<(), String> {
     let train = read_examples(&args.train, args.task.as_deref())?;
     let dev = read_examples(&args.dev, args.task.as_deref())?;
-    let num_labels = args
-        .num_labels
-        .unwrap_or_else(|| train.iter().map(|e| e.label).max().unwrap_or(0) + 1)
-        .max(2);
+    let regression = is_regression(args.task.as_deref())?;
+    let num_labels = if regression {
+        if args.num_labels.is_some_and(|n| n != 1) {
+            return Err("a regression task has one output; drop --num-labels".into());
+        }
+        1
+    } else {
+        args.num_labels
+            .unwrap_or_else(|| train.iter().map(|e| e.label).max().unwrap_or(0) + 1)
+            .max(2)
+    };
     let cfg = FinetuneConfig {
         learning_rates: args
             .lr
@@ -144,12 +145,19 @@ pub fn run(args: Args) -> Result<(), String> {
                 epoch,
                 dev_accuracy,
                 dev_f1,
+                dev_pearson,
+                dev_spearman,
                 ..
             } => {
-                bar.println(format!(
-                    "epoch {}: dev accuracy {dev_accuracy:.4}, F1 {dev_f1:.4}",
-                    epoch + 1
-                ));
+                bar.println(match (dev_pearson, dev_spearman) {
+                    (Some(p), Some(r)) => {
+                        format!("epoch {}: dev Pearson {p:.4}, Spearman {r:.4}", epoch + 1)
+                    }
+                    _ => format!(
+                        "epoch {}: dev accuracy {dev_accuracy:.4}, F1 {dev_f1:.4}",
+                        epoch + 1
+                    ),
+                });
             }
         }
     };
@@ -162,16 +170,30 @@ pub fn run(args: Args) -> Result<(), String> {
     log.flush()
         .map_err(|e| format!("cannot write {}: {e}", log_path.display()))?;
     for s in &all {
-        eprintln!(
-            "lr {:e}: dev accuracy {:.4}, F1 {:.4}",
-            s.learning_rate, s.accuracy, s.f1
-        );
+        match (s.pearson, s.spearman) {
+            (Some(p), Some(r)) => eprintln!(
+                "lr {:e}: dev Pearson {p:.4}, Spearman {r:.4}",
+                s.learning_rate
+            ),
+            _ => eprintln!(
+                "lr {:e}: dev accuracy {:.4}, F1 {:.4}",
+                s.learning_rate, s.accuracy, s.f1
+            ),
+        }
     }
     let names = label_names(&args.train, args.task.as_deref(), num_labels)?;
     clf.save_pretrained(&args.output, &names)
         .map_err(|e| e.to_string())?;
     write_scores(&args.output.join("scores.json"), &all).map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// Whether `task` is a regression task (STS-B).
+fn is_regression(task: Option<&str>) -> Result<bool, String> {
+    match task {
+        Some(t) => Ok(TsvSpec::for_task(t).map_err(|e| e.to_string())?.regression),
+        None => Ok(false),
+    }
 }
 
 /// Class names for the saved config: the task's label strings when its TSV layout has them
@@ -199,8 +221,9 @@ pub struct EvalArgs {
     /// A model saved by `cloze finetune`.
     #[arg(long)]
     model: PathBuf,
-    /// Task layout of a TSV --data file (sst-2, mrpc, rte, cola, qnli, mr-vader, wn-wic,
-    /// wn-glossmatch, bible-para); JSON lines need none.
+    /// Task layout of a TSV --data file (sst-2, mrpc, rte, cola, qnli, mnli, sts-b, mr-vader,
+    /// wn-wic, wn-glossmatch, bible-para); JSON lines need none. For MNLI score
+    /// dev_matched.tsv and dev_mismatched.tsv in two runs.
     #[arg(long)]
     task: Option<String>,
     /// Labelled examples to score.
@@ -233,12 +256,14 @@ pub fn eval(args: EvalArgs) -> Result<(), String> {
         tokenizer: cloze::bert::folder::load_tokenizer(&args.model).map_err(|e| e.to_string())?,
         max_seq_length: args.max_seq_length,
     };
-    let pred = clf.predict(&data, 32).map_err(|e| e.to_string())?;
-    let gold: Vec<usize> = data.iter().map(|e| e.label).collect();
-    let (acc, f1) = scores(&pred, &gold, num_labels);
-    println!(
-        "{}",
-        serde_json::json!({ "examples": data.len(), "accuracy": acc, "f1": f1 })
-    );
+    let s =
+        cloze::finetune::trainer::dev_scores(&clf, &data, 32, 0.0).map_err(|e| e.to_string())?;
+    let out = match (s.pearson, s.spearman) {
+        (Some(p), Some(r)) => {
+            serde_json::json!({ "examples": data.len(), "pearson": p, "spearman": r })
+        }
+        _ => serde_json::json!({ "examples": data.len(), "accuracy": s.accuracy, "f1": s.f1 }),
+    };
+    println!("{out}");
     Ok(())
 }
