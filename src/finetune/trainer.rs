@@ -523,7 +523,7 @@ fn run_once(
                 seed: cfg.seed.wrapping_mul(1_000_003).wrapping_add(step),
                 output_hidden_states: false,
             };
-            let logits = model.forward(&mut tape, &store, &input, &opts)?;
+            let logits = model.forward(&mut tape, store, &input, &opts)?;
             let loss = if cfg.num_labels == 1 {
                 // regression: mean squared error, as HF's problem_type "regression"
                 let y = crate::autodiff::tape::Var::constant(crate::tensor::Tensor::from_vec(
