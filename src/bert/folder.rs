@@ -21,6 +21,8 @@
 //! std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
+#![warn(missing_docs)]
+
 use crate::error::{Error, Result};
 use crate::tokenizer::{BasicTokenizer, Tokenizer, Vocab};
 use serde_json::Value;

@@ -15,6 +15,8 @@
 //! println!("{} {:?}", p[0].label, p[0].probabilities);
 //! ```
 
+#![warn(missing_docs)]
+
 use crate::autodiff::params::ParamStore;
 use crate::autodiff::tape::Tape;
 use crate::bert::checkpoint::{load_pretrained, Checkpoint, LoadOptions, CONFIG_FILE};
