@@ -9,8 +9,11 @@ use std::path::Path;
 /// such as STS-B, use [`Example::score`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Example {
+    /// The first (or only) text.
     pub text_a: String,
+    /// The second text of a pair.
     pub text_b: Option<String>,
+    /// The class index (0 for regression examples).
     pub label: usize,
     /// The raw label for regression tasks.
     pub score: Option<f32>,
@@ -23,7 +26,9 @@ pub struct TsvSpec {
     pub header: bool,
     /// Column of the first text (a header name, or a 0-based index when there is no header).
     pub text_a: String,
+    /// Column of the second text of a pair task.
     pub text_b: Option<String>,
+    /// Column of the label (or score).
     pub label: String,
     /// Label strings in class order (e.g. `["not_entailment", "entailment"]`); `None` when the
     /// label column already holds class indices.
@@ -226,7 +231,9 @@ pub fn read_jsonl(path: impl AsRef<Path>) -> Result<Vec<Example>> {
 /// A tagged sentence: tokens and one tag per token.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaggedSentence {
+    /// The words.
     pub tokens: Vec<String>,
+    /// One tag per word.
     pub tags: Vec<String>,
 }
 

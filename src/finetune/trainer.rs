@@ -21,13 +21,19 @@ use std::path::{Path, PathBuf};
 pub struct FinetuneConfig {
     /// Pre-trained HF folder (config.json, model.safetensors, vocab.txt).
     pub model_dir: PathBuf,
+    /// Classes of the head; 1 means regression (mean squared error on one output).
     pub num_labels: usize,
+    /// Examples are truncated to this many tokens ([CLS]/[SEP] included).
     pub max_seq_length: usize,
+    /// Examples per optimiser step.
     pub batch_size: usize,
+    /// Passes over the training data.
     pub epochs: usize,
     /// Learning rates to try; the best on dev is kept (the paper's grid by default).
     pub learning_rates: Vec<f32>,
+    /// Fraction of the steps spent warming the learning rate up linearly (then linear decay).
     pub warmup_proportion: f32,
+    /// Seed of the head initialisation, data order and dropout.
     pub seed: u64,
     /// Cap on training examples (quick runs); `None` uses all.
     pub max_train_examples: Option<usize>,
@@ -234,9 +240,13 @@ fn encode(
 
 /// A fine-tuned classifier.
 pub struct Classifier {
+    /// The encoder with its pooler and classification head.
     pub model: BertForSequenceClassification,
+    /// All weights.
     pub store: ParamStore,
+    /// The model folder's tokenizer.
     pub tokenizer: Tokenizer,
+    /// Examples are truncated to this many tokens.
     pub max_seq_length: usize,
 }
 
