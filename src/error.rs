@@ -32,7 +32,7 @@ pub enum Error {
     Format { path: String, detail: String },
 }
 
-/// `Result` with cloze's [`Error`].
+/// `Result` with cloze's [`Error`](enum@Error).
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Builds an [`Error::Shape`].

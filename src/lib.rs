@@ -17,6 +17,35 @@
 //! assert_eq!(grads.get(&x).unwrap().data(), &[2.0, 4.0, 6.0]);
 //! ```
 
+//!
+//! Using a model folder (HF layout: `config.json`, `model.safetensors`, `vocab.txt`; the
+//! folder's tokenizer, sentence-transformers and pooling settings are honoured):
+//!
+//! ```no_run
+//! use cloze::bert::embed::Embedder;
+//! use cloze::bert::folder::load_tokenizer;
+//! use cloze::bert::predict::{FillMask, Predictor};
+//!
+//! // tokenize with the folder's casing
+//! let tok = load_tokenizer("all-MiniLM-L6-v2").unwrap();
+//! println!("{:?}", tok.encode("Hello world").tokens);
+//!
+//! // sentence embeddings, as sentence-transformers computes them
+//! let emb = Embedder::load("all-MiniLM-L6-v2").unwrap();
+//! let out = emb.embed_batch(&[("Hello world", None)], None).unwrap();
+//! println!("{}", out[0].embedding.len());
+//!
+//! // masked-token filling (needs the MLM head) and classifier predictions
+//! let fm = FillMask::load("my-pretrained").unwrap();
+//! println!("{:?}", fm.fill("paris is the [MASK] of france .", None, 3).unwrap());
+//! let clf = Predictor::load("my-finetuned").unwrap();
+//! println!("{:?}", clf.predict(&[("a fine film", None)], false).unwrap()[0].label);
+//! ```
+//!
+//! Pre-training runs from a TOML config ([`pretrain::config::PretrainConfig`],
+//! [`pretrain::trainer::Pretrainer`]); fine-tuning from a model folder and labelled examples
+//! ([`finetune::trainer::FinetuneConfig`], [`finetune::trainer::finetune`]).
+
 pub mod autodiff;
 pub mod bert;
 pub mod distributed;

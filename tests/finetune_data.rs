@@ -88,6 +88,9 @@ fn malformed_files_give_errors_naming_the_line() {
     std::fs::write(&j, "{\"text\": \"a\", \"label\": 1}\n{\"text\": \"b\"}\n").unwrap();
     let err = read_jsonl(&j).unwrap_err().to_string();
     assert!(err.contains("line 2") && err.contains("label"), "{err}");
-    assert!(TsvSpec::for_task("mnli").is_err());
+    // MNLI is a known layout now; an unknown task is an error naming it and the known ones
+    assert!(TsvSpec::for_task("mnli").is_ok());
+    let err = TsvSpec::for_task("snli").unwrap_err().to_string();
+    assert!(err.contains("\"snli\"") && err.contains("mnli"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -189,3 +189,39 @@ fn decode_joins_pieces() {
     let err = t.decode(&[2, 99], false).unwrap_err().to_string();
     assert!(err.contains("99"), "{err}");
 }
+
+/// Lengths of the two segments of a truncated pair of `la` and `lb` one-token words.
+fn cut(la: usize, lb: usize, max: usize, rule: cloze::tokenizer::PairTruncation) -> (usize, usize) {
+    let t = tok(&["x"]);
+    let a = "x ".repeat(la);
+    let b = "x ".repeat(lb);
+    let e = t
+        .encode_with(
+            &a,
+            Some(&b),
+            &EncodeOptions::truncate(max).with_pair_truncation(rule),
+        )
+        .unwrap();
+    let seg_b = e.token_type_ids.iter().filter(|&&s| s == 1).count() - 1;
+    (e.len() - 3 - seg_b, seg_b)
+}
+
+#[test]
+fn pair_truncation_python_and_fast_rules() {
+    use cloze::tokenizer::PairTruncation::{Fast, Python};
+    // budget 12 - 3 = 9 tokens for 10 + 12: both cut; the odd token goes to the first text
+    // (Python: pop from the longer, from the second on a tie) or to the longer (tokenizers)
+    assert_eq!(cut(10, 12, 12, Python), (5, 4));
+    assert_eq!(cut(10, 12, 12, Fast), (4, 5));
+    // when the first is the longer, both rules give it the odd token
+    assert_eq!(cut(12, 10, 12, Python), (5, 4));
+    assert_eq!(cut(12, 10, 12, Fast), (5, 4));
+    // the shorter keeps everything when the longer can still keep as many
+    assert_eq!(cut(3, 12, 12, Python), (3, 6));
+    assert_eq!(cut(3, 12, 12, Fast), (3, 6));
+    // even budget: equal halves under both
+    assert_eq!(cut(10, 12, 13, Python), (5, 5));
+    assert_eq!(cut(10, 12, 13, Fast), (5, 5));
+    // the default is the Python rule
+    assert_eq!(EncodeOptions::truncate(8).pair_truncation, Python);
+}

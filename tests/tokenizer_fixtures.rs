@@ -176,6 +176,7 @@ fn cases_json_long_text_truncated_to_128() {
         max_length: Some(max),
         truncation: false,
         padding: Padding::None,
+        ..EncodeOptions::default()
     };
     let err = tok.encode_with(text, None, &opts).unwrap_err().to_string();
     assert!(err.contains("180") && err.contains("128"), "{err}");

@@ -389,9 +389,35 @@ pub fn save_pretrained(
 
 /// Reads `config.json` and `model.safetensors` from `dir`. Build the model from the config,
 /// then [`Checkpoint::load_into`] its store.
+///
+/// A folder with only PyTorch weights (`pytorch_model.bin`) is an error that says how to
+/// convert them to safetensors.
 pub fn load_pretrained(dir: impl AsRef<Path>) -> Result<(BertConfig, Checkpoint)> {
     let dir = dir.as_ref();
     let config = BertConfig::from_file(dir.join(CONFIG_FILE))?;
+    check_weights_format(dir)?;
     let ckpt = Checkpoint::read(dir.join(WEIGHTS_FILE))?;
     Ok((config, ckpt))
+}
+
+/// An error naming the conversion command when `dir` has `pytorch_model.bin` but no
+/// `model.safetensors` (cloze reads safetensors only).
+pub fn check_weights_format(dir: &Path) -> Result<()> {
+    let st = dir.join(WEIGHTS_FILE);
+    let bin = dir.join("pytorch_model.bin");
+    if !st.exists() && bin.exists() {
+        return Err(fmt_err(
+            &st,
+            format!(
+                "missing, but {} is there: cloze reads safetensors only. Convert it once with \
+                 python -c \"import torch; from safetensors.torch import save_file; \
+                 sd = torch.load('{b}', map_location='cpu', weights_only=True); \
+                 save_file({{k: v.clone().contiguous() for k, v in sd.items()}}, '{s}', metadata={{'format': 'pt'}})\"",
+                bin.display(),
+                b = bin.display(),
+                s = st.display()
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -1,9 +1,13 @@
-//! Sentence embeddings as sentence-transformers computes them: the mean of the last hidden
-//! states over the attention mask, then L2 normalisation.
+//! Sentence embeddings as sentence-transformers computes them: the last hidden states pooled
+//! over the attention mask (mean, `[CLS]` or max, as the folder's `1_Pooling/config.json`
+//! says; mean by default), then L2 normalisation when `modules.json` lists a `Normalize`
+//! module (or when there is no `modules.json`), with inputs truncated to the folder's
+//! `max_seq_length`.
 
 use crate::autodiff::params::ParamStore;
 use crate::autodiff::tape::Tape;
 use crate::bert::checkpoint::{load_pretrained, LoadOptions};
+use crate::bert::folder::{FolderSettings, Pooling};
 use crate::bert::model::{BertInput, BertModel, ForwardOptions};
 use crate::bert::BertConfig;
 use crate::error::{invalid, Result};
@@ -56,10 +60,68 @@ pub fn mean_pool_normalized(hidden: &Tensor, mask: &[u32]) -> Result<Vec<Vec<f32
     Ok(out)
 }
 
+/// Pools `hidden [B, T, H]` over `mask [B, T]` with `mode`, then L2-normalises each vector
+/// when `normalize` (accumulated in f64). A sequence with no unmasked position is an error.
+pub fn pool(
+    hidden: &Tensor,
+    mask: &[u32],
+    mode: Pooling,
+    normalize: bool,
+) -> Result<Vec<Vec<f32>>> {
+    let s = hidden.shape();
+    if s.len() != 3 || mask.len() != s[0] * s[1] {
+        return invalid(
+            "pool",
+            format!(
+                "hidden {:?} and a mask of {} entries do not fit [B, T, H] / [B, T]",
+                s,
+                mask.len()
+            ),
+        );
+    }
+    let (b, t, h) = (s[0], s[1], s[2]);
+    let d = hidden.data();
+    let mut out = Vec::with_capacity(b);
+    for i in 0..b {
+        let rows: Vec<&[f32]> = (0..t)
+            .filter(|&p| mask[i * t + p] == 1)
+            .map(|p| &d[(i * t + p) * h..(i * t + p + 1) * h])
+            .collect();
+        if rows.is_empty() {
+            return invalid("pool", format!("sequence {i} has no unmasked position"));
+        }
+        let v: Vec<f64> = match mode {
+            Pooling::Mean => {
+                let mut acc = vec![0.0f64; h];
+                for r in &rows {
+                    for (a, &x) in acc.iter_mut().zip(*r) {
+                        *a += x as f64;
+                    }
+                }
+                acc.iter().map(|a| a / rows.len() as f64).collect()
+            }
+            Pooling::Cls => d[i * t * h..(i * t + 1) * h]
+                .iter()
+                .map(|&x| x as f64)
+                .collect(),
+            Pooling::Max => (0..h)
+                .map(|j| rows.iter().map(|r| r[j]).fold(f32::NEG_INFINITY, f32::max) as f64)
+                .collect(),
+        };
+        let scale = if normalize {
+            1.0 / v.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12)
+        } else {
+            1.0
+        };
+        out.push(v.iter().map(|x| (x * scale) as f32).collect());
+    }
+    Ok(out)
+}
+
 /// One input's result.
 #[derive(Clone, Debug)]
 pub struct Embedded {
-    /// Mean-pooled, L2-normalised `[H]`.
+    /// The pooled (and, if the folder says so, L2-normalised) `[H]` vector.
     pub embedding: Vec<f32>,
     /// The last hidden states of the real tokens, `[T, H]`.
     pub last_hidden_state: Tensor,
@@ -68,18 +130,31 @@ pub struct Embedded {
 /// A model and tokenizer loaded from an HF folder (config.json, model.safetensors, vocab.txt),
 /// ready to embed text.
 pub struct Embedder {
+    /// The model's `config.json`.
     pub config: BertConfig,
+    /// The folder's tokenizer (casing from `tokenizer_config.json`).
     pub tokenizer: Tokenizer,
+    /// The encoder.
     pub model: BertModel,
+    /// The encoder's weights.
     pub store: ParamStore,
+    /// How token vectors are pooled (the folder's pooling module; mean without one).
+    pub pooling: Pooling,
+    /// Whether pooled vectors are L2-normalised.
+    pub normalize: bool,
+    /// The length inputs are truncated to when the caller gives none (the folder's
+    /// `max_seq_length`, else `model_max_length`).
+    pub default_max_length: Option<usize>,
 }
 
 impl Embedder {
-    /// Loads `dir`. Pre-training or task heads in the file are ignored; the pooler is optional.
+    /// Loads `dir`, honouring its settings files (see [`crate::bert::folder`]). Pre-training or
+    /// task heads in the file are ignored; the pooler is optional.
     pub fn load(dir: impl AsRef<Path>) -> Result<Embedder> {
         let dir = dir.as_ref();
         let (config, ckpt) = load_pretrained(dir)?;
-        let tokenizer = Tokenizer::from_vocab_file(dir.join("vocab.txt"))?;
+        let settings = FolderSettings::read(dir)?;
+        let tokenizer = crate::bert::folder::load_tokenizer(dir)?;
         if tokenizer.vocab().len() != config.vocab_size {
             return invalid(
                 "Embedder::load",
@@ -107,12 +182,15 @@ impl Embedder {
             tokenizer,
             model,
             store,
+            pooling: settings.pooling.unwrap_or_default(),
+            normalize: settings.normalize.unwrap_or(true),
+            default_max_length: settings.max_length(),
         })
     }
 
     /// Embeds texts (or text pairs) as one batch padded to its longest member. Each encoding
-    /// is truncated to `max_length` when given; otherwise a text longer than the model's
-    /// `max_position_embeddings` is an error.
+    /// is truncated to `max_length` when given, else to [`Embedder::default_max_length`];
+    /// with neither, a text longer than the model's `max_position_embeddings` is an error.
     pub fn embed_batch(
         &self,
         texts: &[(&str, Option<&str>)],
@@ -121,6 +199,7 @@ impl Embedder {
         if texts.is_empty() {
             return invalid("embed", "empty batch");
         }
+        let max_length = max_length.or(self.default_max_length);
         let limit = max_length.unwrap_or(self.config.max_position_embeddings);
         let opts = if max_length.is_some() {
             EncodeOptions::truncate(limit)
@@ -153,7 +232,7 @@ impl Embedder {
                 .forward(tape, &self.store, &input, &ForwardOptions::default())
         })?;
         let hidden = out.last_hidden_state.value();
-        let pooled = mean_pool_normalized(hidden, &padded.attention_mask)?;
+        let pooled = pool(hidden, &padded.attention_mask, self.pooling, self.normalize)?;
         let h = self.config.hidden_size;
         Ok(encs
             .iter()

@@ -4,6 +4,8 @@
 //! - [`model`]: [`BertModel`] (embeddings, post-LN encoder, pooler), the MLM, NSP and
 //!   classification heads, [`BertForPreTraining`], [`BertForSequenceClassification`].
 //! - [`checkpoint`]: HF safetensors + `config.json` read/write.
+//! - [`folder`]: the folder's tokenizer, sentence-transformers and pooling settings.
+//! - [`embed`]: sentence embeddings; [`predict`]: fill-mask and classifier predictions.
 //! - [`init`]: per-parameter initialiser streams and dropout seeds.
 //!
 //! ```no_run
@@ -25,8 +27,10 @@
 pub mod checkpoint;
 pub mod config;
 pub mod embed;
+pub mod folder;
 pub mod init;
 pub mod model;
+pub mod predict;
 
 pub use checkpoint::{load_pretrained, save_pretrained, Checkpoint, LoadOptions};
 pub use config::{BertConfig, HiddenAct};

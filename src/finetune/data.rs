@@ -9,8 +9,11 @@ use std::path::Path;
 /// such as STS-B, use [`Example::score`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Example {
+    /// The first (or only) text.
     pub text_a: String,
+    /// The second text of a pair.
     pub text_b: Option<String>,
+    /// The class index (0 for regression examples).
     pub label: usize,
     /// The raw label for regression tasks.
     pub score: Option<f32>,
@@ -23,7 +26,9 @@ pub struct TsvSpec {
     pub header: bool,
     /// Column of the first text (a header name, or a 0-based index when there is no header).
     pub text_a: String,
+    /// Column of the second text of a pair task.
     pub text_b: Option<String>,
+    /// Column of the label (or score).
     pub label: String,
     /// Label strings in class order (e.g. `["not_entailment", "entailment"]`); `None` when the
     /// label column already holds class indices.
@@ -44,8 +49,9 @@ impl TsvSpec {
         }
     }
 
-    /// The layout of a known task: `sst-2`, `mrpc`, `rte`, `cola`, `qnli`, `sts-b`, `mr-vader`,
-    /// `wn-wic`, `wn-glossmatch`, `bible-para`.
+    /// The layout of a known task: `sst-2`, `mrpc`, `rte`, `cola`, `qnli`, `mnli` (also
+    /// `mnli-m` / `mnli-mm`: the matched and mismatched dev files share the layout), `sts-b`
+    /// (regression), `mr-vader`, `wn-wic`, `wn-glossmatch`, `bible-para`.
     pub fn for_task(task: &str) -> Result<TsvSpec> {
         let names = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect());
         Ok(match task.to_ascii_lowercase().as_str() {
@@ -63,6 +69,11 @@ impl TsvSpec {
                 header: false,
                 ..TsvSpec::new("3", None, "1")
             },
+            // GLUE's MNLI: train.tsv, dev_matched.tsv and dev_mismatched.tsv share this layout
+            "mnli" | "mnli-m" | "mnli-mm" => TsvSpec {
+                label_names: names(&["contradiction", "entailment", "neutral"]),
+                ..TsvSpec::new("sentence1", Some("sentence2"), "gold_label")
+            },
             "sts-b" | "stsb" => TsvSpec {
                 regression: true,
                 ..TsvSpec::new("sentence1", Some("sentence2"), "score")
@@ -73,7 +84,7 @@ impl TsvSpec {
             other => {
                 return Err(Error::Invalid {
                     op: "TsvSpec::for_task",
-                    detail: format!("unknown task {other:?}; known: sst-2, mrpc, rte, cola, qnli, sts-b, mr-vader, wn-wic, wn-glossmatch, bible-para"),
+                    detail: format!("unknown task {other:?}; known: sst-2, mrpc, rte, cola, qnli, mnli, sts-b, mr-vader, wn-wic, wn-glossmatch, bible-para"),
                 })
             }
         })
@@ -220,7 +231,9 @@ pub fn read_jsonl(path: impl AsRef<Path>) -> Result<Vec<Example>> {
 /// A tagged sentence: tokens and one tag per token.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaggedSentence {
+    /// The words.
     pub tokens: Vec<String>,
+    /// One tag per word.
     pub tags: Vec<String>,
 }
 

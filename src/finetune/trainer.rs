@@ -21,13 +21,19 @@ use std::path::{Path, PathBuf};
 pub struct FinetuneConfig {
     /// Pre-trained HF folder (config.json, model.safetensors, vocab.txt).
     pub model_dir: PathBuf,
+    /// Classes of the head; 1 means regression (mean squared error on one output).
     pub num_labels: usize,
+    /// Examples are truncated to this many tokens ([CLS]/[SEP] included).
     pub max_seq_length: usize,
+    /// Examples per optimiser step.
     pub batch_size: usize,
+    /// Passes over the training data.
     pub epochs: usize,
     /// Learning rates to try; the best on dev is kept (the paper's grid by default).
     pub learning_rates: Vec<f32>,
+    /// Fraction of the steps spent warming the learning rate up linearly (then linear decay).
     pub warmup_proportion: f32,
+    /// Seed of the head initialisation, data order and dropout.
     pub seed: u64,
     /// Cap on training examples (quick runs); `None` uses all.
     pub max_train_examples: Option<usize>,
@@ -53,10 +59,117 @@ impl FinetuneConfig {
 /// Dev scores of one learning rate.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct Scores {
+    /// The peak learning rate of the run.
     pub learning_rate: f32,
+    /// Dev accuracy (classification; 0 for regression).
     pub accuracy: f64,
-    /// F1 of class 1 for two classes, macro F1 otherwise.
+    /// F1 of class 1 for two classes, macro F1 otherwise (0 for regression).
     pub f1: f64,
+    /// Pearson correlation of predicted and gold scores (regression only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pearson: Option<f64>,
+    /// Spearman rank correlation of predicted and gold scores (regression only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spearman: Option<f64>,
+}
+
+impl Scores {
+    /// The score the learning rate is picked by: Pearson for regression, else accuracy.
+    pub fn primary(&self) -> f64 {
+        self.pearson.unwrap_or(self.accuracy)
+    }
+}
+
+/// Pearson correlation (in f64); 0 when either side is constant or the lengths differ.
+pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len();
+    if n == 0 || n != y.len() {
+        return 0.0;
+    }
+    let mx = x.iter().sum::<f64>() / n as f64;
+    let my = y.iter().sum::<f64>() / n as f64;
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx).powi(2);
+        syy += (b - my).powi(2);
+    }
+    if sxx == 0.0 || syy == 0.0 {
+        0.0
+    } else {
+        sxy / (sxx * syy).sqrt()
+    }
+}
+
+/// 1-based ranks with ties given their average rank (as scipy's `rankdata`).
+fn ranks(x: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..x.len()).collect();
+    idx.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
+    let mut r = vec![0.0; x.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && x[idx[j + 1]] == x[idx[i]] {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &idx[i..=j] {
+            r[k] = avg;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+/// Spearman rank correlation: Pearson of the (tie-averaged) ranks.
+pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
+    pearson(&ranks(x), &ranks(y))
+}
+
+/// Dev scores of predictions: accuracy and F1 for classification (`num_labels` ≥ 2), Pearson
+/// and Spearman against [`Example::score`] for regression (`num_labels` 1).
+pub fn dev_scores(clf: &Classifier, dev: &[Example], batch: usize, lr: f32) -> Result<Scores> {
+    let nl = clf.model.classifier.num_labels;
+    if nl == 1 {
+        let pred: Vec<f64> = clf
+            .predict_scores(dev, batch)?
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        let gold = gold_scores(dev, "dev")?;
+        Ok(Scores {
+            learning_rate: lr,
+            accuracy: 0.0,
+            f1: 0.0,
+            pearson: Some(pearson(&pred, &gold)),
+            spearman: Some(spearman(&pred, &gold)),
+        })
+    } else {
+        let pred = clf.predict(dev, batch)?;
+        let gold: Vec<usize> = dev.iter().map(|e| e.label).collect();
+        let (accuracy, f1) = scores(&pred, &gold, nl);
+        Ok(Scores {
+            learning_rate: lr,
+            accuracy,
+            f1,
+            pearson: None,
+            spearman: None,
+        })
+    }
+}
+
+fn gold_scores(ex: &[Example], what: &str) -> Result<Vec<f64>> {
+    ex.iter()
+        .enumerate()
+        .map(|(i, e)| match e.score {
+            Some(s) if s.is_finite() => Ok(s as f64),
+            Some(s) => invalid("finetune", format!("{what} example {i} has score {s}")),
+            None => invalid(
+                "finetune",
+                format!("{what} example {i} has no score, but num_labels 1 means regression"),
+            ),
+        })
+        .collect()
 }
 
 /// Accuracy and F1 of predictions.
@@ -127,13 +240,40 @@ fn encode(
 
 /// A fine-tuned classifier.
 pub struct Classifier {
+    /// The encoder with its pooler and classification head.
     pub model: BertForSequenceClassification,
+    /// All weights.
     pub store: ParamStore,
+    /// The model folder's tokenizer.
     pub tokenizer: Tokenizer,
+    /// Examples are truncated to this many tokens.
     pub max_seq_length: usize,
 }
 
 impl Classifier {
+    /// The first head output of each example: the predicted score of a regression head
+    /// (`num_labels` 1).
+    pub fn predict_scores(&self, ex: &[Example], batch: usize) -> Result<Vec<f32>> {
+        let nl = self.model.classifier.num_labels;
+        let data = encode(&self.tokenizer, ex, self.max_seq_length, usize::MAX, "eval")?;
+        let pad = self.tokenizer.vocab().pad_id();
+        let mut out = Vec::with_capacity(ex.len());
+        let mut tape = Tape::new();
+        tape.set_training(false);
+        tape.set_grad_enabled(false);
+        for chunk in data.enc.chunks(batch.max(1)) {
+            let refs: Vec<&Encoding> = chunk.iter().collect();
+            let padded = PaddedBatch::new(&refs, pad);
+            let input = BertInput::from_padded(&padded);
+            tape.reset();
+            let logits =
+                self.model
+                    .forward(&mut tape, &self.store, &input, &ForwardOptions::default())?;
+            out.extend(logits.value().data().chunks_exact(nl).map(|r| r[0]));
+        }
+        Ok(out)
+    }
+
     /// Predicted classes of examples.
     pub fn predict(&self, ex: &[Example], batch: usize) -> Result<Vec<usize>> {
         let nl = self.model.classifier.num_labels;
@@ -160,12 +300,145 @@ impl Classifier {
     }
 }
 
+impl Classifier {
+    /// Saves the classifier as HF's `BertForSequenceClassification` folder: `config.json` with
+    /// `architectures: ["BertForSequenceClassification"]`, `num_labels`, `id2label` /
+    /// `label2id` (from `label_names`, one per class; `LABEL_i` when empty) and `problem_type`
+    /// (`regression` for one output, else `single_label_classification`), `model.safetensors`
+    /// (`bert.*`, `classifier.weight`/`bias`) and `vocab.txt`.
+    pub fn save_pretrained(&self, dir: &Path, label_names: &[String]) -> Result<()> {
+        let k = self.model.classifier.num_labels;
+        let names: Vec<String> = if label_names.is_empty() {
+            (0..k).map(|i| format!("LABEL_{i}")).collect()
+        } else if label_names.len() == k {
+            label_names.to_vec()
+        } else {
+            return invalid(
+                "Classifier::save_pretrained",
+                format!("{} label names for {k} classes", label_names.len()),
+            );
+        };
+        let mut config = self.model.bert.config().clone();
+        config.architectures = vec!["BertForSequenceClassification".into()];
+        crate::bert::save_pretrained(dir, &config, &self.store)?;
+        let mut v: serde_json::Value =
+            serde_json::from_str(&config.to_json_string()).expect("a config serialises");
+        let obj = v.as_object_mut().expect("an object");
+        obj.insert("num_labels".into(), k.into());
+        obj.insert(
+            "id2label".into(),
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (i.to_string(), serde_json::Value::from(n.clone())))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+        );
+        obj.insert(
+            "label2id".into(),
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.clone(), serde_json::Value::from(i)))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+        );
+        let problem = if k == 1 {
+            "regression"
+        } else {
+            "single_label_classification"
+        };
+        obj.insert("problem_type".into(), problem.into());
+        let mut text = serde_json::to_string_pretty(&v).expect("serialises");
+        text.push('\n');
+        crate::train::checkpoint::write_atomic(&dir.join("config.json"), text.as_bytes())?;
+        self.tokenizer.vocab().save(dir.join("vocab.txt"))?;
+        let lower = self.tokenizer.basic().lowercase;
+        let tc = serde_json::json!({
+            "do_lower_case": lower,
+            "strip_accents": self.tokenizer.basic().strip_accents,
+            "model_max_length": self.max_seq_length,
+            "tokenizer_class": "BertTokenizer",
+        });
+        crate::train::checkpoint::write_atomic(
+            &dir.join("tokenizer_config.json"),
+            format!("{tc:#}\n").as_bytes(),
+        )
+    }
+}
+
+/// Progress of a fine-tuning run, passed to the observer of [`finetune_observed`].
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum FinetuneEvent {
+    /// A run with one learning rate starts.
+    Start {
+        /// Peak learning rate of this run.
+        learning_rate: f32,
+        /// Optimiser steps this run will take.
+        total_steps: u64,
+    },
+    /// One optimiser step finished.
+    Step {
+        /// Peak learning rate of this run.
+        learning_rate: f32,
+        /// Epoch, 0-based.
+        epoch: usize,
+        /// Step, 0-based, counted over the run.
+        step: u64,
+        /// Mean cross-entropy of the batch.
+        loss: f32,
+        /// Learning rate used for this step (after warm-up / decay).
+        lr: f32,
+    },
+    /// An epoch finished and dev was scored.
+    Epoch {
+        /// Peak learning rate of this run.
+        learning_rate: f32,
+        /// Epoch, 0-based.
+        epoch: usize,
+        /// Dev accuracy.
+        dev_accuracy: f64,
+        /// Dev F1 (see [`Scores::f1`]).
+        dev_f1: f64,
+        /// Dev Pearson correlation (regression).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dev_pearson: Option<f64>,
+        /// Dev Spearman correlation (regression).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dev_spearman: Option<f64>,
+    },
+}
+
 /// Fine-tunes once with one learning rate; returns the classifier and its dev scores.
 pub fn finetune_once(
     cfg: &FinetuneConfig,
     lr: f32,
     train: &[Example],
     dev: &[Example],
+) -> Result<(Classifier, Scores)> {
+    run_once(cfg, lr, train, dev, None)
+}
+
+/// [`finetune_once`] reporting each step and each epoch's dev scores to `observe` (dev is
+/// scored after every epoch; the returned scores are the last epoch's).
+pub fn finetune_once_observed(
+    cfg: &FinetuneConfig,
+    lr: f32,
+    train: &[Example],
+    dev: &[Example],
+    observe: &mut dyn FnMut(&FinetuneEvent),
+) -> Result<(Classifier, Scores)> {
+    run_once(cfg, lr, train, dev, Some(observe))
+}
+
+/// One run; without an observer dev is scored after the last epoch only.
+fn run_once(
+    cfg: &FinetuneConfig,
+    lr: f32,
+    train: &[Example],
+    dev: &[Example],
+    mut observe: Option<&mut dyn FnMut(&FinetuneEvent)>,
 ) -> Result<(Classifier, Scores)> {
     if train.is_empty() || dev.is_empty() {
         return invalid(
@@ -187,7 +460,7 @@ pub fn finetune_once(
         );
     }
     let (config, ckpt) = load_pretrained(&cfg.model_dir)?;
-    let tokenizer = Tokenizer::from_vocab_file(cfg.model_dir.join("vocab.txt"))?;
+    let tokenizer = crate::bert::folder::load_tokenizer(&cfg.model_dir)?;
     let mut store = ParamStore::new();
     let model = BertForSequenceClassification::new(&config, &mut store, cfg.num_labels, cfg.seed)?;
     ckpt.load_into_with(
@@ -208,6 +481,16 @@ pub fn finetune_once(
         cfg.num_labels,
         "training",
     )?;
+    let targets: Option<Vec<f32>> = if cfg.num_labels == 1 {
+        Some(
+            gold_scores(train, "training")?
+                .into_iter()
+                .map(|s| s as f32)
+                .collect(),
+        )
+    } else {
+        None
+    };
     let steps_per_epoch = data.enc.len().div_ceil(cfg.batch_size);
     let total = (steps_per_epoch * cfg.epochs) as u64;
     let warmup = (total as f32 * cfg.warmup_proportion).round() as u64;
@@ -217,13 +500,31 @@ pub fn finetune_once(
     let mut tape = Tape::new();
     let mut step = 0u64;
     let mut order: Vec<usize> = (0..data.enc.len()).collect();
+    if let Some(o) = observe.as_mut() {
+        o(&FinetuneEvent::Start {
+            learning_rate: lr,
+            total_steps: total,
+        });
+    }
+    let mut clf = Classifier {
+        model,
+        store,
+        tokenizer,
+        max_seq_length: cfg.max_seq_length,
+    };
+    let mut last: Option<Scores> = None;
     for epoch in 0..cfg.epochs {
+        let (model, store) = (&clf.model, &mut clf.store);
         order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(
             cfg.seed ^ (epoch as u64 + 1),
         ));
         for chunk in order.chunks(cfg.batch_size) {
             let refs: Vec<&Encoding> = chunk.iter().map(|&i| &data.enc[i]).collect();
             let labels: Vec<i32> = chunk.iter().map(|&i| data.labels[i] as i32).collect();
+            let targets: Vec<f32> = match &targets {
+                Some(t) => chunk.iter().map(|&i| t[i]).collect(),
+                None => Vec::new(),
+            };
             let padded = PaddedBatch::new(&refs, pad);
             tape.reset();
             store.zero_grads();
@@ -232,39 +533,80 @@ pub fn finetune_once(
                 seed: cfg.seed.wrapping_mul(1_000_003).wrapping_add(step),
                 output_hidden_states: false,
             };
-            let logits = model.forward(&mut tape, &store, &input, &opts)?;
-            let loss = tape.cross_entropy(&logits, &labels, -100)?;
+            let logits = model.forward(&mut tape, store, &input, &opts)?;
+            let loss = if cfg.num_labels == 1 {
+                // regression: mean squared error, as HF's problem_type "regression"
+                let y = crate::autodiff::tape::Var::constant(crate::tensor::Tensor::from_vec(
+                    targets,
+                    &[chunk.len(), 1],
+                )?);
+                let d = tape.sub(&logits, &y)?;
+                let sq = tape.mul(&d, &d)?;
+                tape.mean(&sq)?
+            } else {
+                tape.cross_entropy(&logits, &labels, -100)?
+            };
+            let loss_value = loss.value().item()?;
             let grads = tape.backward(&loss)?;
             store.accumulate(&grads)?;
             store.clip_grad_norm(1.0)?;
-            opt.step(&mut store, schedule.lr(step))?;
+            let step_lr = schedule.lr(step);
+            opt.step(store, step_lr)?;
+            if let Some(o) = observe.as_mut() {
+                o(&FinetuneEvent::Step {
+                    learning_rate: lr,
+                    epoch,
+                    step,
+                    loss: loss_value,
+                    lr: step_lr,
+                });
+            }
             step += 1;
         }
+        if observe.is_none() && epoch + 1 < cfg.epochs {
+            continue;
+        }
+        let sc = dev_scores(&clf, dev, cfg.batch_size, lr)?;
+        if let Some(o) = observe.as_mut() {
+            o(&FinetuneEvent::Epoch {
+                learning_rate: lr,
+                epoch,
+                dev_accuracy: sc.accuracy,
+                dev_f1: sc.f1,
+                dev_pearson: sc.pearson,
+                dev_spearman: sc.spearman,
+            });
+        }
+        last = Some(sc);
     }
-    let clf = Classifier {
-        model,
-        store,
-        tokenizer,
-        max_seq_length: cfg.max_seq_length,
-    };
-    let pred = clf.predict(dev, cfg.batch_size)?;
-    let gold: Vec<usize> = dev.iter().map(|e| e.label).collect();
-    let (accuracy, f1) = scores(&pred, &gold, cfg.num_labels);
-    Ok((
-        clf,
-        Scores {
-            learning_rate: lr,
-            accuracy,
-            f1,
-        },
-    ))
+    Ok((clf, last.expect("epochs is positive")))
 }
 
-/// Fine-tunes with every configured learning rate and keeps the best on dev (by accuracy).
+/// Fine-tunes with every configured learning rate and keeps the best on dev (by accuracy, or
+/// by Pearson correlation for regression).
 pub fn finetune(
     cfg: &FinetuneConfig,
     train: &[Example],
     dev: &[Example],
+) -> Result<(Classifier, Vec<Scores>)> {
+    finetune_inner(cfg, train, dev, None)
+}
+
+/// [`finetune`] reporting progress to `observe` (see [`FinetuneEvent`]).
+pub fn finetune_observed(
+    cfg: &FinetuneConfig,
+    train: &[Example],
+    dev: &[Example],
+    observe: &mut dyn FnMut(&FinetuneEvent),
+) -> Result<(Classifier, Vec<Scores>)> {
+    finetune_inner(cfg, train, dev, Some(observe))
+}
+
+fn finetune_inner(
+    cfg: &FinetuneConfig,
+    train: &[Example],
+    dev: &[Example],
+    mut observe: Option<&mut dyn FnMut(&FinetuneEvent)>,
 ) -> Result<(Classifier, Vec<Scores>)> {
     if cfg.learning_rates.is_empty() {
         return invalid("finetune", "no learning rate to try");
@@ -272,9 +614,12 @@ pub fn finetune(
     let mut best: Option<(Classifier, Scores)> = None;
     let mut all = Vec::new();
     for &lr in &cfg.learning_rates {
-        let (clf, s) = finetune_once(cfg, lr, train, dev)?;
+        let (clf, s) = match observe.as_mut() {
+            Some(o) => run_once(cfg, lr, train, dev, Some(&mut **o))?,
+            None => run_once(cfg, lr, train, dev, None)?,
+        };
         all.push(s);
-        if best.as_ref().is_none_or(|(_, b)| s.accuracy > b.accuracy) {
+        if best.as_ref().is_none_or(|(_, b)| s.primary() > b.primary()) {
             best = Some((clf, s));
         }
     }

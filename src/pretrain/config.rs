@@ -40,8 +40,15 @@ pub enum LmBiasInit {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
-    /// `tiny`, `mini`, `small`, `medium`, `base`, `large`.
+    /// `tiny`, `mini`, `small`, `medium`, `base`, `large` (omit it with `init_from`).
+    #[serde(default)]
     pub preset: String,
+    /// Continue pre-training from an HF BERT folder (`config.json`, `model.safetensors`,
+    /// `vocab.txt`): its config, vocabulary (and casing) and weights are used; heads the folder
+    /// lacks (`cls.*`, `pooler.*`) start fresh. Shape overrides are refused; dropout and
+    /// `initializer_range` may still be set. Relative to the config file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<PathBuf>,
     pub num_hidden_layers: Option<usize>,
     pub hidden_size: Option<usize>,
     pub num_attention_heads: Option<usize>,
@@ -62,6 +69,7 @@ pub struct ModelSection {
 pub struct DataSection {
     /// WordPiece vocabulary (vocab.txt). If it does not exist and `train_vocab_size` is set, a
     /// vocabulary of that size is learned from the training corpus and written there first.
+    #[serde(default)]
     pub vocab: PathBuf,
     pub train_vocab_size: Option<usize>,
     pub train: PathBuf,
@@ -228,11 +236,55 @@ fn d_keep_ckpt() -> usize {
 impl PretrainConfig {
     /// Parses TOML; `origin` names the source in errors.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<PretrainConfig> {
-        let cfg: PretrainConfig = toml::from_str(text).map_err(|e| Error::Format {
+        let mut cfg: PretrainConfig = toml::from_str(text).map_err(|e| Error::Format {
+            path: origin.to_string(),
+            detail: e.to_string(),
+        })?;
+        cfg.resolve_init_from().map_err(|e| Error::Format {
             path: origin.to_string(),
             detail: e.to_string(),
         })?;
         Ok(cfg)
+    }
+
+    /// With `model.init_from`, the vocabulary is the folder's `vocab.txt` and there is no
+    /// preset; without it, both `model.preset` and `data.vocab` are required.
+    fn resolve_init_from(&mut self) -> Result<()> {
+        const OP: &str = "PretrainConfig";
+        match &self.model.init_from {
+            Some(dir) => {
+                if !self.model.preset.is_empty() {
+                    return invalid(
+                        OP,
+                        format!(
+                            "model.preset {:?} and model.init_from both given; the folder's config.json sets the shape",
+                            self.model.preset
+                        ),
+                    );
+                }
+                if !self.data.vocab.as_os_str().is_empty()
+                    && self.data.vocab != dir.join("vocab.txt")
+                {
+                    return invalid(
+                        OP,
+                        format!(
+                            "data.vocab {} given with model.init_from; the vocabulary is the folder's vocab.txt, omit data.vocab",
+                            self.data.vocab.display()
+                        ),
+                    );
+                }
+                self.data.vocab = dir.join("vocab.txt");
+            }
+            None => {
+                if self.model.preset.is_empty() {
+                    return invalid(OP, "model.preset (or model.init_from) is required");
+                }
+                if self.data.vocab.as_os_str().is_empty() {
+                    return invalid(OP, "data.vocab is required (unless model.init_from is set)");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Reads and parses a config file; relative data paths are resolved against the file's
@@ -251,7 +303,12 @@ impl PretrainConfig {
             }
         };
         fix(&mut cfg.output_dir);
-        fix(&mut cfg.data.vocab);
+        if let Some(d) = cfg.model.init_from.as_mut() {
+            fix(d);
+            cfg.data.vocab = d.join("vocab.txt");
+        } else {
+            fix(&mut cfg.data.vocab);
+        }
         fix(&mut cfg.data.train);
         if let Some(h) = cfg.data.heldout.as_mut() {
             fix(h);
@@ -266,7 +323,42 @@ impl PretrainConfig {
     /// The BERT config for a vocabulary of `vocab_size`, validated.
     pub fn bert_config(&self, vocab_size: usize) -> Result<BertConfig> {
         let m = &self.model;
-        let mut c = BertConfig::preset(&m.preset)?;
+        let mut c = match &m.init_from {
+            Some(dir) => {
+                let shape = [
+                    ("num_hidden_layers", m.num_hidden_layers.is_some()),
+                    ("hidden_size", m.hidden_size.is_some()),
+                    ("num_attention_heads", m.num_attention_heads.is_some()),
+                    ("intermediate_size", m.intermediate_size.is_some()),
+                    (
+                        "max_position_embeddings",
+                        m.max_position_embeddings.is_some(),
+                    ),
+                    ("hidden_act", m.hidden_act.is_some()),
+                    ("pre_layer_norm", m.pre_layer_norm.is_some()),
+                ];
+                if let Some((key, _)) = shape.iter().find(|(_, set)| *set) {
+                    return invalid(
+                        "PretrainConfig",
+                        format!("model.{key} cannot be changed with model.init_from (the shape comes from {})", dir.join("config.json").display()),
+                    );
+                }
+                let mut c = BertConfig::from_file(dir.join("config.json"))?;
+                if c.vocab_size != vocab_size {
+                    return invalid(
+                        "PretrainConfig",
+                        format!(
+                            "{} says vocab_size {} but its vocab.txt has {vocab_size} tokens",
+                            dir.join("config.json").display(),
+                            c.vocab_size
+                        ),
+                    );
+                }
+                c.architectures = vec!["BertForPreTraining".into()];
+                c
+            }
+            None => BertConfig::preset(&m.preset)?,
+        };
         c.vocab_size = vocab_size;
         if let Some(v) = m.num_hidden_layers {
             c.num_hidden_layers = v;

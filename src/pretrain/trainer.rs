@@ -474,7 +474,10 @@ impl<'c> Pretrainer<'c> {
     /// Builds everything from a config; fails before any training on bad input.
     pub fn new(cfg: PretrainConfig, comm: &'c dyn Collective) -> Result<Pretrainer<'c>> {
         cfg.validate()?;
-        let tok = load_or_train_vocab(&cfg, comm.rank() == 0)?;
+        let tok = match &cfg.model.init_from {
+            Some(dir) => crate::bert::folder::load_tokenizer(dir)?,
+            None => load_or_train_vocab(&cfg, comm.rank() == 0)?,
+        };
         let bert_config = cfg.bert_config(tok.vocab().len())?;
         let data = prepare_data(&cfg, &tok)?;
         let mut store = ParamStore::new();
@@ -493,6 +496,17 @@ impl<'c> Pretrainer<'c> {
             store.set_value(
                 model.bert.embeddings.position,
                 Tensor::from_vec(table, &[p, h])?,
+            )?;
+        }
+        if let Some(dir) = &cfg.model.init_from {
+            // after the initialisers above, so the folder's tensors win where it has them
+            let (_, ckpt) = crate::bert::checkpoint::load_pretrained(dir)?;
+            ckpt.load_into_with(
+                &mut store,
+                &crate::bert::checkpoint::LoadOptions {
+                    allow_missing: vec!["cls.".into(), "pooler.".into()],
+                    allow_unused: vec!["classifier.".into(), "qa_outputs.".into()],
+                },
             )?;
         }
         let t = &cfg.train;

@@ -88,11 +88,30 @@ pub struct EncodeOptions {
     /// Maximum length including the special tokens. Without `truncation`, a longer input is an
     /// error; it must leave room for the specials (2 for a single text, 3 for a pair).
     pub max_length: Option<usize>,
-    /// Truncate to `max_length`, HF's `longest_first`: tokens are removed one at a time from the
-    /// end of the longer text (from the second on a tie).
+    /// Truncate to `max_length` with the `longest_first` strategy; see [`PairTruncation`] for
+    /// how a pair is cut.
     pub truncation: bool,
     /// Padding to apply after truncation.
     pub padding: Padding,
+    /// Which `longest_first` rule cuts a pair (a single text is cut from its end either way).
+    pub pair_truncation: PairTruncation,
+}
+
+/// The two `longest_first` rules HF ships; they differ only when both texts of a pair must be
+/// cut and the budget left for them is odd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PairTruncation {
+    /// The Python ("slow") `BertTokenizer`'s rule (`transformers`'
+    /// `PreTrainedTokenizer.truncate_sequences`): remove one token at a time from the end of
+    /// the longer text, from the second on a tie. When both are cut, the first keeps the odd
+    /// token: budget 9 for lengths 10 and 12 gives 5 + 4.
+    #[default]
+    Python,
+    /// The Rust `tokenizers` ("fast", HF's default `AutoTokenizer`) rule: the shorter text
+    /// keeps its length if the longer one can still keep as many tokens; otherwise both are
+    /// cut to half the budget and the longer text keeps the odd token: budget 9 for lengths
+    /// 10 and 12 gives 4 + 5.
+    Fast,
 }
 
 impl EncodeOptions {
@@ -102,7 +121,14 @@ impl EncodeOptions {
             max_length: Some(max_length),
             truncation: true,
             padding: Padding::None,
+            pair_truncation: PairTruncation::Python,
         }
+    }
+
+    /// The same options with the given pair-truncation rule.
+    pub fn with_pair_truncation(mut self, rule: PairTruncation) -> Self {
+        self.pair_truncation = rule;
+        self
     }
 
     /// The same options with `padding`.
@@ -396,7 +422,10 @@ impl Tokenizer {
                         ),
                     );
                 }
-                truncate_longest_first(&mut a, b.as_mut(), total - max);
+                match (opts.pair_truncation, b.as_mut()) {
+                    (PairTruncation::Fast, Some(b)) => truncate_fast(&mut a, b, max - n_special),
+                    (_, b) => truncate_longest_first(&mut a, b, total - max),
+                }
             }
         } else if opts.truncation {
             return invalid("tokenizer.encode", "truncation needs a max_length");
@@ -509,8 +538,28 @@ impl Tokenizer {
     }
 }
 
-/// HF's `longest_first` truncation: remove `n` tokens one at a time from the end of the longer
-/// text; on a tie, from the second.
+/// The `tokenizers` crate's `LongestFirst` for a pair, as in its `truncate_encodings`: cut
+/// both texts so that together they keep `budget` tokens.
+fn truncate_fast(a: &mut Vec<u32>, b: &mut Vec<u32>, budget: usize) {
+    let (mut n1, mut n2) = (a.len(), b.len());
+    let swap = n1 > n2;
+    if swap {
+        std::mem::swap(&mut n1, &mut n2);
+    }
+    n2 = if n1 > budget { n1 } else { n1.max(budget - n1) };
+    if n1 + n2 > budget {
+        n1 = budget / 2;
+        n2 = n1 + budget % 2;
+    }
+    if swap {
+        std::mem::swap(&mut n1, &mut n2);
+    }
+    a.truncate(n1);
+    b.truncate(n2);
+}
+
+/// The Python tokenizer's `longest_first` truncation: remove `n` tokens one at a time from the
+/// end of the longer text; on a tie, from the second.
 fn truncate_longest_first(a: &mut Vec<u32>, mut b: Option<&mut Vec<u32>>, n: usize) {
     for _ in 0..n {
         match b.as_deref_mut() {

@@ -36,6 +36,6 @@ pub mod vocab;
 pub mod wordpiece;
 
 pub use basic::BasicTokenizer;
-pub use encode::{EncodeOptions, Encoding, PaddedBatch, Padding, Tokenizer};
+pub use encode::{EncodeOptions, Encoding, PaddedBatch, Padding, PairTruncation, Tokenizer};
 pub use trainer::{TrainStats, Trainer, TrainerConfig};
 pub use vocab::{Vocab, REQUIRED_TOKENS, SPECIAL_TOKENS};

@@ -1,67 +1,110 @@
-//! `cloze embed`: sentence embeddings (mean pooling + L2 normalisation, as sentence-transformers
-//! computes them) of JSON-lines input, written as safetensors.
+//! `cloze embed`: sentence embeddings as sentence-transformers computes them (the folder's
+//! pooling mode, L2 normalisation, its `max_seq_length`), written as one `[N, H]` matrix in
+//! safetensors or `.npy`.
 
-use crate::input::Line;
+use crate::input::{read_lines, write_output, InputFormat};
 use clap::Parser;
 use cloze::bert::embed::Embedder;
+use cloze::bert::folder::Pooling;
 use safetensors::tensor::{Dtype, TensorView};
-use std::io::BufRead;
-use std::path::PathBuf;
 use std::time::Instant;
 
 /// Arguments of `cloze embed`.
 #[derive(Parser, Debug)]
 pub struct Args {
-    /// HF-format model folder: config.json, model.safetensors, vocab.txt.
+    /// HF / sentence-transformers model folder: config.json, model.safetensors, vocab.txt, and
+    /// optionally tokenizer_config.json, sentence_bert_config.json, modules.json, 1_Pooling/.
     #[arg(long)]
-    model: PathBuf,
-    /// JSON lines {"text": ..., "text_pair": ... (optional)}; `-` reads standard input.
+    model: std::path::PathBuf,
+    /// Input file (`-` reads standard input): JSON lines {"text": ..., "text_pair": ...} or
+    /// plain text, one input per line (see --input-format). Blank lines are skipped.
     #[arg(long)]
     input: String,
-    /// Output safetensors: `embedding.<i>` [H] for input line i (0-based, blank lines skipped),
-    /// and with --hidden-states also `last_hidden_state.<i>` [T_i, H].
+    /// How to read --input.
+    #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
+    input_format: InputFormat,
+    /// Output file, or `-` for standard output. A name ending in `.npy` gets a NumPy float32
+    /// [N, H] array; anything else a safetensors file with `embeddings` [N, H] (row i = input
+    /// line i, blank lines skipped) and, with --hidden-states, `last_hidden_state.<i>` [T_i, H].
     #[arg(long)]
-    output: PathBuf,
-    /// Also write every input's last hidden states.
+    output: String,
+    /// Write safetensors or npy regardless of the --output name.
+    #[arg(long, value_enum)]
+    format: Option<OutputFormat>,
+    /// Also write every input's last hidden states (safetensors only).
     #[arg(long)]
     hidden_states: bool,
-    /// Truncate each input to this many tokens ([CLS]/[SEP] included).
+    /// Truncate each input to this many tokens ([CLS]/[SEP] included). Overrides the folder's
+    /// sentence_bert_config.json max_seq_length / tokenizer_config.json model_max_length.
     #[arg(long)]
     max_length: Option<usize>,
+    /// Pooling (mean, cls or max). Overrides the folder's 1_Pooling/config.json (mean without
+    /// one).
+    #[arg(long)]
+    pooling: Option<String>,
+    /// Do not L2-normalise (by default vectors are normalised unless the folder's modules.json
+    /// lists no Normalize module).
+    #[arg(long)]
+    no_normalize: bool,
     /// Inputs per forward pass.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
 }
 
-fn read_lines(input: &str) -> Result<Vec<Line>, String> {
-    let (reader, name) = crate::input::open(input)?;
-    let mut out = Vec::new();
-    for (n, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| format!("{name}: line {}: {e}", n + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        out.push(serde_json::from_str(&line).map_err(|e| format!("{name}: line {}: {e}", n + 1))?);
+/// Output file formats.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// safetensors with an `embeddings` [N, H] tensor.
+    Safetensors,
+    /// NumPy `.npy`, float32 [N, H], C order.
+    Npy,
+}
+
+/// A NumPy v1.0 `.npy` file of a little-endian float32 `[rows, cols]` matrix.
+pub fn npy_f32(data: &[f32], rows: usize, cols: usize) -> Vec<u8> {
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    // magic (6) + version (2) + header length (2) + header + '\n' is a multiple of 64
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
     }
-    Ok(out)
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + data.len() * 4);
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for x in data {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out
 }
 
 pub fn run(args: Args) -> Result<(), String> {
     if args.batch_size == 0 {
         return Err("--batch-size must be at least 1".into());
     }
-    let lines = read_lines(&args.input)?;
-    if lines.is_empty() {
-        return Err(format!("{}: no input lines", args.input));
+    let format = args.format.unwrap_or(if args.output.ends_with(".npy") {
+        OutputFormat::Npy
+    } else {
+        OutputFormat::Safetensors
+    });
+    if format == OutputFormat::Npy && args.hidden_states {
+        return Err("--hidden-states needs safetensors output (.npy holds one matrix)".into());
     }
-    let emb = Embedder::load(&args.model).map_err(|e| e.to_string())?;
-    let bar = if lines.len() > args.batch_size {
+    let lines = read_lines(&args.input, args.input_format)?;
+    let mut emb = Embedder::load(&args.model).map_err(|e| e.to_string())?;
+    if let Some(p) = &args.pooling {
+        emb.pooling = Pooling::parse(p).map_err(|e| format!("--pooling: {e}"))?;
+    }
+    if args.no_normalize {
+        emb.normalize = false;
+    }
+    let bar = if lines.len() > args.batch_size && args.output != "-" {
         indicatif::ProgressBar::new(lines.len() as u64)
     } else {
         indicatif::ProgressBar::hidden()
     };
     let start = Instant::now();
-    let mut tensors: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
     // Batch inputs of similar length together (less padding); outputs keep the input order.
     let mut order: Vec<usize> = (0..lines.len()).collect();
     order
@@ -84,39 +127,54 @@ pub fn run(args: Args) -> Result<(), String> {
     }
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
-    let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-    for (i, o) in results.into_iter().enumerate() {
-        let o = o.expect("every input was embedded");
-        tensors.push((
-            format!("embedding.{i}"),
-            bytes(&o.embedding),
-            vec![o.embedding.len()],
-        ));
-        if args.hidden_states {
-            tensors.push((
-                format!("last_hidden_state.{i}"),
-                bytes(o.last_hidden_state.data()),
-                o.last_hidden_state.shape().to_vec(),
-            ));
-        }
-    }
-    let views: Vec<(String, TensorView)> = tensors
+    let results: Vec<_> = results
+        .into_iter()
+        .map(|o| o.expect("every input was embedded"))
+        .collect();
+    let h = emb.config.hidden_size;
+    let matrix: Vec<f32> = results
         .iter()
-        .map(|(n, b, s)| {
-            Ok((
-                n.clone(),
-                TensorView::new(Dtype::F32, s.clone(), b).map_err(|e| e.to_string())?,
-            ))
-        })
-        .collect::<Result<_, String>>()?;
-    let bytes = safetensors::serialize(views, None).map_err(|e| e.to_string())?;
-    cloze::train::checkpoint::write_atomic(&args.output, &bytes).map_err(|e| e.to_string())?;
+        .flat_map(|o| o.embedding.iter().copied())
+        .collect();
+    let bytes = match format {
+        OutputFormat::Npy => npy_f32(&matrix, results.len(), h),
+        OutputFormat::Safetensors => {
+            let le = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+            let mut tensors: Vec<(String, Vec<u8>, Vec<usize>)> =
+                vec![("embeddings".into(), le(&matrix), vec![results.len(), h])];
+            if args.hidden_states {
+                for (i, o) in results.iter().enumerate() {
+                    tensors.push((
+                        format!("last_hidden_state.{i}"),
+                        le(o.last_hidden_state.data()),
+                        o.last_hidden_state.shape().to_vec(),
+                    ));
+                }
+            }
+            let views: Vec<(String, TensorView)> = tensors
+                .iter()
+                .map(|(n, b, s)| {
+                    Ok((
+                        n.clone(),
+                        TensorView::new(Dtype::F32, s.clone(), b).map_err(|e| e.to_string())?,
+                    ))
+                })
+                .collect::<Result<_, String>>()?;
+            safetensors::serialize(views, None).map_err(|e| e.to_string())?
+        }
+    };
+    write_output(&args.output, &bytes)?;
     eprintln!(
-        "embedded {} inputs in {secs:.2} s ({:.1} sentences/s, {} thread(s)) -> {}",
+        "embedded {} inputs in {secs:.2} s ({:.1} sentences/s, {} thread(s), {:?} pooling) -> {}",
         lines.len(),
         lines.len() as f64 / secs,
         rayon::current_num_threads(),
-        args.output.display()
+        emb.pooling,
+        if args.output == "-" {
+            "<stdout>"
+        } else {
+            &args.output
+        }
     );
     Ok(())
 }

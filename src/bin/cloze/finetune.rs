@@ -3,7 +3,8 @@
 use clap::Parser;
 use cloze::bert::checkpoint::Checkpoint;
 use cloze::finetune::data::{read_jsonl, read_tsv, Example, TsvSpec};
-use cloze::finetune::trainer::{finetune, scores, write_scores, FinetuneConfig};
+use cloze::finetune::trainer::{finetune_observed, write_scores, FinetuneConfig, FinetuneEvent};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Arguments of `cloze finetune`.
@@ -12,12 +13,17 @@ pub struct Args {
     /// Pre-trained model folder (config.json, model.safetensors, vocab.txt).
     #[arg(long)]
     model: PathBuf,
-    /// Task layout of TSV files (sst-2, mrpc, rte, cola, qnli, mr-vader, wn-wic, wn-glossmatch,
-    /// bible-para); JSON lines ({"text", "text_pair", "label"}) need no task.
+    /// Task layout of TSV files (sst-2, mrpc, rte, cola, qnli, mnli, sts-b (regression: MSE
+    /// head, Pearson/Spearman on dev), mr-vader, wn-wic, wn-glossmatch, bible-para); JSON lines
+    /// ({"text", "text_pair", "label"}) need no task.
     #[arg(long)]
     task: Option<String>,
+    /// Training examples: a TSV file in the --task layout, or JSON lines (.jsonl/.json)
+    /// {"text": ..., "text_pair": ... (optional), "label": class index}.
     #[arg(long)]
     train: PathBuf,
+    /// Dev examples (same format as --train), scored after every epoch to pick the learning
+    /// rate.
     #[arg(long)]
     dev: PathBuf,
     /// Number of classes (default: 1 + the largest training label).
@@ -27,20 +33,30 @@ pub struct Args {
     /// dev kept.
     #[arg(long)]
     lr: Option<f32>,
+    /// Passes over the training data.
     #[arg(long, default_value_t = 3)]
     epochs: usize,
+    /// Examples per optimiser step.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
+    /// Truncate each example to this many tokens ([CLS]/[SEP] included); saved as the output's
+    /// tokenizer_config.json model_max_length.
     #[arg(long, default_value_t = 128)]
     max_seq_length: usize,
+    /// Seed of the classifier initialisation, data order and dropout.
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Use at most this many training examples.
     #[arg(long)]
     max_train_examples: Option<usize>,
-    /// Where to save the fine-tuned model and scores.json.
+    /// Where to save the fine-tuned model (an HF BertForSequenceClassification folder),
+    /// scores.json and log.jsonl (one JSON line per step: loss and learning rate; one per
+    /// epoch: dev scores).
     #[arg(long)]
     output: PathBuf,
+    /// Hide the progress bar (it is shown only on a terminal anyway).
+    #[arg(long)]
+    quiet: bool,
 }
 
 pub fn read_examples(path: &Path, task: Option<&str>) -> Result<Vec<Example>, String> {
@@ -57,11 +73,6 @@ pub fn read_examples(path: &Path, task: Option<&str>) -> Result<Vec<Example>, St
             )
         })?;
         let spec = TsvSpec::for_task(task).map_err(|e| e.to_string())?;
-        if spec.regression {
-            return Err(format!(
-                "task {task} is a regression task; only classification is supported"
-            ));
-        }
         read_tsv(path, &spec).map_err(|e| e.to_string())
     }
 }
@@ -69,10 +80,17 @@ pub fn read_examples(path: &Path, task: Option<&str>) -> Result<Vec<Example>, St
 pub fn run(args: Args) -> Result<(), String> {
     let train = read_examples(&args.train, args.task.as_deref())?;
     let dev = read_examples(&args.dev, args.task.as_deref())?;
-    let num_labels = args
-        .num_labels
-        .unwrap_or_else(|| train.iter().map(|e| e.label).max().unwrap_or(0) + 1)
-        .max(2);
+    let regression = is_regression(args.task.as_deref())?;
+    let num_labels = if regression {
+        if args.num_labels.is_some_and(|n| n != 1) {
+            return Err("a regression task has one output; drop --num-labels".into());
+        }
+        1
+    } else {
+        args.num_labels
+            .unwrap_or_else(|| train.iter().map(|e| e.label).max().unwrap_or(0) + 1)
+            .max(2)
+    };
     let cfg = FinetuneConfig {
         learning_rates: args
             .lr
@@ -85,20 +103,116 @@ pub fn run(args: Args) -> Result<(), String> {
         max_train_examples: args.max_train_examples,
         ..FinetuneConfig::paper(&args.model, num_labels)
     };
-    let (clf, all) = finetune(&cfg, &train, &dev).map_err(|e| e.to_string())?;
-    for s in &all {
-        eprintln!(
-            "lr {:e}: dev accuracy {:.4}, F1 {:.4}",
-            s.learning_rate, s.accuracy, s.f1
-        );
+    std::fs::create_dir_all(&args.output)
+        .map_err(|e| format!("cannot create --output {}: {e}", args.output.display()))?;
+    let log_path = args.output.join("log.jsonl");
+    let mut log = std::io::BufWriter::new(
+        std::fs::File::create(&log_path)
+            .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?,
+    );
+    let mut bar = indicatif::ProgressBar::hidden();
+    let mut log_err: Option<String> = None;
+    let quiet = args.quiet;
+    let mut observe = |ev: &FinetuneEvent| {
+        if let Err(e) = serde_json::to_writer(&mut log, ev)
+            .and_then(|_| writeln!(log).map_err(serde_json::Error::io))
+        {
+            log_err.get_or_insert_with(|| format!("cannot write {}: {e}", log_path.display()));
+        }
+        match ev {
+            FinetuneEvent::Start {
+                learning_rate,
+                total_steps,
+            } => {
+                bar = if quiet {
+                    indicatif::ProgressBar::hidden()
+                } else {
+                    indicatif::ProgressBar::new(*total_steps)
+                };
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} steps ({eta}) {msg}",
+                    )
+                    .expect("a valid template"),
+                );
+                bar.set_prefix(format!("lr {learning_rate:e}"));
+            }
+            FinetuneEvent::Step { loss, .. } => {
+                bar.set_message(format!("loss {loss:.4}"));
+                bar.inc(1);
+            }
+            FinetuneEvent::Epoch {
+                epoch,
+                dev_accuracy,
+                dev_f1,
+                dev_pearson,
+                dev_spearman,
+                ..
+            } => {
+                bar.println(match (dev_pearson, dev_spearman) {
+                    (Some(p), Some(r)) => {
+                        format!("epoch {}: dev Pearson {p:.4}, Spearman {r:.4}", epoch + 1)
+                    }
+                    _ => format!(
+                        "epoch {}: dev accuracy {dev_accuracy:.4}, F1 {dev_f1:.4}",
+                        epoch + 1
+                    ),
+                });
+            }
+        }
+    };
+    let (clf, all) =
+        finetune_observed(&cfg, &train, &dev, &mut observe).map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
+    if let Some(e) = log_err {
+        return Err(e);
     }
-    let config = cloze::bert::BertConfig::from_file(args.model.join("config.json"))
-        .map_err(|e| e.to_string())?;
-    cloze::bert::save_pretrained(&args.output, &config, &clf.store).map_err(|e| e.to_string())?;
-    std::fs::copy(args.model.join("vocab.txt"), args.output.join("vocab.txt"))
+    log.flush()
+        .map_err(|e| format!("cannot write {}: {e}", log_path.display()))?;
+    for s in &all {
+        match (s.pearson, s.spearman) {
+            (Some(p), Some(r)) => eprintln!(
+                "lr {:e}: dev Pearson {p:.4}, Spearman {r:.4}",
+                s.learning_rate
+            ),
+            _ => eprintln!(
+                "lr {:e}: dev accuracy {:.4}, F1 {:.4}",
+                s.learning_rate, s.accuracy, s.f1
+            ),
+        }
+    }
+    let names = label_names(&args.train, args.task.as_deref(), num_labels)?;
+    clf.save_pretrained(&args.output, &names)
         .map_err(|e| e.to_string())?;
     write_scores(&args.output.join("scores.json"), &all).map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// Whether `task` is a regression task (STS-B).
+fn is_regression(task: Option<&str>) -> Result<bool, String> {
+    match task {
+        Some(t) => Ok(TsvSpec::for_task(t).map_err(|e| e.to_string())?.regression),
+        None => Ok(false),
+    }
+}
+
+/// Class names for the saved config: the task's label strings when its TSV layout has them
+/// and the count matches, else none (`LABEL_i`).
+fn label_names(path: &Path, task: Option<&str>, num_labels: usize) -> Result<Vec<String>, String> {
+    let is_jsonl = path
+        .extension()
+        .is_some_and(|e| e == "jsonl" || e == "json");
+    if is_jsonl {
+        return Ok(Vec::new());
+    }
+    let spec = match task {
+        Some(t) => TsvSpec::for_task(t).map_err(|e| e.to_string())?,
+        None => return Ok(Vec::new()),
+    };
+    Ok(spec
+        .label_names
+        .filter(|n| n.len() == num_labels)
+        .unwrap_or_default())
 }
 
 /// Arguments of `cloze eval`.
@@ -107,11 +221,15 @@ pub struct EvalArgs {
     /// A model saved by `cloze finetune`.
     #[arg(long)]
     model: PathBuf,
+    /// Task layout of a TSV --data file (sst-2, mrpc, rte, cola, qnli, mnli, sts-b, mr-vader,
+    /// wn-wic, wn-glossmatch, bible-para); JSON lines need none. For MNLI score
+    /// dev_matched.tsv and dev_mismatched.tsv in two runs.
     #[arg(long)]
     task: Option<String>,
     /// Labelled examples to score.
     #[arg(long)]
     data: PathBuf,
+    /// Truncate each example to this many tokens ([CLS]/[SEP] included).
     #[arg(long, default_value_t = 128)]
     max_seq_length: usize,
 }
@@ -135,16 +253,17 @@ pub fn eval(args: EvalArgs) -> Result<(), String> {
     let clf = cloze::finetune::trainer::Classifier {
         model,
         store,
-        tokenizer: cloze::tokenizer::Tokenizer::from_vocab_file(args.model.join("vocab.txt"))
-            .map_err(|e| e.to_string())?,
+        tokenizer: cloze::bert::folder::load_tokenizer(&args.model).map_err(|e| e.to_string())?,
         max_seq_length: args.max_seq_length,
     };
-    let pred = clf.predict(&data, 32).map_err(|e| e.to_string())?;
-    let gold: Vec<usize> = data.iter().map(|e| e.label).collect();
-    let (acc, f1) = scores(&pred, &gold, num_labels);
-    println!(
-        "{}",
-        serde_json::json!({ "examples": data.len(), "accuracy": acc, "f1": f1 })
-    );
+    let s =
+        cloze::finetune::trainer::dev_scores(&clf, &data, 32, 0.0).map_err(|e| e.to_string())?;
+    let out = match (s.pearson, s.spearman) {
+        (Some(p), Some(r)) => {
+            serde_json::json!({ "examples": data.len(), "pearson": p, "spearman": r })
+        }
+        _ => serde_json::json!({ "examples": data.len(), "accuracy": s.accuracy, "f1": s.f1 }),
+    };
+    println!("{out}");
     Ok(())
 }

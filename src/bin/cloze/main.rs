@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod embed;
 mod finetune;
 mod input;
+mod predict;
 mod pretrain;
 mod tokenize;
 mod vocab;
@@ -22,6 +23,10 @@ mod vocab;
     about = "Train and use BERT-style models on CPUs"
 )]
 struct Cli {
+    /// Worker threads for the compute kernels (rayon); default: all cores. Overrides
+    /// RAYON_NUM_THREADS.
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,8 +35,12 @@ struct Cli {
 enum Command {
     /// Tokenize JSON lines ({"text": ..., "text_pair": ...}) with a WordPiece vocab.txt.
     Tokenize(tokenize::Args),
-    /// Sentence embeddings (mean pooling + L2 norm) of JSON lines, written as safetensors.
+    /// Sentence embeddings (the folder's pooling + L2 norm) as one [N, H] matrix.
     Embed(embed::Args),
+    /// Top-k tokens and probabilities for each [MASK], with the model's masked-LM head.
+    FillMask(predict::FillMaskArgs),
+    /// Per-example label, probabilities and optionally [CLS]/pooled vectors of a classifier.
+    Predict(predict::PredictArgs),
     /// Learn a WordPiece vocabulary (vocab.txt) from text files.
     Vocab(vocab::Args),
     /// Fine-tune a pre-trained model on sentence(-pair) classification.
@@ -44,10 +53,25 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        if n == 0 {
+            eprintln!("cloze: error: --threads 0: need at least 1 thread");
+            return ExitCode::FAILURE;
+        }
+        if let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+        {
+            eprintln!("cloze: error: --threads {n}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         Command::Tokenize(args) => tokenize::run(args),
         Command::Vocab(args) => vocab::run(args),
         Command::Embed(args) => embed::run(args),
+        Command::FillMask(args) => predict::fill_mask(args),
+        Command::Predict(args) => predict::predict(args),
         Command::Finetune(args) => finetune::run(args),
         Command::Eval(args) => finetune::eval(args),
         Command::Pretrain(args) => pretrain::run(args),

@@ -5,7 +5,16 @@ use std::path::PathBuf;
 
 use crate::input::Line;
 use clap::Parser;
-use cloze::tokenizer::{BasicTokenizer, EncodeOptions, Padding, Tokenizer, Vocab};
+use cloze::tokenizer::{BasicTokenizer, EncodeOptions, Padding, PairTruncation, Tokenizer, Vocab};
+
+/// `--pair-truncation` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum PairRule {
+    /// The Python (slow) BertTokenizer's longest_first.
+    Python,
+    /// The Rust tokenizers (fast) LongestFirst.
+    Fast,
+}
 use rayon::prelude::*;
 
 /// Arguments of `cloze tokenize`.
@@ -21,9 +30,13 @@ pub struct Args {
     /// Maximum length including [CLS]/[SEP]; longer inputs are an error unless --truncation.
     #[arg(long)]
     max_length: Option<usize>,
-    /// Truncate to --max-length (longest first, from the end, as HF does).
+    /// Truncate to --max-length: longest first, from the end. For pairs see --pair-truncation.
     #[arg(long, requires = "max_length")]
     truncation: bool,
+    /// How a pair is cut when both texts must lose tokens: `python` (the slow BertTokenizer:
+    /// the first text keeps the odd token) or `fast` (HF `tokenizers`: the longer keeps it).
+    #[arg(long, value_enum, default_value_t = PairRule::Python)]
+    pair_truncation: PairRule,
     /// Right-pad every sequence with [PAD] to this length (attention_mask 0).
     #[arg(long)]
     pad_to: Option<usize>,
@@ -47,6 +60,10 @@ pub fn run(args: Args) -> Result<(), String> {
         max_length: args.max_length,
         truncation: args.truncation,
         padding: args.pad_to.map_or(Padding::None, Padding::Fixed),
+        pair_truncation: match args.pair_truncation {
+            PairRule::Python => PairTruncation::Python,
+            PairRule::Fast => PairTruncation::Fast,
+        },
     };
     let (reader, name) = crate::input::open(&args.input)?;
     let name = name.as_str();
