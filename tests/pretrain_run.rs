@@ -442,3 +442,50 @@ fn pre_ln_model_trains_on_the_tiny_corpus() {
     assert!(saved.contains("cloze-preln-bert"), "{saved}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Every `model.safetensors` under `dir` (checkpoints and the final model).
+fn weight_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(weight_files(&p));
+            } else if p.file_name().is_some_and(|n| n == "model.safetensors") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_diverging_run_stops_naming_the_step_and_writes_no_non_finite_model() {
+    let dir = workdir("diverge");
+    let path = setup_replacing(&dir, 10, "learning_rate = 2e-3", "learning_rate = 1e6");
+    let err = Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
+        .unwrap()
+        .run()
+        .expect_err("a run at learning rate 1e6 must stop on a non-finite loss")
+        .to_string();
+    eprintln!("diverge error: {err}");
+    assert!(err.contains("step "), "{err}");
+    assert!(
+        err.contains("lm_loss is")
+            || err.contains("nsp_loss is")
+            || err.contains("gradient norm is"),
+        "{err}"
+    );
+    assert!(!dir.join("run/final").exists(), "a final model was written");
+    for f in weight_files(&dir.join("run")) {
+        let ck = cloze::bert::Checkpoint::read(&f).unwrap();
+        for name in ck.names() {
+            assert!(
+                ck.get(name).unwrap().data().iter().all(|v| v.is_finite()),
+                "{}: {name} holds a non-finite value",
+                f.display()
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

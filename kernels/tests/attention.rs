@@ -669,7 +669,10 @@ fn nan_scores_propagate_to_the_row_on_every_path() {
             );
             assert!(f.lse[bad].is_nan(), "{isa}: lse {}", f.lse[bad]);
             // the other rows of that head are untouched
-            assert!(f.out[..bad * shape.d].iter().all(|v| v.is_finite()), "{isa}");
+            assert!(
+                f.out[..bad * shape.d].iter().all(|v| v.is_finite()),
+                "{isa}"
+            );
             // one NaN key score (not the whole row) poisons the rows that see it
             let mut c2 = Case::new(shape, params(8, causal, 0.0, 3), kind, 11);
             c2.k[0] = f32::NAN; // key 0 of head (0, 0), seen by every query of that head

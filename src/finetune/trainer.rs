@@ -236,7 +236,13 @@ pub fn finetune_once(
             let loss = tape.cross_entropy(&logits, &labels, -100)?;
             let grads = tape.backward(&loss)?;
             store.accumulate(&grads)?;
-            store.clip_grad_norm(1.0)?;
+            let norm = store.clip_grad_norm(1.0)?;
+            crate::train::ensure_finite_step(
+                step + 1,
+                &[("loss", loss.value().data()[0] as f64)],
+                norm,
+                &[&store],
+            )?;
             opt.step(&mut store, schedule.lr(step))?;
             step += 1;
         }

@@ -703,6 +703,15 @@ impl<'c> Pretrainer<'c> {
         self.comm.all_reduce_sum_f64(&mut arr);
         let totals = Totals::from_array(arr);
         let norm = self.store.clip_grad_norm(self.cfg.train.max_grad_norm)?;
+        crate::train::ensure_finite_step(
+            step + 1,
+            &[
+                ("lm_loss", totals.lm_loss_sum),
+                ("nsp_loss", totals.nsp_loss_sum),
+            ],
+            norm,
+            &[&self.store],
+        )?;
         let lr = self.schedule.lr(step);
         self.opt.step(&mut self.store, lr)?;
         self.step += 1;
@@ -730,6 +739,7 @@ impl<'c> Pretrainer<'c> {
 
     /// Writes a checkpoint of the current step (rank 0 only).
     pub fn save_checkpoint(&self) -> Result<PathBuf> {
+        crate::train::ensure_finite_weights(&[&self.store], "a checkpoint")?;
         let ck = self.checkpoints()?;
         ck.save(self.step, |dir| {
             save_pretrained(dir, &self.bert_config, &self.store)?;
@@ -907,6 +917,7 @@ impl<'c> Pretrainer<'c> {
             None => Totals::default(),
         };
         if rank0 {
+            crate::train::ensure_finite_weights(&[&self.store], "the final model")?;
             save_pretrained(out.join("final"), &self.bert_config, &self.store)?;
             std::fs::copy(&self.cfg.data.vocab, out.join("final").join("vocab.txt")).map_err(
                 |e| Error::Io {
