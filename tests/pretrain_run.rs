@@ -489,3 +489,51 @@ fn a_diverging_run_stops_naming_the_step_and_writes_no_non_finite_model() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn oversized_or_empty_sizes_in_the_toml_are_errors_naming_the_key() {
+    let dir = workdir("sizes");
+    let cases = [
+        (
+            "dupe_factor = 3",
+            "dupe_factor = 1000000000",
+            "dupe_factor 1000000000",
+        ),
+        (
+            "batch_size = 16",
+            "batch_size = 1000000000000",
+            "train.batch_size 1000000000000",
+        ),
+        (
+            "batch_size = 16",
+            "batch_size = 9223372036854775807",
+            "train.batch_size 9223372036854775807",
+        ),
+        (
+            "eval_every = 0",
+            "eval_every = 5\neval_batches = 0",
+            "train.eval_batches is 0",
+        ),
+        (
+            "hidden_size = 64",
+            "hidden_size = 1099511627776",
+            "hidden_size 1099511627776",
+        ),
+        (
+            "num_hidden_layers = 2",
+            "num_hidden_layers = 1000000000",
+            "num_hidden_layers 1000000000",
+        ),
+    ];
+    for (from, to, needle) in cases {
+        let path = setup_replacing(&dir, 10, from, to);
+        let err = match PretrainConfig::from_file(&path)
+            .and_then(|c| Pretrainer::single(c).map(|_| ()))
+        {
+            Ok(()) => panic!("{to:?} accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(needle), "{to:?}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

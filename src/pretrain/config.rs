@@ -8,6 +8,9 @@ use crate::pretrain::instances::{InstanceConfig, MaskSplit};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// Largest `train.batch_size × data.max_seq_length` accepted (tokens in one batch).
+pub const MAX_BATCH_TOKENS: usize = 1 << 26;
+
 /// Which pre-training task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Objective {
@@ -322,13 +325,33 @@ impl PretrainConfig {
         }
     }
 
-    /// Checks every value that does not need the files, naming the bad one.
+    /// Checks every value that does not need the files, naming the bad one (sizes against
+    /// documented limits, e.g. [`MAX_BATCH_TOKENS`] and
+    /// [`crate::pretrain::instances::MAX_DUPE_FACTOR`]).
     pub fn validate(&self) -> Result<()> {
         const OP: &str = "PretrainConfig";
         self.instance_config().validate()?;
         let t = &self.train;
         if t.batch_size == 0 {
             return invalid(OP, "train.batch_size must be at least 1");
+        }
+        match t.batch_size.checked_mul(self.data.max_seq_length) {
+            Some(n) if n <= MAX_BATCH_TOKENS => {}
+            _ => {
+                return invalid(
+                    OP,
+                    format!(
+                        "train.batch_size {} × data.max_seq_length {} is above the limit of {MAX_BATCH_TOKENS} tokens per batch",
+                        t.batch_size, self.data.max_seq_length
+                    ),
+                )
+            }
+        }
+        if t.eval_batches == 0 {
+            return invalid(
+                OP,
+                "train.eval_batches is 0: the held-out evaluation would measure nothing (use at least 1)",
+            );
         }
         if let Some(m) = t.micro_batch_size {
             if m == 0 || !t.batch_size.is_multiple_of(m) {

@@ -118,9 +118,21 @@ impl InstanceConfig {
         if self.dupe_factor == 0 {
             return invalid(OP, "dupe_factor must be at least 1");
         }
+        if self.dupe_factor > MAX_DUPE_FACTOR {
+            return invalid(
+                OP,
+                format!(
+                    "dupe_factor {} is above the limit {MAX_DUPE_FACTOR}",
+                    self.dupe_factor
+                ),
+            );
+        }
         Ok(())
     }
 }
+
+/// Largest `dupe_factor` accepted (BERT used 10): each pass holds a copy of the instances.
+pub const MAX_DUPE_FACTOR: usize = 1000;
 
 /// The ids instance creation needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -721,7 +721,11 @@ impl<'c> Pretrainer<'c> {
     /// Held-out evaluation over up to `eval_batches` batches (no dropout, no gradients).
     pub fn evaluate(&mut self) -> Result<Totals> {
         let b = self.cfg.train.batch_size;
-        let n = self.data.heldout.len().min(b * self.cfg.train.eval_batches);
+        let n = self
+            .data
+            .heldout
+            .len()
+            .min(b.saturating_mul(self.cfg.train.eval_batches));
         let mine = shard(n, self.comm.rank(), self.comm.size());
         let mut totals = Totals::default();
         let data = self.data.clone();
@@ -734,7 +738,18 @@ impl<'c> Pretrainer<'c> {
         self.tape.set_grad_enabled(true);
         let mut arr = totals.as_array();
         self.comm.all_reduce_sum_f64(&mut arr);
-        Ok(Totals::from_array(arr))
+        let totals = Totals::from_array(arr);
+        if totals.lm_count == 0.0 {
+            // a loss over no positions would read as a perfect model (perplexity 1.00)
+            return invalid(
+                "evaluate",
+                format!(
+                    "the held-out evaluation covered no predicted positions ({n} held-out instances read, train.eval_batches {}, train.batch_size {b})",
+                    self.cfg.train.eval_batches
+                ),
+            );
+        }
+        Ok(totals)
     }
 
     /// Writes a checkpoint of the current step (rank 0 only).
