@@ -164,3 +164,18 @@ fn too_long_without_truncation_and_tiny_max_length_are_errors() {
     let out = run(&dir, INPUT, &["--truncation"], false);
     assert!(!out.status.success());
 }
+
+#[test]
+fn oversized_pad_to_is_an_error_naming_the_value_not_an_abort() {
+    let dir = scratch("padto");
+    for v in ["1000000000", &usize::MAX.to_string()] {
+        let out = run(&dir, INPUT, &["--pad-to", v], false);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{v}: stderr {err}");
+        assert!(err.contains("--pad-to") && err.contains(v), "{v}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("memory allocation"),
+            "{err}"
+        );
+    }
+}
