@@ -125,6 +125,33 @@ fn encode(
     })
 }
 
+/// The labels of examples to score, each checked against `num_labels` (an out-of-range label
+/// would silently count as wrong); an empty set is an error (there is nothing to report).
+pub fn gold_labels(ex: &[Example], num_labels: usize, what: &str) -> Result<Vec<usize>> {
+    if ex.is_empty() {
+        return invalid(
+            "evaluate",
+            format!("no {what} examples: an accuracy over nothing would be meaningless"),
+        );
+    }
+    ex.iter()
+        .enumerate()
+        .map(|(i, e)| {
+            if e.label >= num_labels {
+                invalid(
+                    "evaluate",
+                    format!(
+                        "{what} example {i} has label {} but the model has {num_labels} classes",
+                        e.label
+                    ),
+                )
+            } else {
+                Ok(e.label)
+            }
+        })
+        .collect()
+}
+
 /// A fine-tuned classifier.
 pub struct Classifier {
     pub model: BertForSequenceClassification,
@@ -186,6 +213,17 @@ pub fn finetune_once(
             ),
         );
     }
+    if cfg.num_labels < 2 || cfg.num_labels > crate::finetune::data::MAX_LABELS {
+        return invalid(
+            "finetune",
+            format!(
+                "num_labels {} must be in 2..={}",
+                cfg.num_labels,
+                crate::finetune::data::MAX_LABELS
+            ),
+        );
+    }
+    gold_labels(dev, cfg.num_labels, "dev")?;
     let (config, ckpt) = load_pretrained(&cfg.model_dir)?;
     let tokenizer = Tokenizer::from_vocab_file(cfg.model_dir.join("vocab.txt"))?;
     let mut store = ParamStore::new();
@@ -254,7 +292,7 @@ pub fn finetune_once(
         max_seq_length: cfg.max_seq_length,
     };
     let pred = clf.predict(dev, cfg.batch_size)?;
-    let gold: Vec<usize> = dev.iter().map(|e| e.label).collect();
+    let gold = gold_labels(dev, cfg.num_labels, "dev")?;
     let (accuracy, f1) = scores(&pred, &gold, cfg.num_labels);
     Ok((
         clf,

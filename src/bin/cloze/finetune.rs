@@ -118,6 +118,12 @@ pub struct EvalArgs {
 
 pub fn eval(args: EvalArgs) -> Result<(), String> {
     let data = read_examples(&args.data, args.task.as_deref())?;
+    if data.is_empty() {
+        return Err(format!(
+            "{}: no examples to evaluate (an accuracy over nothing would be meaningless)",
+            args.data.display()
+        ));
+    }
     let ckpt = Checkpoint::read(args.model.join("model.safetensors")).map_err(|e| e.to_string())?;
     let w = ckpt.get("classifier.weight").ok_or_else(|| {
         format!(
@@ -139,8 +145,9 @@ pub fn eval(args: EvalArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?,
         max_seq_length: args.max_seq_length,
     };
+    let gold = cloze::finetune::trainer::gold_labels(&data, num_labels, "eval")
+        .map_err(|e| format!("{}: {e}", args.data.display()))?;
     let pred = clf.predict(&data, 32).map_err(|e| e.to_string())?;
-    let gold: Vec<usize> = data.iter().map(|e| e.label).collect();
     let (acc, f1) = scores(&pred, &gold, num_labels);
     println!(
         "{}",
