@@ -537,3 +537,40 @@ fn oversized_or_empty_sizes_in_the_toml_are_errors_naming_the_key() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_flipped_bit_in_a_checkpoint_is_refused_on_resume_naming_the_file() {
+    for file in [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "trainer_state.json",
+    ] {
+        let dir = workdir(&format!("flip-{}", file.replace('.', "-")));
+        let path = setup(&dir, 10, "");
+        Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
+            .unwrap()
+            .run_until(5)
+            .unwrap();
+        let ck = dir.join("run/checkpoints/step-00000005");
+        assert!(
+            ck.join("checksums.sha256").is_file(),
+            "no manifest in {}",
+            ck.display()
+        );
+        let f = ck.join(file);
+        let mut bytes = std::fs::read(&f).unwrap();
+        let at = bytes.len() - 3; // a data byte (the last tensor, or the JSON's tail)
+        bytes[at] ^= 0x01;
+        std::fs::write(&f, bytes).unwrap();
+        let err = Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
+            .unwrap()
+            .run()
+            .expect_err("a corrupt checkpoint must not be resumed")
+            .to_string();
+        assert!(
+            err.contains(file) && err.contains("checksum mismatch"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
