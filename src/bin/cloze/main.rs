@@ -44,6 +44,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Checked before any work: a bad CLOZE_KERNEL would otherwise panic at the first kernel
+    // call, after the model had loaded.
+    if let Err(msg) = cloze_kernels::dispatch::select_from_env() {
+        eprintln!("cloze: error: {msg}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Tokenize(args) => tokenize::run(args),
         Command::Vocab(args) => vocab::run(args),
