@@ -190,9 +190,8 @@ impl Vocab {
             text.push_str(t);
             text.push('\n');
         }
-        std::fs::write(path, text).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })
+        // atomically: a full disk or a crash leaves the old file (or none), never a truncated
+        // vocabulary that would later be reused silently
+        crate::train::checkpoint::write_atomic(path, text.as_bytes())
     }
 }
