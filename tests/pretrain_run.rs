@@ -320,6 +320,34 @@ fn resuming_with_a_different_config_is_refused() {
     let mut t = Pretrainer::single(PretrainConfig::from_file(&path).unwrap()).unwrap();
     let err = t.run().unwrap_err().to_string();
     assert!(err.contains("different config"), "{err}");
+    // the message names the one key that differs, and only it
+    assert!(
+        err.contains("train.learning_rate: checkpoint 0.002") && err.contains("now 0.001"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("output_dir") && !err.contains("train.steps"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_same_config_through_another_path_spelling_resumes() {
+    let dir = workdir("spelling");
+    let path = setup(&dir, 10, "");
+    Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
+        .unwrap()
+        .run_until(5)
+        .unwrap();
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    // `<dir>/./sub/../pretrain.toml`: output_dir and data paths are spelled differently
+    let other = dir.join(".").join("sub").join("..").join("pretrain.toml");
+    let cfg = PretrainConfig::from_file(&other).unwrap();
+    assert_ne!(cfg.output_dir, dir.join("run"));
+    let mut t = Pretrainer::single(cfg).unwrap();
+    t.run().expect("the same config must resume");
+    assert_eq!(t.step, 10);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

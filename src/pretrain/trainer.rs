@@ -796,14 +796,14 @@ impl<'c> Pretrainer<'c> {
                 path: state_path.display().to_string(),
                 detail: e.to_string(),
             })?;
-        if saved != self.cfg {
+        let differ = config_differences(&saved, &self.cfg);
+        if !differ.is_empty() {
             return invalid(
                 "resume",
                 format!(
-                    "checkpoint {} was made with a different config:\n--- checkpoint\n{}\n--- now\n{}",
+                    "checkpoint {} was made with a different config; differing keys:\n{}",
                     dir.display(),
-                    saved.to_toml_string(),
-                    self.cfg.to_toml_string()
+                    differ.join("\n")
                 ),
             );
         }
@@ -934,15 +934,68 @@ impl<'c> Pretrainer<'c> {
         if rank0 {
             crate::train::ensure_finite_weights(&[&self.store], "the final model")?;
             save_pretrained(out.join("final"), &self.bert_config, &self.store)?;
-            std::fs::copy(&self.cfg.data.vocab, out.join("final").join("vocab.txt")).map_err(
-                |e| Error::Io {
-                    path: out.display().to_string(),
-                    source: e,
-                },
-            )?;
+            let vocab = std::fs::read(&self.cfg.data.vocab).map_err(|e| Error::Io {
+                path: self.cfg.data.vocab.display().to_string(),
+                source: e,
+            })?;
+            write_atomic(&out.join("final").join("vocab.txt"), &vocab)?;
         }
         Ok(last_eval)
     }
+}
+
+/// The keys (`section.key = checkpoint value, now value`) in which two configs differ as runs:
+/// `output_dir` is left out (the checkpoint was found in it, however the path is spelled) and
+/// the data paths are compared as the files they name, so the same config read through
+/// another path spelling resumes.
+pub fn config_differences(saved: &PretrainConfig, now: &PretrainConfig) -> Vec<String> {
+    fn identity(cfg: &PretrainConfig) -> serde_json::Value {
+        let mut c = cfg.clone();
+        c.output_dir = PathBuf::new();
+        let canon = |p: &mut PathBuf| {
+            if let Ok(q) = std::fs::canonicalize(&*p) {
+                *p = q;
+            }
+        };
+        canon(&mut c.data.vocab);
+        canon(&mut c.data.train);
+        if let Some(h) = c.data.heldout.as_mut() {
+            canon(h);
+        }
+        serde_json::to_value(&c).expect("config serialises")
+    }
+    fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    flatten(&key, x, out);
+                }
+            }
+            other => out.push((prefix.to_string(), other.to_string())),
+        }
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    flatten("", &identity(saved), &mut a);
+    flatten("", &identity(now), &mut b);
+    let a: std::collections::BTreeMap<_, _> = a.into_iter().collect();
+    let b: std::collections::BTreeMap<_, _> = b.into_iter().collect();
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            let show = |m: &std::collections::BTreeMap<String, String>| {
+                m.get(k).cloned().unwrap_or_else(|| "(absent)".into())
+            };
+            format!("  {k}: checkpoint {}, now {}", show(&a), show(&b))
+        })
+        .collect()
 }
 
 /// Reads a config file and runs it (single process).
