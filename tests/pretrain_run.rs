@@ -602,3 +602,32 @@ fn a_flipped_bit_in_a_checkpoint_is_refused_on_resume_naming_the_file() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+#[test]
+fn a_second_run_on_a_locked_output_dir_is_refused_and_leaves_it_untouched() {
+    let dir = workdir("locked");
+    let path = setup(&dir, 10, "");
+    Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
+        .unwrap()
+        .run_until(5)
+        .unwrap();
+    let metrics = std::fs::read_to_string(dir.join("run/metrics.jsonl")).unwrap();
+    // another process's run holds the folder
+    let held = cloze::train::lock::RunLock::acquire(&dir.join("run")).unwrap();
+    let err = Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
+        .unwrap()
+        .run()
+        .expect_err("a locked output_dir must be refused")
+        .to_string();
+    assert!(err.contains("in use by another cloze run"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("run/metrics.jsonl")).unwrap(),
+        metrics,
+        "the refused run touched the metrics log"
+    );
+    drop(held);
+    let mut t = Pretrainer::single(PretrainConfig::from_file(&path).unwrap()).unwrap();
+    t.run().unwrap();
+    assert_eq!(t.step, 10);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

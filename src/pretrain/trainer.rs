@@ -834,6 +834,12 @@ impl<'c> Pretrainer<'c> {
             path: out.display().to_string(),
             source: e,
         })?;
+        // rank 0 writes everything: it holds the folder's lock for the whole run
+        let _lock = if rank0 {
+            Some(crate::train::lock::RunLock::acquire(&out)?)
+        } else {
+            None
+        };
         let resumed = self.resume()?;
         let metrics_path = out.join("metrics.jsonl");
         let mut log = if rank0 {

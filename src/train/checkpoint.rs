@@ -53,6 +53,24 @@ pub fn with_temp_file(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> R
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    // The rename would replace a symlink, FIFO or device node with a regular file: refuse.
+    if let Ok(md) = std::fs::symlink_metadata(path) {
+        if !md.file_type().is_file() {
+            let kind = if md.file_type().is_symlink() {
+                "a symbolic link"
+            } else if md.is_dir() {
+                "a directory"
+            } else {
+                "not a regular file (a FIFO, socket or device?)"
+            };
+            return Err(Error::Format {
+                path: path.display().to_string(),
+                detail: format!(
+                    "refusing to write over it: it is {kind}; remove it or choose another output"
+                ),
+            });
+        }
+    }
     let tmp = dir.join(format!(
         ".{file_name}.tmp-{}-{}",
         std::process::id(),

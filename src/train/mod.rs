@@ -2,6 +2,7 @@
 //! optimiser-state files and the JSON-lines metrics log.
 
 pub mod checkpoint;
+pub mod lock;
 pub mod metrics;
 
 use crate::autodiff::params::ParamStore;

@@ -66,7 +66,31 @@ pub fn read_examples(path: &Path, task: Option<&str>) -> Result<Vec<Example>, St
     }
 }
 
+/// Refuses an `--output` folder that is the `--model` folder (however spelled) or that exists
+/// as anything but a real directory, then locks it for this run.
+fn claim_output(output: &Path, model: &Path) -> Result<cloze::train::lock::RunLock, String> {
+    if let Ok(md) = std::fs::symlink_metadata(output) {
+        if !md.is_dir() {
+            return Err(format!(
+                "--output {}: exists and is not a directory (a file, symlink, FIFO or device); refusing to write into it",
+                output.display()
+            ));
+        }
+    }
+    if let (Ok(o), Ok(m)) = (std::fs::canonicalize(output), std::fs::canonicalize(model)) {
+        if o == m {
+            return Err(format!(
+                "--output {} is the --model folder {}: fine-tuning would overwrite the model it reads; choose another folder",
+                output.display(),
+                model.display()
+            ));
+        }
+    }
+    cloze::train::lock::RunLock::acquire(output).map_err(|e| e.to_string())
+}
+
 pub fn run(args: Args) -> Result<(), String> {
+    let _lock = claim_output(&args.output, &args.model)?;
     let train = read_examples(&args.train, args.task.as_deref())?;
     let dev = read_examples(&args.dev, args.task.as_deref())?;
     let num_labels = args
@@ -95,7 +119,9 @@ pub fn run(args: Args) -> Result<(), String> {
     let config = cloze::bert::BertConfig::from_file(args.model.join("config.json"))
         .map_err(|e| e.to_string())?;
     cloze::bert::save_pretrained(&args.output, &config, &clf.store).map_err(|e| e.to_string())?;
-    std::fs::copy(args.model.join("vocab.txt"), args.output.join("vocab.txt"))
+    let vocab_path = args.model.join("vocab.txt");
+    let vocab = std::fs::read(&vocab_path).map_err(|e| format!("{}: {e}", vocab_path.display()))?;
+    cloze::train::checkpoint::write_atomic(&args.output.join("vocab.txt"), &vocab)
         .map_err(|e| e.to_string())?;
     write_scores(&args.output.join("scores.json"), &all).map_err(|e| e.to_string())?;
     Ok(())
