@@ -55,6 +55,12 @@ pub fn run(args: Args) -> Result<(), String> {
         return Err(format!("{}: no input lines", args.input));
     }
     let emb = Embedder::load(&args.model).map_err(|e| e.to_string())?;
+    // Check every input in input order first: an error inside a length-sorted batch would
+    // otherwise name the input's place in that batch.
+    for (i, l) in lines.iter().enumerate() {
+        emb.encode_checked(&l.text, l.text_pair.as_deref(), args.max_length)
+            .map_err(|e| format!("{}: input {i}: {e}", args.input))?;
+    }
     let bar = if lines.len() > args.batch_size {
         indicatif::ProgressBar::new(lines.len() as u64)
     } else {
