@@ -440,3 +440,17 @@ fn oversized_config_json_sizes_are_errors_naming_the_key() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn non_utf8_config_json_names_the_line() {
+    let dir = scratch_dir("utf8");
+    let p = dir.join("config.json");
+    std::fs::write(
+        &p,
+        b"{\n  \"hidden_size\": 64,\n  \"model_type\": \"be\xc3rt\"\n}\n",
+    )
+    .unwrap();
+    let e = BertConfig::from_file(&p).unwrap_err().to_string();
+    assert!(e.contains("line 3") && e.contains("UTF-8"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

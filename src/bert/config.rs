@@ -432,10 +432,7 @@ impl BertConfig {
     /// Reads and validates a `config.json` file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = crate::error::read_utf8(path)?;
         Self::from_json_str(&text, &path.display().to_string())
     }
 

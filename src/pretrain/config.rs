@@ -233,10 +233,7 @@ impl PretrainConfig {
     /// directory.
     pub fn from_file(path: impl AsRef<Path>) -> Result<PretrainConfig> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
-            path: path.display().to_string(),
-            source: e,
-        })?;
+        let text = crate::error::read_utf8(path)?;
         let mut cfg = PretrainConfig::from_toml_str(&text, &path.display().to_string())?;
         let base = path.parent().unwrap_or(Path::new("."));
         let fix = |p: &mut PathBuf| {
