@@ -31,6 +31,13 @@ fn assert_refused(out: &Output, needles: &[&str]) {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// A small pretrain config; `model_extra` goes into `[model]`.
+fn pretrain_toml(model_extra: &str, train: &str) -> String {
+    format!(
+        "output_dir = \"run\"\n[model]\npreset = \"tiny\"\n{model_extra}\n[data]\nvocab = \"vocab.txt\"\ntrain = \"{train}\"\nheldout_every = 2\nmax_seq_length = 16\nmax_predictions_per_seq = 2\n[train]\nobjective = \"mlm\"\nbatch_size = 2\nsteps = 1\nlearning_rate = 1e-3\nwarmup_steps = 0\nseed = 1\n"
+    )
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -135,4 +142,101 @@ fn outputs_never_replace_a_symlink_or_fifo() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_dir_all(&model).unwrap();
+}
+
+/// A set of bad inputs across the commands: each is an error (exit 1) naming the bad value,
+/// with no panic text.
+#[test]
+fn bad_inputs_across_the_cli_are_errors_not_panics() {
+    let dir = scratch("bad-inputs");
+    let vocab = dir.join("vocab.txt");
+    std::fs::write(&vocab, "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\ncat\n").unwrap();
+    let input = dir.join("in.jsonl");
+    std::fs::write(&input, "{\"text\": \"cat\"}\n").unwrap();
+    let empty = dir.join("empty.jsonl");
+    std::fs::write(&empty, "\n").unwrap();
+    let cfg = dir.join("p.toml");
+    std::fs::write(
+        &cfg,
+        pretrain_toml("hidden_size = 1099511627776", "in.jsonl"),
+    )
+    .unwrap();
+    let model = dir.join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    let mut j: serde_json::Value =
+        serde_json::from_str(&cloze::bert::BertConfig::tiny().to_json_string()).unwrap();
+    j["hidden_size"] = serde_json::json!(1u64 << 62);
+    std::fs::write(model.join("config.json"), j.to_string()).unwrap();
+    let (o_st, missing) = (dir.join("o.st"), dir.join("missing.toml"));
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "tokenize",
+                "--vocab",
+                s(&vocab),
+                "--input",
+                s(&input),
+                "--pad-to",
+                "18446744073709551615",
+            ],
+            "18446744073709551615",
+        ),
+        (
+            vec!["pretrain", "--config", s(&cfg)],
+            "hidden_size 1099511627776",
+        ),
+        (
+            vec![
+                "embed",
+                "--model",
+                s(&model),
+                "--input",
+                s(&input),
+                "--output",
+                s(&o_st),
+            ],
+            "hidden_size 4611686018427387904",
+        ),
+        (
+            vec!["eval", "--model", s(&model), "--data", s(&empty)],
+            "no examples",
+        ),
+        (vec!["pretrain", "--config", s(&missing)], "missing.toml"),
+    ];
+    for (args, needle) in cases {
+        let out = cloze(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {needle:?} not in {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("backtrace"),
+            "{args:?}: {err}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn pretrain_fresh_on_a_locked_folder_deletes_nothing() {
+    let dir = scratch("fresh");
+    std::fs::write(
+        dir.join("vocab.txt"),
+        "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\ncat\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("train.txt"), "cat cat.\ncat.\n\ncat.\ncat cat.\n").unwrap();
+    let cfg = dir.join("p.toml");
+    std::fs::write(&cfg, pretrain_toml("", "train.txt")).unwrap();
+    let ck = dir.join("run/checkpoints/step-00000001");
+    std::fs::create_dir_all(&ck).unwrap();
+    std::fs::write(ck.join("marker"), "x").unwrap();
+    let held = RunLock::acquire(&dir.join("run")).unwrap();
+    let out = cloze(&["pretrain", "--config", s(&cfg), "--fresh"]);
+    assert_refused(&out, &["in use by another cloze run"]);
+    assert!(
+        ck.join("marker").exists(),
+        "--fresh deleted a locked run's checkpoints"
+    );
+    drop(held);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -470,6 +470,9 @@ pub struct Pretrainer<'c> {
     /// bar on rank 0; a caller running several trainings (paper-repro) passes one of its own
     /// bars, or `ProgressBar::hidden()`. Its length and position are set to the steps.
     pub progress: Option<indicatif::ProgressBar>,
+    /// Start from step 0: [`Pretrainer::run_until`] deletes the run's checkpoints, under the
+    /// output folder's lock (so a run still writing there is never disturbed).
+    pub fresh: bool,
 }
 
 impl<'c> Pretrainer<'c> {
@@ -535,6 +538,7 @@ impl<'c> Pretrainer<'c> {
             comm_seconds: 0.0,
             baselines: std::sync::Arc::new(baselines),
             progress: None,
+            fresh: false,
         })
     }
 
@@ -840,6 +844,17 @@ impl<'c> Pretrainer<'c> {
         } else {
             None
         };
+        if self.fresh {
+            let ck = self.checkpoints()?;
+            if rank0 && ck.root().exists() {
+                std::fs::remove_dir_all(ck.root()).map_err(|e| Error::Io {
+                    path: ck.root().display().to_string(),
+                    source: e,
+                })?;
+            }
+            self.fresh = false;
+            self.comm.barrier();
+        }
         let resumed = self.resume()?;
         let metrics_path = out.join("metrics.jsonl");
         let mut log = if rank0 {
