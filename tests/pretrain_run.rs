@@ -631,3 +631,26 @@ fn a_second_run_on_a_locked_output_dir_is_refused_and_leaves_it_untouched() {
     assert_eq!(t.step, 10);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_changed_vocabulary_is_refused_on_resume() {
+    let dir = workdir("vocab-changed");
+    let path = setup(&dir, 10, "");
+    Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
+        .unwrap()
+        .run_until(5)
+        .unwrap();
+    // same tokens, two of them swapped: same size, other ids
+    let v = std::fs::read_to_string(dir.join("vocab.txt")).unwrap();
+    let mut lines: Vec<&str> = v.lines().collect();
+    let n = lines.len();
+    lines.swap(n - 1, n - 2);
+    std::fs::write(dir.join("vocab.txt"), lines.join("\n") + "\n").unwrap();
+    let err = Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
+        .unwrap()
+        .run()
+        .expect_err("a changed vocabulary must not be resumed")
+        .to_string();
+    assert!(err.contains("vocab.txt has changed"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

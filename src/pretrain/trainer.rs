@@ -767,7 +767,12 @@ impl<'c> Pretrainer<'c> {
                 std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(0)));
             }
             save_optimizer(&dir.join("optimizer.safetensors"), &self.store, &self.opt)?;
-            let state = json!({ "step": self.step, "config": self.cfg });
+            let vocab_sha256 = crate::train::checkpoint::sha256_file(&self.cfg.data.vocab)?;
+            let state = json!({
+                "step": self.step,
+                "config": self.cfg,
+                "vocab_sha256": vocab_sha256,
+            });
             write_atomic(
                 &dir.join("trainer_state.json"),
                 serde_json::to_string_pretty(&state).unwrap().as_bytes(),
@@ -810,6 +815,22 @@ impl<'c> Pretrainer<'c> {
                     differ.join("\n")
                 ),
             );
+        }
+        // the vocabulary is part of the run's identity: the same path with other contents
+        // would give the ids another meaning
+        if let Some(want) = state.get("vocab_sha256").and_then(|v| v.as_str()) {
+            let got = crate::train::checkpoint::sha256_file(&self.cfg.data.vocab)?;
+            if got != want {
+                return invalid(
+                    "resume",
+                    format!(
+                        "{} has changed since checkpoint {} was written (sha256 {got}, the checkpoint's is {want}); the checkpoint's own copy is {}",
+                        self.cfg.data.vocab.display(),
+                        dir.display(),
+                        dir.join("vocab.txt").display()
+                    ),
+                );
+            }
         }
         let ckpt = Checkpoint::read(dir.join("model.safetensors"))?;
         ckpt.load_into(&mut self.store)?;

@@ -101,7 +101,8 @@ pub fn with_temp_file(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> R
 /// file, sorted by name (the format of `sha256sum`, so `sha256sum -c` checks it too).
 pub const MANIFEST: &str = "checksums.sha256";
 
-fn sha256_file(path: &Path) -> Result<String> {
+/// SHA-256 of a file's bytes, as lower-case hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
     use sha2::{Digest, Sha256};
     let mut f = File::open(path).map_err(|e| io(path, e))?;
     let mut h = Sha256::new();
