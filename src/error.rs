@@ -50,3 +50,30 @@ pub(crate) fn invalid<T>(op: &'static str, detail: impl Into<String>) -> Result<
         detail: detail.into(),
     })
 }
+
+/// Reads a UTF-8 text file; invalid UTF-8 is an [`Error::Format`] naming the line and column
+/// (1-based, column in bytes) of the first bad byte.
+pub fn read_utf8(path: &std::path::Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let upto = e.utf8_error().valid_up_to();
+        let before = &e.as_bytes()[..upto];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let col = upto
+            - before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1)
+            + 1;
+        Error::Format {
+            path: path.display().to_string(),
+            detail: format!(
+                "line {line}, column {col}: invalid UTF-8 (byte 0x{:02x})",
+                e.as_bytes()[upto]
+            ),
+        }
+    })
+}

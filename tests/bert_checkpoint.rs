@@ -470,3 +470,53 @@ fn loaded_values_are_the_file_values() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn non_finite_weights_are_refused_naming_the_tensor_on_load_and_on_save() {
+    let dir = scratch_dir("nonfinite");
+    let good = dir.join("good.safetensors");
+    checkpoint::save_safetensors(&good, &bert_store(1)).unwrap();
+    let name = "encoder.layer.1.attention.self.query.weight";
+    for (bad, dtype) in [
+        (f32::NAN, Dtype::F32),
+        (f32::INFINITY, Dtype::F32),
+        (f32::NEG_INFINITY, Dtype::F32),
+        // finite in F64 but beyond f32's range: infinite once converted
+        (0.0, Dtype::F64),
+    ] {
+        let mut e = raw_entries(&good);
+        let (_, shape, bytes) = e.remove(name).unwrap();
+        let mut v: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        v[7] = bad;
+        let entry = if dtype == Dtype::F64 {
+            let mut d: Vec<f64> = v.iter().map(|&x| x as f64).collect();
+            d[7] = 1e300;
+            (
+                Dtype::F64,
+                shape,
+                d.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        } else {
+            (Dtype::F32, shape, f32_bytes(&v))
+        };
+        e.insert(name.to_string(), entry);
+        let p = dir.join("bad.safetensors");
+        write_raw(&p, &e);
+        let err = load_err(&p, &mut bert_store(2));
+        assert!(err.contains(name) && err.contains("non-finite"), "{err}");
+    }
+    // saving a store with a NaN parameter is refused, naming it, and writes nothing
+    let mut s = bert_store(3);
+    let id = s.id(name).unwrap();
+    s.value_mut(id)[3] = f32::NAN;
+    let out = dir.join("out.safetensors");
+    let err = checkpoint::save_safetensors(&out, &s)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(name) && err.contains("non-finite"), "{err}");
+    assert!(!out.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -401,3 +401,56 @@ fn corrupt_or_missing_config_file_is_a_clear_error() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Sizes from `config.json` are bounded (and their product checked) before anything is
+/// allocated: each oversized key is an error naming it and its value, read from the file.
+#[test]
+fn oversized_config_json_sizes_are_errors_naming_the_key() {
+    let dir = scratch_dir("oversized");
+    let base = BertConfig::tiny();
+    let p = dir.join("config.json");
+    let cases: [(&str, u64); 9] = [
+        ("hidden_size", 1 << 40),
+        ("hidden_size", 1 << 62),
+        ("hidden_size", u64::MAX),
+        ("num_hidden_layers", 1_000_000_000),
+        ("max_position_embeddings", 1_000_000_000),
+        ("vocab_size", 1 << 40),
+        ("intermediate_size", 1 << 40),
+        ("type_vocab_size", 1 << 40),
+        ("num_attention_heads", 1 << 40),
+    ];
+    for (key, v) in cases {
+        let mut j: serde_json::Value = serde_json::from_str(&base.to_json_string()).unwrap();
+        j[key] = serde_json::json!(v);
+        std::fs::write(&p, j.to_string()).unwrap();
+        let e = BertConfig::from_file(&p).unwrap_err().to_string();
+        assert!(e.contains(&format!("{key} {v}")), "{key} {v}: {e}");
+    }
+    // each size within its own limit, but the product is too large
+    let mut j: serde_json::Value = serde_json::from_str(&base.to_json_string()).unwrap();
+    j["hidden_size"] = serde_json::json!(1 << 16);
+    j["num_attention_heads"] = serde_json::json!(1);
+    j["num_hidden_layers"] = serde_json::json!(1024);
+    std::fs::write(&p, j.to_string()).unwrap();
+    let e = BertConfig::from_file(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("parameters") && e.contains("num_hidden_layers 1024"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn non_utf8_config_json_names_the_line() {
+    let dir = scratch_dir("utf8");
+    let p = dir.join("config.json");
+    std::fs::write(
+        &p,
+        b"{\n  \"hidden_size\": 64,\n  \"model_type\": \"be\xc3rt\"\n}\n",
+    )
+    .unwrap();
+    let e = BertConfig::from_file(&p).unwrap_err().to_string();
+    assert!(e.contains("line 3") && e.contains("UTF-8"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -94,3 +94,48 @@ fn malformed_files_give_errors_naming_the_line() {
     assert!(err.contains("\"snli\"") && err.contains("mnli"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn labels_out_of_the_task_range_are_errors_naming_the_line_and_value() {
+    let dir = std::env::temp_dir().join(format!("cloze-ft-labels-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // SST-2 is binary: a 7 on line 3 is an error, not an 8-class model
+    let tsv = dir.join("sst.tsv");
+    std::fs::write(&tsv, "sentence\tlabel\ngood film\t1\nodd film\t7\n").unwrap();
+    let spec = TsvSpec::for_task("sst-2").unwrap();
+    let e = read_tsv(&tsv, &spec).unwrap_err().to_string();
+    assert!(e.contains("line 3") && e.contains("label 7"), "{e}");
+    // JSON lines: a label of 10^9 (or beyond u64's usize range) is refused
+    for big in ["1000000000", "18446744073709551615"] {
+        let jl = dir.join("big.jsonl");
+        std::fs::write(
+            &jl,
+            format!("{{\"text\": \"a\", \"label\": 0}}\n\n{{\"text\": \"b\", \"label\": {big}}}\n"),
+        )
+        .unwrap();
+        let e = read_jsonl(&jl).unwrap_err().to_string();
+        assert!(
+            e.contains("line 3") && e.contains(&format!("label {big}")),
+            "{e}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn scoring_refuses_no_examples_and_labels_the_model_cannot_predict() {
+    use cloze::finetune::trainer::gold_labels;
+    let ex = |label| Example {
+        text_a: "x".into(),
+        text_b: None,
+        label,
+        score: None,
+    };
+    let e = gold_labels(&[], 2, "eval").unwrap_err().to_string();
+    assert!(e.contains("no eval examples"), "{e}");
+    let e = gold_labels(&[ex(0), ex(1), ex(5)], 2, "dev")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dev example 2") && e.contains("label 5"), "{e}");
+    assert_eq!(gold_labels(&[ex(1), ex(0)], 2, "dev").unwrap(), vec![1, 0]);
+}

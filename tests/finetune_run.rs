@@ -81,3 +81,26 @@ fn labels_outside_num_labels_are_an_error() {
         "{err}"
     );
 }
+
+#[test]
+fn a_diverging_fine_tuning_stops_naming_the_step() {
+    let glue = shared().join("data/glue/SST-2");
+    let spec = TsvSpec::for_task("sst-2").unwrap();
+    let mut train = read_tsv(glue.join("dev.tsv"), &spec).unwrap();
+    train.truncate(64);
+    let cfg = FinetuneConfig {
+        epochs: 2,
+        batch_size: 8,
+        max_seq_length: 32,
+        warmup_proportion: 0.0,
+        ..FinetuneConfig::paper(model_dir(), 2)
+    };
+    let err = finetune_once(&cfg, 1e6, &train, &train[..8])
+        .err()
+        .expect("fine-tuning at learning rate 1e6 must stop on a non-finite loss")
+        .to_string();
+    assert!(
+        err.contains("step ") && (err.contains("loss is") || err.contains("gradient norm is")),
+        "{err}"
+    );
+}

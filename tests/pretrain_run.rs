@@ -320,6 +320,34 @@ fn resuming_with_a_different_config_is_refused() {
     let mut t = Pretrainer::single(PretrainConfig::from_file(&path).unwrap()).unwrap();
     let err = t.run().unwrap_err().to_string();
     assert!(err.contains("different config"), "{err}");
+    // the message names the one key that differs, and only it
+    assert!(
+        err.contains("train.learning_rate: checkpoint 0.002") && err.contains("now 0.001"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("output_dir") && !err.contains("train.steps"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_same_config_through_another_path_spelling_resumes() {
+    let dir = workdir("spelling");
+    let path = setup(&dir, 10, "");
+    Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
+        .unwrap()
+        .run_until(5)
+        .unwrap();
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    // `<dir>/./sub/../pretrain.toml`: output_dir and data paths are spelled differently
+    let other = dir.join(".").join("sub").join("..").join("pretrain.toml");
+    let cfg = PretrainConfig::from_file(&other).unwrap();
+    assert_ne!(cfg.output_dir, dir.join("run"));
+    let mut t = Pretrainer::single(cfg).unwrap();
+    t.run().expect("the same config must resume");
+    assert_eq!(t.step, 10);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -492,5 +520,189 @@ fn nsp_loss_weight_zero_trains_the_lm_on_pairs_and_leaves_the_nsp_head_alone() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(err.contains("nsp_loss_weight -0.5"), "{err:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every `model.safetensors` under `dir` (checkpoints and the final model).
+fn weight_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(weight_files(&p));
+            } else if p.file_name().is_some_and(|n| n == "model.safetensors") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_diverging_run_stops_naming_the_step_and_writes_no_non_finite_model() {
+    let dir = workdir("diverge");
+    let path = setup_replacing(&dir, 10, "learning_rate = 2e-3", "learning_rate = 1e6");
+    let err = Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
+        .unwrap()
+        .run()
+        .expect_err("a run at learning rate 1e6 must stop on a non-finite loss")
+        .to_string();
+    eprintln!("diverge error: {err}");
+    assert!(err.contains("step "), "{err}");
+    assert!(
+        err.contains("lm_loss is")
+            || err.contains("nsp_loss is")
+            || err.contains("gradient norm is"),
+        "{err}"
+    );
+    assert!(!dir.join("run/final").exists(), "a final model was written");
+    for f in weight_files(&dir.join("run")) {
+        let ck = cloze::bert::Checkpoint::read(&f).unwrap();
+        for name in ck.names() {
+            assert!(
+                ck.get(name).unwrap().data().iter().all(|v| v.is_finite()),
+                "{}: {name} holds a non-finite value",
+                f.display()
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn oversized_or_empty_sizes_in_the_toml_are_errors_naming_the_key() {
+    let dir = workdir("sizes");
+    let cases = [
+        (
+            "dupe_factor = 3",
+            "dupe_factor = 1000000000",
+            "dupe_factor 1000000000",
+        ),
+        (
+            "batch_size = 16",
+            "batch_size = 1000000000000",
+            "train.batch_size 1000000000000",
+        ),
+        (
+            "batch_size = 16",
+            "batch_size = 9223372036854775807",
+            "train.batch_size 9223372036854775807",
+        ),
+        (
+            "eval_every = 0",
+            "eval_every = 5\neval_batches = 0",
+            "train.eval_batches is 0",
+        ),
+        (
+            "hidden_size = 64",
+            "hidden_size = 1099511627776",
+            "hidden_size 1099511627776",
+        ),
+        (
+            "num_hidden_layers = 2",
+            "num_hidden_layers = 1000000000",
+            "num_hidden_layers 1000000000",
+        ),
+    ];
+    for (from, to, needle) in cases {
+        let path = setup_replacing(&dir, 10, from, to);
+        let err = match PretrainConfig::from_file(&path)
+            .and_then(|c| Pretrainer::single(c).map(|_| ()))
+        {
+            Ok(()) => panic!("{to:?} accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(needle), "{to:?}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_flipped_bit_in_a_checkpoint_is_refused_on_resume_naming_the_file() {
+    for file in [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "trainer_state.json",
+    ] {
+        let dir = workdir(&format!("flip-{}", file.replace('.', "-")));
+        let path = setup(&dir, 10, "");
+        Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
+            .unwrap()
+            .run_until(5)
+            .unwrap();
+        let ck = dir.join("run/checkpoints/step-00000005");
+        assert!(
+            ck.join("checksums.sha256").is_file(),
+            "no manifest in {}",
+            ck.display()
+        );
+        let f = ck.join(file);
+        let mut bytes = std::fs::read(&f).unwrap();
+        let at = bytes.len() - 3; // a data byte (the last tensor, or the JSON's tail)
+        bytes[at] ^= 0x01;
+        std::fs::write(&f, bytes).unwrap();
+        let err = Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
+            .unwrap()
+            .run()
+            .expect_err("a corrupt checkpoint must not be resumed")
+            .to_string();
+        assert!(
+            err.contains(file) && err.contains("checksum mismatch"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn a_second_run_on_a_locked_output_dir_is_refused_and_leaves_it_untouched() {
+    let dir = workdir("locked");
+    let path = setup(&dir, 10, "");
+    Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
+        .unwrap()
+        .run_until(5)
+        .unwrap();
+    let metrics = std::fs::read_to_string(dir.join("run/metrics.jsonl")).unwrap();
+    // another process's run holds the folder
+    let held = cloze::train::lock::RunLock::acquire(&dir.join("run")).unwrap();
+    let err = Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
+        .unwrap()
+        .run()
+        .expect_err("a locked output_dir must be refused")
+        .to_string();
+    assert!(err.contains("in use by another cloze run"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("run/metrics.jsonl")).unwrap(),
+        metrics,
+        "the refused run touched the metrics log"
+    );
+    drop(held);
+    let mut t = Pretrainer::single(PretrainConfig::from_file(&path).unwrap()).unwrap();
+    t.run().unwrap();
+    assert_eq!(t.step, 10);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_changed_vocabulary_is_refused_on_resume() {
+    let dir = workdir("vocab-changed");
+    let path = setup(&dir, 10, "");
+    Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
+        .unwrap()
+        .run_until(5)
+        .unwrap();
+    // same tokens, two of them swapped: same size, other ids
+    let v = std::fs::read_to_string(dir.join("vocab.txt")).unwrap();
+    let mut lines: Vec<&str> = v.lines().collect();
+    let n = lines.len();
+    lines.swap(n - 1, n - 2);
+    std::fs::write(dir.join("vocab.txt"), lines.join("\n") + "\n").unwrap();
+    let err = Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
+        .unwrap()
+        .run()
+        .expect_err("a changed vocabulary must not be resumed")
+        .to_string();
+    assert!(err.contains("vocab.txt has changed"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

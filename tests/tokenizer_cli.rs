@@ -164,3 +164,49 @@ fn too_long_without_truncation_and_tiny_max_length_are_errors() {
     let out = run(&dir, INPUT, &["--truncation"], false);
     assert!(!out.status.success());
 }
+
+#[test]
+fn oversized_pad_to_is_an_error_naming_the_value_not_an_abort() {
+    let dir = scratch("padto");
+    for v in ["1000000000", &usize::MAX.to_string()] {
+        let out = run(&dir, INPUT, &["--pad-to", v], false);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{v}: stderr {err}");
+        assert!(err.contains("--pad-to") && err.contains(v), "{v}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("memory allocation"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_cloze_kernel_value_is_an_error_at_startup_not_a_panic() {
+    let dir = scratch("kernel");
+    let vocab = dir.0.join("vocab.txt");
+    std::fs::write(&vocab, VOCAB).unwrap();
+    let input = dir.0.join("in.jsonl");
+    std::fs::write(&input, INPUT).unwrap();
+    for bad in ["sse9", "AVX-9000"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cloze"))
+            .args(["tokenize", "--vocab"])
+            .arg(&vocab)
+            .arg("--input")
+            .arg(&input)
+            .env("CLOZE_KERNEL", bad)
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{bad}: {err}");
+        assert!(
+            err.to_lowercase().contains(&bad.to_lowercase()) && err.contains("CLOZE_KERNEL"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("panicked") && !err.contains("backtrace"),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty(), "work was done before the check");
+    }
+}

@@ -225,3 +225,74 @@ fn pair_truncation_python_and_fast_rules() {
     // the default is the Python rule
     assert_eq!(EncodeOptions::truncate(8).pair_truncation, Python);
 }
+
+/// Adversarial inputs for the special-literal scan and pair truncation (both were quadratic):
+/// the results must be exactly right on inputs large enough that a quadratic path would not
+/// finish within the test harness's patience.
+#[test]
+fn many_special_literals_and_huge_pairs_are_handled_exactly() {
+    let t = tok(&["a", "b"]);
+    let n = 200_000;
+    // 200k [SEP] literals, with [MASK] and text between some of them
+    let text = "[SEP]".repeat(n);
+    let ids = t.tokenize_ids(&text);
+    assert_eq!(ids.len(), n);
+    assert!(ids.iter().all(|&i| i == 3));
+    let mixed = "a[SEP]b[MASK][SEP[CLS]".repeat(n / 4);
+    let ids = t.tokenize_ids(&mixed);
+    // per repeat: a [SEP] b [MASK] [ sep(unk) [ ... "[SEP[CLS]": "[", "sep"→[UNK], then [CLS]
+    let unit = t.tokenize_ids("a[SEP]b[MASK][SEP[CLS]");
+    assert_eq!(unit, vec![5, 3, 6, 4, 1, 1, 2], "{unit:?}");
+    assert_eq!(ids.len(), unit.len() * (n / 4));
+    assert!(ids.chunks(unit.len()).all(|c| c == unit.as_slice()));
+    // offsets are exact char indices even far into the text (multi-byte chars before them)
+    let text = "é[SEP]".repeat(n / 2);
+    let offs = t.tokenize_with_offsets(&text);
+    assert_eq!(offs.len(), n);
+    let last = offs[n - 1];
+    assert_eq!(last, (3, 6 * (n / 2 - 1) + 1, 6 * (n / 2)));
+    // a 200k-word pair truncated longest-first: the lengths HF's loop gives, and the kept
+    // tokens are the first ones of each side
+    let a = "a ".repeat(n);
+    let b = "b ".repeat(n / 2);
+    let e = t
+        .encode_with(&a, Some(&b), &EncodeOptions::truncate(1000))
+        .unwrap();
+    // 997 content tokens: a is cut to b's length (n/2) first, then alternately b, a, ...
+    // until 997 are left: b keeps 498, a keeps 499
+    assert_eq!(e.len(), 1000);
+    let na = e.input_ids.iter().filter(|&&i| i == 5).count();
+    let nb = e.input_ids.iter().filter(|&&i| i == 6).count();
+    assert_eq!((na, nb), (499, 498));
+}
+
+/// Pair truncation against the token-at-a-time loop it replaces (from the longer side, `b` on
+/// a tie), on every small length combination.
+#[test]
+fn pair_truncation_matches_the_one_token_at_a_time_rule() {
+    let t = tok(&["a", "b"]);
+    for la in 0..12usize {
+        for lb in 0..12usize {
+            for max in 3..(la + lb + 5) {
+                let (mut ka, mut kb) = (la, lb);
+                while ka + kb + 3 > max {
+                    if kb >= ka {
+                        kb -= 1;
+                    } else {
+                        ka -= 1;
+                    }
+                }
+                let e = t
+                    .encode_with(
+                        &"a ".repeat(la),
+                        Some(&"b ".repeat(lb)),
+                        &EncodeOptions::truncate(max),
+                    )
+                    .unwrap();
+                let na = e.input_ids.iter().filter(|&&i| i == 5).count();
+                let nb = e.input_ids.iter().filter(|&&i| i == 6).count();
+                assert_eq!((na, nb), (ka, kb), "la {la} lb {lb} max {max}");
+            }
+        }
+    }
+}

@@ -89,3 +89,12 @@ fn save_refuses_a_token_with_a_line_break() {
     let _ = std::fs::remove_file(&p);
     assert!(e.contains("id 4") && e.contains("line break"), "{e}");
 }
+
+#[test]
+fn non_utf8_vocab_names_the_line() {
+    let p = std::env::temp_dir().join(format!("cloze-vocab-utf8-{}.txt", std::process::id()));
+    std::fs::write(&p, b"[PAD]\n[UNK]\nca\xfft\n[CLS]\n[SEP]\n").unwrap();
+    let e = cloze::tokenizer::Vocab::load(&p).unwrap_err().to_string();
+    assert!(e.contains("line 3, column 3") && e.contains("UTF-8"), "{e}");
+    std::fs::remove_file(&p).unwrap();
+}

@@ -100,3 +100,36 @@ fn optimizer_state_round_trips_bit_exactly() {
     assert!(load_optimizer(&path, &store, &mut fresh).is_err());
     fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn a_corrupt_or_missing_checkpoint_file_is_named_by_latest() {
+    let root = tmpdir("manifest");
+    let ck = CheckpointDir::new(&root, 2).unwrap();
+    let dir = ck
+        .save(7, |d| {
+            for (n, body) in [("a.bin", "alpha"), ("b.json", "{\"x\": 1}")] {
+                fs::write(d.join(n), body).unwrap();
+            }
+            Ok(())
+        })
+        .unwrap();
+    // sha256("alpha") from the standard, not from the code under test
+    let manifest = fs::read_to_string(dir.join("checksums.sha256")).unwrap();
+    assert!(
+        manifest
+            .contains("8ed3f6ad685b959ead7022518e1af76cd816f8e8ec7ccdda1ed4018e8f2223f8  a.bin"),
+        "{manifest}"
+    );
+    assert_eq!(ck.latest().unwrap().unwrap().0, 7);
+    fs::write(dir.join("b.json"), "{\"x\": 2}").unwrap();
+    let e = ck.latest().unwrap_err().to_string();
+    assert!(
+        e.contains("b.json") && e.contains("checksum mismatch"),
+        "{e}"
+    );
+    fs::write(dir.join("b.json"), "{\"x\": 1}").unwrap();
+    fs::remove_file(dir.join("a.bin")).unwrap();
+    let e = ck.latest().unwrap_err().to_string();
+    assert!(e.contains("a.bin"), "{e}");
+    fs::remove_dir_all(&root).unwrap();
+}

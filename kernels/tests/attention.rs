@@ -631,3 +631,59 @@ fn reference_backward_matches_finite_differences() {
         }
     }
 }
+
+/// PyTorch semantics: a NaN score makes its whole row NaN (it is not a "no visible key" row,
+/// which would give zeros), on every path and in the reference, with or without a mask.
+#[test]
+fn nan_scores_propagate_to_the_row_on_every_path() {
+    let shape = AttnShape {
+        batch: 2,
+        heads: 2,
+        tq: 19,
+        tk: 19,
+        d: 8,
+    };
+    for (kind, causal) in [
+        (MaskKind::None, false),
+        (MaskKind::Partial, false),
+        (MaskKind::None, true),
+    ] {
+        let mut c = Case::new(shape, params(8, causal, 0.0, 3), kind, 11);
+        // query row 4 of head (0, 0) is all NaN: every score of that row is NaN
+        let bad = 4;
+        c.q[bad * shape.d..(bad + 1) * shape.d].fill(f32::NAN);
+        let r = run_reference(&c);
+        let row = |x: &[f32]| x[bad * shape.d..(bad + 1) * shape.d].to_vec();
+        assert!(
+            row(&r.out).iter().all(|v| v.is_nan()),
+            "reference: {:?}",
+            row(&r.out)
+        );
+        assert!(r.lse[bad].is_nan(), "reference lse {}", r.lse[bad]);
+        for isa in supported() {
+            let f = run_fused(isa, &c);
+            assert!(
+                row(&f.out).iter().all(|v| v.is_nan()),
+                "{isa} {kind:?} causal {causal}: out row {:?}",
+                row(&f.out)
+            );
+            assert!(f.lse[bad].is_nan(), "{isa}: lse {}", f.lse[bad]);
+            // the other rows of that head are untouched
+            assert!(
+                f.out[..bad * shape.d].iter().all(|v| v.is_finite()),
+                "{isa}"
+            );
+            // one NaN key score (not the whole row) poisons the rows that see it
+            let mut c2 = Case::new(shape, params(8, causal, 0.0, 3), kind, 11);
+            c2.k[0] = f32::NAN; // key 0 of head (0, 0), seen by every query of that head
+            let f2 = run_fused(isa, &c2);
+            let mask0 = c2.mask().map(|m| m[0]).unwrap_or(0.0);
+            if mask0 != f32::NEG_INFINITY {
+                assert!(
+                    f2.out[..shape.tq * shape.d].iter().all(|v| v.is_nan()),
+                    "{isa}: a NaN key score did not reach every row"
+                );
+            }
+        }
+    }
+}

@@ -237,6 +237,28 @@ impl ParamStore {
         ss.sqrt() as f32
     }
 
+    /// The name of the first parameter (in insertion order) whose gradient holds a NaN or
+    /// an infinity, if any.
+    pub fn first_non_finite_grad(&self) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|p| {
+                p.grad
+                    .as_ref()
+                    .is_some_and(|g| g.data().iter().any(|v| !v.is_finite()))
+            })
+            .map(|p| p.name.as_str())
+    }
+
+    /// The name of the first parameter (in insertion order) whose value holds a NaN or an
+    /// infinity, if any.
+    pub fn first_non_finite_value(&self) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|p| p.value.data().iter().any(|v| !v.is_finite()))
+            .map(|p| p.name.as_str())
+    }
+
     /// Scales all gradients so their global norm is at most `max_norm` (as TF's
     /// `clip_by_global_norm`); returns the norm before clipping.
     pub fn clip_grad_norm(&mut self, max_norm: f32) -> Result<f32> {

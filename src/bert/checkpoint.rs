@@ -182,7 +182,17 @@ impl Checkpoint {
                     ),
                 )
             })?;
-            let t = Tensor::from_vec(data, view.shape())?;
+            if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+                return Err(fmt_err(
+                    path,
+                    format!(
+                        "tensor {raw:?} holds a non-finite value ({} at flat index {i}); the weights are corrupt or diverged",
+                        data[i]
+                    ),
+                ));
+            }
+            let t = Tensor::from_vec(data, view.shape())
+                .map_err(|e| fmt_err(path, format!("tensor {raw:?}: {e}")))?;
             match name.as_str() {
                 DECODER_WEIGHT => decoder_weight = Some(t),
                 DECODER_BIAS => decoder_bias = Some(t),
@@ -359,6 +369,14 @@ pub fn save_safetensors_with(
     bert_prefix: bool,
 ) -> Result<()> {
     let path = path.as_ref();
+    if let Some(bad) = store.first_non_finite_value() {
+        return Err(fmt_err(
+            path,
+            format!(
+                "refusing to write: parameter {bad} holds a non-finite value (NaN or infinity)"
+            ),
+        ));
+    }
     let items: Vec<(String, F32View<'_>)> = store
         .ids()
         .map(|id| {

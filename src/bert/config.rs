@@ -2,6 +2,20 @@
 //! field names, with the paper's presets and exact parameter counts.
 
 use crate::error::{invalid, Error, Result};
+
+/// Upper bounds [`BertConfig::validate`] enforces before anything is allocated, so a
+/// mistyped or hostile `config.json` is an error naming the key, not an allocation failure.
+/// Each is far above any published BERT-style model.
+pub mod limits {
+    pub const VOCAB_SIZE: usize = 1 << 24;
+    pub const HIDDEN_SIZE: usize = 1 << 16;
+    pub const LAYERS: usize = 1 << 10;
+    pub const INTERMEDIATE_SIZE: usize = 1 << 18;
+    pub const POSITIONS: usize = 1 << 20;
+    pub const TYPE_VOCAB_SIZE: usize = 1 << 16;
+    /// Parameters of the whole pre-training model (2^33 f32 values are 32 GiB).
+    pub const PARAMETERS: usize = 1 << 33;
+}
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -255,6 +269,53 @@ impl BertConfig {
                 return invalid(op, format!("{name} must be positive, got 0"));
             }
         }
+        for (name, v, max) in [
+            ("vocab_size", self.vocab_size, limits::VOCAB_SIZE),
+            ("hidden_size", self.hidden_size, limits::HIDDEN_SIZE),
+            ("num_hidden_layers", self.num_hidden_layers, limits::LAYERS),
+            (
+                "num_attention_heads",
+                self.num_attention_heads,
+                limits::HIDDEN_SIZE,
+            ),
+            (
+                "intermediate_size",
+                self.intermediate_size,
+                limits::INTERMEDIATE_SIZE,
+            ),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                limits::POSITIONS,
+            ),
+            (
+                "type_vocab_size",
+                self.type_vocab_size,
+                limits::TYPE_VOCAB_SIZE,
+            ),
+        ] {
+            if v > max {
+                return invalid(op, format!("{name} {v} is above the limit {max}"));
+            }
+        }
+        match self.checked_pretraining_params() {
+            Some(n) if n <= limits::PARAMETERS => {}
+            n => {
+                return invalid(
+                    op,
+                    format!(
+                        "the model would have {} parameters, above the limit {} (hidden_size {}, num_hidden_layers {}, intermediate_size {}, vocab_size {}, max_position_embeddings {})",
+                        n.map_or("more than 2^64".to_string(), |n| n.to_string()),
+                        limits::PARAMETERS,
+                        self.hidden_size,
+                        self.num_hidden_layers,
+                        self.intermediate_size,
+                        self.vocab_size,
+                        self.max_position_embeddings
+                    ),
+                )
+            }
+        }
         if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return invalid(
                 op,
@@ -371,10 +432,7 @@ impl BertConfig {
     /// Reads and validates a `config.json` file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = crate::error::read_utf8(path)?;
         Self::from_json_str(&text, &path.display().to_string())
     }
 
@@ -388,6 +446,34 @@ impl BertConfig {
         let mut text = self.to_json_string();
         text.push('\n');
         super::checkpoint::write_atomic(path.as_ref(), text.as_bytes())
+    }
+
+    /// [`Self::pretraining_params`] (plus a 16-label classifier) in checked arithmetic:
+    /// `None` on overflow. Used by [`Self::validate`] before anything is allocated.
+    fn checked_pretraining_params(&self) -> Option<usize> {
+        let h = self.hidden_size;
+        let i = self.intermediate_size;
+        let tables = self
+            .vocab_size
+            .checked_add(self.max_position_embeddings)?
+            .checked_add(self.type_vocab_size)?
+            .checked_add(2)?
+            .checked_mul(h)?;
+        // attention (4 H×H + 4 H), FFN (2 H×I + I + H), two LayerNorms (4 H)
+        let layer = h
+            .checked_mul(h)?
+            .checked_mul(4)?
+            .checked_add(h.checked_mul(i)?.checked_mul(2)?)?
+            .checked_add(i)?
+            .checked_add(h.checked_mul(9)?)?;
+        let layers = layer.checked_mul(self.num_hidden_layers)?;
+        // pooler, MLM transform and bias, NSP and a small classifier head
+        let heads = h
+            .checked_mul(h)?
+            .checked_mul(2)?
+            .checked_add(self.vocab_size)?
+            .checked_add(h.checked_mul(40)?)?;
+        tables.checked_add(layers)?.checked_add(heads)
     }
 
     // ---- parameter counts (biases included), by formula ----

@@ -10,7 +10,7 @@ use crate::bert::checkpoint::{load_pretrained, LoadOptions};
 use crate::bert::folder::{FolderSettings, Pooling};
 use crate::bert::model::{BertInput, BertModel, ForwardOptions};
 use crate::bert::BertConfig;
-use crate::error::{invalid, Result};
+use crate::error::{invalid, Error, Result};
 use crate::tensor::Tensor;
 use crate::tokenizer::{EncodeOptions, Encoding, PaddedBatch, Tokenizer};
 use std::path::Path;
@@ -188,6 +188,36 @@ impl Embedder {
         })
     }
 
+    /// Encodes one text (or pair) as [`Self::embed_batch`] does: truncated to `max_length`
+    /// when given, otherwise an error when longer than `max_position_embeddings`. Lets a
+    /// caller check inputs in its own order before batching them.
+    pub fn encode_checked(
+        &self,
+        a: &str,
+        b: Option<&str>,
+        max_length: Option<usize>,
+    ) -> Result<Encoding> {
+        let max_length = max_length.or(self.default_max_length);
+        let limit = max_length.unwrap_or(self.config.max_position_embeddings);
+        let opts = if max_length.is_some() {
+            EncodeOptions::truncate(limit)
+        } else {
+            EncodeOptions::default()
+        };
+        let e = self.tokenizer.encode_with(a, b, &opts)?;
+        if e.len() > self.config.max_position_embeddings {
+            return invalid(
+                "embed",
+                format!(
+                    "{} tokens, more than max_position_embeddings {}; pass a max length to truncate",
+                    e.len(),
+                    self.config.max_position_embeddings
+                ),
+            );
+        }
+        Ok(e)
+    }
+
     /// Embeds texts (or text pairs) as one batch padded to its longest member. Each encoding
     /// is truncated to `max_length` when given, else to [`Embedder::default_max_length`];
     /// with neither, a text longer than the model's `max_position_embeddings` is an error.
@@ -199,26 +229,14 @@ impl Embedder {
         if texts.is_empty() {
             return invalid("embed", "empty batch");
         }
-        let max_length = max_length.or(self.default_max_length);
-        let limit = max_length.unwrap_or(self.config.max_position_embeddings);
-        let opts = if max_length.is_some() {
-            EncodeOptions::truncate(limit)
-        } else {
-            EncodeOptions::default()
-        };
         let mut encs = Vec::with_capacity(texts.len());
         for (i, (a, b)) in texts.iter().enumerate() {
-            let e = self.tokenizer.encode_with(a, *b, &opts)?;
-            if e.len() > self.config.max_position_embeddings {
-                return invalid(
-                    "embed",
-                    format!(
-                        "input {i} has {} tokens, more than max_position_embeddings {}; pass a max length to truncate",
-                        e.len(),
-                        self.config.max_position_embeddings
-                    ),
-                );
-            }
+            let e = self
+                .encode_checked(a, *b, max_length)
+                .map_err(|e| Error::Invalid {
+                    op: "embed",
+                    detail: format!("input {i} of the batch: {e}"),
+                })?;
             encs.push(e);
         }
         let refs: Vec<&Encoding> = encs.iter().collect();

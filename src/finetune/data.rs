@@ -35,6 +35,29 @@ pub struct TsvSpec {
     pub label_names: Option<Vec<String>>,
     /// Labels are real scores (regression).
     pub regression: bool,
+    /// Number of classes of the task; a class index outside `0..num_labels` is an error
+    /// naming the line. `None` accepts any index below [`MAX_LABELS`].
+    pub num_labels: Option<usize>,
+}
+
+/// Largest number of classes accepted from data or `--num-labels` (a label of 10⁹ would
+/// otherwise size a classifier of 10⁹ rows).
+pub const MAX_LABELS: usize = 1 << 16;
+
+/// Checks a class index read from line `line` of `path` against the task's class count.
+fn check_label(path: &Path, line: usize, label: usize, num_labels: Option<usize>) -> Result<()> {
+    let limit = num_labels.unwrap_or(MAX_LABELS);
+    if label >= limit {
+        let why = match num_labels {
+            Some(n) => format!("the task has {n} classes (0..={})", n - 1),
+            None => format!("class indices must be below {MAX_LABELS}"),
+        };
+        return Err(fmt_err(
+            path,
+            format!("line {line}: label {label} is out of range: {why}"),
+        ));
+    }
+    Ok(())
 }
 
 impl TsvSpec {
@@ -46,6 +69,8 @@ impl TsvSpec {
             label: label.into(),
             label_names: None,
             regression: false,
+            // every classification task known here is binary
+            num_labels: Some(2),
         }
     }
 
@@ -76,6 +101,7 @@ impl TsvSpec {
             },
             "sts-b" | "stsb" => TsvSpec {
                 regression: true,
+                num_labels: None,
                 ..TsvSpec::new("sentence1", Some("sentence2"), "score")
             },
             "mr-vader" => TsvSpec::new("sentence", None, "label"),
@@ -186,6 +212,7 @@ pub fn read_tsv(path: impl AsRef<Path>, spec: &TsvSpec) -> Result<Vec<Example>> 
                     format!("line {}: label {raw:?} is not a class index", i + 1),
                 )
             })?;
+            check_label(path, i + 1, l, spec.num_labels)?;
             (l, None)
         };
         out.push(Example {
@@ -218,10 +245,12 @@ pub fn read_jsonl(path: impl AsRef<Path>) -> Result<Vec<Example>> {
                 format!("line {}: no non-negative integer field \"label\"", i + 1),
             )
         })?;
+        let label = usize::try_from(label).unwrap_or(usize::MAX);
+        check_label(path, i + 1, label, None)?;
         out.push(Example {
             text_a,
             text_b: s("text_pair"),
-            label: label as usize,
+            label,
             score: None,
         });
     }

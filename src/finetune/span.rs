@@ -913,7 +913,8 @@ pub fn train_span_model(
             loss_n += 1;
             let grads = tape.backward(&loss)?;
             model.store.accumulate(&grads)?;
-            model.store.clip_grad_norm(1.0)?;
+            let norm = model.store.clip_grad_norm(1.0)?;
+            crate::train::ensure_finite_step(step + 1, &[("loss", l)], norm, &[&model.store])?;
             opt.step(&mut model.store, schedule.lr(step))?;
             step += 1;
             bar.inc(1);

@@ -234,12 +234,27 @@ pub fn train_tagger(
             let grads = tape.backward(&loss)?;
             head_store.accumulate(&grads)?;
             let lr = schedule.lr(step);
+            let loss_value = loss.value().data()[0] as f64;
             if fine_tune {
                 enc_store.accumulate(&grads)?;
-                enc_store.clip_grad_norm(1.0)?;
+                let norm = enc_store.clip_grad_norm(1.0)?;
+                crate::train::ensure_finite_step(
+                    step + 1,
+                    &[("loss", loss_value)],
+                    norm,
+                    &[&enc_store, &head_store],
+                )?;
+            }
+            let norm = head_store.clip_grad_norm(1.0)?;
+            crate::train::ensure_finite_step(
+                step + 1,
+                &[("loss", loss_value)],
+                norm,
+                &[&head_store],
+            )?;
+            if fine_tune {
                 enc_opt.step(&mut enc_store, lr)?;
             }
-            head_store.clip_grad_norm(1.0)?;
             head_opt.step(&mut head_store, lr)?;
             step += 1;
         }

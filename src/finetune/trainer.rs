@@ -145,8 +145,8 @@ pub fn dev_scores(clf: &Classifier, dev: &[Example], batch: usize, lr: f32) -> R
             spearman: Some(spearman(&pred, &gold)),
         })
     } else {
+        let gold = gold_labels(dev, nl, "dev")?;
         let pred = clf.predict(dev, batch)?;
-        let gold: Vec<usize> = dev.iter().map(|e| e.label).collect();
         let (accuracy, f1) = scores(&pred, &gold, nl);
         Ok(Scores {
             learning_rate: lr,
@@ -159,6 +159,12 @@ pub fn dev_scores(clf: &Classifier, dev: &[Example], batch: usize, lr: f32) -> R
 }
 
 fn gold_scores(ex: &[Example], what: &str) -> Result<Vec<f64>> {
+    if ex.is_empty() {
+        return invalid(
+            "evaluate",
+            format!("no {what} examples: a correlation over nothing would be meaningless"),
+        );
+    }
     ex.iter()
         .enumerate()
         .map(|(i, e)| match e.score {
@@ -236,6 +242,33 @@ fn encode(
         enc,
         labels: ex.iter().map(|e| e.label).collect(),
     })
+}
+
+/// The labels of examples to score, each checked against `num_labels` (an out-of-range label
+/// would silently count as wrong); an empty set is an error (there is nothing to report).
+pub fn gold_labels(ex: &[Example], num_labels: usize, what: &str) -> Result<Vec<usize>> {
+    if ex.is_empty() {
+        return invalid(
+            "evaluate",
+            format!("no {what} examples: an accuracy over nothing would be meaningless"),
+        );
+    }
+    ex.iter()
+        .enumerate()
+        .map(|(i, e)| {
+            if e.label >= num_labels {
+                invalid(
+                    "evaluate",
+                    format!(
+                        "{what} example {i} has label {} but the model has {num_labels} classes",
+                        e.label
+                    ),
+                )
+            } else {
+                Ok(e.label)
+            }
+        })
+        .collect()
 }
 
 /// A fine-tuned classifier.
@@ -459,6 +492,21 @@ fn run_once(
             ),
         );
     }
+    if cfg.num_labels == 0 || cfg.num_labels > crate::finetune::data::MAX_LABELS {
+        return invalid(
+            "finetune",
+            format!(
+                "num_labels {} must be in 1..={} (1 = regression)",
+                cfg.num_labels,
+                crate::finetune::data::MAX_LABELS
+            ),
+        );
+    }
+    if cfg.num_labels == 1 {
+        gold_scores(dev, "dev")?;
+    } else {
+        gold_labels(dev, cfg.num_labels, "dev")?;
+    }
     let (config, ckpt) = load_pretrained(&cfg.model_dir)?;
     let tokenizer = crate::bert::folder::load_tokenizer(&cfg.model_dir)?;
     let mut store = ParamStore::new();
@@ -549,7 +597,13 @@ fn run_once(
             let loss_value = loss.value().item()?;
             let grads = tape.backward(&loss)?;
             store.accumulate(&grads)?;
-            store.clip_grad_norm(1.0)?;
+            let norm = store.clip_grad_norm(1.0)?;
+            crate::train::ensure_finite_step(
+                step + 1,
+                &[("loss", f64::from(loss_value))],
+                norm,
+                &[&*store],
+            )?;
             let step_lr = schedule.lr(step);
             opt.step(store, step_lr)?;
             if let Some(o) = observe.as_mut() {

@@ -8,6 +8,9 @@ use crate::pretrain::instances::{InstanceConfig, MaskSplit};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// Largest `train.batch_size × data.max_seq_length` accepted (tokens in one batch).
+pub const MAX_BATCH_TOKENS: usize = 1 << 26;
+
 /// Which pre-training task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Objective {
@@ -291,10 +294,7 @@ impl PretrainConfig {
     /// directory.
     pub fn from_file(path: impl AsRef<Path>) -> Result<PretrainConfig> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
-            path: path.display().to_string(),
-            source: e,
-        })?;
+        let text = crate::error::read_utf8(path)?;
         let mut cfg = PretrainConfig::from_toml_str(&text, &path.display().to_string())?;
         let base = path.parent().unwrap_or(Path::new("."));
         let fix = |p: &mut PathBuf| {
@@ -423,13 +423,33 @@ impl PretrainConfig {
         }
     }
 
-    /// Checks every value that does not need the files, naming the bad one.
+    /// Checks every value that does not need the files, naming the bad one (sizes against
+    /// documented limits, e.g. [`MAX_BATCH_TOKENS`] and
+    /// [`crate::pretrain::instances::MAX_DUPE_FACTOR`]).
     pub fn validate(&self) -> Result<()> {
         const OP: &str = "PretrainConfig";
         self.instance_config().validate()?;
         let t = &self.train;
         if t.batch_size == 0 {
             return invalid(OP, "train.batch_size must be at least 1");
+        }
+        match t.batch_size.checked_mul(self.data.max_seq_length) {
+            Some(n) if n <= MAX_BATCH_TOKENS => {}
+            _ => {
+                return invalid(
+                    OP,
+                    format!(
+                        "train.batch_size {} × data.max_seq_length {} is above the limit of {MAX_BATCH_TOKENS} tokens per batch",
+                        t.batch_size, self.data.max_seq_length
+                    ),
+                )
+            }
+        }
+        if t.eval_batches == 0 {
+            return invalid(
+                OP,
+                "train.eval_batches is 0: the held-out evaluation would measure nothing (use at least 1)",
+            );
         }
         if let Some(m) = t.micro_batch_size {
             if m == 0 || !t.batch_size.is_multiple_of(m) {

@@ -118,9 +118,21 @@ impl InstanceConfig {
         if self.dupe_factor == 0 {
             return invalid(OP, "dupe_factor must be at least 1");
         }
+        if self.dupe_factor > MAX_DUPE_FACTOR {
+            return invalid(
+                OP,
+                format!(
+                    "dupe_factor {} is above the limit {MAX_DUPE_FACTOR}",
+                    self.dupe_factor
+                ),
+            );
+        }
         Ok(())
     }
 }
+
+/// Largest `dupe_factor` accepted (BERT used 10): each pass holds a copy of the instances.
+pub const MAX_DUPE_FACTOR: usize = 1000;
 
 /// The ids instance creation needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -304,14 +316,30 @@ fn from_document(
 
 /// Drops one token at a time from the longer side (front or back at random) until the pair
 /// fits in `max_num_tokens`.
+///
+/// The same random draws as removing each token in place, but only the counts of tokens to
+/// drop from each end are kept while drawing, and each side is cut once at the end: linear in
+/// the length (removing from the front one token at a time was quadratic).
 fn truncate_pair(a: &mut Vec<u32>, b: &mut Vec<u32>, max_num_tokens: usize, rng: &mut impl Rng) {
-    while a.len() + b.len() > max_num_tokens {
-        let longer = if a.len() > b.len() { &mut *a } else { &mut *b };
-        if rng.random::<f64>() < 0.5 {
-            longer.remove(0);
+    // [front, back] tokens to drop from each side
+    let (mut da, mut db) = ([0usize; 2], [0usize; 2]);
+    let (mut la, mut lb) = (a.len(), b.len());
+    while la + lb > max_num_tokens {
+        let (d, l) = if la > lb {
+            (&mut da, &mut la)
         } else {
-            longer.pop();
+            (&mut db, &mut lb)
+        };
+        if rng.random::<f64>() < 0.5 {
+            d[0] += 1;
+        } else {
+            d[1] += 1;
         }
+        *l -= 1;
+    }
+    for (v, [front, back]) in [(a, da), (b, db)] {
+        v.truncate(v.len() - back);
+        v.drain(..front);
     }
 }
 
@@ -394,4 +422,62 @@ pub fn mask_tokens(
     chosen.sort_unstable();
     let labels = chosen.iter().map(|&i| original[i]).collect();
     (chosen.into_iter().map(|i| i as u32).collect(), labels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate_pair;
+    use rand::{Rng, SeedableRng};
+
+    /// The one-token-at-a-time rule it replaces (front removal was quadratic).
+    fn truncate_pair_naive(
+        a: &mut Vec<u32>,
+        b: &mut Vec<u32>,
+        max_num_tokens: usize,
+        rng: &mut impl Rng,
+    ) {
+        while a.len() + b.len() > max_num_tokens {
+            let longer = if a.len() > b.len() { &mut *a } else { &mut *b };
+            if rng.random::<f64>() < 0.5 {
+                longer.remove(0);
+            } else {
+                longer.pop();
+            }
+        }
+    }
+
+    #[test]
+    fn truncate_pair_keeps_the_tokens_and_draws_of_the_naive_rule() {
+        for seed in 0..20u64 {
+            for (la, lb, max) in [
+                (0, 0, 0),
+                (5, 0, 2),
+                (0, 7, 3),
+                (9, 9, 4),
+                (30, 3, 10),
+                (4, 40, 20),
+            ] {
+                let a0: Vec<u32> = (0..la).collect();
+                let b0: Vec<u32> = (100..100 + lb).collect();
+                let (mut a1, mut b1) = (a0.clone(), b0.clone());
+                let (mut a2, mut b2) = (a0, b0);
+                let mut r1 = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+                let mut r2 = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+                truncate_pair(&mut a1, &mut b1, max, &mut r1);
+                truncate_pair_naive(&mut a2, &mut b2, max, &mut r2);
+                assert_eq!((&a1, &b1), (&a2, &b2), "seed {seed} {la} {lb} {max}");
+                assert_eq!(r1.random::<u64>(), r2.random::<u64>(), "rng stream differs");
+            }
+        }
+        // 200k tokens on one side: linear now, exactly as many kept as fit
+        let mut a: Vec<u32> = (0..200_000).collect();
+        let mut b = vec![7u32; 10];
+        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        truncate_pair(&mut a, &mut b, 100, &mut r);
+        assert_eq!(a.len() + b.len(), 100);
+        assert!(
+            a.windows(2).all(|w| w[1] == w[0] + 1),
+            "kept a contiguous run"
+        );
+    }
 }

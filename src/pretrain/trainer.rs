@@ -468,6 +468,9 @@ pub struct Pretrainer<'c> {
     /// bar on rank 0; a caller running several trainings (paper-repro) passes one of its own
     /// bars, or `ProgressBar::hidden()`. Its length and position are set to the steps.
     pub progress: Option<indicatif::ProgressBar>,
+    /// Start from step 0: [`Pretrainer::run_until`] deletes the run's checkpoints, under the
+    /// output folder's lock (so a run still writing there is never disturbed).
+    pub fresh: bool,
 }
 
 impl<'c> Pretrainer<'c> {
@@ -547,6 +550,7 @@ impl<'c> Pretrainer<'c> {
             comm_seconds: 0.0,
             baselines: std::sync::Arc::new(baselines),
             progress: None,
+            fresh: false,
         })
     }
 
@@ -717,6 +721,15 @@ impl<'c> Pretrainer<'c> {
         self.comm.all_reduce_sum_f64(&mut arr);
         let totals = Totals::from_array(arr);
         let norm = self.store.clip_grad_norm(self.cfg.train.max_grad_norm)?;
+        crate::train::ensure_finite_step(
+            step + 1,
+            &[
+                ("lm_loss", totals.lm_loss_sum),
+                ("nsp_loss", totals.nsp_loss_sum),
+            ],
+            norm,
+            &[&self.store],
+        )?;
         let lr = self.schedule.lr(step);
         self.opt.step(&mut self.store, lr)?;
         self.step += 1;
@@ -726,7 +739,11 @@ impl<'c> Pretrainer<'c> {
     /// Held-out evaluation over up to `eval_batches` batches (no dropout, no gradients).
     pub fn evaluate(&mut self) -> Result<Totals> {
         let b = self.cfg.train.batch_size;
-        let n = self.data.heldout.len().min(b * self.cfg.train.eval_batches);
+        let n = self
+            .data
+            .heldout
+            .len()
+            .min(b.saturating_mul(self.cfg.train.eval_batches));
         let mine = shard(n, self.comm.rank(), self.comm.size());
         let mut totals = Totals::default();
         let data = self.data.clone();
@@ -739,11 +756,23 @@ impl<'c> Pretrainer<'c> {
         self.tape.set_grad_enabled(true);
         let mut arr = totals.as_array();
         self.comm.all_reduce_sum_f64(&mut arr);
-        Ok(Totals::from_array(arr))
+        let totals = Totals::from_array(arr);
+        if totals.lm_count == 0.0 {
+            // a loss over no positions would read as a perfect model (perplexity 1.00)
+            return invalid(
+                "evaluate",
+                format!(
+                    "the held-out evaluation covered no predicted positions ({n} held-out instances read, train.eval_batches {}, train.batch_size {b})",
+                    self.cfg.train.eval_batches
+                ),
+            );
+        }
+        Ok(totals)
     }
 
     /// Writes a checkpoint of the current step (rank 0 only).
     pub fn save_checkpoint(&self) -> Result<PathBuf> {
+        crate::train::ensure_finite_weights(&[&self.store], "a checkpoint")?;
         let ck = self.checkpoints()?;
         ck.save(self.step, |dir| {
             save_pretrained(dir, &self.bert_config, &self.store)?;
@@ -752,7 +781,12 @@ impl<'c> Pretrainer<'c> {
                 std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(0)));
             }
             save_optimizer(&dir.join("optimizer.safetensors"), &self.store, &self.opt)?;
-            let state = json!({ "step": self.step, "config": self.cfg });
+            let vocab_sha256 = crate::train::checkpoint::sha256_file(&self.cfg.data.vocab)?;
+            let state = json!({
+                "step": self.step,
+                "config": self.cfg,
+                "vocab_sha256": vocab_sha256,
+            });
             write_atomic(
                 &dir.join("trainer_state.json"),
                 serde_json::to_string_pretty(&state).unwrap().as_bytes(),
@@ -785,16 +819,32 @@ impl<'c> Pretrainer<'c> {
                 path: state_path.display().to_string(),
                 detail: e.to_string(),
             })?;
-        if saved != self.cfg {
+        let differ = config_differences(&saved, &self.cfg);
+        if !differ.is_empty() {
             return invalid(
                 "resume",
                 format!(
-                    "checkpoint {} was made with a different config:\n--- checkpoint\n{}\n--- now\n{}",
+                    "checkpoint {} was made with a different config; differing keys:\n{}",
                     dir.display(),
-                    saved.to_toml_string(),
-                    self.cfg.to_toml_string()
+                    differ.join("\n")
                 ),
             );
+        }
+        // the vocabulary is part of the run's identity: the same path with other contents
+        // would give the ids another meaning
+        if let Some(want) = state.get("vocab_sha256").and_then(|v| v.as_str()) {
+            let got = crate::train::checkpoint::sha256_file(&self.cfg.data.vocab)?;
+            if got != want {
+                return invalid(
+                    "resume",
+                    format!(
+                        "{} has changed since checkpoint {} was written (sha256 {got}, the checkpoint's is {want}); the checkpoint's own copy is {}",
+                        self.cfg.data.vocab.display(),
+                        dir.display(),
+                        dir.join("vocab.txt").display()
+                    ),
+                );
+            }
         }
         let ckpt = Checkpoint::read(dir.join("model.safetensors"))?;
         ckpt.load_into(&mut self.store)?;
@@ -823,6 +873,23 @@ impl<'c> Pretrainer<'c> {
             path: out.display().to_string(),
             source: e,
         })?;
+        // rank 0 writes everything: it holds the folder's lock for the whole run
+        let _lock = if rank0 {
+            Some(crate::train::lock::RunLock::acquire(&out)?)
+        } else {
+            None
+        };
+        if self.fresh {
+            let ck = self.checkpoints()?;
+            if rank0 && ck.root().exists() {
+                std::fs::remove_dir_all(ck.root()).map_err(|e| Error::Io {
+                    path: ck.root().display().to_string(),
+                    source: e,
+                })?;
+            }
+            self.fresh = false;
+            self.comm.barrier();
+        }
         let resumed = self.resume()?;
         let metrics_path = out.join("metrics.jsonl");
         let mut log = if rank0 {
@@ -921,16 +988,70 @@ impl<'c> Pretrainer<'c> {
             None => Totals::default(),
         };
         if rank0 {
+            crate::train::ensure_finite_weights(&[&self.store], "the final model")?;
             save_pretrained(out.join("final"), &self.bert_config, &self.store)?;
-            std::fs::copy(&self.cfg.data.vocab, out.join("final").join("vocab.txt")).map_err(
-                |e| Error::Io {
-                    path: out.display().to_string(),
-                    source: e,
-                },
-            )?;
+            let vocab = std::fs::read(&self.cfg.data.vocab).map_err(|e| Error::Io {
+                path: self.cfg.data.vocab.display().to_string(),
+                source: e,
+            })?;
+            write_atomic(&out.join("final").join("vocab.txt"), &vocab)?;
         }
         Ok(last_eval)
     }
+}
+
+/// The keys (`section.key = checkpoint value, now value`) in which two configs differ as runs:
+/// `output_dir` is left out (the checkpoint was found in it, however the path is spelled) and
+/// the data paths are compared as the files they name, so the same config read through
+/// another path spelling resumes.
+pub fn config_differences(saved: &PretrainConfig, now: &PretrainConfig) -> Vec<String> {
+    fn identity(cfg: &PretrainConfig) -> serde_json::Value {
+        let mut c = cfg.clone();
+        c.output_dir = PathBuf::new();
+        let canon = |p: &mut PathBuf| {
+            if let Ok(q) = std::fs::canonicalize(&*p) {
+                *p = q;
+            }
+        };
+        canon(&mut c.data.vocab);
+        canon(&mut c.data.train);
+        if let Some(h) = c.data.heldout.as_mut() {
+            canon(h);
+        }
+        serde_json::to_value(&c).expect("config serialises")
+    }
+    fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    flatten(&key, x, out);
+                }
+            }
+            other => out.push((prefix.to_string(), other.to_string())),
+        }
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    flatten("", &identity(saved), &mut a);
+    flatten("", &identity(now), &mut b);
+    let a: std::collections::BTreeMap<_, _> = a.into_iter().collect();
+    let b: std::collections::BTreeMap<_, _> = b.into_iter().collect();
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            let show = |m: &std::collections::BTreeMap<String, String>| {
+                m.get(k).cloned().unwrap_or_else(|| "(absent)".into())
+            };
+            format!("  {k}: checkpoint {}, now {}", show(&a), show(&b))
+        })
+        .collect()
 }
 
 /// Reads a config file and runs it (single process).

@@ -164,8 +164,10 @@ pub struct Tokenizer {
     vocab: Vocab,
     basic: BasicTokenizer,
     max_input_chars_per_word: usize,
-    /// Special-token literals cut out of the raw text, with their ids.
-    specials: Vec<(String, u32)>,
+    /// Matcher of the special-token literals cut out of the raw text (leftmost, then
+    /// longest), `None` when the vocabulary has none; pattern `i` has id `special_ids[i]`.
+    specials: Option<aho_corasick::AhoCorasick>,
+    special_ids: Vec<u32>,
 }
 
 impl Tokenizer {
@@ -176,15 +178,24 @@ impl Tokenizer {
 
     /// A tokenizer with explicit basic-tokenizer options.
     pub fn with_basic(vocab: Vocab, basic: BasicTokenizer) -> Self {
-        let specials = SPECIAL_TOKENS
+        let (lits, special_ids): (Vec<&str>, Vec<u32>) = SPECIAL_TOKENS
             .iter()
-            .filter_map(|s| vocab.id(s).map(|id| (s.to_string(), id)))
-            .collect();
+            .filter_map(|s| vocab.id(s).map(|id| (*s, id)))
+            .unzip();
+        // One linear scan finds the leftmost (then longest) literal: searching for each
+        // literal separately rescanned the rest of the text once per special token found.
+        let specials = (!lits.is_empty()).then(|| {
+            aho_corasick::AhoCorasick::builder()
+                .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+                .build(&lits)
+                .expect("a handful of short literals always build")
+        });
         Tokenizer {
             vocab,
             basic,
             max_input_chars_per_word: MAX_INPUT_CHARS_PER_WORD,
             specials,
+            special_ids,
         }
     }
 
@@ -248,14 +259,12 @@ impl Tokenizer {
     /// ```
     pub fn tokenize_with_offsets(&self, text: &str) -> Vec<(u32, usize, usize)> {
         let chars: Vec<char> = text.chars().collect();
-        // char index of every byte offset that starts a char (and of the end)
-        let byte_to_char = |b: usize| text[..b].chars().count();
         let mut out = Vec::new();
         let mut rest = text;
-        let mut consumed = 0usize; // bytes of `text` before `rest`
+        let mut consumed_chars = 0usize; // chars of `text` before `rest` (counted as we go)
         while !rest.is_empty() {
             let (chunk, special, after) = self.next_special(rest);
-            let chunk_start = byte_to_char(consumed);
+            let chunk_start = consumed_chars;
             let chunk_len = chunk.chars().count();
             self.offsets_of_chunk(
                 &chars[chunk_start..chunk_start + chunk_len],
@@ -270,7 +279,7 @@ impl Tokenizer {
                     .count();
                 out.push((id, s, s + n));
             }
-            consumed += rest.len() - after.len();
+            consumed_chars += rest[..rest.len() - after.len()].chars().count();
             rest = after;
         }
         out
@@ -354,23 +363,15 @@ impl Tokenizer {
     /// Splits off the text before the leftmost special-token literal: (text before, the
     /// special's id, text after). Without a special, returns the whole text.
     fn next_special<'a>(&self, text: &'a str) -> (&'a str, Option<u32>, &'a str) {
-        let mut best: Option<(usize, usize, u32)> = None;
-        if !text.contains('[') {
+        let Some(ac) = &self.specials else {
             return (text, None, "");
-        }
-        for (lit, id) in &self.specials {
-            if let Some(pos) = text.find(lit.as_str()) {
-                let better = match best {
-                    None => true,
-                    Some((p, len, _)) => pos < p || (pos == p && lit.len() > len),
-                };
-                if better {
-                    best = Some((pos, lit.len(), *id));
-                }
-            }
-        }
-        match best {
-            Some((pos, len, id)) => (&text[..pos], Some(id), &text[pos + len..]),
+        };
+        match ac.find(text) {
+            Some(m) => (
+                &text[..m.start()],
+                Some(self.special_ids[m.pattern().as_usize()]),
+                &text[m.end()..],
+            ),
             None => (text, None, ""),
         }
     }
@@ -465,6 +466,7 @@ impl Tokenizer {
 
     /// Right-pads `e` with `[PAD]` (type 0, mask 0) to `len`; a longer `e` is an error.
     pub fn pad(&self, e: &mut Encoding, len: usize) -> Result<()> {
+        check_pad_length(len)?;
         if e.len() > len {
             return invalid(
                 "tokenizer.pad",
@@ -558,17 +560,40 @@ fn truncate_fast(a: &mut Vec<u32>, b: &mut Vec<u32>, budget: usize) {
     b.truncate(n2);
 }
 
+/// Longest sequence [`Padding::Fixed`] (and so `tokenize --pad-to`) may ask for: far above any
+/// model's `max_position_embeddings`, and small enough that the padding always fits in memory.
+pub const MAX_PAD_LENGTH: usize = 1 << 20;
+
+/// Refuses a padding length above [`MAX_PAD_LENGTH`], naming it, before anything is allocated.
+pub fn check_pad_length(len: usize) -> Result<()> {
+    if len > MAX_PAD_LENGTH {
+        return invalid(
+            "tokenizer.pad",
+            format!("padding length {len} is above the limit {MAX_PAD_LENGTH}"),
+        );
+    }
+    Ok(())
+}
+
 /// The Python tokenizer's `longest_first` truncation: remove `n` tokens one at a time from the
 /// end of the longer text; on a tie, from the second.
-fn truncate_longest_first(a: &mut Vec<u32>, mut b: Option<&mut Vec<u32>>, n: usize) {
-    for _ in 0..n {
-        match b.as_deref_mut() {
-            Some(b) if b.len() >= a.len() => {
-                b.pop();
-            }
-            _ => {
-                a.pop();
-            }
-        }
-    }
+fn truncate_longest_first(a: &mut Vec<u32>, b: Option<&mut Vec<u32>>, n: usize) {
+    // One token at a time from the longer (from `b` on a tie), as HF's `longest_first`:
+    // computed in O(1) from the lengths, then each vector truncated once.
+    let Some(b) = b else {
+        a.truncate(a.len().saturating_sub(n));
+        return;
+    };
+    let (la, lb) = (a.len(), b.len());
+    let n = n.min(la + lb);
+    // first bring the longer down to the shorter's length (b first on a tie)
+    let gap = la.abs_diff(lb);
+    let first = n.min(gap);
+    let (mut ra, mut rb) = if lb >= la { (0, first) } else { (first, 0) };
+    // then alternate, b first (lengths equal, b wins the tie)
+    let left = n - first;
+    rb += left.div_ceil(2);
+    ra += left / 2;
+    a.truncate(la - ra);
+    b.truncate(lb - rb);
 }

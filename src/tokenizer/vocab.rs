@@ -39,10 +39,7 @@ impl Vocab {
     /// lacks one of `[UNK] [CLS] [SEP] [PAD]` ([`Error::Format`], naming the token and line).
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = crate::error::read_utf8(path)?;
         let mut lines: Vec<&str> = text.split('\n').collect();
         if lines.last() == Some(&"") {
             lines.pop();
@@ -190,9 +187,8 @@ impl Vocab {
             text.push_str(t);
             text.push('\n');
         }
-        std::fs::write(path, text).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })
+        // atomically: a full disk or a crash leaves the old file (or none), never a truncated
+        // vocabulary that would later be reused silently
+        crate::train::checkpoint::write_atomic(path, text.as_bytes())
     }
 }

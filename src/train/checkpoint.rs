@@ -6,6 +6,10 @@
 //! moment therefore leaves `latest` naming the last complete checkpoint; leftover `.tmp`
 //! directories are ignored and removed by the next save.
 //!
+//! Every file of a checkpoint is listed with its SHA-256 in [`MANIFEST`], written before the
+//! rename; [`CheckpointDir::latest`] verifies them, so a flipped bit is an error naming the
+//! file instead of a silently different resumed run.
+//!
 //! Optimiser state (AdamW moments and step) is stored as safetensors beside the model.
 
 use crate::autodiff::params::ParamStore;
@@ -49,6 +53,24 @@ pub fn with_temp_file(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> R
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    // The rename would replace a symlink, FIFO or device node with a regular file: refuse.
+    if let Ok(md) = std::fs::symlink_metadata(path) {
+        if !md.file_type().is_file() {
+            let kind = if md.file_type().is_symlink() {
+                "a symbolic link"
+            } else if md.is_dir() {
+                "a directory"
+            } else {
+                "not a regular file (a FIFO, socket or device?)"
+            };
+            return Err(Error::Format {
+                path: path.display().to_string(),
+                detail: format!(
+                    "refusing to write over it: it is {kind}; remove it or choose another output"
+                ),
+            });
+        }
+    }
     let tmp = dir.join(format!(
         ".{file_name}.tmp-{}-{}",
         std::process::id(),
@@ -71,6 +93,81 @@ pub fn with_temp_file(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> R
     // best effort.
     if let Ok(d) = std::fs::File::open(&dir) {
         let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// The checksum manifest of a checkpoint directory: one `<sha256 hex>  <file name>` line per
+/// file, sorted by name (the format of `sha256sum`, so `sha256sum -c` checks it too).
+pub const MANIFEST: &str = "checksums.sha256";
+
+/// SHA-256 of a file's bytes, as lower-case hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut f = File::open(path).map_err(|e| io(path, e))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(|e| io(path, e))?;
+    Ok(h.finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>())
+}
+
+/// Writes [`MANIFEST`] for every regular file of `dir`.
+fn write_manifest(dir: &Path) -> Result<()> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| io(dir, e))? {
+        let entry = entry.map_err(|e| io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != MANIFEST && entry.path().is_file() {
+            names.push(name);
+        }
+    }
+    names.sort();
+    let mut text = String::new();
+    for name in names {
+        text.push_str(&format!("{}  {name}\n", sha256_file(&dir.join(&name))?));
+    }
+    write_atomic(&dir.join(MANIFEST), text.as_bytes())
+}
+
+/// Checks every file listed in `dir`'s [`MANIFEST`] against its checksum; the error names the
+/// file. A checkpoint written before manifests existed (no manifest) is accepted with a
+/// warning.
+pub fn verify_manifest(dir: &Path) -> Result<()> {
+    let mp = dir.join(MANIFEST);
+    let text = match fs::read_to_string(&mp) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "warning: checkpoint {} has no {MANIFEST}; its files cannot be verified",
+                dir.display()
+            );
+            return Ok(());
+        }
+        Err(e) => return Err(io(&mp, e)),
+    };
+    let bad = |detail: String| Error::Format {
+        path: mp.display().to_string(),
+        detail,
+    };
+    for (i, line) in text.lines().enumerate() {
+        let (want, name) = line
+            .split_once("  ")
+            .ok_or_else(|| bad(format!("line {}: expected `<sha256>  <file>`", i + 1)))?;
+        if name.contains('/') || name.contains('\\') || name == ".." {
+            return Err(bad(format!("line {}: {name:?} is not a file name", i + 1)));
+        }
+        let path = dir.join(name);
+        let got = sha256_file(&path)?;
+        if got != want {
+            return Err(Error::Format {
+                path: path.display().to_string(),
+                detail: format!(
+                    "checksum mismatch (sha256 {got}, the checkpoint's {MANIFEST} says {want}): the file is corrupt, refusing to resume from it"
+                ),
+            });
+        }
     }
     Ok(())
 }
@@ -115,6 +212,7 @@ impl CheckpointDir {
         }
         fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
         write(&tmp)?;
+        write_manifest(&tmp)?;
         for entry in fs::read_dir(&tmp).map_err(|e| io(&tmp, e))? {
             let p = entry.map_err(|e| io(&tmp, e))?.path();
             File::open(&p)
@@ -157,6 +255,7 @@ impl CheckpointDir {
                 detail: format!("names {name} but {} does not exist", dir.display()),
             });
         }
+        verify_manifest(&dir)?;
         Ok(Some((step, dir)))
     }
 

@@ -17,7 +17,8 @@
 //!
 //! A row whose every key is excluded (all `-inf` mask, or causal with `i + Tk − Tq < 0`) gets
 //! `out = 0`, `lse = -inf` and zero gradients. A row masked with `-10000` everywhere gets uniform
-//! weights, exactly as a plain softmax gives.
+//! weights, exactly as a plain softmax gives. A NaN score makes its row's `out` and `lse` NaN,
+//! as PyTorch does (it is never taken for a row without visible keys).
 //!
 //! The backward pass, given `dout`, recomputes `P` tile by tile from `q`, `k` and `lse`:
 //! `dv = Pdᵀ·dout`, `dP = (dout·vᵀ) ⊙ keep / (1 − p)`, `D_i = Σ_c dout[i, c]·out[i, c]`,
@@ -1058,6 +1059,12 @@ fn forward_block<P: Prims>(
         if lrow[r] > 0.0 {
             p.scale_row(row, 1.0 / lrow[r]);
             lse_out[r] = mrow[r] + lrow[r].ln();
+        } else if lrow[r].is_nan() {
+            // A NaN score reaches the row sum through exp (every path's exp propagates NaN),
+            // even where the running maximum skipped it: the row is NaN, as in PyTorch, not
+            // a row with no visible key.
+            row.fill(f32::NAN);
+            lse_out[r] = f32::NAN;
         } else {
             row.fill(0.0);
             lse_out[r] = f32::NEG_INFINITY;

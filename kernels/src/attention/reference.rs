@@ -44,6 +44,13 @@ fn probs(
     let mut lse = vec![f64::NEG_INFINITY; tq];
     for i in 0..tq {
         let row = &s[i * tk..(i + 1) * tk];
+        if row.iter().any(|x| x.is_nan()) {
+            // as PyTorch: a NaN score makes the whole row NaN (f64::max would skip it)
+            lse[i] = f64::NAN;
+            p[i * tk..(i + 1) * tk].fill(f64::NAN);
+            pd[i * tk..(i + 1) * tk].fill(f64::NAN);
+            continue;
+        }
         let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         if m == f64::NEG_INFINITY {
             continue; // no visible key: zero weights

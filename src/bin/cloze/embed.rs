@@ -99,6 +99,12 @@ pub fn run(args: Args) -> Result<(), String> {
     if args.no_normalize {
         emb.normalize = false;
     }
+    // Check every input in input order first: an error inside a length-sorted batch would
+    // otherwise name the input's place in that batch.
+    for (i, l) in lines.iter().enumerate() {
+        emb.encode_checked(&l.text, l.text_pair.as_deref(), args.max_length)
+            .map_err(|e| format!("{}: input {i}: {e}", args.input))?;
+    }
     let bar = if lines.len() > args.batch_size && args.output != "-" {
         indicatif::ProgressBar::new(lines.len() as u64)
     } else {

@@ -77,7 +77,31 @@ pub fn read_examples(path: &Path, task: Option<&str>) -> Result<Vec<Example>, St
     }
 }
 
+/// Refuses an `--output` folder that is the `--model` folder (however spelled) or that exists
+/// as anything but a real directory, then locks it for this run.
+fn claim_output(output: &Path, model: &Path) -> Result<cloze::train::lock::RunLock, String> {
+    if let Ok(md) = std::fs::symlink_metadata(output) {
+        if !md.is_dir() {
+            return Err(format!(
+                "--output {}: exists and is not a directory (a file, symlink, FIFO or device); refusing to write into it",
+                output.display()
+            ));
+        }
+    }
+    if let (Ok(o), Ok(m)) = (std::fs::canonicalize(output), std::fs::canonicalize(model)) {
+        if o == m {
+            return Err(format!(
+                "--output {} is the --model folder {}: fine-tuning would overwrite the model it reads; choose another folder",
+                output.display(),
+                model.display()
+            ));
+        }
+    }
+    cloze::train::lock::RunLock::acquire(output).map_err(|e| e.to_string())
+}
+
 pub fn run(args: Args) -> Result<(), String> {
+    let _lock = claim_output(&args.output, &args.model)?;
     let train = read_examples(&args.train, args.task.as_deref())?;
     let dev = read_examples(&args.dev, args.task.as_deref())?;
     let regression = is_regression(args.task.as_deref())?;
@@ -236,6 +260,12 @@ pub struct EvalArgs {
 
 pub fn eval(args: EvalArgs) -> Result<(), String> {
     let data = read_examples(&args.data, args.task.as_deref())?;
+    if data.is_empty() {
+        return Err(format!(
+            "{}: no examples to evaluate (an accuracy over nothing would be meaningless)",
+            args.data.display()
+        ));
+    }
     let ckpt = Checkpoint::read(args.model.join("model.safetensors")).map_err(|e| e.to_string())?;
     let w = ckpt.get("classifier.weight").ok_or_else(|| {
         format!(

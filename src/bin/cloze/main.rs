@@ -53,6 +53,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Checked before any work: a bad CLOZE_KERNEL would otherwise panic at the first kernel
+    // call, after the model had loaded.
+    if let Err(msg) = cloze_kernels::dispatch::select_from_env() {
+        eprintln!("cloze: error: {msg}");
+        return ExitCode::FAILURE;
+    }
     if let Some(n) = cli.threads {
         if n == 0 {
             eprintln!("cloze: error: --threads 0: need at least 1 thread");

@@ -19,25 +19,24 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<(), String> {
     let cfg = PretrainConfig::from_file(&args.config).map_err(|e| e.to_string())?;
-    if args.fresh {
-        let ck = cfg.output_dir.join("checkpoints");
-        if ck.exists() {
-            std::fs::remove_dir_all(&ck).map_err(|e| format!("{}: {e}", ck.display()))?;
-        }
-    }
     #[cfg(feature = "mpi")]
     {
         let comm = cloze::distributed::mpi_backend::MpiCollective::init()
             .ok_or("MPI was initialised twice")?;
-        return run_with(cfg, &comm);
+        return run_with(cfg, args.fresh, &comm);
     }
     #[allow(unreachable_code)]
-    run_with(cfg, &cloze::distributed::SingleProcess)
+    run_with(cfg, args.fresh, &cloze::distributed::SingleProcess)
 }
 
-fn run_with(cfg: PretrainConfig, comm: &dyn cloze::distributed::Collective) -> Result<(), String> {
+fn run_with(
+    cfg: PretrainConfig,
+    fresh: bool,
+    comm: &dyn cloze::distributed::Collective,
+) -> Result<(), String> {
     let rank0 = comm.rank() == 0;
     let mut t = Pretrainer::new(cfg, comm).map_err(|e| e.to_string())?;
+    t.fresh = fresh;
     if rank0 {
         eprintln!(
             "pre-training: {} train / {} held-out instances, {} parameters, {} rank(s)",

@@ -49,6 +49,9 @@ pub struct Args {
 const CHUNK: usize = 4096;
 
 pub fn run(args: Args) -> Result<(), String> {
+    if let Some(n) = args.pad_to {
+        cloze::tokenizer::encode::check_pad_length(n).map_err(|e| format!("--pad-to: {e}"))?;
+    }
     let vocab = Vocab::load(&args.vocab).map_err(|e| e.to_string())?;
     let basic = if args.cased {
         BasicTokenizer::cased()

@@ -1,0 +1,203 @@
+//! A bounded byte-mutation fuzz of every loader of user input: `config.json`, safetensors,
+//! `vocab.txt`, the tokenizer, pretrain TOML, JSON-lines and TSV task files. Each case starts
+//! from a valid seed (the corpus, in `seeds()` below) and applies random byte flips,
+//! insertions, deletions and truncations, or is random bytes; the loader must return `Ok` or
+//! `Err`, never panic or abort. `CLOZE_FUZZ_CASES` sets the cases per target (64 by default,
+//! so the suite stays quick; CI runs a larger bounded count).
+
+use cloze::bert::checkpoint::{self, Checkpoint};
+use cloze::bert::{BertConfig, BertModel};
+use cloze::finetune::data::{read_jsonl, read_tsv, TsvSpec};
+use cloze::pretrain::config::PretrainConfig;
+use cloze::tokenizer::{EncodeOptions, Padding, Tokenizer, Vocab};
+use cloze::ParamStore;
+use proptest::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+fn cases() -> u32 {
+    std::env::var("CLOZE_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64)
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: cases(),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+fn scratch() -> &'static Path {
+    static D: OnceLock<PathBuf> = OnceLock::new();
+    D.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("cloze-fuzz-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    })
+}
+
+/// Writes bytes to this thread's file of that name (overwritten by the next case) and
+/// returns its path.
+fn file(name: &str, bytes: &[u8]) -> PathBuf {
+    let id = format!("{:?}", std::thread::current().id());
+    let id: String = id.chars().filter(char::is_ascii_digit).collect();
+    let p = scratch().join(format!("{id}-{name}"));
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+const VOCAB: &str = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\ncat\nsat\n##s\n.\n";
+
+const TOML: &str = r#"output_dir = "run"
+[model]
+preset = "tiny"
+num_hidden_layers = 2
+hidden_size = 64
+num_attention_heads = 2
+intermediate_size = 128
+[data]
+vocab = "vocab.txt"
+train = "train.txt"
+heldout_every = 2
+max_seq_length = 48
+max_predictions_per_seq = 8
+dupe_factor = 3
+[train]
+objective = "mlm+nsp"
+batch_size = 16
+steps = 10
+learning_rate = 2e-3
+warmup_steps = 5
+eval_batches = 2
+"#;
+
+const JSONL: &str = "{\"text\": \"the cat\", \"label\": 1}\n{\"text\": \"a\", \"text_pair\": \"b\", \"label\": 0}\n";
+
+const TSV: &str = "sentence\tlabel\nthe cat sat .\t1\nno\t0\n";
+
+/// A small valid safetensors file of a BERT.
+fn safetensors_seed() -> &'static [u8] {
+    static B: OnceLock<Vec<u8>> = OnceLock::new();
+    B.get_or_init(|| {
+        let mut c = BertConfig::with_shape(1, 8, 2, 16);
+        c.vocab_size = 12;
+        c.max_position_embeddings = 8;
+        let mut s = ParamStore::new();
+        BertModel::new(&c, &mut s, 1).unwrap();
+        let p = scratch().join("seed.safetensors");
+        checkpoint::save_safetensors(&p, &s).unwrap();
+        std::fs::read(p).unwrap()
+    })
+}
+
+#[derive(Clone, Debug)]
+enum Edit {
+    Flip(usize, u8),
+    Insert(usize, u8),
+    Delete(usize),
+    Truncate(usize),
+}
+
+fn edits() -> impl Strategy<Value = Vec<Edit>> {
+    let e = prop_oneof![
+        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Edit::Flip(i, b)),
+        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Edit::Insert(i, b)),
+        any::<usize>().prop_map(Edit::Delete),
+        any::<usize>().prop_map(Edit::Truncate),
+    ];
+    prop::collection::vec(e, 1..6)
+}
+
+/// A seed with the edits applied, or (one case in 8) random bytes.
+fn mutate(seed: &[u8], edits: &[Edit], random: Option<&Vec<u8>>) -> Vec<u8> {
+    if let Some(r) = random {
+        return r.clone();
+    }
+    let mut v = seed.to_vec();
+    for e in edits {
+        let n = v.len().max(1);
+        match *e {
+            Edit::Flip(i, b) if !v.is_empty() => v[i % n] ^= b.max(1),
+            Edit::Insert(i, b) => v.insert(i % (v.len() + 1), b),
+            Edit::Delete(i) if !v.is_empty() => {
+                v.remove(i % n);
+            }
+            // truncations keep most of the file (the header and early lines matter most)
+            Edit::Truncate(i) => v.truncate(v.len() - (i % (v.len() / 8 + 1))),
+            _ => {}
+        }
+    }
+    v
+}
+
+fn input() -> impl Strategy<Value = (Vec<Edit>, Option<Vec<u8>>)> {
+    (
+        edits(),
+        prop::option::weighted(0.125, prop::collection::vec(any::<u8>(), 0..200)),
+    )
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn config_json_never_panics((e, r) in input()) {
+        let seed = BertConfig::tiny().to_json_string();
+        let bytes = mutate(seed.as_bytes(), &e, r.as_ref());
+        if let Ok(c) = BertConfig::from_file(file("config.json", &bytes)) {
+            // whatever is accepted is buildable within the documented limits
+            prop_assert!(c.validate().is_ok());
+        }
+    }
+
+    #[test]
+    fn safetensors_never_panics((e, r) in input()) {
+        let bytes = mutate(safetensors_seed(), &e, r.as_ref());
+        if let Ok(ck) = Checkpoint::from_bytes(&bytes, Path::new("fuzz.safetensors")) {
+            for n in ck.names() {
+                prop_assert!(ck.get(n).unwrap().data().iter().all(|v| v.is_finite()));
+            }
+        }
+    }
+
+    #[test]
+    fn vocab_and_tokenizer_never_panic((e, r) in input(), text in "\\PC{0,60}", pair in proptest::option::of("[a-z \\[\\]SEPCLMAK]{0,40}")) {
+        let bytes = mutate(VOCAB.as_bytes(), &e, r.as_ref());
+        let tok = Vocab::load(file("vocab.txt", &bytes))
+            .map(Tokenizer::new)
+            .unwrap_or_else(|_| Tokenizer::new(Vocab::load(file("vocab.txt", VOCAB.as_bytes())).unwrap()));
+        for opts in [
+            EncodeOptions::default(),
+            EncodeOptions::truncate(5).with_padding(Padding::Fixed(8)),
+            EncodeOptions::truncate(3),
+        ] {
+            if let Ok(enc) = tok.encode_with(&text, pair.as_deref(), &opts) {
+                prop_assert_eq!(enc.input_ids.len(), enc.attention_mask.len());
+            }
+        }
+        let _ = tok.tokenize_with_offsets(&text);
+    }
+
+    #[test]
+    fn pretrain_toml_never_panics((e, r) in input()) {
+        let bytes = mutate(TOML.as_bytes(), &e, r.as_ref());
+        if let Ok(text) = String::from_utf8(bytes) {
+            if let Ok(c) = PretrainConfig::from_toml_str(&text, "fuzz.toml") {
+                let _ = c.validate();
+                let _ = c.bert_config(600);
+            }
+        }
+    }
+
+    #[test]
+    fn jsonl_and_tsv_task_files_never_panic((e, r) in input()) {
+        let _ = read_jsonl(file("d.jsonl", &mutate(JSONL.as_bytes(), &e, r.as_ref())));
+        let tsv = file("d.tsv", &mutate(TSV.as_bytes(), &e, r.as_ref()));
+        for task in ["sst-2", "cola", "sts-b", "rte"] {
+            let _ = read_tsv(&tsv, &TsvSpec::for_task(task).unwrap());
+        }
+    }
+}
