@@ -161,7 +161,7 @@ fn bad_input_is_reported() {
     // not by its place in the length-sorted batch (where it comes last)
     let mixed =
         format!("{{\"text\": \"a b c d\"}}\n{long}{{\"text\": \"x\"}}\n{{\"text\": \"y z\"}}\n");
-    let err = run(&mixed, &["--batch-size", "8"]);
+    let err = run(&mixed, &["--batch-size", "8", "--max-length", "600"]);
     assert!(
         err.contains("input 1:") && err.contains("max_position_embeddings"),
         "{err}"
