@@ -2,7 +2,7 @@
 //! with cloze's public API, and writes a report beside the paper's numbers.
 //!
 //! ```text
-//! cargo run --release -p paper-repro -- all --scale quick     # Table 5 + Figure 5 with controls, about 1.5 hours on 2 cores
+//! cargo run --release -p paper-repro -- all --scale quick     # Table 5 + Figure 5 with controls, about an hour on 2 cores
 //! cargo run --release -p paper-repro -- run table8 --scale quick
 //! cargo run --release -p paper-repro -- report --scale quick  # regenerate REPORT.md from the runs
 //! cargo run --release -p paper-repro -- plan --scale full     # print what a scale would run
@@ -36,7 +36,7 @@ struct Cli {
 
 #[derive(clap::Args, Clone)]
 struct Common {
-    /// toy (seconds, for tests), quick (about 1.5 hours on 2 cores) or full (hours).
+    /// toy (seconds, for tests), quick (about an hour on 2 cores) or full (hours).
     #[arg(long, default_value = "quick")]
     scale: String,
     /// The data folder (glue/, tasks/, pretrain-en/, wikipedia/, fixtures/). Default:
