@@ -124,6 +124,18 @@ where
         all().flat_map(|p| [p.1 - sd(p), p.1 + sd(p)]).chain(refs),
         false,
     );
+    // the legend goes in the right-hand corner the series end farthest from: upper right when
+    // their last points sit in the lower half (falling loss curves), else lower right
+    let ends: Vec<f64> = series
+        .iter()
+        .filter_map(|s| s.points.last().map(|p| p.1))
+        .collect();
+    let mid = (y0 + y1) / 2.0;
+    let legend_at = if !ends.is_empty() && ends.iter().all(|&y| y < mid) {
+        SeriesLabelPosition::UpperRight
+    } else {
+        SeriesLabelPosition::LowerRight
+    };
     let mut builder = ChartBuilder::on(&root);
     builder
         .caption(&chart.title, ("sans-serif", 22))
@@ -173,7 +185,7 @@ where
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK)
                 .label_font(("sans-serif", 14))
-                .position(SeriesLabelPosition::LowerRight)
+                .position(legend_at.clone())
                 .draw()?;
         }};
     }
