@@ -284,13 +284,17 @@ pub struct Classifier {
 }
 
 impl Classifier {
-    /// The first head output of each example: the predicted score of a regression head
-    /// (`num_labels` 1).
-    pub fn predict_scores(&self, ex: &[Example], batch: usize) -> Result<Vec<f32>> {
+    /// Runs the model over `ex` in batches of `batch` and hands each example's logits row
+    /// (`num_labels` values), in order, to `row`.
+    fn for_each_logits_row(
+        &self,
+        ex: &[Example],
+        batch: usize,
+        mut row: impl FnMut(&[f32]),
+    ) -> Result<()> {
         let nl = self.model.classifier.num_labels;
         let data = encode(&self.tokenizer, ex, self.max_seq_length, usize::MAX, "eval")?;
         let pad = self.tokenizer.vocab().pad_id();
-        let mut out = Vec::with_capacity(ex.len());
         let mut tape = Tape::new();
         tape.set_training(false);
         tape.set_grad_enabled(false);
@@ -302,33 +306,23 @@ impl Classifier {
             let logits =
                 self.model
                     .forward(&mut tape, &self.store, &input, &ForwardOptions::default())?;
-            out.extend(logits.value().data().chunks_exact(nl).map(|r| r[0]));
+            logits.value().data().chunks_exact(nl).for_each(&mut row);
         }
+        Ok(())
+    }
+
+    /// The first head output of each example: the predicted score of a regression head
+    /// (`num_labels` 1).
+    pub fn predict_scores(&self, ex: &[Example], batch: usize) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(ex.len());
+        self.for_each_logits_row(ex, batch, |r| out.push(r[0]))?;
         Ok(out)
     }
 
     /// Predicted classes of examples.
     pub fn predict(&self, ex: &[Example], batch: usize) -> Result<Vec<usize>> {
-        let nl = self.model.classifier.num_labels;
-        let data = encode(&self.tokenizer, ex, self.max_seq_length, usize::MAX, "eval")?;
-        let pad = self.tokenizer.vocab().pad_id();
         let mut out = Vec::with_capacity(ex.len());
-        let mut tape = Tape::new();
-        tape.set_training(false);
-        tape.set_grad_enabled(false);
-        for chunk in data.enc.chunks(batch.max(1)) {
-            let refs: Vec<&Encoding> = chunk.iter().collect();
-            let padded = PaddedBatch::new(&refs, pad);
-            let input = BertInput::from_padded(&padded);
-            tape.reset();
-            let logits =
-                self.model
-                    .forward(&mut tape, &self.store, &input, &ForwardOptions::default())?;
-            for row in logits.value().data().chunks_exact(nl) {
-                let arg = crate::tensor::argmax(row);
-                out.push(arg);
-            }
-        }
+        self.for_each_logits_row(ex, batch, |r| out.push(crate::tensor::argmax(r)))?;
         Ok(out)
     }
 }
