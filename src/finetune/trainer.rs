@@ -23,7 +23,7 @@ pub struct FinetuneConfig {
     pub model_dir: PathBuf,
     /// Classes of the head; 1 means regression (mean squared error on one output).
     pub num_labels: usize,
-    /// Examples are truncated to this many tokens ([CLS]/[SEP] included).
+    /// Examples are truncated to this many tokens (`[CLS]`/`[SEP]` included).
     pub max_seq_length: usize,
     /// Examples per optimiser step.
     pub batch_size: usize,
