@@ -18,46 +18,7 @@ use std::path::Path;
 /// Mean over the positions with `mask == 1` of `hidden [B, T, H]`, then L2-normalised; one
 /// vector per sequence (accumulated in f64). A sequence with no unmasked position is an error.
 pub fn mean_pool_normalized(hidden: &Tensor, mask: &[u32]) -> Result<Vec<Vec<f32>>> {
-    let s = hidden.shape();
-    if s.len() != 3 || mask.len() != s[0] * s[1] {
-        return invalid(
-            "mean_pool_normalized",
-            format!(
-                "hidden {:?} and a mask of {} entries do not fit [B, T, H] / [B, T]",
-                s,
-                mask.len()
-            ),
-        );
-    }
-    let (b, t, h) = (s[0], s[1], s[2]);
-    let d = hidden.data();
-    let mut out = Vec::with_capacity(b);
-    for i in 0..b {
-        let mut acc = vec![0.0f64; h];
-        let mut n = 0usize;
-        for p in 0..t {
-            if mask[i * t + p] == 1 {
-                n += 1;
-                for (a, &x) in acc.iter_mut().zip(&d[(i * t + p) * h..(i * t + p + 1) * h]) {
-                    *a += x as f64;
-                }
-            }
-        }
-        if n == 0 {
-            return invalid(
-                "mean_pool_normalized",
-                format!("sequence {i} has no unmasked position"),
-            );
-        }
-        let norm = acc
-            .iter()
-            .map(|v| (v / n as f64).powi(2))
-            .sum::<f64>()
-            .sqrt()
-            .max(1e-12);
-        out.push(acc.iter().map(|v| (v / n as f64 / norm) as f32).collect());
-    }
-    Ok(out)
+    pool(hidden, mask, Pooling::Mean, true)
 }
 
 /// Pools `hidden [B, T, H]` over `mask [B, T]` with `mode`, then L2-normalises each vector
@@ -108,12 +69,12 @@ pub fn pool(
                 .map(|j| rows.iter().map(|r| r[j]).fold(f32::NEG_INFINITY, f32::max) as f64)
                 .collect(),
         };
-        let scale = if normalize {
-            1.0 / v.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12)
+        let norm = if normalize {
+            v.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12)
         } else {
             1.0
         };
-        out.push(v.iter().map(|x| (x * scale) as f32).collect());
+        out.push(v.iter().map(|x| (x / norm) as f32).collect());
     }
     Ok(out)
 }
