@@ -429,18 +429,24 @@ fn make_batch(insts: &[&Instance], objective: Objective, pad: u32) -> Batch {
 }
 
 /// (Σ −log p(label), correct argmax count) over logits rows whose label is not [`IGNORE`]. The
-/// loss comes from the cross-entropy kernel (its vector path, no gradient), so scoring a step's
-/// masked positions costs one pass over the logits rather than a scalar `exp` per logit.
+/// loss comes from the cross-entropy kernel (its vector path, no gradient), so scoring costs
+/// one pass over the logits rather than a scalar `exp` per logit.
 fn score(logits: &Tensor, labels: &[i32]) -> (f64, f64) {
     let c = *logits.shape().last().unwrap_or(&1);
     let loss = cloze_kernels::softmax::cross_entropy(logits.data(), c, labels, IGNORE, None);
+    (loss.loss_sum, correct_count(logits, labels))
+}
+
+/// How many rows' argmax is their label (rows labelled [`IGNORE`] are skipped).
+fn correct_count(logits: &Tensor, labels: &[i32]) -> f64 {
+    let c = *logits.shape().last().unwrap_or(&1);
     let mut correct = 0.0;
     for (row, &l) in logits.data().chunks_exact(c).zip(labels) {
         if l >= 0 {
             correct += f64::from(crate::tensor::argmax(row) == l as usize);
         }
     }
-    (loss.loss_sum, correct)
+    correct
 }
 
 fn mix(a: u64, b: u64) -> u64 {
@@ -628,10 +634,19 @@ impl<'c> Pretrainer<'c> {
                 self.model
                     .mlm
                     .forward(tape, &self.store, &out.last_hidden_state, &b.lm_rows)?;
-            let (l, c) = score(logits.value(), &b.lm_labels);
-            totals.lm_loss_sum = l;
-            totals.lm_correct = c;
             totals.lm_count = b.lm_labels.len() as f64;
+            if train {
+                // the loss the gradient comes from also gives the logged sum (the kernel's
+                // pass over the logits is not run a second time)
+                let mean = tape.cross_entropy(&logits, &b.lm_labels, IGNORE)?;
+                totals.lm_loss_sum = f64::from(mean.value().item()?) * totals.lm_count;
+                totals.lm_correct = correct_count(logits.value(), &b.lm_labels);
+                loss = Some(tape.mul_scalar(&mean, (totals.lm_count / lm_total) as f32)?);
+            } else {
+                let (l, c) = score(logits.value(), &b.lm_labels);
+                totals.lm_loss_sum = l;
+                totals.lm_correct = c;
+            }
             if !train {
                 for (&row, &label) in b.lm_rows.iter().zip(&b.lm_labels) {
                     let label = label as u32;
@@ -639,10 +654,6 @@ impl<'c> Pretrainer<'c> {
                     totals.lm_context_free_loss_sum +=
                         self.baselines.context_free_loss(b.ids[row as usize], label);
                 }
-            }
-            if train {
-                let mean = tape.cross_entropy(&logits, &b.lm_labels, IGNORE)?;
-                loss = Some(tape.mul_scalar(&mean, (totals.lm_count / lm_total) as f32)?);
             }
         }
         if objective == Objective::MlmNsp {
