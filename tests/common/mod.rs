@@ -7,6 +7,7 @@ use cloze::{gradcheck, GradcheckOptions, Tape, Tensor, Var};
 use proptest::prelude::*;
 
 pub mod cli;
+pub mod pretrain;
 pub mod tiny;
 
 /// Axis lengths 1..=17, so sizes that are not multiples of 4, 8 or 16 appear.
