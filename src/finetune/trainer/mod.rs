@@ -21,7 +21,7 @@ use crate::error::{invalid, Result};
 use crate::finetune::data::Example;
 use crate::optim::adamw::bert_decays;
 use crate::optim::{AdamW, AdamWConfig, LinearWarmupDecay};
-use crate::tokenizer::{Encoding, PaddedBatch};
+use crate::tokenizer::{Encoding, PaddedBatch, Tokenizer};
 use classifier::encode;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -133,14 +133,9 @@ pub fn finetune_once_observed(
     run_once(cfg, lr, train, dev, Some(observe))
 }
 
-/// One run; without an observer dev is scored after the last epoch only.
-fn run_once(
-    cfg: &FinetuneConfig,
-    lr: f32,
-    train: &[Example],
-    dev: &[Example],
-    mut observe: Option<&mut dyn FnMut(&FinetuneEvent)>,
-) -> Result<(Classifier, Scores)> {
+/// The checks a run makes before it loads anything: examples on both sides, positive batch
+/// size and epochs, a head size in range, and dev labels (or scores) the head can be scored on.
+fn check_run(cfg: &FinetuneConfig, train: &[Example], dev: &[Example]) -> Result<()> {
     if train.is_empty() || dev.is_empty() {
         return invalid(
             "finetune",
@@ -175,6 +170,14 @@ fn run_once(
     } else {
         gold_labels(dev, cfg.num_labels, "dev")?;
     }
+    Ok(())
+}
+
+/// The pre-trained folder's encoder with a new classification head (initialised from
+/// `cfg.seed`), and the folder's tokenizer.
+fn load_model(
+    cfg: &FinetuneConfig,
+) -> Result<(BertForSequenceClassification, ParamStore, Tokenizer)> {
     let (config, ckpt) = load_pretrained(&cfg.model_dir)?;
     let tokenizer = crate::bert::folder::load_tokenizer(&cfg.model_dir)?;
     let mut store = ParamStore::new();
@@ -186,6 +189,19 @@ fn run_once(
             allow_unused: vec!["cls.".into(), "classifier.".into()],
         },
     )?;
+    Ok((model, store, tokenizer))
+}
+
+/// One run; without an observer dev is scored after the last epoch only.
+fn run_once(
+    cfg: &FinetuneConfig,
+    lr: f32,
+    train: &[Example],
+    dev: &[Example],
+    mut observe: Option<&mut dyn FnMut(&FinetuneEvent)>,
+) -> Result<(Classifier, Scores)> {
+    check_run(cfg, train, dev)?;
+    let (model, store, tokenizer) = load_model(cfg)?;
     let train = &train[..cfg
         .max_train_examples
         .unwrap_or(train.len())
