@@ -12,10 +12,11 @@
 pub mod adamw;
 pub mod attention;
 pub mod convert;
+pub mod cross_entropy;
 pub mod dispatch;
 pub mod gelu;
 pub mod gemm;
-pub mod layernorm;
+pub mod layer_norm;
 #[cfg(feature = "peers")]
 pub mod peers;
 pub mod simd;

@@ -8,7 +8,7 @@
 
 use cloze_kernels::dispatch::{supported, Isa};
 use cloze_kernels::gelu::{self, GeluKind};
-use cloze_kernels::{adamw, convert, layernorm, simd, softmax};
+use cloze_kernels::{adamw, convert, cross_entropy, layer_norm, simd, softmax};
 use half::{bf16, f16};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -83,7 +83,7 @@ fn erf_accuracy() {
     ]);
     for isa in fast() {
         let mut y = vec![0.0; x.len()];
-        simd::math_with(isa, "erf", &x, &mut y);
+        simd::math_with(isa, simd::MathFn::Erf, &x, &mut y);
         let mut worst = (0.0f64, 0.0f32);
         for (&xi, &yi) in x.iter().zip(&y) {
             let e = (yi as f64 - libm::erf(xi as f64)).abs();
@@ -102,7 +102,7 @@ fn erf_accuracy() {
             worst.1
         );
         let mut nan = [0.0];
-        simd::math_with(isa, "erf", &[f32::NAN], &mut nan);
+        simd::math_with(isa, simd::MathFn::Erf, &[f32::NAN], &mut nan);
         assert!(nan[0].is_nan(), "erf(NaN) [{isa}] = {}", nan[0]);
     }
 }
@@ -114,7 +114,7 @@ fn phi_lower_tail_keeps_relative_accuracy() {
     let x: Vec<f32> = (0..=16_000).map(|i| -8.0 + i as f32 * 5e-4).collect();
     for isa in fast() {
         let mut y = vec![0.0; x.len()];
-        simd::math_with(isa, "phi", &x, &mut y);
+        simd::math_with(isa, simd::MathFn::Phi, &x, &mut y);
         for (&xi, &yi) in x.iter().zip(&y) {
             let want = 0.5 * libm::erfc(-(xi as f64) * std::f64::consts::FRAC_1_SQRT_2);
             let rel = (yi as f64 - want).abs() / want;
@@ -130,7 +130,7 @@ fn exp_accuracy() {
     let x: Vec<f32> = (0..=200_000).map(|i| -87.0 + i as f32 * 8.75e-4).collect();
     for isa in fast() {
         let mut y = vec![0.0; x.len()];
-        simd::math_with(isa, "exp", &x, &mut y);
+        simd::math_with(isa, simd::MathFn::Exp, &x, &mut y);
         for (&xi, &yi) in x.iter().zip(&y) {
             let w = (xi as f64).exp();
             assert!(
@@ -149,7 +149,7 @@ fn exp_accuracy() {
             89.0,
         ];
         let mut y = [0.0; 8];
-        simd::math_with(isa, "exp", &sp, &mut y);
+        simd::math_with(isa, simd::MathFn::Exp, &sp, &mut y);
         assert_eq!(y[0], f32::INFINITY, "[{isa}]");
         assert_eq!(y[1], 0.0, "[{isa}]");
         assert!(y[2].is_nan(), "[{isa}]");
@@ -359,11 +359,12 @@ fn check_ce(x: &[f32], cols: usize, labels: &[i32], ignore: i32) {
     let n = x.len();
     let c = cols as f64;
     let mut d0 = vec![0.0; n];
-    let ce0 = softmax::cross_entropy_with(Isa::Scalar, x, cols, labels, ignore, Some(&mut d0));
+    let ce0 =
+        cross_entropy::cross_entropy_with(Isa::Scalar, x, cols, labels, ignore, Some(&mut d0));
     for isa in fast() {
         let mut d = vec![f32::NAN; n];
-        let ce = softmax::cross_entropy_with(isa, x, cols, labels, ignore, Some(&mut d));
-        let no_grad = softmax::cross_entropy_with(isa, x, cols, labels, ignore, None);
+        let ce = cross_entropy::cross_entropy_with(isa, x, cols, labels, ignore, Some(&mut d));
+        let no_grad = cross_entropy::cross_entropy_with(isa, x, cols, labels, ignore, None);
         assert_eq!(ce.count, ce0.count);
         assert_eq!(
             no_grad, ce,
@@ -444,14 +445,20 @@ fn softmax_special_values() {
                 assert_eq!(l[j], if hot { 0.0 } else { ninf }, "[{isa}] cols {cols}");
             }
             let mut d = vec![0.0; cols];
-            let ce =
-                softmax::cross_entropy_with(isa, &x, cols, &[(cols / 2) as i32], -1, Some(&mut d));
+            let ce = cross_entropy::cross_entropy_with(
+                isa,
+                &x,
+                cols,
+                &[(cols / 2) as i32],
+                -1,
+                Some(&mut d),
+            );
             assert_eq!(ce.loss_sum, 0.0, "[{isa}]");
             assert!(d.iter().all(|&v| v == 0.0), "[{isa}] {d:?}");
         }
         // Cross-entropy with huge logits stays finite; all-ignored rows give zeros.
         let mut d = vec![f32::NAN; 14];
-        let ce = softmax::cross_entropy_with(
+        let ce = cross_entropy::cross_entropy_with(
             isa,
             &[x.as_slice(), x.as_slice()].concat(),
             7,
@@ -473,7 +480,7 @@ fn softmax_special_values() {
 #[should_panic(expected = "label 9 at row 0 is outside 0..4")]
 fn cross_entropy_rejects_bad_label() {
     let isa = *fast().last().unwrap_or(&Isa::Scalar);
-    softmax::cross_entropy_with(isa, &[0.0; 4], 4, &[9], -100, None);
+    cross_entropy::cross_entropy_with(isa, &[0.0; 4], 4, &[9], -100, None);
 }
 
 proptest! {
@@ -509,9 +516,9 @@ fn check_layernorm(x: &[f32], res: &[f32], dy: &[f32], cols: usize, eps: f32, se
     let g = randv(&mut r, cols, 0.5, 1.5);
     let b = randv(&mut r, cols, -0.5, 0.5);
     let (mut y0, mut m0, mut s0) = (vec![0.0; n], vec![0.0; rows], vec![0.0; rows]);
-    layernorm::forward_with(Isa::Scalar, x, &g, &b, eps, &mut y0, &mut m0, &mut s0);
+    layer_norm::forward_with(Isa::Scalar, x, &g, &b, eps, &mut y0, &mut m0, &mut s0);
     let (mut dx0, mut dg0, mut db0) = (vec![0.0; n], vec![0.0; cols], vec![0.0; cols]);
-    layernorm::backward_with(
+    layer_norm::backward_with(
         Isa::Scalar,
         dy,
         x,
@@ -524,7 +531,7 @@ fn check_layernorm(x: &[f32], res: &[f32], dy: &[f32], cols: usize, eps: f32, se
     );
     let (mut sum0, mut ry0, mut rm0, mut rs0) =
         (vec![0.0; n], vec![0.0; n], vec![0.0; rows], vec![0.0; rows]);
-    layernorm::residual_forward_with(
+    layer_norm::residual_forward_with(
         Isa::Scalar,
         x,
         res,
@@ -538,7 +545,7 @@ fn check_layernorm(x: &[f32], res: &[f32], dy: &[f32], cols: usize, eps: f32, se
     );
     for isa in fast() {
         let (mut y, mut m, mut s) = (vec![0.0; n], vec![0.0; rows], vec![0.0; rows]);
-        layernorm::forward_with(isa, x, &g, &b, eps, &mut y, &mut m, &mut s);
+        layer_norm::forward_with(isa, x, &g, &b, eps, &mut y, &mut m, &mut s);
         // Row statistics in f32 over `cols` terms: mean within (cols + 4)·U·max|x|; the
         // variance's relative error (cols + 8)·U·(1 + μ²/var) (cancellation in x − μ₀), rstd half
         // of it plus 2 roundings.
@@ -574,12 +581,12 @@ fn check_layernorm(x: &[f32], res: &[f32], dy: &[f32], cols: usize, eps: f32, se
         close("layernorm fwd", isa, &y, &y0, ytol);
         let (mut sum, mut ry, mut rm, mut rs) =
             (vec![0.0; n], vec![0.0; n], vec![0.0; rows], vec![0.0; rows]);
-        layernorm::residual_forward_with(
+        layer_norm::residual_forward_with(
             isa, x, res, &g, &b, eps, &mut sum, &mut ry, &mut rm, &mut rs,
         );
         assert_eq!(sum, sum0, "residual sum [{isa}] (one f32 addition)");
         let (mut y2, mut m2, mut s2) = (vec![0.0; n], vec![0.0; rows], vec![0.0; rows]);
-        layernorm::forward_with(isa, &sum, &g, &b, eps, &mut y2, &mut m2, &mut s2);
+        layer_norm::forward_with(isa, &sum, &g, &b, eps, &mut y2, &mut m2, &mut s2);
         assert_eq!(
             (&ry, &rm, &rs),
             (&y2, &m2, &s2),
@@ -588,7 +595,7 @@ fn check_layernorm(x: &[f32], res: &[f32], dy: &[f32], cols: usize, eps: f32, se
         // Backward from the reference statistics. dx = rs·(g − mean(g) − x̂·mean(g·x̂)): the two
         // row means carry (cols + 4)·U relative error on Σ|g|, Σ|g·x̂|.
         let (mut dx, mut dg, mut db) = (vec![0.0; n], vec![0.0; cols], vec![0.0; cols]);
-        layernorm::backward_with(isa, dy, x, &g, &m0, &s0, &mut dx, &mut dg, &mut db);
+        layer_norm::backward_with(isa, dy, x, &g, &m0, &s0, &mut dx, &mut dg, &mut db);
         let xhat = |i: usize| (x[i] as f64 - m0[i / cols] as f64) * s0[i / cols] as f64;
         close("layernorm dx", isa, &dx, &dx0, |i| {
             let k = i / cols;
@@ -647,7 +654,7 @@ fn layernorm_constant_rows_give_beta() {
                 let g: Vec<f32> = (0..cols).map(|j| 1.0 + j as f32 * 0.01).collect();
                 let b: Vec<f32> = (0..cols).map(|j| j as f32 * -0.02).collect();
                 let (mut y, mut m, mut s) = (vec![f32::NAN; 2 * cols], vec![0.0; 2], vec![0.0; 2]);
-                layernorm::forward_with(isa, &x, &g, &b, 1e-12, &mut y, &mut m, &mut s);
+                layer_norm::forward_with(isa, &x, &g, &b, 1e-12, &mut y, &mut m, &mut s);
                 assert_eq!(m, vec![v; 2], "[{isa}] mean of a constant row");
                 assert!(
                     s.iter().all(|r| r.is_finite() && *r > 0.0),
@@ -658,7 +665,7 @@ fn layernorm_constant_rows_give_beta() {
                 let dy = vec![0.5; 2 * cols];
                 let (mut dx, mut dg, mut db) =
                     (vec![0.0; 2 * cols], vec![0.0; cols], vec![0.0; cols]);
-                layernorm::backward_with(isa, &dy, &x, &g, &m, &s, &mut dx, &mut dg, &mut db);
+                layer_norm::backward_with(isa, &dy, &x, &g, &m, &s, &mut dx, &mut dg, &mut db);
                 assert!(
                     dx.iter().chain(&dg).chain(&db).all(|v| v.is_finite()),
                     "[{isa}] NaN in backward"
@@ -886,15 +893,15 @@ fn one_and_two_threads_bit_identical() {
         });
         same_bits(&format!("layernorm {isa}"), || {
             let (mut y, mut mu, mut rs) = (vec![0.0; m], vec![0.0; rows], vec![0.0; rows]);
-            layernorm::forward_with(isa, xs, &g, &b, 1e-12, &mut y, &mut mu, &mut rs);
+            layer_norm::forward_with(isa, xs, &g, &b, 1e-12, &mut y, &mut mu, &mut rs);
             let (mut dx, mut dg, mut db) = (vec![0.0; m], vec![0.0; cols], vec![0.0; cols]);
-            layernorm::backward_with(isa, dys, xs, &g, &mu, &rs, &mut dx, &mut dg, &mut db);
+            layer_norm::backward_with(isa, dys, xs, &g, &mu, &rs, &mut dx, &mut dg, &mut db);
             [y, mu, rs, dx, dg, db].concat()
         });
         same_bits(&format!("residual layernorm {isa}"), || {
             let (mut s, mut y, mut mu, mut rs) =
                 (vec![0.0; m], vec![0.0; m], vec![0.0; rows], vec![0.0; rows]);
-            layernorm::residual_forward_with(
+            layer_norm::residual_forward_with(
                 isa, xs, dys, &g, &b, 1e-12, &mut s, &mut y, &mut mu, &mut rs,
             );
             [s, y, mu, rs].concat()
@@ -919,7 +926,7 @@ fn one_and_two_threads_bit_identical() {
                 })
                 .collect();
             let mut d = vec![0.0; m];
-            let ce = softmax::cross_entropy_with(isa, xs, cols, &labels, -100, Some(&mut d));
+            let ce = cross_entropy::cross_entropy_with(isa, xs, cols, &labels, -100, Some(&mut d));
             d.push(ce.loss_sum as f32);
             d.push((ce.loss_sum - ce.loss_sum as f32 as f64) as f32);
             d
@@ -1032,13 +1039,13 @@ fn layernorm_streamed_outputs_match_small_calls() {
     let b = randv(&mut r, cols, -0.5, 0.5);
     for isa in fast() {
         let (mut y, mut m, mut s) = (vec![0.0; n], vec![0.0; rows], vec![0.0; rows]);
-        layernorm::forward_with(isa, &x, &g, &b, 1e-12, &mut y, &mut m, &mut s);
+        layer_norm::forward_with(isa, &x, &g, &b, 1e-12, &mut y, &mut m, &mut s);
         let (mut dx, mut dg, mut db) = (vec![0.0; n], vec![0.0; cols], vec![0.0; cols]);
-        layernorm::backward_with(isa, &dy, &x, &g, &m, &s, &mut dx, &mut dg, &mut db);
+        layer_norm::backward_with(isa, &dy, &x, &g, &m, &s, &mut dx, &mut dg, &mut db);
         for k in [0, 1, 2, rows / 2, rows - 1] {
             let span = k * cols..(k + 1) * cols;
             let (mut y1, mut m1, mut s1) = (vec![0.0; cols], [0.0], [0.0]);
-            layernorm::forward_with(
+            layer_norm::forward_with(
                 isa,
                 &x[span.clone()],
                 &g,
@@ -1055,7 +1062,7 @@ fn layernorm_streamed_outputs_match_small_calls() {
             assert_eq!(m[k].to_bits(), m1[0].to_bits());
             assert_eq!(s[k].to_bits(), s1[0].to_bits());
             let (mut dx1, mut dg1, mut db1) = (vec![0.0; cols], vec![0.0; cols], vec![0.0; cols]);
-            layernorm::backward_with(
+            layer_norm::backward_with(
                 isa,
                 &dy[span.clone()],
                 &x[span.clone()],
