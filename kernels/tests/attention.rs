@@ -17,7 +17,8 @@
 mod common;
 
 use cloze_kernels::attention::{
-    self, backward_with, dropout_keep, forward_with, reference, AttnParams, AttnShape,
+    self, backward_with, dropout_keep, forward_with, reference, AttnGrads, AttnInputs, AttnParams,
+    AttnSaved, AttnShape,
 };
 use cloze_kernels::dispatch::Isa;
 use common::{cases, for_each_isa, same_bits_across_threads, Rng, HEAD_DIMS, QK_LENS, SEQ_LENS, U};
@@ -91,6 +92,16 @@ impl Case {
     fn mask(&self) -> Option<&[f32]> {
         self.mask.as_deref()
     }
+    fn inputs(&self) -> AttnInputs<'_> {
+        AttnInputs {
+            shape: self.shape,
+            params: self.params,
+            q: &self.q,
+            k: &self.k,
+            v: &self.v,
+            mask: self.mask(),
+        }
+    }
 }
 
 struct Outs {
@@ -110,30 +121,19 @@ fn run_reference(c: &Case) -> Outs {
         dk: vec![0.0; s.kv_len()],
         dv: vec![0.0; s.kv_len()],
     };
-    reference::forward(
-        s,
-        c.params,
-        &c.q,
-        &c.k,
-        &c.v,
-        c.mask(),
-        &mut o.out,
-        &mut o.lse,
-    );
-    reference::backward(
-        s,
-        c.params,
-        &c.q,
-        &c.k,
-        &c.v,
-        c.mask(),
-        &o.out,
-        &o.lse,
-        &c.dout,
-        &mut o.dq,
-        &mut o.dk,
-        &mut o.dv,
-    );
+    let inputs = c.inputs();
+    reference::forward(&inputs, &mut o.out, &mut o.lse);
+    let saved = AttnSaved {
+        out: &o.out,
+        lse: &o.lse,
+        dout: &c.dout,
+    };
+    let grads = AttnGrads {
+        dq: &mut o.dq,
+        dk: &mut o.dk,
+        dv: &mut o.dv,
+    };
+    reference::backward(&inputs, &saved, grads);
     o
 }
 
@@ -561,7 +561,13 @@ fn reference_backward_matches_finite_differences() {
             let loss = |q: &[f32], k: &[f32], v: &[f32]| -> f64 {
                 let mut out = vec![0.0; shape.q_len()];
                 let mut lse = vec![0.0; shape.lse_len()];
-                reference::forward(shape, p, q, k, v, c.mask(), &mut out, &mut lse);
+                let inputs = AttnInputs {
+                    q,
+                    k,
+                    v,
+                    ..c.inputs()
+                };
+                reference::forward(&inputs, &mut out, &mut lse);
                 out.iter().zip(w).map(|(&o, &x)| o as f64 * x as f64).sum()
             };
             let r = run_reference(&c);
