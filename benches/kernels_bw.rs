@@ -12,7 +12,7 @@
 
 use cloze_kernels::dispatch::{self, Isa};
 use cloze_kernels::gelu::{self, GeluKind};
-use cloze_kernels::{adamw, cross_entropy, layer_norm, simd, softmax};
+use cloze_kernels::{adamw, cross_entropy, layer_norm, simd};
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;

@@ -7,8 +7,9 @@
 //! Vector paths: the row mean and variance come from a corrected two-pass scheme in f32
 //! (`μ₀ = Σx/n`, then `d = x − μ₀`, `μ = μ₀ + Σd/n`, `var = max(Σd²/n − (Σd/n)², 0)`), so a
 //! constant row gets exactly `x − μ = 0` (and `y = beta`, never NaN). The backward accumulates
-//! `dgamma`, `dbeta` per fixed chunk of rows ([`simd::rows_per_chunk`]) and adds the chunk
-//! partials in chunk order, so the result does not depend on the number of threads.
+//! `dgamma`, `dbeta` per fixed chunk of rows
+//! ([`simd::rows_per_chunk`](crate::simd::rows_per_chunk)) and adds the chunk partials in chunk
+//! order, so the result does not depend on the number of threads.
 //!
 //! This file holds the API and the f64 scalar reference; the vector kernels are in `vector`.
 

@@ -1,7 +1,7 @@
 //! Vector math shared by every path: `eˣ` and `2ᵗ` from the [`Simd`] primitives.
 //!
 //! (erf and the erf-based normal CDF, which no kernel uses since GELU has its own `Φ` forms in
-//! `gelu::phi`, are in [`erf`] with the accuracy test hooks.)
+//! `gelu::phi`, are in `math::erf`, compiled with the accuracy test hooks.)
 
 use super::Simd;
 

@@ -4,8 +4,9 @@
 //!
 //! The vector paths keep row sums in f32 vector accumulators (relative error about
 //! `(cols/lanes + log₂ lanes)·2⁻²⁴`) and use `simd::exp`; per-row scalars (`ln` of the
-//! sum) are formed in f64. Inputs of at least [`simd::PAR_MIN_ELEMS`](crate::simd::PAR_MIN_ELEMS) elements are split over
-//! rayon in fixed chunks of rows, so results do not depend on the pool size.
+//! sum) are formed in f64. Inputs of at least
+//! [`simd::PAR_MIN_ELEMS`](crate::simd::PAR_MIN_ELEMS) elements are split over rayon in fixed
+//! chunks of rows, so results do not depend on the pool size.
 //!
 //! This file holds the API and the f64 scalar reference; the vector kernels are in `vector`.
 //! Cross-entropy from logits, which shares [`logsumexp`], is in [`crate::cross_entropy`].

@@ -9,6 +9,8 @@
 // Each test file uses part of the harness.
 #![allow(dead_code)]
 
+pub mod attention;
+
 use cloze_kernels::dispatch::{supported, Isa};
 use cloze_kernels::simd;
 use proptest::test_runner::Config as ProptestConfig;
