@@ -127,7 +127,7 @@ fn bench_gelu(c: &mut Criterion) {
     g.finish();
 }
 
-fn bench_layernorm(c: &mut Criterion) {
+fn bench_layer_norm(c: &mut Criterion) {
     let rows = N / LN_COLS;
     let n = rows * LN_COLS;
     let x = data(n, 3);
@@ -239,7 +239,7 @@ fn bench_adamw(c: &mut Criterion) {
 criterion_group!(
     benches,
     bench_gelu,
-    bench_layernorm,
+    bench_layer_norm,
     bench_cross_entropy,
     bench_adamw
 );

@@ -39,7 +39,7 @@
 //!
 //! Every product inside a tile is a register-blocked micro-kernel `C (+)= A·B` over the tile
 //! (4 rows × 64 columns of FMAs on AVX-512), with the softmax, dropout and `dS` steps as
-//! vectorised row passes between them (see [`vector`]).
+//! vectorised row passes between them (see `vector`).
 //!
 //! # Determinism
 //! Every output element is written by exactly one task, which accumulates in a fixed order, so
@@ -49,8 +49,8 @@
 //! `Isa::Scalar` runs the same tiled algorithm with plain loops (its reference for the tiling is
 //! [`reference`](mod@reference), which materialises the full matrices in f64). `Avx512`, `Avx2`,
 //! `Portable` (`wide`) and `Neon` replace the inner loops with one implementation over the
-//! shared [`Simd`](crate::simd::Simd) layer ([`vector`]), instantiated per instruction set inside
-//! one `#[target_feature]` entry per task by [`crate::simd::dispatch`].
+//! shared `Simd` layer (`vector`), instantiated per instruction set inside
+//! one `#[target_feature]` entry per task by `crate::simd::dispatch`.
 
 // Register-blocked micro-kernels index `acc[r][v]` by row and vector on purpose.
 #![allow(clippy::needless_range_loop)]

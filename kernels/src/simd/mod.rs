@@ -8,7 +8,7 @@
 //! `#[target_feature]` entry point per instruction set by `dispatch`, which is the only place
 //! that decides, after checking [`Isa::is_supported`], that a token may be used.
 //!
-//! The vector math ([`math`]: `exp`, `2ᵗ`) is shared by all paths, so every path computes the
+//! The vector math (`math`: `exp`, `2ᵗ`) is shared by all paths, so every path computes the
 //! same approximation; only the rounding of fused multiply-adds and the order of horizontal
 //! reductions differ between instruction sets. The exception is GELU's `Φ` (in `gelu::phi`):
 //! tokens with a one-instruction 32-entry table lookup (`Simd::FAST_LUT32`, AVX-512) use the
@@ -16,7 +16,7 @@
 //! tested against the same f64 reference and bound.
 //!
 //! The loops every kernel shares (tails, streaming stores, reductions) and the threading policy
-//! (fixed chunks, so results do not depend on the pool size) are in [`loops`].
+//! (fixed chunks, so results do not depend on the pool size) are in `loops`.
 
 use crate::dispatch::Isa;
 
@@ -26,7 +26,7 @@ pub(crate) mod avx2;
 pub(crate) mod avx512;
 #[cfg(feature = "test-hooks")]
 mod hooks;
-pub mod loops;
+pub(crate) mod loops;
 pub(crate) mod math;
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon;
