@@ -16,7 +16,7 @@ use crate::tensor::Tensor;
 /// one pass over the logits rather than a scalar `exp` per logit.
 fn score(logits: &Tensor, labels: &[i32]) -> (f64, f64) {
     let c = *logits.shape().last().unwrap_or(&1);
-    let loss = cloze_kernels::softmax::cross_entropy(logits.data(), c, labels, IGNORE, None);
+    let loss = cloze_kernels::cross_entropy::cross_entropy(logits.data(), c, labels, IGNORE, None);
     (loss.loss_sum, correct_count(logits, labels))
 }
 
