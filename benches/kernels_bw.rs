@@ -5,8 +5,8 @@
 //! output is large enough to be streamed (`simd::stream_output`).
 //!
 //! Arrays are far larger than L2 (1 MiB per core) and, but for the `_cached` cross-entropy group
-//! (just under L3), together larger than L3, so these are memory-bound numbers. Each kernel runs on the scalar reference and on the best path this CPU
-//! has, on 1 thread (a 1-thread rayon pool) and on the default pool.
+//! (just under L3), together larger than L3, so these are memory-bound numbers. Each kernel runs on the scalar reference and on the active path (the best this CPU
+//! has, or the one `CLOZE_KERNEL` names: `CLOZE_KERNEL=avx2` measures AVX2 on an AVX-512 CPU), on 1 thread (a 1-thread rayon pool) and on the default pool.
 //!
 //! `cargo bench --bench kernels_bw` (filter e.g. `-- gelu_fwd`).
 
@@ -49,7 +49,7 @@ fn pool(threads: usize) -> rayon::ThreadPool {
 
 /// The variants each kernel is measured in: (label, path, pool; `None` = the default pool).
 fn variants() -> Vec<(String, Isa, Option<rayon::ThreadPool>)> {
-    let best = dispatch::best();
+    let best = dispatch::active();
     vec![
         ("scalar_1t".to_string(), Isa::Scalar, Some(pool(1))),
         (format!("{best}_1t"), best, Some(pool(1))),
