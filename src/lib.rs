@@ -4,8 +4,9 @@
 //! - [`tensor`]: an f32, row-major, cheaply cloned [`Tensor`].
 //! - [`autodiff`]: the [`Tape`] that records ops and runs reverse-mode backward, the
 //!   [`ParamStore`] that keeps parameters and their gradients across steps, and [`gradcheck`].
-//! - [`ops`]: every differentiable op, one module per op family, each holding its forward, its
-//!   backward and the name of the `cloze-kernels` kernel it calls.
+//! - [`ops`]: every differentiable op, one module per op, each holding its forward, its backward
+//!   and a link to the `cloze-kernels` kernel it calls; element-wise ops implement the
+//!   [`ops::elementwise::Unary`] and [`ops::elementwise::Binary`] traits.
 //!
 //! ```
 //! use cloze::{Tape, Tensor};

@@ -33,7 +33,7 @@ use super::init::{dropout_seed, trunc_normal, DropoutSite};
 use crate::autodiff::params::{ParamId, ParamStore};
 use crate::autodiff::tape::{Tape, Var};
 use crate::error::{invalid, Result};
-use crate::ops::activation::GeluKind;
+use crate::ops::gelu::GeluKind;
 use crate::ops::attention::AttentionOptions;
 use crate::tensor::Tensor;
 
