@@ -7,6 +7,7 @@
 //! - [`ops`]: every differentiable op, one module per op, each holding its forward, its backward
 //!   and a link to the `cloze-kernels` kernel it calls; element-wise ops implement the
 //!   [`ops::elementwise::Unary`] and [`ops::elementwise::Binary`] traits.
+//! - [`fs`]: the file helpers every writer shares (atomic writes, checksums).
 //!
 //! ```
 //! use cloze::{Tape, Tensor};
@@ -52,6 +53,7 @@ pub mod bert;
 pub mod distributed;
 pub mod error;
 pub mod finetune;
+pub mod fs;
 pub mod ops;
 pub mod optim;
 pub mod pretrain;
