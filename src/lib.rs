@@ -9,6 +9,8 @@
 //!   [`ops::elementwise::Unary`] and [`ops::elementwise::Binary`] traits.
 //! - [`fs`]: the file helpers every writer shares (atomic writes, checksums).
 //!
+//! All `unsafe` code lives in the kernels crate; this crate forbids it.
+//!
 //! ```
 //! use cloze::{Tape, Tensor};
 //! let mut tape = Tape::new();
@@ -18,7 +20,6 @@
 //! let grads = tape.backward(&loss).unwrap();
 //! assert_eq!(grads.get(&x).unwrap().data(), &[2.0, 4.0, 6.0]);
 //! ```
-
 //!
 //! Using a model folder (HF layout: `config.json`, `model.safetensors`, `vocab.txt`; the
 //! folder's tokenizer, sentence-transformers and pooling settings are honoured):
@@ -47,6 +48,8 @@
 //! Pre-training runs from a TOML config ([`pretrain::config::PretrainConfig`],
 //! [`pretrain::trainer::Pretrainer`]); fine-tuning from a model folder and labelled examples
 //! ([`finetune::trainer::FinetuneConfig`], [`finetune::trainer::finetune`]).
+
+#![forbid(unsafe_code)]
 
 pub mod autodiff;
 pub mod bert;

@@ -4,6 +4,8 @@
 //! (clap) and a `run(args) -> Result<(), String>`; add a new one by adding a module and a
 //! variant of [`Command`].
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
