@@ -69,6 +69,8 @@ impl Binary for Sub {
     fn da(self, g: f32, _: f32, _: f32) -> f32 {
         g
     }
+    // A product rather than `-g`, as the op has always computed it (a NaN keeps its sign).
+    #[allow(clippy::neg_multiply)]
     fn db(self, g: f32, _: f32, _: f32) -> f32 {
         g * -1.0
     }

@@ -1,7 +1,8 @@
 //! The BERT model on the tape: embeddings, post-LN encoder, pooler and the task heads.
 //!
-//! Parameters live in a [`ParamStore`] under HF `BertModel` names (no `bert.` prefix; the
-//! checkpoint writer adds it for task models): `embeddings.word_embeddings.weight`,
+//! Parameters live in a [`ParamStore`](crate::ParamStore) under HF `BertModel` names (no
+//! `bert.` prefix; the checkpoint writer adds it for task models):
+//! `embeddings.word_embeddings.weight`,
 //! `encoder.layer.{i}.attention.self.query.weight` (`[out, in]`), …, `pooler.dense.weight`,
 //! `cls.predictions.*`, `cls.seq_relationship.*`, `classifier.*`.
 //!
