@@ -10,7 +10,9 @@
 //! forward, over ten for forward+backward) only when `CLOZE_BENCH_SLOW_REFERENCE=1` is set.
 //! Run: `cargo bench --bench attention` (add `CLOZE_BENCH_SLOW_REFERENCE=1` for the full table).
 
-use cloze_kernels::attention::{self, reference, AttnParams, AttnShape};
+use cloze_kernels::attention::{
+    self, reference, AttnGrads, AttnInputs, AttnParams, AttnSaved, AttnShape,
+};
 use cloze_kernels::dispatch;
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
@@ -143,47 +145,34 @@ fn bench(c: &mut Criterion) {
         });
         let slow_ok = std::env::var("CLOZE_BENCH_SLOW_REFERENCE").is_ok_and(|v| v == "1");
         if t <= 128 || slow_ok {
+            let inputs = AttnInputs {
+                shape: s,
+                params: d.params,
+                q: &d.q,
+                k: &d.k,
+                v: &d.v,
+                mask: Some(&d.mask),
+            };
             g.bench_function("reference_fwd", |b| {
                 b.iter(|| {
-                    reference::forward(
-                        s,
-                        d.params,
-                        &d.q,
-                        &d.k,
-                        &d.v,
-                        Some(&d.mask),
-                        &mut out,
-                        &mut lse,
-                    );
+                    reference::forward(&inputs, &mut out, &mut lse);
                     black_box(&out);
                 })
             });
             g.bench_function("reference_fwd_bwd", |b| {
                 b.iter(|| {
-                    reference::forward(
-                        s,
-                        d.params,
-                        &d.q,
-                        &d.k,
-                        &d.v,
-                        Some(&d.mask),
-                        &mut out,
-                        &mut lse,
-                    );
-                    reference::backward(
-                        s,
-                        d.params,
-                        &d.q,
-                        &d.k,
-                        &d.v,
-                        Some(&d.mask),
-                        &out,
-                        &lse,
-                        &d.dout,
-                        &mut dq,
-                        &mut dk,
-                        &mut dv,
-                    );
+                    reference::forward(&inputs, &mut out, &mut lse);
+                    let saved = AttnSaved {
+                        out: &out,
+                        lse: &lse,
+                        dout: &d.dout,
+                    };
+                    let grads = AttnGrads {
+                        dq: &mut dq,
+                        dk: &mut dk,
+                        dv: &mut dv,
+                    };
+                    reference::backward(&inputs, &saved, grads);
                     black_box((&dq, &dk, &dv));
                 })
             });

@@ -12,7 +12,7 @@
 
 use cloze_kernels::dispatch::{self, Isa};
 use cloze_kernels::gelu::{self, GeluKind};
-use cloze_kernels::{adamw, layernorm, simd, softmax};
+use cloze_kernels::{adamw, cross_entropy, layer_norm, simd};
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
@@ -127,7 +127,7 @@ fn bench_gelu(c: &mut Criterion) {
     g.finish();
 }
 
-fn bench_layernorm(c: &mut Criterion) {
+fn bench_layer_norm(c: &mut Criterion) {
     let rows = N / LN_COLS;
     let n = rows * LN_COLS;
     let x = data(n, 3);
@@ -146,10 +146,10 @@ fn bench_layernorm(c: &mut Criterion) {
         g.bench_function(&label, |b| {
             b.iter(|| {
                 run_in(&p, || {
-                    layernorm::forward_with(
+                    layer_norm::forward_with(
                         isa, &x, &gamma, &beta, 1e-12, &mut y, &mut mean, &mut rstd,
                     );
-                    layernorm::backward_with(
+                    layer_norm::backward_with(
                         isa, &dy, &x, &gamma, &mean, &rstd, &mut dx, &mut dg, &mut db,
                     );
                 })
@@ -190,7 +190,7 @@ fn bench_cross_entropy(c: &mut Criterion) {
             g.bench_function(&label, |b| {
                 b.iter(|| {
                     run_in(&p, || {
-                        black_box(softmax::cross_entropy_with(
+                        black_box(cross_entropy::cross_entropy_with(
                             isa,
                             &logits,
                             VOCAB,
@@ -239,7 +239,7 @@ fn bench_adamw(c: &mut Criterion) {
 criterion_group!(
     benches,
     bench_gelu,
-    bench_layernorm,
+    bench_layer_norm,
     bench_cross_entropy,
     bench_adamw
 );

@@ -3,7 +3,10 @@
 data, timed like examples/train_step.rs: prints one JSON line.
 
 usage: pytorch_step.py CONFIG BATCH STEPS VARIANT THREADS
-  CONFIG  mini (L4 H256 A4) | base (L12 H768 A12), vocab 30522, seq 128
+  CONFIG  tiny (L2 H128 A2) | mini (L4 H256 A4) | base (L12 H768 A12): vocab 30522, seq 128,
+          20 masked positions per sequence, dropout 0.1
+          repro: paper-repro's pre-training shape: L2 H128 A2, vocab 8192, seq 64, 26 masked
+          positions per sequence, dropout 0 (as examples/train_step.rs repro)
   VARIANT stock  = HF's BertForPreTraining as shipped (MLM logits at every position)
           masked = the MLM head applied to the 20 masked positions per sequence only, as the
                    reference TF implementation does (and as cloze does)
@@ -19,15 +22,16 @@ from transformers import BertConfig, BertForPreTraining
 name, batch, steps, variant, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 torch.set_num_threads(threads)
 torch.manual_seed(7)
-shape = {"mini": (4, 256, 4), "base": (12, 768, 12)}[name]
+shape = {"tiny": (2, 128, 2), "mini": (4, 256, 4), "base": (12, 768, 12), "repro": (2, 128, 2)}[name]
 L, H, A = shape
-cfg = BertConfig(vocab_size=30522, hidden_size=H, num_hidden_layers=L, num_attention_heads=A,
-                 intermediate_size=4 * H, max_position_embeddings=512, type_vocab_size=2)
+vocab, seq, per_seq, dropout = (8192, 64, 26, 0.0) if name == "repro" else (30522, 128, 20, 0.1)
+cfg = BertConfig(vocab_size=vocab, hidden_size=H, num_hidden_layers=L, num_attention_heads=A,
+                 intermediate_size=4 * H, max_position_embeddings=512, type_vocab_size=2,
+                 hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
 model = BertForPreTraining(cfg)
 model.train()
 opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, eps=1e-6)
-seq, per_seq = 128, 20
-ids = torch.randint(1000, 30522, (batch, seq))
+ids = torch.randint(1000, vocab, (batch, seq))
 types = (torch.arange(seq) >= seq // 2).long().expand(batch, seq)
 mask = torch.ones(batch, seq, dtype=torch.long)
 pos = torch.tensor([1 + j * (seq - 2) // per_seq for j in range(per_seq)])

@@ -1,7 +1,13 @@
 #!/usr/bin/env python3
-"""Collects criterion results from target/criterion and writes BENCHMARKS.md.
+"""Collects criterion results for one kernel path and writes its section of BENCHMARKS.md.
 
-Usage: python3 benches/report.py [--criterion DIR] [--out BENCHMARKS.md]
+Usage: python3 benches/report.py --isa avx2 [--criterion DIR] [--limits DIR] [--train-step JSONL]
+                                 [--out BENCHMARKS.md] [--extra FILE.md ...]
+
+BENCHMARKS.md holds one section per (CPU, kernel path) it has seen, each between
+`<!-- section: KEY -->` and `<!-- /section -->` markers. This script replaces the section of the
+machine it runs on and the path it was given, and keeps every other section as it was, so an
+AVX2-only machine's figures and an AVX-512 machine's figures (of both its paths) sit side by side.
 
 Every figure comes from the criterion estimates of the last bench run (mean time of one
 iteration) and the throughput each bench declared (Elements = floating-point operations,
@@ -63,6 +69,16 @@ def cpu_info():
                 flags = " ".join(f for f in keep if f in fl)
     except OSError:
         pass
+    family = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("cpu family"):
+                family = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if family and model.startswith("AMD"):
+        model = f"{model} (family {family})"
     cores = os.cpu_count()
     return model, flags, cores
 
@@ -90,15 +106,19 @@ def limits(rows):
     return out
 
 
-def derived(rows, lim):
+ISA_TITLE = {"avx512": "AVX-512", "avx2": "AVX2+FMA", "neon": "NEON", "portable": "portable (wide)",
+             "scalar": "scalar"}
+
+
+def derived(rows, lim, isa, bench_dir):
     """Summary tables: GEMM as a fraction of the measured FMA peak and against the peers;
     attention fused vs unfused and vs PyTorch; memory-bound kernels against a copy."""
     by_id = {(r["group"], r["id"].split("/", 1)[1] if "/" in r["id"] else r["id"]): r for r in rows}
     out = []
-    peak = lim.get("avx512")
+    peak = lim.get(isa)
     if peak:
-        out += ["## Summary: GEMM against the machine and the peers", "",
-                f"Peak = the measured AVX-512 FMA peak ({peak:.0f} GFLOP/s per core) × threads. "
+        out += ["### Summary: GEMM against the machine and the peers", "",
+                f"Peak = the measured {ISA_TITLE.get(isa, isa)} FMA peak ({peak:.0f} GFLOP/s per core) × threads. "
                 "Peer ratios are cloze's throughput over the peer's, measured in the same run "
                 "(matrixmultiply runs single-threaded on single products).", "",
                 "| shape | threads | cloze GFLOP/s | % of peak | × matrixmultiply | × gemm crate |",
@@ -128,10 +148,10 @@ def derived(rows, lim):
         if f and u:
             att.append((t, f, u))
     if att:
-        out += ["## Summary: attention (engine op, forward + backward, batch 8, 12 heads, d 64, dropout 0.1, padding mask)", "",
+        out += ["### Summary: attention (engine op, forward + backward, batch 8, 12 heads, d 64, dropout 0.1, padding mask)", "",
                 "| seq | fused | unfused | fused speed-up |", "|---|---|---|---|"]
         torch_rows = {}
-        path = os.path.join(os.path.dirname(__file__), "..", "target", "bench", "pytorch_attention.jsonl")
+        path = os.path.join(bench_dir, "pytorch_attention.jsonl")
         if os.path.exists(path):
             for line in open(path):
                 r = json.loads(line)
@@ -153,7 +173,7 @@ def derived(rows, lim):
                     "(`scaled_dot_product_attention` with the padding mask; its flash kernel runs only without "
                     "dropout, with dropout 0.1 it falls back to the unfused math path). cloze runs with dropout 0.1 "
                     "on 2 threads (the rayon default here).", ""]
-    mem_path = os.path.join(os.path.dirname(__file__), "..", "target", "bench", "attention_memory.jsonl")
+    mem_path = os.path.join(bench_dir, f"attention_memory-{isa}.jsonl")
     if os.path.exists(mem_path):
         mem_rows = {}
         for line in open(mem_path):
@@ -161,7 +181,7 @@ def derived(rows, lim):
                 r = json.loads(line)
                 mem_rows[(r["seq"], r["impl"])] = r
         seqs = sorted({s for s, _ in mem_rows})
-        out += ["## Summary: attention peak memory (engine op, forward + backward, same sizes)", "",
+        out += ["### Summary: attention peak memory (engine op, forward + backward, same sizes)", "",
                 "Growth of the process's peak resident set during one forward + backward over the resident set "
                 "with the inputs built (Linux `VmHWM`, reset just before the call; one process per row: "
                 "`cargo run --release --example attention_memory -- fused|unfused SEQ`). *Beyond outputs* "
@@ -179,15 +199,15 @@ def derived(rows, lim):
         out.append("")
     bw = []
     for g in sorted({r["group"] for r in rows}):
-        best = by_id.get((g, "avx512_1t"))
-        allt = by_id.get((g, "avx512_all"))
+        best = by_id.get((g, f"{isa}_1t"))
+        allt = by_id.get((g, f"{isa}_all"))
         copy = by_id.get((g, "copy_1t"))
         stream = by_id.get((g, "copy_stream_1t"))
         if best and copy and "gbs" in best:
             bw.append((g, best, allt, copy, stream))
     if bw:
         mem = lim.get("copy_t1")
-        out += ["## Summary: memory-bound kernels against a copy of the same bytes (arrays larger than L2)", "",
+        out += ["### Summary: memory-bound kernels against a copy of the same bytes (arrays larger than L2)", "",
                 "Throughput counts every byte read and written; AdamW reads four arrays and writes three, and "
                 "reads cost less than a copy's even read/write mix, so it can exceed 100%. Three references: "
                 "in each group, `copy_from_slice` (the C library's memcpy) and a streaming-store copy moving the "
@@ -195,8 +215,8 @@ def derived(rows, lim):
                 "`machine_limits` bench (64 MiB), the bandwidth the issue's 70% target refers to. A call that "
                 "reads and writes at least `simd::STREAM_MIN_BYTES` (32 MiB, the L3) writes its output with "
                 "streaming stores: here every group but the `_cached` cross-entropy (AdamW updates in place).", "",
-                "| kernel | AVX-512 1 thread | % of memcpy (same bytes) | % of streaming copy (same bytes) "
-                "| % of machine memcpy | AVX-512 2 threads |",
+                f"| kernel | {ISA_TITLE.get(isa, isa)} 1 thread | % of memcpy (same bytes) | % of streaming copy (same bytes) "
+                f"| % of machine memcpy | {ISA_TITLE.get(isa, isa)} 2 threads |",
                 "|---|---|---|---|---|---|"]
         for g, best, allt, copy, stream in bw:
             two = f"{allt['gbs']:.1f} GB/s" if allt and "gbs" in allt else "–"
@@ -207,63 +227,128 @@ def derived(rows, lim):
     rec = by_id.get(("tape_overhead", "recorded_fwd_bwd_n16"))
     ng = by_id.get(("tape_overhead", "no_grad_fwd_n16"))
     if rec and ng:
-        out += ["## Summary: tape overhead", "",
+        out += ["### Summary: tape overhead", "",
                 f"A chain of 4 ops (mul, add, mul, sum) on 16 elements: forward + backward with recording "
                 f"{fmt_time(rec['mean_ns'])}, forward with recording off {fmt_time(ng['mean_ns'])}; "
                 f"about {rec['mean_ns'] / 8:.0f} ns per recorded op and its backward.", ""]
     return out
 
 
+def train_step_table(path, isa):
+    """The training-step comparison for one kernel path, from benches/train_step.sh's JSON lines."""
+    import statistics
+    if not os.path.exists(path):
+        return []
+    rows = [json.loads(l) for l in open(path) if l.strip()]
+    rows = [r for r in rows if r["impl"] != "cloze" or r.get("isa") == isa]
+    if not any(r["impl"] == "cloze" for r in rows):
+        return []
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["config"], r["threads"]), {}).setdefault(r["impl"], []).append(r)
+    order = {"repro": 0, "tiny": 1, "mini": 2, "base": 3}
+    out = ["### Training step: cloze vs PyTorch (same session, alternating)", "",
+           "Full step (forward, backward, clipping, AdamW) of BertForPreTraining on synthetic data. "
+           "tiny/mini/base: sequence 128, vocabulary 30,522, 20 masked positions per sequence, dropout 0.1. "
+           "repro: paper-repro's pre-training shape (L2/H128/A2, sequence 64, vocabulary 8,192, "
+           "26 masked positions per sequence, dropout 0). Median ms per step within each run, then the "
+           "median over runs. `pytorch-masked` applies the MLM head to the masked positions only (as the "
+           "reference implementation and cloze do); `pytorch-stock` is HF's BertForPreTraining as shipped "
+           "(MLM logits at every position). Speed-up = PyTorch's time over cloze's (same config, threads "
+           "and session). Peak memory is the process's maximum resident set. From `bash benches/train_step.sh`.",
+           "", "| config | threads | cloze ms/step | pytorch-masked ms/step | **speed-up** | pytorch-stock ms/step "
+           "| speed-up vs stock | cloze / PyTorch peak MiB |", "|---|---|---|---|---|---|---|---|"]
+    for (cfg, th), impls in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], 9), kv[0][1])):
+        med = {k: statistics.median(r["ms_per_step"] for r in v) for k, v in impls.items()}
+        if "cloze" not in med:
+            continue
+        c = med["cloze"]
+        batch = impls["cloze"][0]["batch"]
+        pm, ps = med.get("pytorch-masked"), med.get("pytorch-stock")
+        num = lambda x, f="{:.1f}": f.format(x) if x else "–"
+        mem = lambda k: f"{max(r['peak_rss_mib'] for r in impls[k]):.0f}" if k in impls else "–"
+        out.append(f"| {cfg} (batch {batch}) | {th} | {c:.1f} | {num(pm)} | "
+                   f"**{num(pm and pm / c, '{:.2f}×')}** | {num(ps)} | "
+                   f"{num(ps and ps / c, '{:.2f}×')} | {mem('cloze')} / {mem('pytorch-masked')} |")
+    runs = len([r for r in rows if r["impl"] == "cloze"])
+    torch_v = next((r.get("torch") for r in rows if r.get("torch")), None)
+    out += ["", f"{runs} cloze runs on this path; PyTorch {torch_v or 'not installed'}.", ""]
+    return out
+
+
+SECTION = re.compile(r"<!-- section: (.*?) -->\n(.*?)<!-- /section -->\n?", re.S)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--criterion", default="target/criterion")
+    ap.add_argument("--isa", required=True, help="the kernel path the criterion benches measured (CLOZE_KERNEL)")
+    ap.add_argument("--criterion", default=None, help="criterion results (default target/criterion/ISA)")
+    ap.add_argument("--limits", default="target/criterion/limits", help="criterion results of machine_limits")
+    ap.add_argument("--bench-dir", default="target/bench", help="raw results of the scripted benches")
     ap.add_argument("--out", default="BENCHMARKS.md")
     ap.add_argument("--extra", action="append", default=[],
-                    help="markdown files to append (e.g. the training-step comparison with PyTorch)")
+                    help="markdown files to append to this section (e.g. the MPI scaling table)")
     args = ap.parse_args()
-    rows = load(args.criterion)
+    crit = args.criterion or os.path.join("target", "criterion", args.isa)
+    rows = load(crit)
     if not rows:
-        sys.exit(f"no criterion results under {args.criterion}: run `cargo bench` first")
+        sys.exit(f"no criterion results under {crit}: run `bash benches/report.sh` first")
     model, flags, cores = cpu_info()
-    lim = limits(rows)
+    lim = limits(load(args.limits) if os.path.isdir(args.limits) else rows)
     rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
-    lines = [
-        "# Benchmarks",
+    key = f"{model} / {args.isa}"
+    body = [
+        f"## {model}: {ISA_TITLE.get(args.isa, args.isa)} path",
         "",
-        "Regenerated by `bash benches/report.sh` (criterion benches, then `benches/report.py`).",
-        "Times are criterion means on a shared machine: compare ratios measured in the same run,",
-        "not absolute times across runs.",
-        "",
-        f"- CPU: {model} ({cores} cores visible), flags: {flags}",
+        f"- CPU: {model} ({cores} cores visible), flags: {flags}; kernel path `CLOZE_KERNEL={args.isa}`",
         f"- {rustc}; generated {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
     ]
     if lim:
-        lines.append("- Measured limits (machine_limits bench): " + ", ".join(
+        body.append("- Measured limits (machine_limits bench): " + ", ".join(
             f"{k} {v:.1f}" for k, v in sorted(lim.items())))
-    lines.append("")
-    peak_keys = {k: v for k, v in lim.items() if "fma" in k or "peak" in k}
+    body.append("")
+    body += derived(rows, lim, args.isa, args.bench_dir)
+    body += train_step_table(os.path.join(args.bench_dir, "train_step.jsonl"), args.isa)
+    for extra in args.extra:
+        with open(extra) as f:
+            body += [f.read().rstrip().replace("\n## ", "\n### ").replace("## ", "### ", 1), ""]
     groups = {}
     for r in rows:
         groups.setdefault(r["group"], []).append(r)
+    body += ["<details><summary>Every criterion result on this path</summary>", ""]
     for g, rs in groups.items():
-        lines += [f"## {g}", "", "| bench | mean | 95% CI | throughput |", "|---|---|---|---|"]
+        body += [f"#### {g}", "", "| bench | mean | 95% CI | throughput |", "|---|---|---|---|"]
         for r in rs:
             thr = ""
             if "gflops" in r:
                 thr = f"{r['gflops']:.1f} GFLOP/s"
             elif "gbs" in r:
                 thr = f"{r['gbs']:.1f} GB/s"
-            lines.append(
+            body.append(
                 f"| {r['id'].split('/', 1)[-1] if '/' in r['id'] else r['id']} | {fmt_time(r['mean_ns'])} "
                 f"| {fmt_time(r['ci_low'])} – {fmt_time(r['ci_high'])} | {thr} |")
-        lines.append("")
-    lines += derived(rows, lim)
-    for extra in args.extra:
-        with open(extra) as f:
-            lines += [f.read().rstrip(), ""]
+        body.append("")
+    body += ["</details>", ""]
+    sections = {}
+    if os.path.exists(args.out):
+        for k, v in SECTION.findall(open(args.out).read()):
+            sections[k] = v
+    sections[key] = "\n".join(body) + "\n"
+    head = [
+        "# Benchmarks",
+        "",
+        "Regenerated by `bash benches/report.sh` (criterion benches on every kernel path the CPU has",
+        "among AVX-512 and AVX2, the training step against PyTorch, then `benches/report.py`). One",
+        "section per CPU and kernel path seen; a run replaces only its own machine's sections. Times",
+        "are criterion means on a shared machine: compare ratios measured in the same run, not",
+        "absolute times across runs or sections.",
+        "",
+    ]
+    text = "\n".join(head) + "\n" + "".join(
+        f"<!-- section: {k} -->\n{v}<!-- /section -->\n\n" for k, v in sorted(sections.items()))
     with open(args.out, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print(f"wrote {args.out} ({len(rows)} benches)")
+        f.write(text.rstrip("\n") + "\n")
+    print(f"wrote the section {key!r} of {args.out} ({len(rows)} benches; {len(sections)} sections in all)")
 
 
 if __name__ == "__main__":

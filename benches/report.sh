@@ -1,28 +1,49 @@
 #!/usr/bin/env bash
-# Regenerates BENCHMARKS.md: runs every criterion bench (machine limits first), the
-# training-step comparison with PyTorch, then benches/report.py. Run on a quiet machine.
+# Regenerates this machine's sections of BENCHMARKS.md: the machine's limits, every criterion
+# bench once per kernel path (the best path, and AVX2 as well on an AVX-512 CPU, since most
+# researchers' CPUs take that path), the attention memory probe, the training step against
+# PyTorch (benches/train_step.sh), the MPI scaling table when mpirun exists, then
+# benches/report.py once per path. Sections other machines wrote are kept. Run on a quiet
+# machine; takes about an hour on 2 cores.
+#   PATHS="avx2" bash benches/report.sh     # one path only
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for b in machine_limits gemm attention attention_engine kernels_bw tape_overhead; do
-  echo "== cargo bench --bench $b"
-  cargo bench --bench "$b" 2>&1 | grep -E "time:|thrpt:|^[a-z_0-9]+/" || true
-done
+best=avx2
+grep -q avx512f /proc/cpuinfo 2>/dev/null && best=avx512
+grep -q avx2 /proc/cpuinfo 2>/dev/null || best=portable
+[ "$(uname -m)" = aarch64 ] && best=neon
+paths=${PATHS:-$([ "$best" = avx512 ] && echo "avx512 avx2" || echo "$best")}
 mkdir -p target/bench
+echo "== cargo bench --bench machine_limits"
+CRITERION_HOME=target/criterion/limits cargo bench --bench machine_limits 2>&1 | grep -E "time:|thrpt:|^[a-z_0-9]+/" || true
+cargo build --release --example attention_memory >/dev/null
+for isa in $paths; do
+  for b in gemm attention attention_engine kernels_bw tape_overhead; do
+    echo "== CLOZE_KERNEL=$isa cargo bench --bench $b"
+    CLOZE_KERNEL=$isa CRITERION_HOME=target/criterion/$isa cargo bench --bench "$b" 2>&1 \
+      | grep -E "time:|thrpt:|^[a-z_0-9]+/" || true
+  done
+  # Peak memory of the attention op, one process per measurement.
+  : > "target/bench/attention_memory-$isa.jsonl"
+  for t in 128 512 1024; do
+    for impl in fused unfused; do
+      CLOZE_KERNEL=$isa ./target/release/examples/attention_memory "$impl" "$t" >> "target/bench/attention_memory-$isa.jsonl"
+    done
+  done
+done
 if python3 -c "import torch" 2>/dev/null; then
   python3 benches/pytorch_attention.py 2 > target/bench/pytorch_attention.jsonl
 fi
-# Peak memory of the attention op, one process per measurement.
-cargo build --release --example attention_memory >/dev/null
-: > target/bench/attention_memory.jsonl
-for t in 128 512 1024; do
-  for impl in fused unfused; do
-    ./target/release/examples/attention_memory "$impl" "$t" >> target/bench/attention_memory.jsonl
-  done
-done
 bash benches/train_step.sh
-extra=(--extra target/bench/train_step.md)
+extra=()
 if command -v mpirun >/dev/null; then
   bash benches/mpi_scaling.sh
   extra+=(--extra target/bench/mpi_scaling.md)
 fi
-python3 benches/report.py "${extra[@]}"
+for isa in $paths; do
+  if [ "$isa" = "$best" ]; then
+    python3 benches/report.py --isa "$isa" "${extra[@]}"
+  else
+    python3 benches/report.py --isa "$isa"
+  fi
+done

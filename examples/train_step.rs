@@ -1,12 +1,15 @@
 //! One full pre-training step (forward, backward, AdamW) of BertForPreTraining on synthetic
 //! data, timed: prints one JSON line with ms/step, tokens/s and the process's peak memory.
 //!
-//! cargo run --release --example train_step -- mini 32 [steps] [masked|all]
-//!   config: mini (L4 H256 A4) or base (L12 H768 A12), vocab 30,522, seq 128
-//!   batch:  sequences per step
+//! cargo run --release --example train_step -- CONFIG BATCH [STEPS]
+//!   CONFIG: tiny (L2 H128 A2), mini (L4 H256 A4) or base (L12 H768 A12), each at vocabulary
+//!           30,522, sequence 128, 20 masked positions per sequence, dropout 0.1 (BERT's);
+//!           or repro: paper-repro's pre-training shape (L2 H128 A2, vocabulary 8,192,
+//!           sequence 64, 26 masked positions per sequence, dropout 0)
+//!   BATCH:  sequences per step
 //!
-//! The MLM head runs on the masked positions only (20 per sequence, as the reference
-//! implementation gathers them). Used by benches/train_step.sh, which runs PyTorch on the same
+//! The MLM head runs on the masked positions only (as the reference implementation gathers
+//! them). Used by benches/train_step.sh, which runs PyTorch on the same
 //! configs in the same session.
 
 use cloze::bert::model::{BertForPreTraining, BertInput, ForwardOptions};
@@ -31,13 +34,23 @@ fn peak_rss_mib() -> f64 {
 }
 
 fn main() -> cloze::Result<()> {
+    if let Err(msg) = cloze::kernels::dispatch::select_from_env() {
+        eprintln!("{msg}");
+        std::process::exit(2);
+    }
     let args: Vec<String> = std::env::args().collect();
     let name = args.get(1).map(String::as_str).unwrap_or("mini");
     let batch: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(32);
     let steps: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(3);
-    let seq = 128;
-    let per_seq = 20;
-    let cfg = BertConfig::preset(name)?;
+    let (cfg, seq, per_seq) = if name == "repro" {
+        let mut cfg = BertConfig::tiny();
+        cfg.vocab_size = 8192;
+        cfg.hidden_dropout_prob = 0.0;
+        cfg.attention_probs_dropout_prob = 0.0;
+        (cfg, 64, 26)
+    } else {
+        (BertConfig::preset(name)?, 128, 20)
+    };
     let mut store = ParamStore::new();
     let model = BertForPreTraining::new(&cfg, &mut store, 1)?;
     let mut opt = AdamW::new(AdamWConfig::bert(), &store, bert_decays)?;
@@ -92,7 +105,7 @@ fn main() -> cloze::Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "impl": "cloze", "config": name, "batch": batch, "seq": seq,
+            "impl": "cloze", "isa": cloze::kernels::dispatch::active().name(), "config": name, "batch": batch, "seq": seq,
             "threads": rayon::current_num_threads(),
             "ms_per_step": median * 1e3, "tokens_per_s": (batch * seq) as f64 / median,
             "peak_rss_mib": peak_rss_mib(), "steps_timed": times.len(),

@@ -1,8 +1,12 @@
 //! `cloze embed` on the real MiniLM model: every fixture text's embedding against
-//! sentence-transformers' (cosine ≥ 0.99999), hidden states against HF's, and bad input.
+//! sentence-transformers' (cosine ≥ 0.99999), hidden states against HF's, and bad input;
+//! on a tiny folder: each pooling mode the folder can ask for, `.npy` output, and the
+//! truncation a folder's max_seq_length sets.
 
 mod common;
 
+use cloze::bert::folder::Pooling;
+use common::{cli, tiny};
 use safetensors::SafeTensors;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -180,5 +184,121 @@ fn bad_input_is_reported() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn normalized(v: &[f32]) -> Vec<f32> {
+    let n = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    v.iter().map(|x| (*x as f64 / n) as f32).collect()
+}
+
+#[test]
+fn embed_pools_as_the_folder_says_and_writes_one_matrix() {
+    let dir = tiny::tmp("pool");
+    tiny::tiny_mlm(&dir, None);
+    std::fs::write(dir.join("in.txt"), "the cat sat\na good film on the mat\n").unwrap();
+    let input = dir.join("in.txt");
+    let run = |pool_json: &str, extra: &[&str]| {
+        std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+        std::fs::write(dir.join("1_Pooling/config.json"), pool_json).unwrap();
+        cli::cloze("embed")
+            .model(&dir)
+            .input(&input)
+            .args(["--hidden-states", "--output", "-"])
+            .args(extra)
+            .ok_bytes()
+    };
+    for (json, mode) in [
+        (r#"{"pooling_mode_cls_token": true}"#, Pooling::Cls),
+        (r#"{"pooling_mode_max_tokens": true}"#, Pooling::Max),
+        (r#"{"pooling_mode_mean_tokens": true}"#, Pooling::Mean),
+    ] {
+        let bytes = run(json, &[]);
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let m = st.tensor("embeddings").unwrap();
+        assert_eq!(m.shape(), &[2, 16]);
+        let m = f32s(&m);
+        for i in 0..2 {
+            let hid = st.tensor(&format!("last_hidden_state.{i}")).unwrap();
+            let t = hid.shape()[0];
+            let h = f32s(&hid);
+            let raw: Vec<f32> = match mode {
+                Pooling::Cls => h[..16].to_vec(),
+                Pooling::Max => (0..16)
+                    .map(|j| (0..t).map(|p| h[p * 16 + j]).fold(f32::MIN, f32::max))
+                    .collect(),
+                Pooling::Mean => (0..16)
+                    .map(|j| (0..t).map(|p| h[p * 16 + j]).sum::<f32>() / t as f32)
+                    .collect(),
+            };
+            let want = normalized(&raw);
+            for (g, w) in m[i * 16..(i + 1) * 16].iter().zip(&want) {
+                assert!((g - w).abs() < 1e-5, "{mode:?} input {i}: {g} vs {w}");
+            }
+        }
+    }
+    // --pooling overrides the folder; --no-normalize leaves the norm alone
+    let bytes = run(
+        r#"{"pooling_mode_max_tokens": true}"#,
+        &["--pooling", "cls", "--no-normalize"],
+    );
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let m = f32s(&st.tensor("embeddings").unwrap());
+    let h = f32s(&st.tensor("last_hidden_state.0").unwrap());
+    assert_eq!(&m[..16], &h[..16]);
+    // .npy output
+    let npy = dir.join("out.npy");
+    cli::cloze("embed")
+        .model(&dir)
+        .input(dir.join("in.txt"))
+        .opt("--output", &npy)
+        .ok();
+    let b = std::fs::read(&npy).unwrap();
+    assert_eq!(&b[..8], b"\x93NUMPY\x01\x00");
+    let hl = u16::from_le_bytes([b[8], b[9]]) as usize;
+    let header = std::str::from_utf8(&b[10..10 + hl]).unwrap();
+    assert!(
+        header.contains("'descr': '<f4'") && header.contains("'shape': (2, 16)"),
+        "{header}"
+    );
+    assert_eq!((10 + hl) % 64, 0);
+    assert_eq!(b.len(), 10 + hl + 2 * 16 * 4);
+    // a folder with only pytorch_model.bin says how to convert it
+    let pt = tiny::tmp("pt");
+    std::fs::copy(dir.join("config.json"), pt.join("config.json")).unwrap();
+    std::fs::copy(dir.join("vocab.txt"), pt.join("vocab.txt")).unwrap();
+    std::fs::write(pt.join("pytorch_model.bin"), b"not really").unwrap();
+    let e = cli::cloze("embed")
+        .model(&pt)
+        .input(dir.join("in.txt"))
+        .opt("--output", "-")
+        .err();
+    assert!(
+        e.contains("pytorch_model.bin") && e.contains("safetensors") && e.contains("save_file"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&pt).unwrap();
+}
+
+#[test]
+fn minilm_embed_truncates_to_the_folder_max_seq_length() {
+    // sentence_bert_config.json says 256; a 600-word input used to run to 512 (or fail)
+    let dir = tiny::tmp("long");
+    let long = "word ".repeat(600);
+    std::fs::write(dir.join("in.txt"), format!("{long}\nshort text\n")).unwrap();
+    let bytes = cli::cloze("embed")
+        .threads(1)
+        .args(["--hidden-states", "--output", "-"])
+        .model(common::minilm_dir())
+        .input(dir.join("in.txt"))
+        .ok_bytes();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.tensor("embeddings").unwrap().shape(), &[2, 384]);
+    assert_eq!(
+        st.tensor("last_hidden_state.0").unwrap().shape(),
+        &[256, 384]
+    );
+    assert_eq!(st.tensor("last_hidden_state.1").unwrap().shape(), &[4, 384]);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -6,16 +6,23 @@
 //! (override with `CLOZE_KERNEL=scalar|portable|avx2|avx512|neon`); each kernel also has a
 //! `*_with(isa, ..)` form so tests and benches can run every path on one machine.
 //!
+//! One folder per op (`gelu`, `layer_norm`, `softmax`, `cross_entropy`, `attention`, `adamw`):
+//! its `mod.rs` holds the API and the scalar reference, `vector.rs` beside it the SIMD
+//! implementation, written once over the `Simd` trait of [`simd`] (whose `loops` and
+//! `math` hold the loops and the vector `exp` every op shares). The tests are
+//! `kernels/tests/<op>.rs`, on one harness (`kernels/tests/common`).
+//!
 //! `unsafe` appears only in this crate, in `#[target_feature]` functions, and every block
 //! carries a `// SAFETY:` comment; the safe wrappers check slice lengths before calling in.
 
 pub mod adamw;
 pub mod attention;
 pub mod convert;
+pub mod cross_entropy;
 pub mod dispatch;
 pub mod gelu;
 pub mod gemm;
-pub mod layernorm;
+pub mod layer_norm;
 #[cfg(feature = "peers")]
 pub mod peers;
 pub mod simd;

@@ -1,259 +1,21 @@
 //! Fused attention (every path this CPU supports) against the plain f64 reference, and the
-//! reference backward against central finite differences.
-//!
-//! Tolerance (fused vs reference), normwise per output tensor:
-//!   max |fused − ref| ≤ 4·u·(d·(1 + |scale|·d) + Tq + Tk + M + 16)·(1 + max |ref|)
-//! with `u = 2^-24` the f32 unit roundoff. Inputs are in [−1, 1], so a score `scale·q·k` is a
-//! length-`d` f32 dot product of error ≤ d·u·|scale|·d, plus ≤ u·(|scale|·d + M) for adding the
-//! mask (M = the largest |finite mask value| near which a row's maximum can sit); `exp` turns an
-//! absolute score error into the same relative probability error. The accumulations along keys
-//! (online softmax, P·V) and along queries (dk, dv) have lengths Tk and Tq, and each dot over
-//! the head dimension (dP, D) has length d. The reference is f64, so its own error is
-//! negligible. The factor 4 covers the few roundings per element (exp ≤ 2 ulp, lse, rescaling).
-//! These are worst-case (linear) bounds: observed errors stay below 1/40 of them, so the tight
-//! per-loop checks (exp ≤ 3 ulp, micro-kernel, row passes) live in the unit tests of
-//! `kernels/src/attention/mod.rs`.
+//! reference backward against central finite differences. The cases, the runs and the
+//! normwise tolerance (with its derivation) are in `common/attention.rs`.
 
-use cloze_kernels::attention::{
-    self, backward_with, dropout_keep, forward_with, reference, AttnParams, AttnShape,
+mod common;
+
+use cloze_kernels::attention::{self, dropout_keep, reference, AttnInputs, AttnParams, AttnShape};
+use common::attention::{
+    check_case, params, run_fused, run_reference, Case, MaskKind, PARTIAL_MAG,
 };
-use cloze_kernels::dispatch::{supported, Isa};
+use common::{cases, for_each_isa, same_bits_across_threads, HEAD_DIMS, QK_LENS, SEQ_LENS, U};
 use proptest::prelude::*;
-
-const U: f64 = f32::EPSILON as f64 / 2.0;
-
-/// splitmix64 stream of uniform f32 in [lo, hi).
-struct Gen(u64);
-impl Gen {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        let x = (self.next() >> 40) as f32 / (1u64 << 24) as f32;
-        lo + (hi - lo) * x
-    }
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.uniform(-1.0, 1.0)).collect()
-    }
-}
-
-/// Key-padding mask patterns, one per batch row (cycled).
-#[derive(Clone, Copy, Debug)]
-enum MaskKind {
-    None,
-    /// Mix of 0, −30 and −inf, at least one key 0.
-    Partial,
-    /// Batch 0 all −inf (a fully hidden row), the others partial.
-    FullyHidden,
-}
-
-const PARTIAL_MAG: f64 = 30.0;
-
-fn make_mask(kind: MaskKind, batch: usize, tk: usize, g: &mut Gen) -> Option<Vec<f32>> {
-    let partial = |g: &mut Gen| -> Vec<f32> {
-        let mut row: Vec<f32> = (0..tk)
-            .map(|_| match g.next() % 4 {
-                0 => f32::NEG_INFINITY,
-                1 => -PARTIAL_MAG as f32,
-                _ => 0.0,
-            })
-            .collect();
-        let keep = (g.next() % tk as u64) as usize;
-        row[keep] = 0.0;
-        row
-    };
-    match kind {
-        MaskKind::None => None,
-        MaskKind::Partial => Some((0..batch).flat_map(|_| partial(g)).collect()),
-        MaskKind::FullyHidden => Some(
-            (0..batch)
-                .flat_map(|b| {
-                    if b == 0 {
-                        vec![f32::NEG_INFINITY; tk]
-                    } else {
-                        partial(g)
-                    }
-                })
-                .collect(),
-        ),
-    }
-}
-
-struct Case {
-    shape: AttnShape,
-    params: AttnParams,
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
-    dout: Vec<f32>,
-    mask: Option<Vec<f32>>,
-}
-
-impl Case {
-    fn new(shape: AttnShape, params: AttnParams, mask: MaskKind, seed: u64) -> Case {
-        let mut g = Gen(seed);
-        Case {
-            shape,
-            params,
-            q: g.vec(shape.q_len()),
-            k: g.vec(shape.kv_len()),
-            v: g.vec(shape.kv_len()),
-            dout: g.vec(shape.q_len()),
-            mask: make_mask(mask, shape.batch, shape.tk, &mut g),
-        }
-    }
-    fn mask(&self) -> Option<&[f32]> {
-        self.mask.as_deref()
-    }
-}
-
-struct Outs {
-    out: Vec<f32>,
-    lse: Vec<f32>,
-    dq: Vec<f32>,
-    dk: Vec<f32>,
-    dv: Vec<f32>,
-}
-
-fn run_reference(c: &Case) -> Outs {
-    let s = c.shape;
-    let mut o = Outs {
-        out: vec![0.0; s.q_len()],
-        lse: vec![0.0; s.lse_len()],
-        dq: vec![0.0; s.q_len()],
-        dk: vec![0.0; s.kv_len()],
-        dv: vec![0.0; s.kv_len()],
-    };
-    reference::forward(
-        s,
-        c.params,
-        &c.q,
-        &c.k,
-        &c.v,
-        c.mask(),
-        &mut o.out,
-        &mut o.lse,
-    );
-    reference::backward(
-        s,
-        c.params,
-        &c.q,
-        &c.k,
-        &c.v,
-        c.mask(),
-        &o.out,
-        &o.lse,
-        &c.dout,
-        &mut o.dq,
-        &mut o.dk,
-        &mut o.dv,
-    );
-    o
-}
-
-/// Fused forward, then fused backward fed with the fused forward's own `out` and `lse`.
-fn run_fused(isa: Isa, c: &Case) -> Outs {
-    let s = c.shape;
-    // NaN-filled outputs: every element must be written.
-    let mut o = Outs {
-        out: vec![f32::NAN; s.q_len()],
-        lse: vec![f32::NAN; s.lse_len()],
-        dq: vec![f32::NAN; s.q_len()],
-        dk: vec![f32::NAN; s.kv_len()],
-        dv: vec![f32::NAN; s.kv_len()],
-    };
-    forward_with(
-        isa,
-        s,
-        c.params,
-        &c.q,
-        &c.k,
-        &c.v,
-        c.mask(),
-        &mut o.out,
-        &mut o.lse,
-    );
-    backward_with(
-        isa,
-        s,
-        c.params,
-        &c.q,
-        &c.k,
-        &c.v,
-        c.mask(),
-        &o.out,
-        &o.lse,
-        &c.dout,
-        &mut o.dq,
-        &mut o.dk,
-        &mut o.dv,
-    );
-    o
-}
-
-fn tolerance(c: &Case, reference: &[f32], mask_mag: f64) -> f64 {
-    let s = c.shape;
-    let d = s.d as f64;
-    let scale = c.params.scale.abs() as f64;
-    let n = d * (1.0 + scale * d) + s.tq as f64 + s.tk as f64 + mask_mag + 16.0;
-    let max_ref = reference
-        .iter()
-        .filter(|x| x.is_finite())
-        .fold(0.0f64, |m, &x| m.max(x.abs() as f64));
-    4.0 * U * n * (1.0 + max_ref)
-}
-
-fn compare(what: &str, isa: Isa, c: &Case, got: &[f32], want: &[f32], mask_mag: f64) {
-    let tol = tolerance(c, want, mask_mag);
-    for (idx, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let ok = if w.is_finite() {
-            g.is_finite() && ((g as f64) - (w as f64)).abs() <= tol
-        } else {
-            g == w // −inf lse of a fully hidden row
-        };
-        assert!(
-            ok,
-            "{what} on {isa}: element {idx} fused {g} vs reference {w} (tol {tol:e}); shape {:?} params {:?} mask {}",
-            c.shape,
-            c.params,
-            c.mask.is_some()
-        );
-    }
-}
-
-fn check_case(c: &Case, mask_mag: f64) {
-    let r = run_reference(c);
-    for isa in supported() {
-        let f = run_fused(isa, c);
-        compare("out", isa, c, &f.out, &r.out, mask_mag);
-        compare("lse", isa, c, &f.lse, &r.lse, mask_mag);
-        compare("dq", isa, c, &f.dq, &r.dq, mask_mag);
-        compare("dk", isa, c, &f.dk, &r.dk, mask_mag);
-        compare("dv", isa, c, &f.dv, &r.dv, mask_mag);
-    }
-}
-
-fn params(d: usize, causal: bool, dropout: f32, seed: u64) -> AttnParams {
-    AttnParams {
-        scale: 1.0 / (d as f32).sqrt(),
-        causal,
-        dropout,
-        seed,
-    }
-}
-
-const TS: [usize; 9] = [1, 3, 7, 15, 17, 31, 33, 127, 129];
-const DS: [usize; 6] = [1, 3, 8, 17, 32, 64];
 
 #[test]
 fn every_path_matches_reference_on_awkward_sizes() {
     let mut n = 0u64;
-    for &t in &TS {
-        for &d in &DS {
+    for t in SEQ_LENS {
+        for d in HEAD_DIMS {
             // Three configurations per size: plain; partial mask + causal + dropout 0.1;
             // partial mask with a fully hidden batch, not causal, dropout 0.1.
             let configs = [
@@ -280,7 +42,7 @@ fn every_path_matches_reference_on_awkward_sizes() {
 #[test]
 fn every_path_matches_reference_when_query_and_key_lengths_differ() {
     // causal with Tq ≠ Tk is bottom-right aligned; Tq > Tk hides every key from early rows.
-    for (tq, tk) in [(5, 70), (70, 5), (65, 129), (129, 64), (1, 17), (17, 1)] {
+    for (tq, tk) in QK_LENS {
         for causal in [false, true] {
             let shape = AttnShape {
                 batch: 2,
@@ -296,7 +58,7 @@ fn every_path_matches_reference_when_query_and_key_lengths_differ() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(cases(48))]
     #[test]
     fn every_path_matches_reference_on_random_shapes(
         batch in 1usize..=2,
@@ -328,7 +90,7 @@ fn fully_hidden_rows_give_zero_output_and_gradients_without_nan() {
     };
     for p in [0.0, 0.1] {
         let c = Case::new(shape, params(8, false, p, 3), MaskKind::FullyHidden, 5);
-        for isa in supported() {
+        for_each_isa(|isa| {
             let f = run_fused(isa, &c);
             let per_b_q = shape.heads * shape.tq * shape.d;
             let per_b_k = shape.heads * shape.tk * shape.d;
@@ -346,7 +108,7 @@ fn fully_hidden_rows_give_zero_output_and_gradients_without_nan() {
             for (name, x) in [("out", &f.out), ("dq", &f.dq), ("dk", &f.dk), ("dv", &f.dv)] {
                 assert!(x.iter().all(|v| !v.is_nan()), "{isa}: NaN in {name}");
             }
-        }
+        });
     }
 }
 
@@ -361,7 +123,7 @@ fn causal_rows_before_the_first_key_are_zero() {
         d: 5,
     };
     let c = Case::new(shape, params(5, true, 0.0, 0), MaskKind::None, 9);
-    for isa in supported() {
+    for_each_isa(|isa| {
         let f = run_fused(isa, &c);
         assert!(f.out[..6 * 5].iter().all(|&x| x == 0.0), "{isa}");
         assert!(f.out[6 * 5..].iter().any(|&x| x != 0.0), "{isa}");
@@ -372,7 +134,7 @@ fn causal_rows_before_the_first_key_are_zero() {
                 "{isa}"
             );
         }
-    }
+    });
 }
 
 #[test]
@@ -403,7 +165,7 @@ fn mask_of_minus_10000_everywhere_gives_uniform_weights() {
     // With q = 0 every score is exactly −10000: uniform weights, out_i = mean_j v_j.
     c.q = vec![0.0; shape.q_len()];
     let r = run_reference(&c);
-    for isa in supported() {
+    for_each_isa(|isa| {
         let f = run_fused(isa, &c);
         for h in 0..2 {
             for i in 0..tq {
@@ -422,7 +184,7 @@ fn mask_of_minus_10000_everywhere_gives_uniform_weights() {
                 }
             }
         }
-    }
+    });
 }
 
 #[test]
@@ -435,28 +197,12 @@ fn one_and_two_threads_give_identical_bits() {
         d: 64,
     };
     let c = Case::new(shape, params(64, false, 0.1, 42), MaskKind::Partial, 13);
-    let run = |threads: usize, isa: Isa| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(|| run_fused(isa, &c))
-    };
-    for isa in supported() {
-        let a = run(1, isa);
-        let b = run(2, isa);
-        for (name, x, y) in [
-            ("out", &a.out, &b.out),
-            ("lse", &a.lse, &b.lse),
-            ("dq", &a.dq, &b.dq),
-            ("dk", &a.dk, &b.dk),
-            ("dv", &a.dv, &b.dv),
-        ] {
-            let xb: Vec<u32> = x.iter().map(|v| v.to_bits()).collect();
-            let yb: Vec<u32> = y.iter().map(|v| v.to_bits()).collect();
-            assert!(xb == yb, "{isa}: {name} differs between 1 and 2 threads");
-        }
-    }
+    for_each_isa(|isa| {
+        same_bits_across_threads(&format!("attention {isa}"), || {
+            let f = run_fused(isa, &c);
+            [f.out, f.lse, f.dq, f.dk, f.dv].concat()
+        });
+    });
 }
 
 #[test]
@@ -508,7 +254,7 @@ fn fused_dropout_uses_the_exported_mask() {
             }
         })
         .collect();
-    for isa in supported() {
+    for_each_isa(|isa| {
         let f = run_fused(isa, &c);
         for h in 0..2 {
             for i in 0..tq {
@@ -523,7 +269,7 @@ fn fused_dropout_uses_the_exported_mask() {
                 }
             }
         }
-    }
+    });
 }
 
 #[test]
@@ -598,7 +344,13 @@ fn reference_backward_matches_finite_differences() {
             let loss = |q: &[f32], k: &[f32], v: &[f32]| -> f64 {
                 let mut out = vec![0.0; shape.q_len()];
                 let mut lse = vec![0.0; shape.lse_len()];
-                reference::forward(shape, p, q, k, v, c.mask(), &mut out, &mut lse);
+                let inputs = AttnInputs {
+                    q,
+                    k,
+                    v,
+                    ..c.inputs()
+                };
+                reference::forward(&inputs, &mut out, &mut lse);
                 out.iter().zip(w).map(|(&o, &x)| o as f64 * x as f64).sum()
             };
             let r = run_reference(&c);
@@ -660,7 +412,7 @@ fn nan_scores_propagate_to_the_row_on_every_path() {
             row(&r.out)
         );
         assert!(r.lse[bad].is_nan(), "reference lse {}", r.lse[bad]);
-        for isa in supported() {
+        for_each_isa(|isa| {
             let f = run_fused(isa, &c);
             assert!(
                 row(&f.out).iter().all(|v| v.is_nan()),
@@ -684,6 +436,6 @@ fn nan_scores_propagate_to_the_row_on_every_path() {
                     "{isa}: a NaN key score did not reach every row"
                 );
             }
-        }
+        });
     }
 }

@@ -6,23 +6,17 @@
 //! `γ ≤ (k + ⌈k/KC⌉ + 2)·ε ≤ 2(k + 2)·ε`, so two paths differ by at most `4(k + 2)·ε·S`
 //! (ε = f32::EPSILON). A tiny absolute term covers S = 0.
 
-use cloze_kernels::dispatch::{supported, Isa};
+mod common;
+
+use cloze_kernels::dispatch::Isa;
 use cloze_kernels::gemm::{reference, Gemm, Operand};
+use common::{best_isa, cases, for_each_isa, pool, same_bits_across_threads, Rng, AWKWARD};
 use half::bf16;
 use proptest::prelude::*;
 
-/// Deterministic pseudo-random values in [-1, 1) (xorshift64*).
+/// `len` values uniform in [-1, 1) from the seeded generator of the harness.
 fn rand_vec(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s >> 12;
-            s ^= s << 25;
-            s ^= s >> 27;
-            let r = s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
-            (r as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    Rng::new(seed).vec(len, -1.0, 1.0)
 }
 
 fn at(x: &[f32], trans: bool, ld: usize, r: usize, c: usize) -> f32 {
@@ -35,7 +29,15 @@ fn at(x: &[f32], trans: bool, ld: usize, r: usize, c: usize) -> f32 {
 
 /// Asserts `got` matches `want` within the documented bound on every element of the m×n C,
 /// and that C's padding columns (ldc > n) still hold `c0`.
-fn assert_close(g: &Gemm, a: &[f32], b: &[f32], c0: &[f32], got: &[f32], want: &[f32], what: &str) {
+fn assert_gemm_close(
+    g: &Gemm,
+    a: &[f32],
+    b: &[f32],
+    c0: &[f32],
+    got: &[f32],
+    want: &[f32],
+    what: &str,
+) {
     let eps = f32::EPSILON as f64;
     for i in 0..g.m {
         for j in 0..g.n {
@@ -80,14 +82,12 @@ fn check_all_paths(g: &Gemm, seed: u64) {
     let c0 = rand_vec(lc, seed + 2);
     let mut want = c0.clone();
     reference::gemm(g, &a, &b, &mut want);
-    for isa in supported() {
+    for_each_isa(|isa| {
         let mut got = c0.clone();
         g.run_with(isa, &a, &b, &mut got);
-        assert_close(g, &a, &b, &c0, &got, &want, isa.name());
-    }
+        assert_gemm_close(g, &a, &b, &c0, &got, &want, isa.name());
+    });
 }
-
-const AWKWARD: [usize; 10] = [1, 3, 7, 15, 17, 31, 33, 127, 129, 257];
 
 #[test]
 fn awkward_sizes_all_transposes_all_paths() {
@@ -122,7 +122,7 @@ fn large_awkward_shapes_cross_every_block_boundary() {
 
 #[test]
 fn beta_zero_overwrites_nan() {
-    for isa in supported() {
+    for_each_isa(|isa| {
         for (m, n, k) in [(5, 7, 3), (12, 32, 9), (33, 65, 300)] {
             let g = Gemm::new(m, n, k);
             let a = rand_vec(m * k, 7);
@@ -131,14 +131,14 @@ fn beta_zero_overwrites_nan() {
             g.run_with(isa, &a, &b, &mut c);
             let mut want = vec![0.0; m * n];
             reference::gemm(&g, &a, &b, &mut want);
-            assert_close(&g, &a, &b, &want, &c, &want, isa.name());
+            assert_gemm_close(&g, &a, &b, &want, &c, &want, isa.name());
         }
-    }
+    });
 }
 
 #[test]
 fn k_zero_scales_c_by_beta() {
-    for isa in supported() {
+    for_each_isa(|isa| {
         let mut c = vec![2.0f32; 12];
         Gemm::new(3, 4, 0)
             .strides(1, 4, 4)
@@ -150,11 +150,11 @@ fn k_zero_scales_c_by_beta() {
             .strides(1, 4, 4)
             .run_with(isa, &[], &[], &mut c);
         assert!(c.iter().all(|&x| x == 0.0), "{isa}: {c:?}");
-    }
+    });
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(cases(48))]
 
     #[test]
     fn random_shapes_strides_alpha_beta(
@@ -187,17 +187,17 @@ proptest! {
         for i in 0..batch {
             reference::gemm(&g, &a[i * sa..], &b[i * sb..], &mut want[i * sc..]);
         }
-        for isa in supported() {
+        for_each_isa(|isa| {
             let mut got = c0.clone();
             g.run_batched_with(isa, batch, &a, sa, &b, sb, &mut got, sc);
             for i in 0..batch {
-                assert_close(&g, &a[i * sa..], &b[i * sb..], &c0[i * sc..], &got[i * sc..], &want[i * sc..], isa.name());
+                assert_gemm_close(&g, &a[i * sa..], &b[i * sb..], &c0[i * sc..], &got[i * sc..], &want[i * sc..], isa.name());
                 // The gap between outputs is untouched.
                 for x in lc..sc.min(got.len() - i * sc) {
-                    prop_assert_eq!(got[i * sc + x].to_bits(), c0[i * sc + x].to_bits());
+                    assert_eq!(got[i * sc + x].to_bits(), c0[i * sc + x].to_bits(), "gap between outputs");
                 }
             }
-        }
+        });
     }
 
     #[test]
@@ -223,7 +223,7 @@ proptest! {
         };
         let mut want = c0.clone();
         reference::gemm(&g, a_used, b_used, &mut want);
-        for isa in supported() {
+        for_each_isa(|isa| {
             let mut got = c0.clone();
             let (oa, ob) = match which {
                 0 => (Operand::Bf16(&a16), Operand::F32(&b32)),
@@ -231,22 +231,14 @@ proptest! {
                 _ => (Operand::Bf16(&a16), Operand::Bf16(&b16)),
             };
             g.run_mixed_with(isa, oa, ob, &mut got);
-            assert_close(&g, a_used, b_used, &c0, &got, &want, isa.name());
-        }
+            assert_gemm_close(&g, a_used, b_used, &c0, &got, &want, isa.name());
+        });
     }
-}
-
-fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("thread pool")
-        .install(f)
 }
 
 #[test]
 fn one_and_two_threads_are_bit_identical() {
-    for isa in supported() {
+    for_each_isa(|isa| {
         for (m, n, k, ta, tb) in [
             (401, 300, 600, false, false),
             (130, 517, 300, true, false),
@@ -257,18 +249,11 @@ fn one_and_two_threads_are_bit_identical() {
             let a = rand_vec(la, 11);
             let b = rand_vec(lb, 12);
             let c0 = rand_vec(lc, 13);
-            let run = |threads| {
-                in_pool(threads, || {
-                    let mut c = c0.clone();
-                    g.run_with(isa, &a, &b, &mut c);
-                    c
-                })
-            };
-            let (c1, c2) = (run(1), run(2));
-            assert!(
-                c1.iter().zip(&c2).all(|(x, y)| x.to_bits() == y.to_bits()),
-                "{isa}: {g:?} differs between 1 and 2 threads"
-            );
+            same_bits_across_threads(&format!("{isa}: {g:?}"), || {
+                let mut c = c0.clone();
+                g.run_with(isa, &a, &b, &mut c);
+                c
+            });
         }
         // Batched attention-like shape.
         let g = Gemm::new(64, 64, 32).transposes(false, true);
@@ -276,19 +261,12 @@ fn one_and_two_threads_are_bit_identical() {
         let batch = 12;
         let a = rand_vec(batch * la, 21);
         let b = rand_vec(batch * lb, 22);
-        let run = |threads| {
-            in_pool(threads, || {
-                let mut c = vec![0.0; batch * lc];
-                g.run_batched_with(isa, batch, &a, la, &b, lb, &mut c, lc);
-                c
-            })
-        };
-        let (c1, c2) = (run(1), run(2));
-        assert!(
-            c1.iter().zip(&c2).all(|(x, y)| x.to_bits() == y.to_bits()),
-            "{isa}: batched differs between 1 and 2 threads"
-        );
-    }
+        same_bits_across_threads(&format!("{isa}: batched"), || {
+            let mut c = vec![0.0; batch * lc];
+            g.run_batched_with(isa, batch, &a, la, &b, lb, &mut c, lc);
+            c
+        });
+    });
 }
 
 #[test]
@@ -304,7 +282,7 @@ fn short_lda_is_rejected() {
 fn short_b_is_rejected_on_every_path() {
     let g = Gemm::new(2, 3, 2);
     let mut c = vec![0.0; 6];
-    g.run_with(*supported().last().unwrap(), &[0.0; 4], &[0.0; 5], &mut c);
+    g.run_with(best_isa(), &[0.0; 4], &[0.0; 5], &mut c);
 }
 
 #[test]
@@ -344,21 +322,21 @@ fn bf16_both_operands_large_and_thread_invariant() {
         let c0 = rand_vec(lc, 33);
         let mut want = c0.clone();
         reference::gemm(&g, &a_r, &b_r, &mut want);
-        for isa in supported() {
+        for_each_isa(|isa| {
             let run = |threads| {
-                in_pool(threads, || {
+                pool(threads).install(|| {
                     let mut c = c0.clone();
                     g.run_mixed_with(isa, Operand::Bf16(&a16), Operand::Bf16(&b16), &mut c);
                     c
                 })
             };
             let (c1, c2) = (run(1), run(2));
-            assert_close(&g, &a_r, &b_r, &c0, &c1, &want, isa.name());
+            assert_gemm_close(&g, &a_r, &b_r, &c0, &c1, &want, isa.name());
             assert!(
                 c1.iter().zip(&c2).all(|(x, y)| x.to_bits() == y.to_bits()),
                 "{isa}: bf16 {g:?} differs between 1 and 2 threads"
             );
-        }
+        });
     }
 }
 
@@ -388,9 +366,9 @@ fn threaded_band_splits_match_reference_and_one_thread() {
             let c0 = rand_vec(lc, seed + 2);
             let mut want = c0.clone();
             reference::gemm(&g, &a, &b, &mut want);
-            for isa in supported() {
+            for_each_isa(|isa| {
                 let run = |threads| {
-                    in_pool(threads, || {
+                    pool(threads).install(|| {
                         let mut c = c0.clone();
                         g.run_with(isa, &a, &b, &mut c);
                         c
@@ -399,13 +377,13 @@ fn threaded_band_splits_match_reference_and_one_thread() {
                 let c1 = run(1);
                 for threads in [2, 3] {
                     let ct = run(threads);
-                    assert_close(&g, &a, &b, &c0, &ct, &want, isa.name());
+                    assert_gemm_close(&g, &a, &b, &c0, &ct, &want, isa.name());
                     assert!(
                         c1.iter().zip(&ct).all(|(x, y)| x.to_bits() == y.to_bits()),
                         "{isa}: {g:?} differs between 1 and {threads} threads"
                     );
                 }
-            }
+            });
         }
     }
 }
@@ -438,6 +416,6 @@ fn packed_panels_across_row_column_and_k_blocks() {
     for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
         let g = Gemm::new(m, n, k).transposes(ta, tb).beta(0.25);
         let g = g.strides(g.lda + 5, g.ldb + 3, g.ldc + 1);
-        in_pool(1, || check_all_paths(&g, 900 + ta as u64 * 2 + tb as u64));
+        pool(1).install(|| check_all_paths(&g, 900 + ta as u64 * 2 + tb as u64));
     }
 }

@@ -8,6 +8,8 @@
 //! cargo run --release -p paper-repro -- plan --scale full     # print what a scale would run
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod corpus;
 mod paper;
 mod plan;

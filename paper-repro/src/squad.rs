@@ -168,66 +168,19 @@ pub fn baseline(d: &SquadData) -> Result<Baseline> {
     })
 }
 
-/// Fine-tuning settings of the span model (the rest of [`SpanConfig`]).
-#[derive(Clone, Debug, PartialEq)]
-pub struct SquadParams {
-    pub max_seq_length: usize,
-    pub doc_stride: usize,
-    pub max_query_length: usize,
-    pub batch_size: usize,
-    pub epochs: usize,
-    pub learning_rate: f32,
-    pub warmup_proportion: f32,
-    pub max_answer_length: usize,
-    pub progress: bool,
-}
-
-impl Default for SquadParams {
-    /// The paper's recipe with 256-piece windows (cheaper on CPUs; the paper uses 384).
-    fn default() -> Self {
-        SquadParams {
-            max_seq_length: 256,
-            doc_stride: 128,
-            max_query_length: 64,
-            batch_size: 32,
-            epochs: 2,
-            learning_rate: 5e-5,
-            warmup_proportion: 0.1,
-            max_answer_length: 30,
-            progress: false,
-        }
-    }
-}
-
-impl SquadParams {
-    /// A scale's settings with one learning rate of its grid.
-    pub fn at(s: &SquadScale, learning_rate: f32) -> SquadParams {
-        SquadParams {
-            max_seq_length: s.max_seq_length,
-            doc_stride: s.doc_stride,
-            max_query_length: s.max_query_length,
-            batch_size: s.batch_size,
-            epochs: s.epochs,
-            learning_rate,
-            ..SquadParams::default()
-        }
-    }
-
-    /// cloze's span settings for fine-tuning the model in `model_dir` with `seed`.
-    pub fn span_config(&self, model_dir: &Path, seed: u64) -> SpanConfig {
-        SpanConfig {
-            model_dir: model_dir.to_path_buf(),
-            max_seq_length: self.max_seq_length,
-            doc_stride: self.doc_stride,
-            max_query_length: self.max_query_length,
-            batch_size: self.batch_size,
-            epochs: self.epochs,
-            learning_rate: self.learning_rate,
-            warmup_proportion: self.warmup_proportion,
-            seed,
-            max_answer_length: self.max_answer_length,
-            progress: self.progress,
-        }
+/// cloze's span settings for fine-tuning the model in `model_dir` with `seed` at one learning
+/// rate of a scale's grid: the scale's windows, batch and epochs, the rest the paper's
+/// recipe ([`SpanConfig::paper`]).
+pub fn span_config(s: &SquadScale, learning_rate: f32, model_dir: &Path, seed: u64) -> SpanConfig {
+    SpanConfig {
+        max_seq_length: s.max_seq_length,
+        doc_stride: s.doc_stride,
+        max_query_length: s.max_query_length,
+        batch_size: s.batch_size,
+        epochs: s.epochs,
+        learning_rate,
+        seed,
+        ..SpanConfig::paper(model_dir)
     }
 }
 
@@ -256,24 +209,22 @@ pub fn load_split(
     Ok((train, eval))
 }
 
-/// Fine-tunes the model in `model_dir` (HF folder with vocab.txt) on the fine-tuning half of
-/// the SQuAD-dev-split and returns its (EM, F1) on the held-out half, as fractions (one fixed
-/// learning rate: the by-hand test; the runner picks the rate on dev).
+/// Fine-tunes the model in `cfg.model_dir` (HF folder with vocab.txt) on the fine-tuning half
+/// of the SQuAD-dev-split (split with `cfg.seed`) and returns its (EM, F1) on the held-out
+/// half, as fractions (one fixed learning rate: the by-hand test; the runner picks the rate
+/// on dev).
 #[cfg(test)]
 pub fn run_squad(
-    model_dir: &Path,
     data_dir: &Path,
     max_train: Option<usize>,
     max_eval: Option<usize>,
-    params: &SquadParams,
-    seed: u64,
+    cfg: &SpanConfig,
 ) -> Result<(f64, f64)> {
-    let (train, eval) = load_split(data_dir, max_train, max_eval, seed)?;
-    let cfg = params.span_config(model_dir, seed);
-    let s = train_span(&cfg, &train, &eval).with_context(|| {
+    let (train, eval) = load_split(data_dir, max_train, max_eval, cfg.seed)?;
+    let s = train_span(cfg, &train, &eval).with_context(|| {
         format!(
             "{LABEL}: fine-tuning {} on {} questions",
-            model_dir.display(),
+            cfg.model_dir.display(),
             train.len()
         )
     })?;
@@ -450,25 +401,19 @@ mod tests {
         } else {
             return;
         };
-        let params = SquadParams {
+        // 256-piece windows (cheaper on CPUs; the paper uses 384) and a rate of 5e-5
+        let cfg = SpanConfig {
             epochs: env("SQUAD_EPOCHS").unwrap_or(2),
             learning_rate: env("SQUAD_LR").unwrap_or(5e-5),
             max_seq_length: env("SQUAD_SEQ").unwrap_or(256),
             progress: true,
-            ..SquadParams::default()
+            seed,
+            ..SpanConfig::paper(&model)
         };
         let t0 = std::time::Instant::now();
-        let (em, f1) = run_squad(
-            &model,
-            &data,
-            env("SQUAD_MAX_TRAIN"),
-            max_eval,
-            &params,
-            seed,
-        )
-        .unwrap();
+        let (em, f1) = run_squad(&data, env("SQUAD_MAX_TRAIN"), max_eval, &cfg).unwrap();
         eprintln!(
-            "{LABEL}: {} fine-tuned ({params:?}): EM {:.2} F1 {:.2} in {:.0} s",
+            "{LABEL}: {} fine-tuned ({cfg:?}): EM {:.2} F1 {:.2} in {:.0} s",
             model.display(),
             100.0 * em,
             100.0 * f1,

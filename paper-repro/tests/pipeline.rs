@@ -2,6 +2,8 @@
 //! and plots are written, finished jobs are not rerun, an interrupted suite resumes, and the
 //! results do not depend on the number of workers.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -18,12 +18,12 @@
 //! With `n = 0` the loss is defined as **0 with a zero gradient** (a batch with nothing to
 //! predict contributes nothing), matching BERT's reference `Σ / (n + 1e-5)`, which gives 0.
 //!
-//! Kernel: [`cloze_kernels::softmax::cross_entropy`].
+//! Kernel: [`cloze_kernels::cross_entropy::cross_entropy`].
 
 use crate::autodiff::tape::{Backward, Tape, Var};
 use crate::error::{invalid, shape_err, Result};
 use crate::tensor::Tensor;
-use cloze_kernels::softmax;
+use cloze_kernels::cross_entropy;
 
 struct CrossEntropyBackward {
     /// Gradient of the summed loss: `softmax − onehot` on counted rows, zeros on ignored rows.
@@ -91,7 +91,7 @@ impl Tape {
         }
         let want_grad = self.grad_enabled() && logits.requires_grad();
         let mut dsum = want_grad.then(|| crate::tensor::pool::take(logits.value().len()));
-        let ce = softmax::cross_entropy(
+        let ce = cross_entropy::cross_entropy(
             logits.value().data(),
             classes,
             labels,

@@ -16,13 +16,13 @@
 //! The forward saves the (summed) input, `γ`, and `μ`, `rstd` per row. For the residual form
 //! both `x` and `residual` receive `dx`, since `∂(x + r)/∂x = ∂(x + r)/∂r = I`.
 //!
-//! Kernel: [`cloze_kernels::layernorm`] (`forward`, `residual_forward`, `backward`).
+//! Kernel: [`cloze_kernels::layer_norm`] (`forward`, `residual_forward`, `backward`).
 
 use crate::autodiff::tape::{Backward, Tape, Var};
 use crate::error::{invalid, shape_err, Result};
 use crate::tensor::pool;
 use crate::tensor::Tensor;
-use cloze_kernels::layernorm;
+use cloze_kernels::layer_norm;
 
 struct LayerNormBackward {
     /// The normalised input (`x + residual` for the residual form).
@@ -48,7 +48,7 @@ impl Backward for LayerNormBackward {
         let mut dx = pool::take(self.input.len());
         let mut dgamma = vec![0.0; h];
         let mut dbeta = vec![0.0; h];
-        layernorm::backward(
+        layer_norm::backward(
             dy.data(),
             self.input.data(),
             self.gamma.data(),
@@ -114,7 +114,7 @@ impl Tape {
         let mut y = pool::take(x.value().len());
         let mut mean = vec![0.0; rows];
         let mut rstd = vec![0.0; rows];
-        layernorm::forward(
+        layer_norm::forward(
             x.value().data(),
             gamma.value().data(),
             beta.value().data(),
@@ -159,7 +159,7 @@ impl Tape {
         let (mut sum, mut y) = (pool::take(n), pool::take(n));
         let mut mean = vec![0.0; rows];
         let mut rstd = vec![0.0; rows];
-        layernorm::residual_forward(
+        layer_norm::residual_forward(
             x.value().data(),
             residual.value().data(),
             gamma.value().data(),

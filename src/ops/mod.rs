@@ -14,10 +14,10 @@
 //! | [`reduce`] | `sum`, `mean`, `sum_axis`, `mean_axis` | loops |
 //! | [`shape`] | `reshape`, `transpose`, `permute`, `slice`, `concat`, `split` | copies |
 //! | [`softmax`] | `softmax`, `log_softmax` (last axis) | `cloze_kernels::softmax` |
-//! | [`cross_entropy`] | `cross_entropy` with an ignore label | `cloze_kernels::softmax` |
+//! | [`cross_entropy`] | `cross_entropy` with an ignore label | `cloze_kernels::cross_entropy` |
 //! | [`gelu`] | `gelu` (erf and tanh) | `cloze_kernels::gelu` |
 //! | [`activation`] | `tanh`, `relu` | loops |
-//! | [`layer_norm`] | `layer_norm` (affine), `residual_layer_norm` | `cloze_kernels::layernorm` |
+//! | [`layer_norm`] | `layer_norm` (affine), `residual_layer_norm` | `cloze_kernels::layer_norm` |
 //! | [`dropout`] | `dropout` (seeded, mask kept) | loops |
 //! | [`embedding`] | `embedding` (gather; scatter-add backward) | loops |
 //! | [`attention`] | `attention` (padding mask, causal mask, scale), `attention_unfused` | `cloze_kernels::attention` |

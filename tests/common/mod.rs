@@ -1,8 +1,14 @@
-//! Shared strategies and assertions for the gradient property tests.
+//! What several test files share: strategies and assertions for the gradient property tests,
+//! the shared data folder and the MiniLM model, running the CLI ([`cli`]), and tiny model
+//! folders ([`tiny`]).
 #![allow(dead_code)]
 
 use cloze::{gradcheck, GradcheckOptions, Tape, Tensor, Var};
 use proptest::prelude::*;
+
+pub mod cli;
+pub mod pretrain;
+pub mod tiny;
 
 /// Axis lengths 1..=17, so sizes that are not multiples of 4, 8 or 16 appear.
 pub fn dim() -> impl Strategy<Value = usize> {

@@ -1,8 +1,9 @@
 //! The plain attention every fused path is tested against: per `(b, h)` it materialises the full
 //! `Tq × Tk` score, probability and gradient matrices, in f64, following the formulas of the
-//! [module documentation](super) one by one. Same signatures and checks as the fused API.
+//! [module documentation](super) one by one. Same checks as the fused API.
 
-use super::{check_backward, check_forward, AttnParams, AttnShape, Drop};
+use super::check::{check_backward, check_forward};
+use super::{AttnGrads, AttnInputs, AttnParams, AttnSaved, AttnShape, Drop};
 
 /// Scores, probabilities (undropped) and dropped probabilities of head `bh`, `Tq × Tk` each, and
 /// each row's log-sum-exp (`-inf` for a row with no visible key).
@@ -72,18 +73,19 @@ fn probs(
 }
 
 /// Reference forward: `out` and `lse` as the fused [`super::forward`].
-#[allow(clippy::too_many_arguments)]
-pub fn forward(
-    shape: AttnShape,
-    params: AttnParams,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    mask: Option<&[f32]>,
-    out: &mut [f32],
-    lse: &mut [f32],
-) {
-    check_forward(&shape, &params, q, k, v, mask, out, lse);
+///
+/// # Panics
+/// As [`super::forward`].
+pub fn forward(inputs: &AttnInputs<'_>, out: &mut [f32], lse: &mut [f32]) {
+    check_forward(inputs, out, lse);
+    let AttnInputs {
+        shape,
+        params,
+        q,
+        k,
+        v,
+        mask,
+    } = *inputs;
     let AttnShape {
         batch,
         heads,
@@ -109,22 +111,21 @@ pub fn forward(
 /// Reference backward: `dq`, `dk`, `dv` as the fused [`super::backward`]. It recomputes the
 /// probabilities itself; `lse` is only length-checked, and `out` is used for `D` exactly as the
 /// fused path does.
-#[allow(clippy::too_many_arguments)]
-pub fn backward(
-    shape: AttnShape,
-    params: AttnParams,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    mask: Option<&[f32]>,
-    out: &[f32],
-    lse: &[f32],
-    dout: &[f32],
-    dq: &mut [f32],
-    dk: &mut [f32],
-    dv: &mut [f32],
-) {
-    check_backward(&shape, &params, q, k, v, mask, out, lse, dout, dq, dk, dv);
+///
+/// # Panics
+/// As [`super::backward`].
+pub fn backward(inputs: &AttnInputs<'_>, saved: &AttnSaved<'_>, grads: AttnGrads<'_>) {
+    check_backward(inputs, saved, &grads);
+    let AttnInputs {
+        shape,
+        params,
+        q,
+        k,
+        v,
+        mask,
+    } = *inputs;
+    let AttnSaved { out, dout, .. } = *saved;
+    let AttnGrads { dq, dk, dv } = grads;
     let AttnShape {
         batch,
         heads,

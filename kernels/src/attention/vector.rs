@@ -16,7 +16,8 @@
 //! (tiles, micro-kernels, row passes) with the ISA's features; no closure sits between the entry
 //! and the vector code (a closure would be compiled without them).
 
-use super::{check_matmul, dropout_scalar, grads_row_scalar, zero_block, Acc, Drop, Prims};
+use super::prims::{check_matmul, dropout_scalar, grads_row_scalar, zero_block, Acc, Prims};
+use super::Drop;
 use crate::simd::{Simd, MAX_LANES};
 use std::marker::PhantomData;
 

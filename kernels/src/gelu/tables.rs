@@ -1,5 +1,5 @@
 //! Tables of the piecewise polynomials for GELU's `Φ(x)` and `gelu'(x) = Φ(x) + x·φ(x)` on the
-//! paths with a one-instruction 32-entry table lookup (see [`super::pw_poly`]).
+//! paths with a one-instruction 32-entry table lookup (see `pw_poly` in [`phi`](super::phi)).
 //!
 //! Generated (not by the code under test) by Chebyshev interpolation in f64 of
 //! `Φ(x) = ½·erfc(−x/√2)` and `Φ(x) + x·e^(−x²/2)/√(2π)` at 7 nodes on each of the 32 intervals
