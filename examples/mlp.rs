@@ -13,7 +13,7 @@
 //! (before printing that the loss fell) if the loss does not fall to under a quarter of its
 //! initial value.
 
-use cloze::ops::activation::GeluKind;
+use cloze::ops::gelu::GeluKind;
 use cloze::{ParamStore, Tape, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

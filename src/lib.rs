@@ -4,8 +4,12 @@
 //! - [`tensor`]: an f32, row-major, cheaply cloned [`Tensor`].
 //! - [`autodiff`]: the [`Tape`] that records ops and runs reverse-mode backward, the
 //!   [`ParamStore`] that keeps parameters and their gradients across steps, and [`gradcheck`].
-//! - [`ops`]: every differentiable op, one module per op family, each holding its forward, its
-//!   backward and the name of the `cloze-kernels` kernel it calls.
+//! - [`ops`]: every differentiable op, one module per op, each holding its forward, its backward
+//!   and a link to the `cloze-kernels` kernel it calls; element-wise ops implement the
+//!   [`ops::elementwise::Unary`] and [`ops::elementwise::Binary`] traits.
+//! - [`fs`]: the file helpers every writer shares (atomic writes, checksums).
+//!
+//! All `unsafe` code lives in the kernels crate; this crate forbids it.
 //!
 //! ```
 //! use cloze::{Tape, Tensor};
@@ -16,7 +20,6 @@
 //! let grads = tape.backward(&loss).unwrap();
 //! assert_eq!(grads.get(&x).unwrap().data(), &[2.0, 4.0, 6.0]);
 //! ```
-
 //!
 //! Using a model folder (HF layout: `config.json`, `model.safetensors`, `vocab.txt`; the
 //! folder's tokenizer, sentence-transformers and pooling settings are honoured):
@@ -46,11 +49,14 @@
 //! [`pretrain::trainer::Pretrainer`]); fine-tuning from a model folder and labelled examples
 //! ([`finetune::trainer::FinetuneConfig`], [`finetune::trainer::finetune`]).
 
+#![forbid(unsafe_code)]
+
 pub mod autodiff;
 pub mod bert;
 pub mod distributed;
 pub mod error;
 pub mod finetune;
+pub mod fs;
 pub mod ops;
 pub mod optim;
 pub mod pretrain;

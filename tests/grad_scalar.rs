@@ -6,21 +6,8 @@ use cloze::{Tape, Tensor, Var};
 use common::*;
 use proptest::prelude::*;
 
-/// A shape of 1–3 axes of lengths 1..=17, with the largest axis halved (rounding up) until it
-/// holds at most `max` elements: gradcheck runs two forward passes per input element, so its
-/// cost grows with the square of the size.
-fn shape(max: usize) -> impl Strategy<Value = Vec<usize>> {
-    proptest::collection::vec(dim(), 1..=3).prop_map(move |mut s| {
-        while s.iter().product::<usize>() > max {
-            let i = (0..s.len()).max_by_key(|&i| s[i]).expect("non-empty");
-            s[i] = s[i].div_ceil(2);
-        }
-        s
-    })
-}
-
 fn input(lo: f32, hi: f32) -> impl Strategy<Value = Tensor> {
-    shape(1024).prop_flat_map(move |s| tensor_in(s, lo, hi))
+    capped_shape(1024).prop_flat_map(move |s| tensor_in(s, lo, hi))
 }
 
 /// An op under test, applied to one input.

@@ -17,9 +17,9 @@
 use super::config::BertConfig;
 use crate::autodiff::params::ParamStore;
 use crate::error::{Error, Result};
+pub use crate::fs::write_atomic;
+use crate::fs::{io_err, with_temp_file};
 use crate::tensor::Tensor;
-use crate::train::checkpoint::with_temp_file;
-pub use crate::train::checkpoint::write_atomic;
 use half::{bf16, f16};
 use safetensors::{Dtype, SafeTensors, View};
 use std::borrow::Cow;
@@ -40,13 +40,6 @@ fn fmt_err(path: &Path, detail: impl Into<String>) -> Error {
     Error::Format {
         path: path.display().to_string(),
         detail: detail.into(),
-    }
-}
-
-fn io_err(path: &Path, source: std::io::Error) -> Error {
-    Error::Io {
-        path: path.display().to_string(),
-        source,
     }
 }
 

@@ -445,7 +445,7 @@ impl BertConfig {
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let mut text = self.to_json_string();
         text.push('\n');
-        super::checkpoint::write_atomic(path.as_ref(), text.as_bytes())
+        crate::fs::write_atomic(path.as_ref(), text.as_bytes())
     }
 
     /// [`Self::pretraining_params`] (plus a 16-label classifier) in checked arithmetic:

@@ -2,7 +2,8 @@
 //!
 //! - [`config`]: [`BertConfig`] under HF `config.json` names, presets, parameter counts.
 //! - [`model`]: [`BertModel`] (embeddings, post-LN encoder, pooler), the MLM, NSP and
-//!   classification heads, [`BertForPreTraining`], [`BertForSequenceClassification`].
+//!   classification heads, [`BertForPreTraining`], [`BertForSequenceClassification`]; one
+//!   submodule each for the input, the embeddings, a layer, the encoder and the heads.
 //! - [`checkpoint`]: HF safetensors + `config.json` read/write.
 //! - [`folder`]: the folder's tokenizer, sentence-transformers and pooling settings.
 //! - [`embed`]: sentence embeddings; [`predict`]: fill-mask and classifier predictions.

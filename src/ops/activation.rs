@@ -1,124 +1,88 @@
-//! Activations: `gelu` (erf and tanh forms), `tanh`, `relu`.
+//! Activations: `tanh`, `relu` (GELU has its own module, [`super::gelu`]).
 //!
 //! Backward, with `g` the output gradient and `y` the output:
 //!
-//! - `gelu`, erf form `x·Φ(x)`: `dx = g·(Φ(x) + x·φ(x))` (Φ, φ: standard normal CDF and
-//!   density); tanh form `0.5·x·(1 + tanh u)`, `u = √(2/π)·(x + 0.044715x³)`:
-//!   `dx = g·(0.5·(1 + tanh u) + 0.5·x·(1 − tanh²u)·√(2/π)·(1 + 3·0.044715x²))`.
-//!   Both come from the kernel; the op saves x.
 //! - `tanh`: `dx = g·(1 − y²)`; saves y.
 //! - `relu`: `dx = g` where `y > 0`, else 0. At exactly x = 0 the derivative is taken to be 0
 //!   (the subgradient PyTorch and TensorFlow use). A NaN input gives a NaN output and a NaN
 //!   gradient rather than being silently zeroed. Saves y (y > 0 exactly where x > 0).
 //!
-//! Kernel: [`cloze_kernels::gelu::forward`] and [`cloze_kernels::gelu::backward`] for GELU;
-//! inline loops for `tanh` and `relu`.
+//! Kernel: [`Tape::unary`]'s loops.
 
-use crate::autodiff::tape::{Backward, Tape, Var};
+use crate::autodiff::tape::{Tape, Var};
 use crate::error::Result;
-use crate::tensor::Tensor;
-pub use cloze_kernels::gelu::GeluKind;
+use crate::ops::elementwise::{Saves, Unary};
 
-/// The kernel these ops use.
-pub const KERNEL: &str = "cloze_kernels::gelu::{forward, backward}; inline loops for tanh and relu";
+/// `tanh x`; `dx = g·(1 − y²)`. PyTorch: `torch.tanh(x)`.
+///
+/// ```
+/// # use cloze::{Tape, Tensor};
+/// let mut t = Tape::new();
+/// let x = t.leaf(Tensor::from_vec(vec![0.0], &[1])?);
+/// let y = t.tanh(&x)?;
+/// assert_eq!(y.value().data(), &[0.0]);
+/// assert_eq!(t.backward(&y)?.get(&x).unwrap().data(), &[1.0]);
+/// # Ok::<(), cloze::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Tanh;
 
-struct GeluBackward {
-    kind: GeluKind,
-    x: Tensor,
-}
-
-impl Backward for GeluBackward {
-    fn name(&self) -> &'static str {
-        "gelu"
+impl Unary for Tanh {
+    const NAME: &'static str = "tanh";
+    const SAVES: Saves = Saves::Output;
+    fn f(self, x: f32) -> f32 {
+        x.tanh()
     }
-    fn backward(&self, g: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
-        let dx = Tensor::overwritten(self.x.shape(), |dx| {
-            cloze_kernels::gelu::backward(self.kind, self.x.data(), g.data(), dx)
-        });
-        Ok(vec![Some(dx)])
+    fn df(self, g: f32, y: f32) -> f32 {
+        g * (1.0 - y * y)
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Pointwise {
-    Tanh,
-    Relu,
-}
+/// `max(x, 0)`, NaN kept (`f32::max` would turn it into 0); `dx = g` where `y > 0`, NaN where
+/// y is NaN, else 0. PyTorch: `torch.relu(x)`.
+///
+/// ```
+/// # use cloze::{Tape, Tensor};
+/// let mut t = Tape::new();
+/// let x = t.leaf(Tensor::from_vec(vec![-1.0, 0.0, 2.0], &[3])?);
+/// let y = t.relu(&x)?;
+/// assert_eq!(y.value().data(), &[0.0, 0.0, 2.0]);
+/// let s = t.sum(&y)?;
+/// assert_eq!(t.backward(&s)?.get(&x).unwrap().data(), &[0.0, 0.0, 1.0]);
+/// # Ok::<(), cloze::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Relu;
 
-struct PointwiseBackward {
-    kind: Pointwise,
-    /// The op's output.
-    y: Tensor,
-}
-
-impl Backward for PointwiseBackward {
-    fn name(&self) -> &'static str {
-        match self.kind {
-            Pointwise::Tanh => "tanh",
-            Pointwise::Relu => "relu",
+impl Unary for Relu {
+    const NAME: &'static str = "relu";
+    const SAVES: Saves = Saves::Output;
+    fn f(self, x: f32) -> f32 {
+        if x <= 0.0 {
+            0.0
+        } else {
+            x
         }
     }
-    fn backward(&self, g: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
-        let kind = self.kind;
-        let dx = Tensor::overwritten(g.shape(), |dx| {
-            for ((d, &g), &y) in dx.iter_mut().zip(g.data()).zip(self.y.data()) {
-                *d = match kind {
-                    Pointwise::Tanh => g * (1.0 - y * y),
-                    Pointwise::Relu if y > 0.0 => g,
-                    Pointwise::Relu if y.is_nan() => y,
-                    Pointwise::Relu => 0.0,
-                };
-            }
-        });
-        Ok(vec![Some(dx)])
-    }
-}
-
-/// ReLU of one value: NaN stays NaN (`f32::max` would turn it into 0).
-fn relu_scalar(x: f32) -> f32 {
-    if x <= 0.0 {
-        0.0
-    } else {
-        x
+    fn df(self, g: f32, y: f32) -> f32 {
+        if y > 0.0 {
+            g
+        } else if y.is_nan() {
+            y
+        } else {
+            0.0
+        }
     }
 }
 
 impl Tape {
-    /// GELU, exact (`GeluKind::Erf`, BERT's) or the tanh approximation (`GeluKind::Tanh`).
-    pub fn gelu(&mut self, x: &Var, kind: GeluKind) -> Result<Var> {
-        let out = Tensor::overwritten(x.shape(), |y| {
-            cloze_kernels::gelu::forward(kind, x.value().data(), y)
-        });
-        self.record("gelu", out, &[x], || GeluBackward {
-            kind,
-            x: x.value().clone(),
-        })
-    }
-
-    fn pointwise(&mut self, kind: Pointwise, x: &Var) -> Result<Var> {
-        let out = Tensor::overwritten(x.shape(), |y| {
-            for (o, &v) in y.iter_mut().zip(x.value().data()) {
-                *o = match kind {
-                    Pointwise::Tanh => v.tanh(),
-                    Pointwise::Relu => relu_scalar(v),
-                };
-            }
-        });
-        let y = out.clone();
-        let name = match kind {
-            Pointwise::Tanh => "tanh",
-            Pointwise::Relu => "relu",
-        };
-        self.record(name, out, &[x], || PointwiseBackward { kind, y })
-    }
-
-    /// Hyperbolic tangent, element-wise.
+    /// Hyperbolic tangent, element-wise ([`Tanh`]).
     pub fn tanh(&mut self, x: &Var) -> Result<Var> {
-        self.pointwise(Pointwise::Tanh, x)
+        self.unary(Tanh, x)
     }
 
-    /// `max(x, 0)` element-wise; the gradient at exactly 0 is 0, NaN propagates.
+    /// `max(x, 0)` element-wise ([`Relu`]); the gradient at exactly 0 is 0, NaN propagates.
     pub fn relu(&mut self, x: &Var) -> Result<Var> {
-        self.pointwise(Pointwise::Relu, x)
+        self.unary(Relu, x)
     }
 }

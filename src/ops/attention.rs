@@ -50,10 +50,6 @@ use cloze_kernels::attention as fused;
 use cloze_kernels::gemm::Gemm;
 use cloze_kernels::softmax;
 
-/// The kernel `attention` uses (`attention_unfused` uses `Gemm::run_batched` and the softmax
-/// kernels).
-pub const KERNEL: &str = "cloze_kernels::attention::{forward, backward} (fused, flash-style)";
-
 /// Options of [`Tape::attention`].
 #[derive(Clone, Debug)]
 pub struct AttentionOptions {

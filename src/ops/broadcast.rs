@@ -34,6 +34,20 @@ pub fn broadcast_shape(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec
     Ok(out)
 }
 
+/// If `small`'s shape is a proper trailing part of `big`'s (leading 1s allowed), its element
+/// count: then `big`'s elements pair with `small`'s repeating every that many.
+pub(crate) fn suffix_len(small: &[usize], big: &[usize]) -> Option<usize> {
+    let trimmed: &[usize] = {
+        let lead = small.iter().take_while(|&&d| d == 1).count();
+        &small[lead..]
+    };
+    if trimmed.len() > big.len() || small == big {
+        return None;
+    }
+    let n: usize = trimmed.iter().product();
+    (n > 0 && big[big.len() - trimmed.len()..] == *trimmed && big.len() >= small.len()).then_some(n)
+}
+
 /// Strides (in elements) for reading an operand of `shape` as if it had shape `out`: 0 on
 /// broadcast axes.
 pub fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
@@ -102,7 +116,7 @@ pub fn reduce_to_shape(grad: &Tensor, shape: &[usize]) -> Tensor {
         return grad.clone();
     }
     let out_shape = grad.shape();
-    if let Some(n) = crate::ops::binary::suffix_len(shape, out_shape) {
+    if let Some(n) = suffix_len(shape, out_shape) {
         // Every leading axis is reduced: column sums, each column added in row order by one
         // task (the same order as the general path below, so the same bits).
         use rayon::prelude::*;

@@ -25,9 +25,6 @@ use crate::error::{invalid, shape_err, Result};
 use crate::tensor::Tensor;
 use cloze_kernels::cross_entropy;
 
-/// The kernel this op uses.
-pub const KERNEL: &str = "cloze_kernels::cross_entropy::cross_entropy";
-
 struct CrossEntropyBackward {
     /// Gradient of the summed loss: `softmax − onehot` on counted rows, zeros on ignored rows.
     dsum: Tensor,

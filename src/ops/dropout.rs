@@ -18,14 +18,12 @@
 //!
 //! `dx = dy ⊙ m / (1 − p)`: the same mask and scale applied to the output gradient.
 //!
-//! Kernel: inline loops (the hash and the select are memory-bound).
+//! Kernel: inline loops (the hash and the select are memory-bound); the mask comes from
+//! [`cloze_kernels::attention::dropout_keep`].
 
 use crate::autodiff::tape::{Backward, Tape, Var};
 use crate::error::{invalid, Result};
 use crate::tensor::Tensor;
-
-/// The kernel this op uses.
-pub const KERNEL: &str = "inline loops, mask from cloze_kernels::attention::dropout_keep";
 
 pub(crate) fn check_p(op: &'static str, p: f32) -> Result<()> {
     if !(0.0..1.0).contains(&p) {

@@ -12,9 +12,6 @@ use crate::autodiff::tape::{Backward, Tape, Var};
 use crate::error::{invalid, shape_err, Result};
 use crate::tensor::Tensor;
 
-/// The kernel this op uses.
-pub const KERNEL: &str = "inline loops (row gather, ordered scatter-add)";
-
 struct EmbeddingBackward {
     ids: Vec<u32>,
     vocab: usize,

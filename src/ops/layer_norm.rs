@@ -24,9 +24,6 @@ use crate::tensor::pool;
 use crate::tensor::Tensor;
 use cloze_kernels::layer_norm;
 
-/// The kernel these ops use.
-pub const KERNEL: &str = "cloze_kernels::layer_norm::{forward, residual_forward, backward}";
-
 struct LayerNormBackward {
     /// The normalised input (`x + residual` for the residual form).
     input: Tensor,

@@ -16,9 +16,6 @@ use crate::error::{shape_err, Result};
 use crate::tensor::Tensor;
 use cloze_kernels::gemm::Gemm;
 
-/// The kernel these ops use.
-pub const KERNEL: &str = "cloze_kernels::gemm::Gemm::{run, run_batched}";
-
 /// One (possibly batched) product: `batch` products of op(A) (m×k) by op(B) (k×n).
 #[derive(Clone, Copy, Debug)]
 struct Product {

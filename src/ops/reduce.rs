@@ -9,9 +9,6 @@ use crate::autodiff::tape::{Backward, Tape, Var};
 use crate::error::{invalid, Result};
 use crate::tensor::Tensor;
 
-/// The kernel these ops use.
-pub const KERNEL: &str = "inline loops (f64 accumulation)";
-
 struct SumAllBackward {
     shape: Vec<usize>,
     scale: f32,

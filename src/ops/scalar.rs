@@ -19,90 +19,187 @@
 //! p < 1 at 0). The scalar arguments `s` and `p` themselves must be finite; anything else is an
 //! error naming the value.
 //!
-//! Kernel: inline loops over the f32 standard-library functions (memory-bound, or bound by
-//! `exp`/`ln`/`powf`, which are scalar libm calls).
+//! Kernel: [`Tape::unary`]'s loops over the f32 standard-library functions (memory-bound, or
+//! bound by `exp`/`ln`/`powf`, which are scalar libm calls).
 
-use crate::autodiff::tape::{Backward, Tape, Var};
+use crate::autodiff::tape::{Tape, Var};
 use crate::error::{invalid, Result};
-use crate::tensor::Tensor;
+use crate::ops::elementwise::{Saves, Unary};
 
-/// The kernel these ops use.
-pub const KERNEL: &str = "inline loops (f32 std: exp, ln, sqrt, powf)";
+/// `x + s`; `dx = g`. PyTorch: `x + s`.
+///
+/// ```
+/// # use cloze::{Tape, Tensor};
+/// let mut t = Tape::new();
+/// let x = t.leaf(Tensor::from_vec(vec![1.0, 2.0], &[2])?);
+/// assert_eq!(t.add_scalar(&x, 0.5)?.value().data(), &[1.5, 2.5]);
+/// # Ok::<(), cloze::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct AddScalar(pub f32);
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Kind {
-    AddScalar(f32),
-    MulScalar(f32),
-    Neg,
-    Powf(f32),
-    Sqrt,
-    Exp,
-    Log,
+impl Unary for AddScalar {
+    const NAME: &'static str = "add_scalar";
+    const SAVES: Saves = Saves::Nothing;
+    const DF_IS_G: bool = true;
+    fn f(self, x: f32) -> f32 {
+        x + self.0
+    }
+    fn df(self, g: f32, _: f32) -> f32 {
+        g
+    }
 }
 
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::AddScalar(_) => "add_scalar",
-            Kind::MulScalar(_) => "mul_scalar",
-            Kind::Neg => "neg",
-            Kind::Powf(_) => "powf",
-            Kind::Sqrt => "sqrt",
-            Kind::Exp => "exp",
-            Kind::Log => "log",
+/// `s·x`; `dx = s·g`. PyTorch: `x * s`.
+///
+/// ```
+/// # use cloze::{Tape, Tensor};
+/// let mut t = Tape::new();
+/// let x = t.leaf(Tensor::from_vec(vec![1.0, -2.0], &[2])?);
+/// assert_eq!(t.mul_scalar(&x, 3.0)?.value().data(), &[3.0, -6.0]);
+/// # Ok::<(), cloze::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct MulScalar(pub f32);
+
+impl Unary for MulScalar {
+    const NAME: &'static str = "mul_scalar";
+    const SAVES: Saves = Saves::Nothing;
+    fn f(self, x: f32) -> f32 {
+        x * self.0
+    }
+    fn df(self, g: f32, _: f32) -> f32 {
+        g * self.0
+    }
+}
+
+/// `−x`; `dx = −g`. PyTorch: `torch.neg(x)`.
+///
+/// ```
+/// # use cloze::{Tape, Tensor};
+/// let mut t = Tape::new();
+/// let x = t.leaf(Tensor::from_vec(vec![1.0, -2.0], &[2])?);
+/// assert_eq!(t.neg(&x)?.value().data(), &[-1.0, 2.0]);
+/// # Ok::<(), cloze::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Neg;
+
+impl Unary for Neg {
+    const NAME: &'static str = "neg";
+    const SAVES: Saves = Saves::Nothing;
+    fn f(self, x: f32) -> f32 {
+        -x
+    }
+    fn df(self, g: f32, _: f32) -> f32 {
+        -g
+    }
+}
+
+/// `xᵖ`; `dx = g·p·xᵖ⁻¹`, and 0 when p = 0 (computing 0·x⁻¹ would give NaN at x = 0).
+/// PyTorch: `torch.pow(x, p)`.
+///
+/// ```
+/// # use cloze::{Tape, Tensor};
+/// let mut t = Tape::new();
+/// let x = t.leaf(Tensor::from_vec(vec![3.0], &[1])?);
+/// let y = t.powf(&x, 2.0)?;
+/// assert_eq!(y.value().data(), &[9.0]);
+/// assert_eq!(t.backward(&y)?.get(&x).unwrap().data(), &[6.0]);
+/// # Ok::<(), cloze::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Powf(pub f32);
+
+impl Unary for Powf {
+    const NAME: &'static str = "powf";
+    const SAVES: Saves = Saves::Input;
+    fn f(self, x: f32) -> f32 {
+        x.powf(self.0)
+    }
+    fn df(self, g: f32, x: f32) -> f32 {
+        let p = self.0;
+        if p == 0.0 {
+            0.0
+        } else {
+            g * p * x.powf(p - 1.0)
         }
     }
 }
 
-/// `f(x)` element-wise into a new tensor of x's shape.
-fn map(x: &Tensor, f: impl Fn(f32) -> f32) -> Tensor {
-    Tensor::overwritten(x.shape(), |out| {
-        for (o, &v) in out.iter_mut().zip(x.data()) {
-            *o = f(v);
-        }
-    })
-}
+/// `√x`; `dx = g / (2y)`. PyTorch: `torch.sqrt(x)`.
+///
+/// ```
+/// # use cloze::{Tape, Tensor};
+/// let mut t = Tape::new();
+/// let x = t.leaf(Tensor::from_vec(vec![4.0], &[1])?);
+/// let y = t.sqrt(&x)?;
+/// assert_eq!(y.value().data(), &[2.0]);
+/// assert_eq!(t.backward(&y)?.get(&x).unwrap().data(), &[0.25]);
+/// # Ok::<(), cloze::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Sqrt;
 
-/// `f(a, b)` element-wise over two tensors of the same shape.
-fn zip_map(a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32) -> Tensor {
-    debug_assert_eq!(a.shape(), b.shape());
-    Tensor::overwritten(a.shape(), |out| {
-        for ((o, &u), &v) in out.iter_mut().zip(a.data()).zip(b.data()) {
-            *o = f(u, v);
-        }
-    })
-}
-
-struct ScalarBackward {
-    kind: Kind,
-    /// x for `powf` and `log`, the output y for `sqrt` and `exp`, nothing otherwise.
-    saved: Option<Tensor>,
-}
-
-impl Backward for ScalarBackward {
-    fn name(&self) -> &'static str {
-        self.kind.name()
+impl Unary for Sqrt {
+    const NAME: &'static str = "sqrt";
+    const SAVES: Saves = Saves::Output;
+    fn f(self, x: f32) -> f32 {
+        x.sqrt()
     }
+    fn df(self, g: f32, y: f32) -> f32 {
+        g / (2.0 * y)
+    }
+}
 
-    fn backward(&self, g: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
-        let saved = || {
-            self.saved.as_ref().ok_or_else(|| crate::Error::Invalid {
-                op: self.kind.name(),
-                detail: "backward is missing its saved tensor".into(),
-            })
-        };
-        let dx = match self.kind {
-            Kind::AddScalar(_) => g.clone(),
-            Kind::MulScalar(s) => map(g, |g| g * s),
-            Kind::Neg => map(g, |g| -g),
-            // d(x⁰)/dx = 0 everywhere; computing 0·x⁻¹ would give NaN at x = 0.
-            Kind::Powf(0.0) => Tensor::zeros(g.shape()),
-            Kind::Powf(p) => zip_map(g, saved()?, |g, x| g * p * x.powf(p - 1.0)),
-            Kind::Sqrt => zip_map(g, saved()?, |g, y| g / (2.0 * y)),
-            Kind::Exp => zip_map(g, saved()?, |g, y| g * y),
-            Kind::Log => zip_map(g, saved()?, |g, x| g / x),
-        };
-        Ok(vec![Some(dx)])
+/// `eˣ`; `dx = g·y`. PyTorch: `torch.exp(x)`.
+///
+/// ```
+/// # use cloze::{Tape, Tensor};
+/// let mut t = Tape::new();
+/// let x = t.leaf(Tensor::from_vec(vec![0.0], &[1])?);
+/// let y = t.exp(&x)?;
+/// assert_eq!(y.value().data(), &[1.0]);
+/// assert_eq!(t.backward(&y)?.get(&x).unwrap().data(), &[1.0]);
+/// # Ok::<(), cloze::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Exp;
+
+impl Unary for Exp {
+    const NAME: &'static str = "exp";
+    const SAVES: Saves = Saves::Output;
+    fn f(self, x: f32) -> f32 {
+        x.exp()
+    }
+    fn df(self, g: f32, y: f32) -> f32 {
+        g * y
+    }
+}
+
+/// `ln x`; `dx = g / x`. PyTorch: `torch.log(x)`.
+///
+/// ```
+/// # use cloze::{Tape, Tensor};
+/// let mut t = Tape::new();
+/// let x = t.leaf(Tensor::from_vec(vec![1.0, 4.0], &[2])?);
+/// let y = t.log(&x)?;
+/// assert_eq!(y.value().data()[0], 0.0);
+/// let s = t.sum(&y)?;
+/// assert_eq!(t.backward(&s)?.get(&x).unwrap().data(), &[1.0, 0.25]);
+/// # Ok::<(), cloze::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Log;
+
+impl Unary for Log {
+    const NAME: &'static str = "log";
+    const SAVES: Saves = Saves::Input;
+    fn f(self, x: f32) -> f32 {
+        x.ln()
+    }
+    fn df(self, g: f32, x: f32) -> f32 {
+        g / x
     }
 }
 
@@ -116,63 +213,42 @@ fn check_finite(op: &'static str, what: &str, v: f32) -> Result<()> {
 }
 
 impl Tape {
-    fn scalar_op(&mut self, kind: Kind, x: &Var) -> Result<Var> {
-        let out = match kind {
-            Kind::AddScalar(s) => map(x.value(), |v| v + s),
-            Kind::MulScalar(s) => map(x.value(), |v| v * s),
-            Kind::Neg => map(x.value(), |v| -v),
-            Kind::Powf(p) => map(x.value(), |v| v.powf(p)),
-            Kind::Sqrt => map(x.value(), f32::sqrt),
-            Kind::Exp => map(x.value(), f32::exp),
-            Kind::Log => map(x.value(), f32::ln),
-        };
-        let saved = match kind {
-            Kind::Powf(_) | Kind::Log => Some(x.value().clone()),
-            Kind::Sqrt | Kind::Exp => Some(out.clone()),
-            _ => None,
-        };
-        self.record(kind.name(), out, &[x], || ScalarBackward { kind, saved })
-    }
-
-    /// `x + s` element-wise. `s` must be finite.
+    /// `x + s` element-wise ([`AddScalar`]). `s` must be finite.
     pub fn add_scalar(&mut self, x: &Var, s: f32) -> Result<Var> {
-        let kind = Kind::AddScalar(s);
-        check_finite(kind.name(), "s", s)?;
-        self.scalar_op(kind, x)
+        check_finite(AddScalar::NAME, "s", s)?;
+        self.unary(AddScalar(s), x)
     }
 
-    /// `s · x` element-wise. `s` must be finite.
+    /// `s · x` element-wise ([`MulScalar`]). `s` must be finite.
     pub fn mul_scalar(&mut self, x: &Var, s: f32) -> Result<Var> {
-        let kind = Kind::MulScalar(s);
-        check_finite(kind.name(), "s", s)?;
-        self.scalar_op(kind, x)
+        check_finite(MulScalar::NAME, "s", s)?;
+        self.unary(MulScalar(s), x)
     }
 
-    /// `−x` element-wise.
+    /// `−x` element-wise ([`Neg`]).
     pub fn neg(&mut self, x: &Var) -> Result<Var> {
-        self.scalar_op(Kind::Neg, x)
+        self.unary(Neg, x)
     }
 
-    /// `xᵖ` element-wise ([`f32::powf`]: NaN for negative x and non-integer p). `p` must be
-    /// finite.
+    /// `xᵖ` element-wise ([`Powf`]; [`f32::powf`]: NaN for negative x and non-integer p).
+    /// `p` must be finite.
     pub fn powf(&mut self, x: &Var, p: f32) -> Result<Var> {
-        let kind = Kind::Powf(p);
-        check_finite(kind.name(), "p", p)?;
-        self.scalar_op(kind, x)
+        check_finite(Powf::NAME, "p", p)?;
+        self.unary(Powf(p), x)
     }
 
-    /// `√x` element-wise (NaN for negative x).
+    /// `√x` element-wise ([`Sqrt`]; NaN for negative x).
     pub fn sqrt(&mut self, x: &Var) -> Result<Var> {
-        self.scalar_op(Kind::Sqrt, x)
+        self.unary(Sqrt, x)
     }
 
-    /// `eˣ` element-wise.
+    /// `eˣ` element-wise ([`Exp`]).
     pub fn exp(&mut self, x: &Var) -> Result<Var> {
-        self.scalar_op(Kind::Exp, x)
+        self.unary(Exp, x)
     }
 
-    /// `ln x` element-wise (NaN for negative x, −∞ at 0).
+    /// `ln x` element-wise ([`Log`]; NaN for negative x, −∞ at 0).
     pub fn log(&mut self, x: &Var) -> Result<Var> {
-        self.scalar_op(Kind::Log, x)
+        self.unary(Log, x)
     }
 }

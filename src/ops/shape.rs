@@ -20,10 +20,6 @@ use crate::error::{invalid, shape_err, Result};
 use crate::ops::broadcast::for_each_index;
 use crate::tensor::Tensor;
 
-/// The kernel these ops use.
-pub const KERNEL: &str =
-    "inline copies (block copies for slice/concat, strided gather for permute)";
-
 /// (product of axes before, the axis, product of axes after).
 fn split_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
     (

@@ -18,9 +18,6 @@ use crate::error::{invalid, shape_err, Result};
 use crate::tensor::Tensor;
 use cloze_kernels::softmax as kernel;
 
-/// The kernel these ops use.
-pub const KERNEL: &str = "cloze_kernels::softmax::{softmax_rows, log_softmax_rows, softmax_backward_rows, log_softmax_backward_rows}";
-
 struct SoftmaxBackward {
     log: bool,
     /// The op's output.

@@ -1,11 +1,8 @@
-//! AdamW over a [`ParamStore`], through the fused `cloze_kernels::adamw` kernel.
+//! AdamW over a [`ParamStore`], through the fused [`cloze_kernels::adamw`] kernel.
 
 use crate::autodiff::params::{ParamId, ParamStore};
 use crate::error::{invalid, shape_err, Result};
 use cloze_kernels::adamw as kernel;
-
-/// The kernel this optimiser calls.
-pub const KERNEL: &str = "cloze_kernels::adamw::step";
 
 /// Hyper-parameters. [`AdamWConfig::bert`] gives the reference BERT optimiser.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -14,110 +14,23 @@
 
 use crate::autodiff::params::ParamStore;
 use crate::error::{Error, Result};
+use crate::fs::{io_err, sync_dir};
+// The file helpers moved to `crate::fs`; re-exported here so existing paths keep working.
+pub use crate::fs::{sha256_file, with_temp_file, write_atomic};
 use crate::optim::AdamW;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-
-fn io(path: &Path, e: std::io::Error) -> Error {
-    Error::Io {
-        path: path.display().to_string(),
-        source: e,
-    }
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,
-/// fsync of the directory. A crash leaves either the old file or the new one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    with_temp_file(path, |tmp| {
-        let mut f = File::create(tmp).map_err(|e| io(tmp, e))?;
-        f.write_all(bytes).map_err(|e| io(tmp, e))
-    })
-}
-
-/// Runs `write` on a fresh temporary path next to `path`, fsyncs it and renames it over
-/// `path`; the temporary file is removed on failure.
-pub fn with_temp_file(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::Format {
-            path: path.display().to_string(),
-            detail: "not a file path".into(),
-        })?
-        .to_string_lossy()
-        .into_owned();
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    // The rename would replace a symlink, FIFO or device node with a regular file: refuse.
-    if let Ok(md) = std::fs::symlink_metadata(path) {
-        if !md.file_type().is_file() {
-            let kind = if md.file_type().is_symlink() {
-                "a symbolic link"
-            } else if md.is_dir() {
-                "a directory"
-            } else {
-                "not a regular file (a FIFO, socket or device?)"
-            };
-            return Err(Error::Format {
-                path: path.display().to_string(),
-                detail: format!(
-                    "refusing to write over it: it is {kind}; remove it or choose another output"
-                ),
-            });
-        }
-    }
-    let tmp = dir.join(format!(
-        ".{file_name}.tmp-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = write(&tmp)
-        .and_then(|()| {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&tmp)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| io(&tmp, e))
-        })
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| io(path, e)));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-        return result;
-    }
-    // Persist the rename itself; not every platform lets a directory be opened, so this is
-    // best effort.
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
 
 /// The checksum manifest of a checkpoint directory: one `<sha256 hex>  <file name>` line per
 /// file, sorted by name (the format of `sha256sum`, so `sha256sum -c` checks it too).
 pub const MANIFEST: &str = "checksums.sha256";
 
-/// SHA-256 of a file's bytes, as lower-case hex.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut f = File::open(path).map_err(|e| io(path, e))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).map_err(|e| io(path, e))?;
-    Ok(h.finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>())
-}
-
 /// Writes [`MANIFEST`] for every regular file of `dir`.
 fn write_manifest(dir: &Path) -> Result<()> {
     let mut names = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|e| io(dir, e))? {
-        let entry = entry.map_err(|e| io(dir, e))?;
+    for entry in fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
+        let entry = entry.map_err(|e| io_err(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name != MANIFEST && entry.path().is_file() {
             names.push(name);
@@ -145,7 +58,7 @@ pub fn verify_manifest(dir: &Path) -> Result<()> {
             );
             return Ok(());
         }
-        Err(e) => return Err(io(&mp, e)),
+        Err(e) => return Err(io_err(&mp, e)),
     };
     let bad = |detail: String| Error::Format {
         path: mp.display().to_string(),
@@ -172,12 +85,6 @@ pub fn verify_manifest(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io(dir, e))
-}
-
 /// The directory of checkpoints of one run.
 pub struct CheckpointDir {
     root: PathBuf,
@@ -188,7 +95,7 @@ impl CheckpointDir {
     /// `keep`: how many complete checkpoints to keep (older ones are deleted after a save).
     pub fn new(root: impl Into<PathBuf>, keep: usize) -> Result<CheckpointDir> {
         let root = root.into();
-        fs::create_dir_all(&root).map_err(|e| io(&root, e))?;
+        fs::create_dir_all(&root).map_err(|e| io_err(&root, e))?;
         Ok(CheckpointDir {
             root,
             keep: keep.max(1),
@@ -208,23 +115,23 @@ impl CheckpointDir {
     pub fn save(&self, step: u64, write: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
         let tmp = self.root.join(format!("step-{step:08}.tmp"));
         if tmp.exists() {
-            fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+            fs::remove_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
         }
-        fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+        fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
         write(&tmp)?;
         write_manifest(&tmp)?;
-        for entry in fs::read_dir(&tmp).map_err(|e| io(&tmp, e))? {
-            let p = entry.map_err(|e| io(&tmp, e))?.path();
+        for entry in fs::read_dir(&tmp).map_err(|e| io_err(&tmp, e))? {
+            let p = entry.map_err(|e| io_err(&tmp, e))?.path();
             File::open(&p)
                 .and_then(|f| f.sync_all())
-                .map_err(|e| io(&p, e))?;
+                .map_err(|e| io_err(&p, e))?;
         }
         sync_dir(&tmp)?;
         let fin = self.step_dir(step);
         if fin.exists() {
-            fs::remove_dir_all(&fin).map_err(|e| io(&fin, e))?;
+            fs::remove_dir_all(&fin).map_err(|e| io_err(&fin, e))?;
         }
-        fs::rename(&tmp, &fin).map_err(|e| io(&fin, e))?;
+        fs::rename(&tmp, &fin).map_err(|e| io_err(&fin, e))?;
         sync_dir(&self.root)?;
         write_atomic(
             &self.root.join("latest"),
@@ -262,14 +169,14 @@ impl CheckpointDir {
     /// Deletes leftover temporary directories and all but the newest `keep` checkpoints.
     fn prune(&self) -> Result<()> {
         let mut steps = Vec::new();
-        for entry in fs::read_dir(&self.root).map_err(|e| io(&self.root, e))? {
-            let path = entry.map_err(|e| io(&self.root, e))?.path();
+        for entry in fs::read_dir(&self.root).map_err(|e| io_err(&self.root, e))? {
+            let path = entry.map_err(|e| io_err(&self.root, e))?.path();
             let name = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             if name.ends_with(".tmp") && path.is_dir() {
-                fs::remove_dir_all(&path).map_err(|e| io(&path, e))?;
+                fs::remove_dir_all(&path).map_err(|e| io_err(&path, e))?;
             } else if let Some(s) = name
                 .strip_prefix("step-")
                 .and_then(|s| s.parse::<u64>().ok())
@@ -280,7 +187,7 @@ impl CheckpointDir {
         steps.sort();
         let n = steps.len();
         for (_, path) in steps.into_iter().take(n.saturating_sub(self.keep)) {
-            fs::remove_dir_all(&path).map_err(|e| io(&path, e))?;
+            fs::remove_dir_all(&path).map_err(|e| io_err(&path, e))?;
         }
         Ok(())
     }
@@ -330,7 +237,7 @@ pub fn save_optimizer(path: &Path, store: &ParamStore, opt: &AdamW) -> Result<()
 /// Restores what [`save_optimizer`] wrote; every parameter's moments must be present with the
 /// parameter's shape.
 pub fn load_optimizer(path: &Path, store: &ParamStore, opt: &mut AdamW) -> Result<()> {
-    let bytes = fs::read(path).map_err(|e| io(path, e))?;
+    let bytes = fs::read(path).map_err(|e| io_err(path, e))?;
     let fmt = |detail: String| Error::Format {
         path: path.display().to_string(),
         detail,

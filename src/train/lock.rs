@@ -6,6 +6,7 @@
 //! lock behind. The file itself stays (deleting it would race with a run taking it).
 
 use crate::error::{Error, Result};
+use crate::fs::io_err;
 use fs4::fs_std::FileExt;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -25,11 +26,7 @@ impl RunLock {
     /// Creates `dir` if needed and locks it, or fails at once (no waiting) with an error
     /// naming the folder when another run holds it.
     pub fn acquire(dir: &Path) -> Result<RunLock> {
-        let io = |p: &Path, e: std::io::Error| Error::Io {
-            path: p.display().to_string(),
-            source: e,
-        };
-        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
         let path = dir.join(LOCK_FILE);
         let mut file = OpenOptions::new()
             .read(true)
@@ -37,8 +34,8 @@ impl RunLock {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(|e| io(&path, e))?;
-        let locked = FileExt::try_lock_exclusive(&file).map_err(|e| io(&path, e))?;
+            .map_err(|e| io_err(&path, e))?;
+        let locked = FileExt::try_lock_exclusive(&file).map_err(|e| io_err(&path, e))?;
         if !locked {
             let holder = std::fs::read_to_string(&path).unwrap_or_default();
             return Err(Error::Invalid {

@@ -2,6 +2,7 @@
 //! most the line being written.
 
 use crate::error::{Error, Result};
+use crate::fs::io_err;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ impl MetricsLog {
             .create(true)
             .append(true)
             .open(&path)
-            .map_err(|e| io(&path, e))?;
+            .map_err(|e| io_err(&path, e))?;
         Ok(MetricsLog { file, path })
     }
 
@@ -34,7 +35,7 @@ impl MetricsLog {
         self.file
             .write_all(line.as_bytes())
             .and_then(|_| self.file.flush())
-            .map_err(|e| io(&self.path, e))
+            .map_err(|e| io_err(&self.path, e))
     }
 
     /// Drops every record with `"step"` greater than `step` (used when resuming from a
@@ -57,13 +58,6 @@ impl MetricsLog {
         if !body.is_empty() {
             body.push('\n');
         }
-        super::checkpoint::write_atomic(path, body.as_bytes())
-    }
-}
-
-fn io(path: &Path, e: std::io::Error) -> Error {
-    Error::Io {
-        path: path.display().to_string(),
-        source: e,
+        crate::fs::write_atomic(path, body.as_bytes())
     }
 }

@@ -15,6 +15,19 @@ pub fn dim() -> impl Strategy<Value = usize> {
     1usize..=17
 }
 
+/// A shape of 1–3 axes of lengths 1..=17, with the largest axis halved (rounding up) until it
+/// holds at most `max` elements: gradcheck runs two forward passes per input element, so its
+/// cost grows with the square of the size.
+pub fn capped_shape(max: usize) -> impl Strategy<Value = Vec<usize>> {
+    proptest::collection::vec(dim(), 1..=3).prop_map(move |mut s| {
+        while s.iter().product::<usize>() > max {
+            let i = (0..s.len()).max_by_key(|&i| s[i]).expect("non-empty");
+            s[i] = s[i].div_ceil(2);
+        }
+        s
+    })
+}
+
 /// A tensor of `shape` with values in [lo, hi] (shrinks toward 0).
 pub fn tensor_in(shape: Vec<usize>, lo: f32, hi: f32) -> impl Strategy<Value = Tensor> {
     let n: usize = shape.iter().product();
