@@ -4,8 +4,8 @@
 //! {5e-5, 3e-5, 2e-5} unless one is given.
 //!
 //! - this file: the settings, the progress events, and the training runs;
-//! - [`classifier`]: the fine-tuned [`Classifier`], its predictions and its saved folder;
-//! - [`scores`]: dev and evaluation scores.
+//! - `classifier`: the fine-tuned [`Classifier`], its predictions and its saved folder;
+//! - `scores`: dev and evaluation scores ([`scores()`], [`dev_scores`]).
 
 mod classifier;
 mod scores;
