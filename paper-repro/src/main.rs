@@ -46,13 +46,13 @@ struct Common {
     #[arg(long)]
     data: Option<PathBuf>,
     /// The paper's numbers (bert-facts.md). Default: $CLOZE_REFERENCE, else
-    /// <data>/../reference/bert-facts.md.
+    /// `<data>/../reference/bert-facts.md`.
     #[arg(long)]
     reference: Option<PathBuf>,
     /// Where runs are kept (a folder per scale inside). Default: paper-repro/runs.
     #[arg(long)]
     runs: Option<PathBuf>,
-    /// Where REPORT.md and the plots go. Default: paper-repro/results/<scale>.
+    /// Where REPORT.md and the plots go. Default: `paper-repro/results/<scale>`.
     #[arg(long)]
     results: Option<PathBuf>,
     /// Jobs run at once (default: 2 when there are at least 2 cores, else 1).

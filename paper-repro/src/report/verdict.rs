@@ -103,7 +103,7 @@ pub(crate) fn control_line(tasks: &[Task], check: &ControlCheck, loss: Option<Di
     parts.join("; ")
 }
 
-/// One column's difference cell: Δ [CI] arrow, then the verdict or why there is none.
+/// One column's difference cell: Δ `[CI]` arrow, then the verdict or why there is none.
 pub(crate) fn diff_cell(d: Option<Diff>, paper: Option<f64>, helped: bool) -> String {
     let v = if helped { verdict(d, paper) } else { NO_HELP };
     format!("{} {} → {v}", fmt_diff(d), d.map_or("", |d| arrow(d.diff)))
