@@ -16,7 +16,7 @@ pub mod dispatch;
 pub mod gelu;
 pub mod gemm;
 pub mod layernorm;
-#[cfg(feature = "peers")]
+#[cfg(feature = "bench")]
 pub mod peers;
 pub mod simd;
 pub mod softmax;

@@ -33,6 +33,7 @@ pub mod bf16;
 #[cfg(target_arch = "x86_64")]
 mod bf16dp;
 mod driver;
+#[cfg(feature = "bench")]
 pub mod limits;
 #[cfg(target_arch = "aarch64")]
 mod neon;
