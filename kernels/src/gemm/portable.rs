@@ -16,6 +16,10 @@ impl MicroKernel for Portable {
     const MC: usize = 32 * MR;
 
     unsafe fn tile(t: &Tile) {
+        debug_assert!(
+            t.rows == MR && t.rsb == NR,
+            "portable tile: packed panels only"
+        );
         let (kc, a, b, c, ldc) = (t.kc, t.a.cast::<f32>(), t.b, t.c, t.ldc);
         let (alpha, beta) = (t.alpha, t.beta);
         // SAFETY: the caller guarantees kc·MR readable f32 at a, kc·NR at b and MR rows of NR
