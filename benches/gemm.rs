@@ -10,8 +10,8 @@
 //!
 //! Run: `cargo bench --bench gemm` (filter e.g. `-- 4096x768x768`).
 //!
-//! The peers are called through the safe wrappers in `cloze_kernels::peers` (the `peers`
-//! feature), so no `unsafe` lives outside kernels/.
+//! The peers are called through the safe wrappers in `cloze_kernels::peers` (the `bench`
+//! feature of cloze-kernels), so no `unsafe` lives outside kernels/.
 
 use cloze_kernels::gemm::{Gemm, Operand};
 use cloze_kernels::peers;

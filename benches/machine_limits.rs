@@ -1,6 +1,7 @@
 //! Machine limits the GEMM is judged against, measured in the same conditions as the GEMM bench:
 //! - FMA peak of one core (criterion "elem/s" = FLOP/s) for AVX-512 and AVX2, with
-//!   `cloze_kernels::gemm::limits::FMA_CHAINS` independent accumulator chains;
+//!   `cloze_kernels::gemm::limits::FMA_CHAINS` independent accumulator chains (the `bench`
+//!   feature of cloze-kernels);
 //! - memory copy bandwidth ("bytes/s" counts bytes read + written) of a 64 MiB buffer (far
 //!   beyond L3) on 1 and 2 threads.
 //!

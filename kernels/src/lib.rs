@@ -23,7 +23,7 @@ pub mod dispatch;
 pub mod gelu;
 pub mod gemm;
 pub mod layer_norm;
-#[cfg(feature = "peers")]
+#[cfg(feature = "bench")]
 pub mod peers;
 pub mod simd;
 pub mod softmax;

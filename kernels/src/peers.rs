@@ -1,6 +1,6 @@
 //! Safe wrappers around the peer GEMMs the benches race against (`matrixmultiply` and the `gemm`
 //! crate), so that their raw-pointer `unsafe fn` APIs are called from this crate only. Built
-//! with the `peers` feature (a dev-dependency feature of the root crate's benches).
+//! with the `bench` feature (a dev-dependency feature of the root crate's benches).
 
 /// (row stride, column stride) of op(X) for a row-major stored X of `rows`×`cols` as stored.
 fn strides(trans: bool, stored_cols: usize) -> (isize, isize) {

@@ -1,7 +1,7 @@
 //! AVX-512F micro-kernel: a 12×32 tile of C in 24 zmm accumulators (two 16-lane vectors per
 //! row); per k step two B loads and twelve A broadcasts feed 24 FMAs.
 
-use super::driver::MicroKernel;
+use super::driver::{MicroKernel, Tile};
 use super::x86_tile::{in_place_k_loop, store_rows};
 use std::arch::x86_64::*;
 
@@ -16,18 +16,9 @@ impl MicroKernel for Avx512 {
     const KC: usize = 512;
     const MC: usize = 16 * MR;
 
-    unsafe fn tile(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        alpha: f32,
-        beta: f32,
-    ) {
-        // SAFETY: forwarded contract of MicroKernel::tile (AVX-512F present, pointers valid);
-        // a packed panel has rsa = 1, csa = MR, rsb = NR.
-        unsafe { tile_rx32::<MR, true>(kc, a, 1, MR, b, NR, c, ldc, alpha, beta) }
+    unsafe fn tile(t: &Tile) {
+        // SAFETY: forwarded contract of MicroKernel::tile (AVX-512F present, packed panels).
+        unsafe { tile_rx32::<MR, true>(t) }
     }
 
     fn pack_bt_panel(b: &[f32], ldb: usize, kc: usize, dst: &mut [f32]) -> bool {
@@ -72,27 +63,13 @@ impl MicroKernel for Avx512 {
     const STRIDED_A: bool = true;
     const EDGE_ROWS: bool = true;
 
-    unsafe fn tile_strided(
-        rows: usize,
-        kc: usize,
-        a: *const f32,
-        rsa: usize,
-        csa: usize,
-        b: *const f32,
-        rsb: usize,
-        c: *mut f32,
-        ldc: usize,
-        alpha: f32,
-        beta: f32,
-    ) {
+    unsafe fn tile_strided(t: &Tile) {
         macro_rules! go {
             ($($r:literal)*) => {
-                match rows {
+                match t.rows {
                     // SAFETY: forwarded contract of MicroKernel::tile_strided (1 ≤ rows ≤ MR).
-                    $($r => unsafe {
-                        tile_rx32::<$r, false>(kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta)
-                    },)*
-                    _ => unreachable!("tile_strided: {rows} rows"),
+                    $($r => unsafe { tile_rx32::<$r, false>(t) },)*
+                    _ => unreachable!("tile_strided: {} rows", t.rows),
                 }
             };
         }
@@ -104,23 +81,23 @@ impl MicroKernel for Avx512 {
 /// offsets in the k loop) or reading A in place.
 ///
 /// # Safety
-/// As for [`MicroKernel::tile_strided`] with `rows = R` (and `rsa = 1`, `csa = MR`,
-/// `rsb = NR` when `PACKED`).
+/// As for [`MicroKernel::tile_strided`] with `rows = R` (packed panels when `PACKED`).
 #[target_feature(enable = "avx512f")]
 #[inline]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile_rx32<const R: usize, const PACKED: bool>(
-    kc: usize,
-    a: *const f32,
-    rsa: usize,
-    csa: usize,
-    b: *const f32,
-    rsb: usize,
-    c: *mut f32,
-    ldc: usize,
-    alpha: f32,
-    beta: f32,
-) {
+unsafe fn tile_rx32<const R: usize, const PACKED: bool>(t: &Tile) {
+    let Tile {
+        kc,
+        a,
+        rsa,
+        csa,
+        b,
+        rsb,
+        c,
+        ldc,
+        alpha,
+        beta,
+        ..
+    } = *t;
     let mut lo = [_mm512_setzero_ps(); MR];
     let mut hi = [_mm512_setzero_ps(); MR];
     for i in 0..R {
@@ -132,7 +109,7 @@ unsafe fn tile_rx32<const R: usize, const PACKED: bool>(
     }
     let mut b = b;
     if PACKED {
-        let mut a = a;
+        let mut a = a.cast::<f32>();
         for _ in 0..kc {
             // SAFETY: the caller guarantees kc·NR readable f32 at b and kc·MR at a; each step
             // reads NR and MR of them and advances by as much.
@@ -149,11 +126,11 @@ unsafe fn tile_rx32<const R: usize, const PACKED: bool>(
             }
         }
     } else {
-        // Unpacked A, element (i, p) at a + i·rsa + p·csa (rows past R are skipped).
+        // Unpacked A, element (i, p) at byte a + i·rsa + p·csa (rows past R are skipped).
         macro_rules! row {
             ($i:expr, $ptr:expr, ($b0:ident, $b1:ident)) => {
                 if $i < R {
-                    let av = _mm512_set1_ps(*$ptr);
+                    let av = _mm512_set1_ps(*$ptr.cast::<f32>());
                     lo[$i] = _mm512_fmadd_ps(av, $b0, lo[$i]);
                     hi[$i] = _mm512_fmadd_ps(av, $b1, hi[$i]);
                 }

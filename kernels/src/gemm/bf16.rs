@@ -58,13 +58,7 @@ impl Gemm {
             (Operand::F32(a), Operand::F32(b)) => dispatch(isa, self, None, a, b, c),
             (Operand::F32(a), Operand::Bf16(b)) => dispatch(isa, self, None, a, b, c),
             (Operand::Bf16(a), Operand::F32(b)) => dispatch(isa, self, None, a, b, c),
-            (Operand::Bf16(a), Operand::Bf16(b)) => {
-                #[cfg(target_arch = "x86_64")]
-                if isa == Isa::Avx512 && super::bf16dp::available() {
-                    return super::bf16dp::run(self, a, b, c);
-                }
-                dispatch(isa, self, None, a, b, c)
-            }
+            (Operand::Bf16(a), Operand::Bf16(b)) => dispatch(isa, self, None, a, b, c),
         }
     }
 }

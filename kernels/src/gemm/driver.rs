@@ -11,6 +11,9 @@
 //! - the micro-kernel computes one `MR×NR` tile of C from one A panel and one B panel, holding
 //!   the tile in registers for the whole k block; packed and in-place A give the same
 //!   arithmetic in the same order, so the choice never changes a result.
+//! - "k" above counts the kernel's k steps: one k value per 32-bit lane for the f32 kernels,
+//!   a pair of bf16 k values per lane for the `vdpbf16ps` kernel (`KSTEP == 2`, see `pack`); an
+//!   untransposed bf16 A is then read in place as 32-bit pairs.
 //!
 //! Threads (rayon): a large product is split into one band of C per thread, along rows or
 //! columns (whole MR or NR panels, chosen by a small cost model: a row split repeats B's
@@ -22,35 +25,29 @@
 //! Tile boundaries sit on multiples of MR and NR whatever the split, so the result is
 //! bit-identical for any number of threads.
 
+use super::pack::{pack_a_range, pack_b_range, Elem, KSteps};
 use super::Gemm;
 use rayon::prelude::*;
 use std::cell::Cell;
 
-/// An element type that can be packed into f32 panels.
-pub(crate) trait Elem: Copy + Send + Sync {
-    fn f32(self) -> f32;
-    /// The slice itself when the elements already are f32 (kernels may read it unpacked).
-    fn as_f32(s: &[Self]) -> Option<&[f32]>;
-}
-
-impl Elem for f32 {
-    #[inline(always)]
-    fn f32(self) -> f32 {
-        self
-    }
-    fn as_f32(s: &[Self]) -> Option<&[f32]> {
-        Some(s)
-    }
-}
-
-impl Elem for half::bf16 {
-    #[inline(always)]
-    fn f32(self) -> f32 {
-        self.to_f32()
-    }
-    fn as_f32(_: &[Self]) -> Option<&[f32]> {
-        None
-    }
+/// One micro-kernel call: the first `rows` rows (MR, or fewer with `EDGE_ROWS`) of an MR×NR
+/// tile of C over `kc` k steps. A's lane (i, p) (32 bits: an f32, or a bf16 pair when
+/// `KSTEP == 2`) is at byte `a + i·rsa + p·csa`; row p of the B panel (NR lanes) at
+/// `b + p·rsb` lanes; row i of C at `c + i·ldc`. Packed panels have `rsa = 4`, `csa = 4·MR`,
+/// `rsb = NR`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tile {
+    pub(crate) rows: usize,
+    pub(crate) kc: usize,
+    pub(crate) a: *const u8,
+    pub(crate) rsa: usize,
+    pub(crate) csa: usize,
+    pub(crate) b: *const f32,
+    pub(crate) rsb: usize,
+    pub(crate) c: *mut f32,
+    pub(crate) ldc: usize,
+    pub(crate) alpha: f32,
+    pub(crate) beta: f32,
 }
 
 /// One register-blocked micro-kernel and the cache blocking that suits it.
@@ -59,25 +56,21 @@ pub(crate) trait MicroKernel {
     const MR: usize;
     /// Columns of the C tile.
     const NR: usize;
-    /// k block (A and B panels hold this many k steps).
+    /// k block, in k steps (A and B panels hold this many k steps).
     const KC: usize;
     /// Rows of op(A) packed together (a multiple of MR; the A block lives in L2).
     const MC: usize;
+    /// k values per k step (per 32-bit panel lane): 1 (f32), or 2 (bf16 pairs, bf16 operands
+    /// only).
+    const KSTEP: usize = 1;
 
-    /// `C[0..MR, 0..NR] = alpha·(A panel · B panel) + beta·C` (beta == 0: C is not read).
+    /// `C[0..MR, 0..NR] = alpha·(A panel · B panel) + beta·C` (beta == 0: C is not read) on
+    /// packed panels (`t.rows == MR`, the packed strides).
     ///
     /// # Safety
-    /// `a` is readable for `kc·MR` f32, `b` for `kc·NR` f32, and `c` is readable and
+    /// `t.a` is readable for `kc·MR` lanes, `t.b` for `kc·NR`, and `t.c` is readable and
     /// writable for `MR` rows of `NR` f32 at stride `ldc`; the CPU supports the kernel's ISA.
-    unsafe fn tile(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        alpha: f32,
-        beta: f32,
-    );
+    unsafe fn tile(t: &Tile);
 
     /// Packs one full panel of op(B) = Bᵀ: `dst[p·NR + jj] = b[jj·ldb + p]` for `p < kc`,
     /// `jj < NR`. Returns `false` (and writes nothing) when the kernel has no fast packer for
@@ -108,40 +101,30 @@ pub(crate) trait MicroKernel {
     /// Whether [`MicroKernel::tile_strided`] exists.
     const STRIDED_A: bool = false;
 
-    /// [`MicroKernel::tile`] for the first `rows` rows of the tile, reading A unpacked: element
-    /// (i, p) of the A panel at `a[i·rsa + p·csa]`, and row p of the B panel at `b[p·rsb..][..NR]`
-    /// (`rsb = NR` for a packed panel, B's row stride when read in place). Reads and writes only
-    /// those rows of C. Same arithmetic per element, in the same order, as `tile` on packed
-    /// panels.
+    /// With `STRIDED_A`, an untransposed A is still packed when its block meets at least this
+    /// many B panels: a packed panel is one contiguous stream read at constant offsets, which
+    /// pays once it is reused this often. (A transposed A is packed from 16 panels on.)
+    const PACK_A_PANELS: usize = usize::MAX;
+
+    /// [`MicroKernel::tile`] with any strides (A read in place; B read in place has `rsb` =
+    /// B's row stride) for `t.rows` rows: reads and writes only those rows of C. Same
+    /// arithmetic per element, in the same order, as `tile` on packed panels.
     ///
     /// # Safety
     /// As for `tile`, with `rows == MR`, or `1 ≤ rows < MR` when the kernel has `EDGE_ROWS`;
-    /// `a` readable at every `i·rsa + p·csa`, `i < rows`, `p < kc`; `b` for NR f32 at every
-    /// `p·rsb`; C for `rows` rows.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile_strided(
-        _rows: usize,
-        _kc: usize,
-        _a: *const f32,
-        _rsa: usize,
-        _csa: usize,
-        _b: *const f32,
-        _rsb: usize,
-        _c: *mut f32,
-        _ldc: usize,
-        _alpha: f32,
-        _beta: f32,
-    ) {
+    /// 4 bytes readable at every `a + i·rsa + p·csa`, `i < rows`, `p < kc`; NR f32 at every
+    /// `b + p·rsb`; C for `rows` rows.
+    unsafe fn tile_strided(_t: &Tile) {
         unreachable!("tile_strided called on a kernel without STRIDED_A")
     }
 }
 
 /// Largest MR·NR of any kernel (stack buffer for edge tiles).
-pub(super) const MAX_TILE: usize = 16 * 64;
+const MAX_TILE: usize = 16 * 64;
 
 /// A raw C pointer shared by tasks that write disjoint tiles.
 #[derive(Clone, Copy)]
-pub(super) struct CPtr(pub(super) *mut f32);
+struct CPtr(*mut f32);
 // SAFETY: tasks write pairwise disjoint rectangles of C (see `run`), so sharing the pointer across
 // threads creates no data race; the pointer outlives the tasks (they finish before `run` returns).
 unsafe impl Send for CPtr {}
@@ -150,7 +133,7 @@ unsafe impl Sync for CPtr {}
 
 impl CPtr {
     /// The pointer (a method, so closures capture the whole `CPtr`, not its raw field).
-    pub(super) fn ptr(self) -> *mut f32 {
+    fn ptr(self) -> *mut f32 {
         self.0
     }
 }
@@ -187,228 +170,8 @@ fn scale_c(g: &Gemm, c: &mut [f32]) {
     }
 }
 
-/// `dst[p·R + r] = src[r][p]` for `p < kc`, `r < src.len() ≤ R`; lanes `r ≥ src.len()` are zero.
-/// Each `src[r]` holds at least kc elements.
-#[inline(always)]
-fn interleave<T: Elem, const R: usize>(src: &[&[T]], kc: usize, dst: &mut [f32]) {
-    let dst = &mut dst[..kc * R];
-    if src.len() == R {
-        let s: [&[T]; R] = std::array::from_fn(|r| &src[r][..kc]);
-        for (p, d) in dst.chunks_exact_mut(R).enumerate() {
-            for r in 0..R {
-                d[r] = s[r][p].f32();
-            }
-        }
-    } else {
-        dst.fill(0.0);
-        for (r, row) in src.iter().enumerate() {
-            for (p, &v) in row[..kc].iter().enumerate() {
-                dst[p * R + r] = v.f32();
-            }
-        }
-    }
-}
-
-/// [`interleave`] with R chosen at run time among the kernels' tile sizes.
-fn interleave_dyn<T: Elem>(src: &[&[T]], r: usize, kc: usize, dst: &mut [f32]) {
-    match r {
-        6 => interleave::<T, 6>(src, kc, dst),
-        8 => interleave::<T, 8>(src, kc, dst),
-        12 => interleave::<T, 12>(src, kc, dst),
-        16 => interleave::<T, 16>(src, kc, dst),
-        32 => interleave::<T, 32>(src, kc, dst),
-        _ => {
-            let dst = &mut dst[..kc * r];
-            dst.fill(0.0);
-            for (i, row) in src.iter().enumerate() {
-                for (p, &v) in row[..kc].iter().enumerate() {
-                    dst[p * r + i] = v.f32();
-                }
-            }
-        }
-    }
-}
-
-/// Packs `w` consecutive columns of the `kc` rows `src[p·ld..p·ld + w]` into panels of `r`
-/// columns: panel q at `q·kc·r`, element (p, cc) at `+ p·r + cc`, zero past w. Reads each
-/// source row once, contiguously (kind to the TLB and the prefetcher for large `ld`).
-fn pack_rows_panels<T: Elem>(src: &[T], ld: usize, w: usize, r: usize, kc: usize, dst: &mut [f32]) {
-    // Fixed widths let the compiler copy a panel row with a few vector moves (no memcpy call).
-    match r {
-        6 => pack_rows_panels_n::<T, 6>(src, ld, w, kc, dst),
-        8 => pack_rows_panels_n::<T, 8>(src, ld, w, kc, dst),
-        12 => pack_rows_panels_n::<T, 12>(src, ld, w, kc, dst),
-        16 => pack_rows_panels_n::<T, 16>(src, ld, w, kc, dst),
-        32 => pack_rows_panels_n::<T, 32>(src, ld, w, kc, dst),
-        _ => {
-            let npan = w.div_ceil(r);
-            let dst = &mut dst[..npan * kc * r];
-            for p in 0..kc {
-                let row = &src[p * ld..p * ld + w];
-                for (q, s) in row.chunks(r).enumerate() {
-                    let d = &mut dst[q * kc * r + p * r..][..r];
-                    for (x, &v) in d.iter_mut().zip(s) {
-                        *x = v.f32();
-                    }
-                    d[s.len()..].fill(0.0);
-                }
-            }
-        }
-    }
-}
-
-/// [`pack_rows_panels`] for a compile-time panel width `R`.
-#[inline(always)]
-fn pack_rows_panels_n<T: Elem, const R: usize>(
-    src: &[T],
-    ld: usize,
-    w: usize,
-    kc: usize,
-    dst: &mut [f32],
-) {
-    let npan = w.div_ceil(R);
-    let full = w / R;
-    let dst = &mut dst[..npan * kc * R];
-    for p in 0..kc {
-        let row = &src[p * ld..p * ld + w];
-        for q in 0..full {
-            let s: &[T; R] = row[q * R..(q + 1) * R].try_into().expect("R elements");
-            let d: &mut [f32; R] = (&mut dst[q * kc * R + p * R..][..R])
-                .try_into()
-                .expect("R lanes");
-            for (x, &v) in d.iter_mut().zip(s) {
-                *x = v.f32();
-            }
-        }
-        if full < npan {
-            let s = &row[full * R..];
-            let d = &mut dst[full * kc * R + p * R..][..R];
-            for (x, &v) in d.iter_mut().zip(s) {
-                *x = v.f32();
-            }
-            d[s.len()..].fill(0.0);
-        }
-    }
-}
-
-/// Packs columns `j0..j0+w` of op(B), k rows `p0..p0+kc`, into panels of `nr` columns
-/// (`nr == K::NR`).
-#[allow(clippy::too_many_arguments)]
-fn pack_b_range<K: MicroKernel, T: Elem>(
-    g: &Gemm,
-    b: &[T],
-    dst: &mut [f32],
-    nr: usize,
-    p0: usize,
-    kc: usize,
-    j0: usize,
-    w: usize,
-) {
-    if g.trans_b {
-        if let Some(b32) = T::as_f32(b) {
-            // Full panels through the kernel's transposing packer, if it has one.
-            let full = w / nr;
-            let mut done = 0;
-            while done < full
-                && K::pack_bt_panel(
-                    &b32[(j0 + done * nr) * g.ldb + p0..],
-                    g.ldb,
-                    kc,
-                    &mut dst[done * kc * nr..(done + 1) * kc * nr],
-                )
-            {
-                done += 1;
-            }
-            if done > 0 {
-                if done * nr < w {
-                    pack_b_range::<K, T>(
-                        g,
-                        b,
-                        &mut dst[done * kc * nr..],
-                        nr,
-                        p0,
-                        kc,
-                        j0 + done * nr,
-                        w - done * nr,
-                    );
-                }
-                return;
-            }
-        }
-
-        // op(B)[p][j] = b[j·ldb + p]: column j of op(B) is a contiguous row of b.
-        for (q, panel) in dst[..w.div_ceil(nr) * kc * nr]
-            .chunks_mut(kc * nr)
-            .enumerate()
-        {
-            let jq = j0 + q * nr;
-            let cols_n = nr.min(j0 + w - jq);
-            let mut cols: [&[T]; 64] = [&[]; 64];
-            for (jj, col) in cols[..cols_n].iter_mut().enumerate() {
-                *col = &b[(jq + jj) * g.ldb + p0..][..kc];
-            }
-            interleave_dyn(&cols[..cols_n], nr, kc, panel);
-        }
-    } else {
-        pack_rows_panels_fast::<K, T>(&b[p0 * g.ldb + j0..], g.ldb, w, nr, kc, dst);
-    }
-}
-
-/// [`pack_rows_panels`] through the kernel's [`MicroKernel::pack_panels`] for the full panels
-/// when it has one.
-fn pack_rows_panels_fast<K: MicroKernel, T: Elem>(
-    src: &[T],
-    ld: usize,
-    w: usize,
-    r: usize,
-    kc: usize,
-    dst: &mut [f32],
-) {
-    let full = w / r;
-    let fast = full > 0
-        && match T::as_f32(src) {
-            Some(s32) => K::pack_panels(s32, ld, r, full, kc, dst),
-            None => false,
-        };
-    let done = if fast { full * r } else { 0 };
-    if done < w {
-        pack_rows_panels(&src[done..], ld, w - done, r, kc, &mut dst[done * kc..]);
-    }
-}
-
-/// Packs rows `i0..i0+h` of op(A), k columns `p0..p0+kc`, into panels of `mr` rows.
-#[allow(clippy::too_many_arguments)]
-fn pack_a_range<K: MicroKernel, T: Elem>(
-    g: &Gemm,
-    a: &[T],
-    dst: &mut [f32],
-    mr: usize,
-    p0: usize,
-    kc: usize,
-    i0: usize,
-    h: usize,
-) {
-    if g.trans_a {
-        // op(A)[i][p] = a[p·lda + i]: column p of op(A) is a contiguous row of a.
-        pack_rows_panels_fast::<K, T>(&a[p0 * g.lda + i0..], g.lda, h, mr, kc, dst);
-    } else {
-        for (q, panel) in dst[..h.div_ceil(mr) * kc * mr]
-            .chunks_mut(kc * mr)
-            .enumerate()
-        {
-            let iq = i0 + q * mr;
-            let rows_n = mr.min(i0 + h - iq);
-            let mut rows: [&[T]; 64] = [&[]; 64];
-            for (ii, row) in rows[..rows_n].iter_mut().enumerate() {
-                *row = &a[(iq + ii) * g.lda + p0..][..kc];
-            }
-            interleave_dyn(&rows[..rows_n], mr, kc, panel);
-        }
-    }
-}
-
 /// Minimum multiply-adds before threads are used (below this rayon's overhead dominates).
-pub(super) const PAR_MIN_WORK: usize = 1 << 21;
+const PAR_MIN_WORK: usize = 1 << 21;
 
 /// Columns of op(B) packed together (a multiple of every NR): the packed B block (KC×NC) stays
 /// in L3 while every A block of the rows passes over it.
@@ -441,7 +204,9 @@ pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(
     let c_len = c.len();
     if par {
         if let Some(split) = Split::choose::<K>(g, rayon::current_num_threads()) {
-            split.run::<K, TA, TB>(g, a, b, cptr, c_len);
+            split.for_each_band(g, a, b, cptr, c_len, |sub, a, b, c, c_len| {
+                blocked::<K, TA, TB>(sub, a, b, c, c_len, false)
+            });
             return;
         }
     }
@@ -452,13 +217,13 @@ pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(
 /// NR panels). Each thread runs the whole blocked loop nest on its band with its own packed B,
 /// so there is no barrier between k blocks and no load imbalance from a short last row block.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(super) struct Split {
+struct Split {
     /// Split along columns (else rows).
-    pub(super) cols: bool,
+    cols: bool,
     /// Rows or columns per band (a multiple of MR or NR).
-    pub(super) per: usize,
+    per: usize,
     /// Number of bands.
-    pub(super) parts: usize,
+    parts: usize,
 }
 
 impl Split {
@@ -467,13 +232,8 @@ impl Split {
     /// Cost model (multiply-adds of the slowest band): a row split repeats the packing of B in
     /// every band (about 32 multiply-adds' time per packed element), a column split re-reads A
     /// in every band (cheaper: A is read in place, about 8 per element).
-    pub(super) fn choose<K: MicroKernel>(g: &Gemm, threads: usize) -> Option<Split> {
-        Split::choose_tiles(g, threads, K::MR, K::NR)
-    }
-
-    /// [`Split::choose`] for an MR×NR tile given at run time.
-    pub(super) fn choose_tiles(g: &Gemm, threads: usize, mr: usize, nr: usize) -> Option<Split> {
-        let (m, n, k) = (g.m, g.n, g.k);
+    fn choose<K: MicroKernel>(g: &Gemm, threads: usize) -> Option<Split> {
+        let (m, n, k, mr, nr) = (g.m, g.n, g.k, K::MR, K::NR);
         let (mp, np) = (m.div_ceil(mr), n.div_ceil(nr));
         let band = |panels: usize, unit: usize, len: usize| {
             if panels < threads {
@@ -510,22 +270,8 @@ impl Split {
         }
     }
 
-    /// Runs `g` band by band, one rayon task per band, each band sequential.
-    fn run<K: MicroKernel, TA: Elem, TB: Elem>(
-        self,
-        g: &Gemm,
-        a: &[TA],
-        b: &[TB],
-        cptr: CPtr,
-        c_len: usize,
-    ) {
-        self.for_each_band(g, a, b, cptr, c_len, |sub, a, b, c, c_len| {
-            blocked::<K, TA, TB>(sub, a, b, c, c_len, false)
-        });
-    }
-
     /// Calls `f(sub-problem, A, B, C, C length)` for each band, one rayon task per band.
-    pub(super) fn for_each_band<TA: Sync, TB: Sync>(
+    fn for_each_band<TA: Sync, TB: Sync>(
         self,
         g: &Gemm,
         a: &[TA],
@@ -558,6 +304,31 @@ impl Split {
     }
 }
 
+/// A read in place for the k steps `ks`: (byte pointer to lane (0, ks.p0), rsa, csa in bytes),
+/// when the kernel reads A unpacked: an f32 A (`STRIDED_A`), or on a pair kernel an
+/// untransposed bf16 A whose block has no half pair (each pair is one unaligned 32-bit read).
+fn a_in_place<K: MicroKernel, TA: Elem>(
+    g: &Gemm,
+    a: &[TA],
+    ks: KSteps,
+) -> Option<(*const u8, usize, usize)> {
+    let fits = match K::KSTEP {
+        1 => TA::as_f32(a).is_some(),
+        _ => TA::BF16 && !g.trans_a && K::KSTEP * (ks.p0 + ks.kc) <= g.k,
+    };
+    if !K::STRIDED_A || !fits {
+        return None;
+    }
+    let e = std::mem::size_of::<TA>();
+    let (rsa, csa) = if g.trans_a {
+        (e, e * g.lda)
+    } else {
+        (e * g.lda, e * K::KSTEP)
+    };
+    // Byte offset ks.p0·csa is inside A (k step p0 < the k steps of op(A)).
+    Some((a.as_ptr().cast::<u8>().wrapping_add(ks.p0 * csa), rsa, csa))
+}
+
 /// The blocked loop nest of [`run`] on C at `cptr` (`c_len` elements, checked by the caller),
 /// m, n, k > 0. `par`: split each k block's row blocks over rayon tasks (shared packed B).
 fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
@@ -568,11 +339,16 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
     c_len: usize,
     par: bool,
 ) {
-    let (m, n, k) = (g.m, g.n, g.k);
+    let (m, n) = (g.m, g.n);
     let (mr, nr, kcb, mcb) = (K::MR, K::NR, K::KC, K::MC);
     assert!(
         mr * nr <= MAX_TILE && mr <= 64 && nr <= 64 && mcb / mr * mr == mcb && NC / nr * nr == NC
     );
+    assert!(
+        K::KSTEP == 1 || (TA::BF16 && TB::BF16),
+        "pair kernels take bf16 operands"
+    );
+    let steps = g.k.div_ceil(K::KSTEP);
     let threads = if par { rayon::current_num_threads() } else { 1 };
     let mb = m.div_ceil(mcb);
     let edge_rows = K::EDGE_ROWS;
@@ -580,7 +356,9 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
     // packing B does not pay: an untransposed f32 B is read in place (full panels; a last
     // partial one is packed), with A read in place and the edge-row kernels.
     let b_direct = match (TA::as_f32(a), TB::as_f32(b)) {
-        (Some(_), Some(b32)) if K::STRIDED_A && edge_rows && !g.trans_b && m <= mcb && !par => {
+        (Some(_), Some(b32))
+            if K::STRIDED_A && K::KSTEP == 1 && edge_rows && !g.trans_b && m <= mcb && !par =>
+        {
             Some(b32)
         }
         _ => None,
@@ -589,38 +367,25 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
     with_scratch(&B_BUF, kcb * NC.min(n.div_ceil(nr) * nr), |bpack| {
         for j0 in (0..n).step_by(NC) {
             let np = NC.min(n - j0).div_ceil(nr);
-            for (q, p0) in (0..k).step_by(kcb).enumerate() {
-                let kc = kcb.min(k - p0);
+            for (q, p0) in (0..steps).step_by(kcb).enumerate() {
+                let ks = KSteps {
+                    p0,
+                    kc: kcb.min(steps - p0),
+                };
+                let kc = ks.kc;
                 let bblk = &mut bpack[..np * kc * nr];
                 let ncols = NC.min(n - j0);
                 // Each thread packs a run of whole panels, row by row.
                 let ppt = if par { np.div_ceil(threads) } else { np };
                 let pack = |(t, chunk): (usize, &mut [f32])| {
                     let js = t * ppt * nr;
-                    pack_b_range::<K, TB>(
-                        g,
-                        b,
-                        chunk,
-                        nr,
-                        p0,
-                        kc,
-                        j0 + js,
-                        (ppt * nr).min(ncols - js),
-                    )
+                    pack_b_range::<K, TB>(g, b, chunk, ks, j0 + js, (ppt * nr).min(ncols - js))
                 };
                 if b_direct.is_some() {
                     if ncols % nr != 0 {
                         let js = (np - 1) * nr;
-                        pack_b_range::<K, TB>(
-                            g,
-                            b,
-                            &mut bblk[js * kc..],
-                            nr,
-                            p0,
-                            kc,
-                            j0 + js,
-                            ncols - js,
-                        );
+                        let last = &mut bblk[js * kc..];
+                        pack_b_range::<K, TB>(g, b, last, ks, j0 + js, ncols - js);
                     }
                 } else if par {
                     bblk.par_chunks_mut(ppt * kc * nr)
@@ -649,39 +414,25 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                     let mpanels = mc.div_ceil(mr);
                     let jp0 = jb * panels_per_nb;
                     let jp1 = np.min(jp0 + panels_per_nb);
-                    // f32 A is read in place when the kernel can (measured: never slower than
-                    // packing an untransposed A, and much faster when an A panel meets few B
-                    // panels, as in attention); a last partial panel is packed unless the kernel has
-                    // EDGE_ROWS (a kernel for fewer rows, which then also writes C directly).
+                    // A is read in place when the kernel can (measured on AVX-512: never slower
+                    // than packing an untransposed A, and much faster when an A panel meets few
+                    // B panels, as in attention; AVX2 packs it from PACK_A_PANELS on); a last
+                    // partial panel is packed unless the kernel has EDGE_ROWS (a kernel for
+                    // fewer rows, which then also writes C directly).
                     // A transposed A is read along its columns (a new cache line, and a new
                     // page every few k steps); when its block meets many B panels, packing it
                     // costs less than the kernel loses (measured: the Aᵀ·B weight gradients).
                     // (B read in place needs A in place.)
-                    let a_direct = match TA::as_f32(a) {
-                        Some(a32)
-                            if K::STRIDED_A
-                                && (b_direct.is_some() || !g.trans_a || jp1 - jp0 < 16) =>
-                        {
-                            Some(a32)
-                        }
-                        _ => None,
-                    };
-                    let (rsa, csa) = if g.trans_a { (1, g.lda) } else { (g.lda, 1) };
+                    let pack_from = if g.trans_a { 16 } else { K::PACK_A_PANELS };
+                    let a_direct = a_in_place::<K, TA>(g, a, ks)
+                        .filter(|_| b_direct.is_some() || jp1 - jp0 < pack_from);
                     with_scratch(&A_BUF, mcb * kcb, |apack| {
                         if a_direct.is_none() {
-                            pack_a_range::<K, TA>(g, a, apack, mr, p0, kc, i0, mc);
+                            pack_a_range::<K, TA>(g, a, apack, ks, i0, mc);
                         } else if mc % mr != 0 && !edge_rows {
                             let last = mpanels - 1;
-                            pack_a_range::<K, TA>(
-                                g,
-                                a,
-                                &mut apack[last * kc * mr..],
-                                mr,
-                                p0,
-                                kc,
-                                i0 + last * mr,
-                                mc - last * mr,
-                            );
+                            let dst = &mut apack[last * kc * mr..];
+                            pack_a_range::<K, TA>(g, a, dst, ks, i0 + last * mr, mc - last * mr);
                         }
                         for jp in jp0..jp1 {
                             let bpanel = &bblk[jp * kc * nr..][..kc * nr];
@@ -690,7 +441,7 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                             // Row p of this B panel at bp + p·rsb.
                             let (bp, rsb) = match b_direct {
                                 Some(b32) if nr_eff == nr => {
-                                    (b32[p0 * g.ldb + j..].as_ptr(), g.ldb)
+                                    (b32[ks.p0 * g.ldb + j..].as_ptr(), g.ldb)
                                 }
                                 _ => (bpanel.as_ptr(), nr),
                             };
@@ -698,81 +449,70 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                                 let apanel = &apack[ip * kc * mr..][..kc * mr];
                                 let i = i0 + ip * mr;
                                 let mr_eff = mr.min(m - i);
-                                let off = i * g.ldc + j;
-                                let tile = |c: *mut f32, ldc: usize| match a_direct {
-                                    Some(a32) if mr_eff == mr || edge_rows => {
-                                        let a_off = i * rsa + p0 * csa;
-                                        debug_assert!(
-                                            a_off + (mr_eff - 1) * rsa + (kc - 1) * csa < a32.len()
-                                        );
-                                        // SAFETY: rows i..i+mr_eff (all < m; fewer than MR only
-                                        // with EDGE_ROWS) and columns p0..p0+kc (≤ k) of op(A)
-                                        // lie inside A (checked by Gemm::check); bp holds NR f32
-                                        // at p·rsb for p < kc (a packed panel, or rows
-                                        // p0..p0+kc, columns j..j+NR ≤ n of B read in place); c
-                                        // as below, for mr_eff rows; K has STRIDED_A.
-                                        unsafe {
-                                            K::tile_strided(
-                                                mr_eff,
-                                                kc,
-                                                a32.as_ptr().add(a_off),
-                                                rsa,
-                                                csa,
-                                                bp,
-                                                rsb,
-                                                c,
-                                                ldc,
-                                                g.alpha,
-                                                beta,
-                                            )
-                                        }
-                                    }
-                                    // SAFETY: the panels hold kc·MR and kc·NR f32 (sliced above;
-                                    // A is packed here, so B is too: b_direct needs A in place
-                                    // and edge rows); c as below.
-                                    _ => unsafe {
-                                        K::tile(
-                                            kc,
-                                            apanel.as_ptr(),
-                                            bpanel.as_ptr(),
-                                            c,
-                                            ldc,
-                                            g.alpha,
-                                            beta,
-                                        )
+                                let strided = a_direct.filter(|_| mr_eff == mr || edge_rows);
+                                let t = match strided {
+                                    Some((a0, rsa, csa)) => Tile {
+                                        rows: mr_eff,
+                                        kc,
+                                        a: a0.wrapping_add(i * rsa),
+                                        rsa,
+                                        csa,
+                                        b: bp,
+                                        rsb,
+                                        c: cptr.ptr(),
+                                        ldc: g.ldc,
+                                        alpha: g.alpha,
+                                        beta,
+                                    },
+                                    None => Tile {
+                                        rows: mr,
+                                        kc,
+                                        a: apanel.as_ptr().cast(),
+                                        rsa: 4,
+                                        csa: 4 * mr,
+                                        b: bpanel.as_ptr(),
+                                        rsb: nr,
+                                        c: cptr.ptr(),
+                                        ldc: g.ldc,
+                                        alpha: g.alpha,
+                                        beta,
                                     },
                                 };
-                                let rows_ok = mr_eff == mr || (a_direct.is_some() && edge_rows);
+                                let off = i * g.ldc + j;
+                                // The kernel on C at `c` with row stride `ldc`.
+                                let tile = |c: *mut f32, ldc: usize| {
+                                    let t = Tile { c, ldc, ..t };
+                                    if strided.is_some() {
+                                        debug_assert!(
+                                            (i * t.rsa + (ks.p0 + kc) * t.csa)
+                                                <= std::mem::size_of_val(a) + t.csa
+                                        );
+                                        // SAFETY: rows i..i+mr_eff (all < m; fewer than MR only
+                                        // with EDGE_ROWS) and k steps p0..p0+kc of op(A) lie
+                                        // inside A (checked by Gemm::check; a pair kernel reads
+                                        // in place only blocks without a half pair); bp holds NR
+                                        // f32 at p·rsb for p < kc (a packed panel, or rows of B
+                                        // read in place, columns j..j+NR ≤ n); c as below, for
+                                        // mr_eff rows; K has STRIDED_A.
+                                        unsafe { K::tile_strided(&t) }
+                                    } else {
+                                        // SAFETY: the panels hold kc·MR and kc·NR lanes (sliced
+                                        // above; A is packed here, so B is too: b_direct needs A
+                                        // in place and edge rows); c as below.
+                                        unsafe { K::tile(&t) }
+                                    }
+                                };
+                                let rows_ok = mr_eff == mr || strided.is_some();
                                 if rows_ok && nr_eff == nr {
                                     debug_assert!(off + (mr_eff - 1) * g.ldc + nr <= c_len);
-                                    // Rows i..i+mr_eff (MR, or fewer with EDGE_ROWS), columns j..j+NR lie inside C (m×n at stride
-                                    // ldc, checked by Gemm::check) and belong to this task alone;
-                                    // the caller picked K for an ISA the CPU supports.
+                                    // Rows i..i+mr_eff (MR, or fewer with EDGE_ROWS), columns
+                                    // j..j+NR lie inside C (m×n at stride ldc, checked by
+                                    // Gemm::check) and belong to this task alone; the caller
+                                    // picked K for an ISA the CPU supports.
                                     // SAFETY: off is inside C (see above).
                                     tile(unsafe { cptr.ptr().add(off) }, g.ldc);
                                 } else {
-                                    // Edge tile: run the full kernel on a stack copy, then copy
-                                    // back the valid part, so edge elements get the same
-                                    // arithmetic as interior ones.
-                                    let mut tmp = [0.0f32; MAX_TILE];
-                                    for ii in 0..mr_eff {
-                                        for jj in 0..nr_eff {
-                                            // SAFETY: (i+ii, j+jj) is inside C, owned by this task.
-                                            tmp[ii * nr + jj] =
-                                                unsafe { *cptr.ptr().add(off + ii * g.ldc + jj) };
-                                        }
-                                    }
-                                    // tmp holds MR rows of NR at stride NR.
-                                    tile(tmp.as_mut_ptr(), nr);
-                                    for ii in 0..mr_eff {
-                                        for jj in 0..nr_eff {
-                                            // SAFETY: as for the read above.
-                                            unsafe {
-                                                *cptr.ptr().add(off + ii * g.ldc + jj) =
-                                                    tmp[ii * nr + jj]
-                                            };
-                                        }
-                                    }
+                                    edge_tile(cptr, off, g.ldc, (mr_eff, nr_eff), nr, tile);
                                 }
                             }
                         }
@@ -789,19 +529,58 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
     });
 }
 
+/// An edge tile of `rows × cols` elements of C at `cptr + off` (row stride `ldc`, owned by the
+/// caller's task): runs the full kernel `tile` on a stack copy (MR rows of `nr` at stride `nr`),
+/// then copies back the valid part, so edge elements get the same arithmetic as interior ones.
+fn edge_tile(
+    cptr: CPtr,
+    off: usize,
+    ldc: usize,
+    (rows, cols): (usize, usize),
+    nr: usize,
+    tile: impl Fn(*mut f32, usize),
+) {
+    let mut tmp = [0.0f32; MAX_TILE];
+    for ii in 0..rows {
+        for jj in 0..cols {
+            // SAFETY: (ii, jj) of the tile is inside C, owned by this task.
+            tmp[ii * nr + jj] = unsafe { *cptr.ptr().add(off + ii * ldc + jj) };
+        }
+    }
+    tile(tmp.as_mut_ptr(), nr);
+    for ii in 0..rows {
+        for jj in 0..cols {
+            // SAFETY: as for the read above.
+            unsafe { *cptr.ptr().add(off + ii * ldc + jj) = tmp[ii * nr + jj] };
+        }
+    }
+}
+
+/// A strided batch: `n` products, the i-th reading A at `i·sa`, B at `i·sb`, writing C at
+/// `i·sc`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Batch {
+    pub(crate) n: usize,
+    pub(crate) sa: usize,
+    pub(crate) sb: usize,
+    pub(crate) sc: usize,
+}
+
 /// `batch` products through [`run`]: the batch is split over threads, each product runs on one
-/// thread. Lengths and strides must already be checked; `stride_c ≥` C's extent when batch > 1.
-#[allow(clippy::too_many_arguments)]
+/// thread. Lengths and strides must already be checked; `sc ≥` C's extent when n > 1.
 pub(crate) fn run_batched<K: MicroKernel, TA: Elem, TB: Elem>(
     g: &Gemm,
-    batch: usize,
+    batch: Batch,
     a: &[TA],
-    sa: usize,
     b: &[TB],
-    sb: usize,
     c: &mut [f32],
-    sc: usize,
 ) {
+    let Batch {
+        n: batch,
+        sa,
+        sb,
+        sc,
+    } = batch;
     let threads = rayon::current_num_threads();
     if batch == 1 || batch < threads || sc == 0 {
         for i in 0..batch {

@@ -1,6 +1,7 @@
 //! Machine limits for judging the GEMM: peak FMA throughput of one core with independent
 //! accumulator chains (enough of them to cover FMA latency × FMA ports), used by
 //! `benches/machine_limits.rs`. Each function returns `None` when the CPU lacks the ISA.
+//! Bench-only: built with the `bench` feature.
 
 /// Independent accumulator chains per loop iteration: at least FMA latency (4) × FMA ports (2),
 /// and with the two constants at most 16 registers, so the AVX2 loop does not spill.

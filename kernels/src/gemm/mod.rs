@@ -33,9 +33,11 @@ pub mod bf16;
 #[cfg(target_arch = "x86_64")]
 mod bf16dp;
 mod driver;
+#[cfg(feature = "bench")]
 pub mod limits;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+mod pack;
 mod portable;
 pub mod reference;
 #[cfg(target_arch = "x86_64")]
@@ -44,30 +46,22 @@ mod x86_tile;
 pub use bf16::Operand;
 
 use crate::dispatch::{active, Isa};
-use driver::Elem;
+use driver::Batch;
+use pack::Elem;
 
 /// Runs one product (`batch == None`) or a strided batch on `isa`'s fast path; the scalar path
 /// (and a path this build lacks) runs the reference. Lengths must already be checked.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn dispatch<TA: Elem, TB: Elem>(
     isa: Isa,
     g: &Gemm,
-    batch: Option<(usize, usize, usize, usize)>,
+    batch: Option<Batch>,
     a: &[TA],
     b: &[TB],
     c: &mut [f32],
 ) {
-    fn go<K: driver::MicroKernel, TA: Elem, TB: Elem>(
-        g: &Gemm,
-        batch: Option<(usize, usize, usize, usize)>,
-        a: &[TA],
-        b: &[TB],
-        c: &mut [f32],
-    ) {
-        match batch {
-            None => driver::run::<K, TA, TB>(g, a, b, c, true),
-            Some((n, sa, sb, sc)) => driver::run_batched::<K, TA, TB>(g, n, a, sa, b, sb, c, sc),
-        }
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 && TA::BF16 && TB::BF16 && bf16dp::available() {
+        return go::<bf16dp::Bf16Dp, TA, TB>(g, batch, a, b, c);
     }
     assert!(
         isa.is_supported(),
@@ -86,13 +80,27 @@ pub(crate) fn dispatch<TA: Elem, TB: Elem>(
             let b: Vec<f32> = b.iter().map(|x| x.f32()).collect();
             match batch {
                 None => reference::gemm(g, &a, &b, c),
-                Some((n, sa, sb, sc)) => {
+                Some(Batch { n, sa, sb, sc }) => {
                     for i in 0..n {
                         reference::gemm(g, &a[i * sa..], &b[i * sb..], &mut c[i * sc..]);
                     }
                 }
             }
         }
+    }
+}
+
+/// Runs one product or a batch with micro-kernel `K`.
+fn go<K: driver::MicroKernel, TA: Elem, TB: Elem>(
+    g: &Gemm,
+    batch: Option<Batch>,
+    a: &[TA],
+    b: &[TB],
+    c: &mut [f32],
+) {
+    match batch {
+        None => driver::run::<K, TA, TB>(g, a, b, c, true),
+        Some(batch) => driver::run_batched::<K, TA, TB>(g, batch, a, b, c),
     }
 }
 
@@ -289,14 +297,13 @@ impl Gemm {
         if batch == 0 {
             return;
         }
-        dispatch(
-            isa,
-            self,
-            Some((batch, stride_a, stride_b, stride_c)),
-            a,
-            b,
-            c,
-        )
+        let batch = Batch {
+            n: batch,
+            sa: stride_a,
+            sb: stride_b,
+            sc: stride_c,
+        };
+        dispatch(isa, self, Some(batch), a, b, c)
     }
 
     /// Panics with a message naming the bad value unless a strided batch fits the slices.

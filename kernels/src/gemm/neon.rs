@@ -1,7 +1,7 @@
 //! aarch64 NEON micro-kernel: an 8×8 tile of C in 16 q-register accumulators; per k step two
 //! B loads and two A loads feed 16 lane-indexed FMAs.
 
-use super::driver::MicroKernel;
+use super::driver::{MicroKernel, Tile};
 use std::arch::aarch64::*;
 
 pub(crate) struct Neon;
@@ -15,15 +15,9 @@ impl MicroKernel for Neon {
     const KC: usize = 256;
     const MC: usize = 16 * MR;
 
-    unsafe fn tile(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        alpha: f32,
-        beta: f32,
-    ) {
+    unsafe fn tile(t: &Tile) {
+        let (kc, a, b, c, ldc) = (t.kc, t.a.cast::<f32>(), t.b, t.c, t.ldc);
+        let (alpha, beta) = (t.alpha, t.beta);
         // SAFETY: forwarded contract of MicroKernel::tile (NEON present, pointers valid).
         unsafe { tile_8x8(kc, a, b, c, ldc, alpha, beta) }
     }

@@ -1,7 +1,7 @@
 //! Portable micro-kernel on `wide::f32x8` (two SSE2 vectors on a default x86_64 build, two NEON
 //! vectors on aarch64): a 6×8 tile of C in six f32x8 accumulators.
 
-use super::driver::MicroKernel;
+use super::driver::{MicroKernel, Tile};
 use wide::f32x8;
 
 pub(crate) struct Portable;
@@ -15,15 +15,13 @@ impl MicroKernel for Portable {
     const KC: usize = 256;
     const MC: usize = 32 * MR;
 
-    unsafe fn tile(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        alpha: f32,
-        beta: f32,
-    ) {
+    unsafe fn tile(t: &Tile) {
+        debug_assert!(
+            t.rows == MR && t.rsb == NR,
+            "portable tile: packed panels only"
+        );
+        let (kc, a, b, c, ldc) = (t.kc, t.a.cast::<f32>(), t.b, t.c, t.ldc);
+        let (alpha, beta) = (t.alpha, t.beta);
         // SAFETY: the caller guarantees kc·MR readable f32 at a, kc·NR at b and MR rows of NR
         // f32 at stride ldc at c (the last row needs only NR, so the length below is exact).
         let (a, b, c) = unsafe {
