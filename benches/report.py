@@ -276,6 +276,49 @@ def train_step_table(path, isa):
     return out
 
 
+def section_key(isa):
+    model, _flags, _cores = cpu_info()
+    return f"{model} / {isa}"
+
+
+def replace_train_step(args):
+    """Swaps the training-step table of this machine's section for a fresh one."""
+    key = section_key(args.isa)
+    table = train_step_table(os.path.join(args.bench_dir, "train_step.jsonl"), args.isa)
+    if not table:
+        sys.exit(f"no cloze rows for path {args.isa} in {args.bench_dir}/train_step.jsonl: "
+                 "run `bash benches/train_step.sh` first")
+    text = open(args.out).read()
+    found = {k: v for k, v in SECTION.findall(text)}
+    if key not in found:
+        model, flags, cores = cpu_info()
+        body = "\n".join([
+            f"## {model}: {ISA_TITLE.get(args.isa, args.isa)} path", "",
+            f"- CPU: {model} ({cores} cores visible), flags: {flags}; kernel path `CLOZE_KERNEL={args.isa}`",
+            "- Only the training step has been measured on this path so far (`bash benches/report.sh` "
+            "fills in the kernels).", "", ""])
+        text = text.rstrip("\n") + f"\n\n<!-- section: {key} -->\n{body}<!-- /section -->\n"
+        found[key] = body
+    body = found[key]
+    head = "### Training step"
+    start = body.find(head)
+    if start < 0:
+        marker = "<details>"
+        start = end = body.find(marker) if marker in body else len(body)
+    else:
+        nxt = re.search(r"\n(### |<details>)", body[start + len(head):])
+        end = start + len(head) + nxt.start() + 1 if nxt else len(body)
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    fresh = "\n".join(table[:1] + ["", f"(This table regenerated {when}, apart from the rest of the section.)"]
+                      + table[1:]) + "\n"
+    body = body[:start] + fresh + body[end:]
+    new = text.replace(f"<!-- section: {key} -->\n{found[key]}<!-- /section -->",
+                       f"<!-- section: {key} -->\n{body}<!-- /section -->")
+    with open(args.out, "w") as f:
+        f.write(new)
+    print(f"replaced the training-step table of {key!r} in {args.out}")
+
+
 SECTION = re.compile(r"<!-- section: (.*?) -->\n(.*?)<!-- /section -->\n?", re.S)
 
 
@@ -288,15 +331,20 @@ def main():
     ap.add_argument("--out", default="BENCHMARKS.md")
     ap.add_argument("--extra", action="append", default=[],
                     help="markdown files to append to this section (e.g. the MPI scaling table)")
+    ap.add_argument("--only-train-step", action="store_true",
+                    help="replace only the training-step table of this machine's section "
+                         "(after `bash benches/train_step.sh` alone), keeping the rest")
     args = ap.parse_args()
+    if args.only_train_step:
+        return replace_train_step(args)
     crit = args.criterion or os.path.join("target", "criterion", args.isa)
     rows = load(crit)
     if not rows:
         sys.exit(f"no criterion results under {crit}: run `bash benches/report.sh` first")
     model, flags, cores = cpu_info()
+    key = section_key(args.isa)
     lim = limits(load(args.limits) if os.path.isdir(args.limits) else rows)
     rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
-    key = f"{model} / {args.isa}"
     body = [
         f"## {model}: {ISA_TITLE.get(args.isa, args.isa)} path",
         "",

@@ -7,6 +7,8 @@
 # Writes a markdown table to target/bench/train_step.md (raw JSON lines beside it). PyTorch
 # columns appear only when `python3 -c "import torch, transformers"` works.
 #   REPS=3 CONFIGS="repro tiny" bash benches/train_step.sh
+# then, to put the table into BENCHMARKS.md without rerunning the kernel benches:
+#   python3 benches/report.py --isa avx512 --only-train-step   (and --isa avx2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/bench
@@ -21,7 +23,7 @@ isas=(default)
 grep -q avx512f /proc/cpuinfo 2>/dev/null && isas+=(avx2)
 reps=${REPS:-2}
 # config, batch, timed steps
-declare -A plan=([repro]="32 20" [tiny]="32 10" [mini]="32 3" [base]="8 2")
+declare -A plan=([repro]="32 20" [tiny]="32 5" [mini]="32 3" [base]="8 2")
 for name in ${CONFIGS:-repro tiny mini base}; do
   set -- ${plan[$name]}
   for rep in $(seq "$reps"); do
