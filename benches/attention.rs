@@ -97,48 +97,37 @@ fn bench(c: &mut Criterion) {
         let mut dq = vec![0.0f32; s.q_len()];
         let mut dk = vec![0.0f32; s.kv_len()];
         let mut dv = vec![0.0f32; s.kv_len()];
+        let inputs = AttnInputs {
+            shape: s,
+            params: d.params,
+            q: &d.q,
+            k: &d.k,
+            v: &d.v,
+            mask: Some(&d.mask),
+        };
         let mut g = c.benchmark_group(format!("attention_b8_h12_d64_t{t}"));
         g.sample_size(10);
         g.bench_function("fused_fwd", |b| {
             b.iter(|| {
-                attention::forward(
-                    s,
-                    d.params,
-                    &d.q,
-                    &d.k,
-                    &d.v,
-                    Some(&d.mask),
-                    &mut out,
-                    &mut lse,
-                );
+                attention::forward(&inputs, &mut out, &mut lse);
                 black_box(&out);
             })
         });
         g.bench_function("fused_fwd_bwd", |b| {
             b.iter(|| {
-                attention::forward(
-                    s,
-                    d.params,
-                    &d.q,
-                    &d.k,
-                    &d.v,
-                    Some(&d.mask),
-                    &mut out,
-                    &mut lse,
-                );
+                attention::forward(&inputs, &mut out, &mut lse);
                 attention::backward(
-                    s,
-                    d.params,
-                    &d.q,
-                    &d.k,
-                    &d.v,
-                    Some(&d.mask),
-                    &out,
-                    &lse,
-                    &d.dout,
-                    &mut dq,
-                    &mut dk,
-                    &mut dv,
+                    &inputs,
+                    &AttnSaved {
+                        out: &out,
+                        lse: &lse,
+                        dout: &d.dout,
+                    },
+                    AttnGrads {
+                        dq: &mut dq,
+                        dk: &mut dk,
+                        dv: &mut dv,
+                    },
                 );
                 black_box((&dq, &dk, &dv));
             })

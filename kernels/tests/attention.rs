@@ -287,14 +287,30 @@ fn bad_lengths_panic_naming_the_slice() {
     let r = std::panic::catch_unwind(|| {
         let mut out = vec![0.0; 12];
         let mut lse = vec![0.0; 4];
-        attention::forward(shape, p, &q, &kv[..14], &kv, None, &mut out, &mut lse);
+        let inputs = AttnInputs {
+            shape,
+            params: p,
+            q: &q,
+            k: &kv[..14],
+            v: &kv,
+            mask: None,
+        };
+        attention::forward(&inputs, &mut out, &mut lse);
     });
     let msg = *r.unwrap_err().downcast::<String>().unwrap();
     assert!(msg.contains("k has 14"), "{msg}");
     let r = std::panic::catch_unwind(|| {
         let mut out = vec![0.0; 12];
         let mut lse = vec![0.0; 3];
-        attention::forward(shape, p, &q, &kv, &kv, None, &mut out, &mut lse);
+        let inputs = AttnInputs {
+            shape,
+            params: p,
+            q: &q,
+            k: &kv,
+            v: &kv,
+            mask: None,
+        };
+        attention::forward(&inputs, &mut out, &mut lse);
     });
     let msg = *r.unwrap_err().downcast::<String>().unwrap();
     assert!(msg.contains("lse has 3"), "{msg}");
@@ -302,7 +318,15 @@ fn bad_lengths_panic_naming_the_slice() {
         let mut out = vec![0.0; 12];
         let mut lse = vec![0.0; 4];
         let bad = AttnParams { dropout: 1.0, ..p };
-        attention::forward(shape, bad, &q, &kv, &kv, None, &mut out, &mut lse);
+        let inputs = AttnInputs {
+            shape,
+            params: bad,
+            q: &q,
+            k: &kv,
+            v: &kv,
+            mask: None,
+        };
+        attention::forward(&inputs, &mut out, &mut lse);
     });
     let msg = *r.unwrap_err().downcast::<String>().unwrap();
     assert!(msg.contains("dropout probability 1"), "{msg}");

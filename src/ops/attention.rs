@@ -345,16 +345,15 @@ impl Tape {
         let mask = opts.mask.clone();
         let mut out = pool::take(q.value().len());
         let mut lse = pool::take(shape.batch * shape.heads * tq);
-        fused::forward(
+        let inputs = fused::AttnInputs {
             shape,
             params,
-            q.value().data(),
-            k.value().data(),
-            v.value().data(),
-            mask.as_ref().map(|m| m.data()),
-            &mut out,
-            &mut lse,
-        );
+            q: q.value().data(),
+            k: k.value().data(),
+            v: v.value().data(),
+            mask: mask.as_ref().map(|m| m.data()),
+        };
+        fused::forward(&inputs, &mut out, &mut lse);
         let out = Tensor::from_parts(out, q.shape());
         let lse = Tensor::from_parts(lse, &[shape.batch, shape.heads, tq]);
         let saved_out = out.clone();
@@ -392,20 +391,25 @@ impl Backward for FusedBackward {
         let mut dq = pool::take(self.q.len());
         let mut dk = pool::take(self.k.len());
         let mut dv = pool::take(self.v.len());
-        fused::backward(
-            self.shape,
-            self.params,
-            self.q.data(),
-            self.k.data(),
-            self.v.data(),
-            self.mask.as_ref().map(|m| m.data()),
-            self.out.data(),
-            self.lse.data(),
-            d_out.data(),
-            &mut dq,
-            &mut dk,
-            &mut dv,
-        );
+        let inputs = fused::AttnInputs {
+            shape: self.shape,
+            params: self.params,
+            q: self.q.data(),
+            k: self.k.data(),
+            v: self.v.data(),
+            mask: self.mask.as_ref().map(|m| m.data()),
+        };
+        let saved = fused::AttnSaved {
+            out: self.out.data(),
+            lse: self.lse.data(),
+            dout: d_out.data(),
+        };
+        let grads = fused::AttnGrads {
+            dq: &mut dq,
+            dk: &mut dk,
+            dv: &mut dv,
+        };
+        fused::backward(&inputs, &saved, grads);
         Ok(vec![
             Some(Tensor::from_parts(dq, self.q.shape())),
             Some(Tensor::from_parts(dk, self.k.shape())),

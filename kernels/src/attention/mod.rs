@@ -187,116 +187,34 @@ pub struct AttnGrads<'a> {
 /// Fused forward on the active path: writes `out` (`[B,H,Tq,d]`) and `lse` (`[B,H,Tq]`).
 ///
 /// # Panics
-/// On a length that does not match `shape` (the message names the slice), a zero dimension, a
-/// non-finite scale or a dropout probability outside `[0, 1)`.
-#[allow(clippy::too_many_arguments)]
-pub fn forward(
-    shape: AttnShape,
-    params: AttnParams,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    mask: Option<&[f32]>,
-    out: &mut [f32],
-    lse: &mut [f32],
-) {
-    forward_with(active(), shape, params, q, k, v, mask, out, lse)
+/// On a length that does not match `inputs.shape` (the message names the slice), a zero
+/// dimension, a non-finite scale or a dropout probability outside `[0, 1)`.
+pub fn forward(inputs: &AttnInputs, out: &mut [f32], lse: &mut [f32]) {
+    forward_with(active(), inputs, out, lse)
 }
 
 /// [`forward`] on a chosen path.
 ///
 /// # Panics
 /// As [`forward`], and if this CPU cannot run `isa`.
-#[allow(clippy::too_many_arguments)]
-pub fn forward_with(
-    isa: Isa,
-    shape: AttnShape,
-    params: AttnParams,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    mask: Option<&[f32]>,
-    out: &mut [f32],
-    lse: &mut [f32],
-) {
-    let inputs = AttnInputs {
-        shape,
-        params,
-        q,
-        k,
-        v,
-        mask,
-    };
-    check_forward(&inputs, out, lse);
+pub fn forward_with(isa: Isa, inputs: &AttnInputs, out: &mut [f32], lse: &mut [f32]) {
+    check_forward(inputs, out, lse);
     check_isa(isa);
-    run_forward(isa, &inputs, out, lse)
+    run_forward(isa, inputs, out, lse)
 }
 
-/// Fused backward on the active path: writes `dq`, `dk`, `dv` (overwritten) from the forward's
-/// inputs, its `out` and `lse`, and `dout`.
+/// Fused backward on the active path: writes `grads` (`dq`, `dk`, `dv`, overwritten) from the
+/// forward's inputs, its `out` and `lse`, and `dout` (all in `saved`).
 ///
 /// # Panics
-/// As [`forward`], naming whichever of the twelve slices has the wrong length.
-#[allow(clippy::too_many_arguments)]
-pub fn backward(
-    shape: AttnShape,
-    params: AttnParams,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    mask: Option<&[f32]>,
-    out: &[f32],
-    lse: &[f32],
-    dout: &[f32],
-    dq: &mut [f32],
-    dk: &mut [f32],
-    dv: &mut [f32],
-) {
-    backward_with(
-        active(),
-        shape,
-        params,
-        q,
-        k,
-        v,
-        mask,
-        out,
-        lse,
-        dout,
-        dq,
-        dk,
-        dv,
-    )
+/// As [`forward`], naming whichever slice has the wrong length.
+pub fn backward(inputs: &AttnInputs, saved: &AttnSaved, grads: AttnGrads) {
+    backward_with(active(), inputs, saved, grads)
 }
 
 /// [`backward`] on a chosen path.
-#[allow(clippy::too_many_arguments)]
-pub fn backward_with(
-    isa: Isa,
-    shape: AttnShape,
-    params: AttnParams,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    mask: Option<&[f32]>,
-    out: &[f32],
-    lse: &[f32],
-    dout: &[f32],
-    dq: &mut [f32],
-    dk: &mut [f32],
-    dv: &mut [f32],
-) {
-    let inputs = AttnInputs {
-        shape,
-        params,
-        q,
-        k,
-        v,
-        mask,
-    };
-    let saved = AttnSaved { out, lse, dout };
-    let grads = AttnGrads { dq, dk, dv };
-    check_backward(&inputs, &saved, &grads);
+pub fn backward_with(isa: Isa, inputs: &AttnInputs, saved: &AttnSaved, grads: AttnGrads) {
+    check_backward(inputs, saved, &grads);
     check_isa(isa);
-    run_backward(isa, &inputs, &saved, grads)
+    run_backward(isa, inputs, saved, grads)
 }

@@ -144,32 +144,19 @@ pub fn run_fused(isa: Isa, c: &Case) -> Outs {
         dk: vec![f32::NAN; s.kv_len()],
         dv: vec![f32::NAN; s.kv_len()],
     };
-    forward_with(
-        isa,
-        s,
-        c.params,
-        &c.q,
-        &c.k,
-        &c.v,
-        c.mask(),
-        &mut o.out,
-        &mut o.lse,
-    );
-    backward_with(
-        isa,
-        s,
-        c.params,
-        &c.q,
-        &c.k,
-        &c.v,
-        c.mask(),
-        &o.out,
-        &o.lse,
-        &c.dout,
-        &mut o.dq,
-        &mut o.dk,
-        &mut o.dv,
-    );
+    let inputs = c.inputs();
+    forward_with(isa, &inputs, &mut o.out, &mut o.lse);
+    let saved = AttnSaved {
+        out: &o.out,
+        lse: &o.lse,
+        dout: &c.dout,
+    };
+    let grads = AttnGrads {
+        dq: &mut o.dq,
+        dk: &mut o.dk,
+        dv: &mut o.dv,
+    };
+    backward_with(isa, &inputs, &saved, grads);
     o
 }
 
