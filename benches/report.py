@@ -270,6 +270,11 @@ def train_step_table(path, isa):
         out.append(f"| {cfg} (batch {batch}) | {th} | {c:.1f} | {num(pm)} | "
                    f"**{num(pm and pm / c, '{:.2f}×')}** | {num(ps)} | "
                    f"{num(ps and ps / c, '{:.2f}×')} | {mem('cloze')} / {mem('pytorch-masked')} |")
+    _m, flags, _c = cpu_info()
+    if isa != "avx512" and "avx512f" in flags.split():
+        out += ["", f"PyTorch runs its own best kernels for this CPU (AVX-512 here) in every row, so on this "
+                f"machine these rows race cloze's {ISA_TITLE.get(isa, isa)} path against PyTorch's AVX-512 path; "
+                "a CPU without AVX-512 slows both."]
     runs = len([r for r in rows if r["impl"] == "cloze"])
     torch_v = next((r.get("torch") for r in rows if r.get("torch")), None)
     out += ["", f"{runs} cloze runs on this path; PyTorch {torch_v or 'not installed'}.", ""]
