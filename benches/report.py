@@ -17,6 +17,7 @@ the same run (bench ids that name a peer: matrixmultiply, gemm-crate, pytorch, u
 """
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -56,6 +57,7 @@ def load(criterion_dir):
     return rows
 
 
+@functools.lru_cache(maxsize=None)
 def cpu_info():
     model, flags = platform.processor() or "unknown", ""
     try:
@@ -281,6 +283,13 @@ def train_step_table(path, isa):
     return out
 
 
+def section_head(isa):
+    """The first lines of a section: its title and the CPU line."""
+    model, flags, cores = cpu_info()
+    return [f"## {model}: {ISA_TITLE.get(isa, isa)} path", "",
+            f"- CPU: {model} ({cores} cores visible), flags: {flags}; kernel path `CLOZE_KERNEL={isa}`"]
+
+
 def section_key(isa):
     model, _flags, _cores = cpu_info()
     return f"{model} / {isa}"
@@ -296,10 +305,7 @@ def replace_train_step(args):
     text = open(args.out).read()
     found = {k: v for k, v in SECTION.findall(text)}
     if key not in found:
-        model, flags, cores = cpu_info()
-        body = "\n".join([
-            f"## {model}: {ISA_TITLE.get(args.isa, args.isa)} path", "",
-            f"- CPU: {model} ({cores} cores visible), flags: {flags}; kernel path `CLOZE_KERNEL={args.isa}`",
+        body = "\n".join(section_head(args.isa) + [
             "- Only the training step has been measured on this path so far (`bash benches/report.sh` "
             "fills in the kernels).", "", ""])
         text = text.rstrip("\n") + f"\n\n<!-- section: {key} -->\n{body}<!-- /section -->\n"
@@ -329,7 +335,7 @@ SECTION = re.compile(r"<!-- section: (.*?) -->\n(.*?)<!-- /section -->\n?", re.S
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--isa", required=True, help="the kernel path the criterion benches measured (CLOZE_KERNEL)")
+    ap.add_argument("--isa", help="the kernel path the criterion benches measured (CLOZE_KERNEL)")
     ap.add_argument("--criterion", default=None, help="criterion results (default target/criterion/ISA)")
     ap.add_argument("--limits", default="target/criterion/limits", help="criterion results of machine_limits")
     ap.add_argument("--bench-dir", default="target/bench", help="raw results of the scripted benches")
@@ -339,21 +345,27 @@ def main():
     ap.add_argument("--only-train-step", action="store_true",
                     help="replace only the training-step table of this machine's section "
                          "(after `bash benches/train_step.sh` alone), keeping the rest")
+    ap.add_argument("--print-train-step", metavar="JSONL",
+                    help="print the training-step table of --isa (default: of every path in the file) "
+                         "from these JSON lines and exit (benches/train_step.sh uses it)")
     args = ap.parse_args()
+    if args.print_train_step:
+        rows = [json.loads(l) for l in open(args.print_train_step) if l.strip()]
+        for isa in [args.isa] if args.isa else sorted({r["isa"] for r in rows if "isa" in r}):
+            print("\n".join(train_step_table(args.print_train_step, isa)))
+        return
+    if not args.isa:
+        ap.error("--isa is required")
     if args.only_train_step:
         return replace_train_step(args)
     crit = args.criterion or os.path.join("target", "criterion", args.isa)
     rows = load(crit)
     if not rows:
         sys.exit(f"no criterion results under {crit}: run `bash benches/report.sh` first")
-    model, flags, cores = cpu_info()
     key = section_key(args.isa)
     lim = limits(load(args.limits) if os.path.isdir(args.limits) else rows)
     rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
-    body = [
-        f"## {model}: {ISA_TITLE.get(args.isa, args.isa)} path",
-        "",
-        f"- CPU: {model} ({cores} cores visible), flags: {flags}; kernel path `CLOZE_KERNEL={args.isa}`",
+    body = section_head(args.isa) + [
         f"- {rustc}; generated {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
     ]
     if lim:
