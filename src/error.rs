@@ -51,6 +51,14 @@ pub(crate) fn invalid<T>(op: &'static str, detail: impl Into<String>) -> Result<
     })
 }
 
+/// Checks that every `(name, value)` is non-zero; the error names the first that is not.
+pub(crate) fn require_positive(op: &'static str, values: &[(&str, usize)]) -> Result<()> {
+    match values.iter().find(|(_, v)| *v == 0) {
+        Some((name, _)) => invalid(op, format!("{name} must be positive, got 0")),
+        None => Ok(()),
+    }
+}
+
 /// Reads a UTF-8 text file; invalid UTF-8 is an [`Error::Format`] naming the line and column
 /// (1-based, column in bytes) of the first bad byte.
 pub fn read_utf8(path: &std::path::Path) -> Result<String> {

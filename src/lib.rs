@@ -51,6 +51,14 @@
 
 #![forbid(unsafe_code)]
 
+/// Functions for serde's `#[serde(default = "name")]`, one line each:
+/// `serde_defaults! { name: Type = value; … }`.
+macro_rules! serde_defaults {
+    ($($name:ident: $t:ty = $v:expr;)*) => {
+        $(fn $name() -> $t { $v })*
+    };
+}
+
 pub mod autodiff;
 pub mod bert;
 pub mod distributed;

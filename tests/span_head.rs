@@ -386,7 +386,7 @@ fn bad_json_offsets_and_sizes_are_clear_errors() {
                 doc_stride: 0,
                 max_query_length: 4,
             },
-            "doc_stride 0",
+            "doc_stride must be positive, got 0",
         ),
         (
             WindowOptions {

@@ -350,46 +350,18 @@ impl Scale {
     /// unigram entropy, past the 1.5 this scale is asked for, and more steps per run would
     /// not fit 30 runs into 4 hours.
     pub fn full() -> Scale {
-        let size = Size::new(2, 128, 2);
+        let quick = Scale::quick();
         Scale {
             name: "full".into(),
-            corpus: CorpusSource::WikiBooks,
             corpus_words: None,
-            heldout_words: Some(150_000),
-            vocab_size: 8192,
-            default_size: size,
-            sizes: vec![Size::new(1, 128, 2), size, Size::new(4, 128, 2)],
-            seeds: vec![1, 2, 3],
-            pretrain: PretrainScale {
-                steps: 6000,
-                batch_size: 32,
-                max_seq_length: 64,
-                max_predictions_per_seq: 10,
-                learning_rate: 1e-3,
-                warmup_steps: 300,
-                eval_batches: 40,
-                checkpoints: 4,
-                recipe: Recipe::STUDIED,
-            },
             finetune: FinetuneScale {
                 max_train: Some(4000),
                 max_eval: None,
-                dev_fraction: 0.2,
-                epochs: 3,
-                batch_size: 32,
-                max_seq_length: 64,
-                learning_rates: vec![1e-4, 3e-4, 1e-3],
+                ..quick.finetune
             },
             tagging: TaggingScale {
-                max_train_sentences: Some(3000),
                 max_eval_sentences: Some(1000),
-                epochs: 3,
-                batch_size: 32,
-                max_seq_length: 64,
-                dev_fraction: 0.2,
-                finetune_learning_rates: vec![1e-4, 3e-4, 1e-3],
-                feature_learning_rates: vec![1e-3, 3e-3, 1e-2],
-                feature_layers: 4,
+                ..quick.tagging
             },
             squad: Some(SquadScale {
                 max_train: Some(4000),
@@ -405,6 +377,7 @@ impl Scale {
                 learning_rates: vec![1e-4, 3e-4, 1e-3],
             }),
             experiments: Experiment::ALL.to_vec(),
+            ..quick
         }
     }
 

@@ -137,6 +137,20 @@ pub fn carve_dev<T>(mut v: Vec<T>, fraction: f64, salt: u64) -> (Vec<T>, Vec<T>)
     (train, v)
 }
 
+/// A task's train / dev / test sets: at most `caps[0]` training items with `dev_fraction` of
+/// them carved off as dev (both drawn with `salt`), and at most `caps[1]` test items (drawn
+/// with `salt + 1`).
+fn split<T: Clone>(
+    train: Vec<T>,
+    eval: Vec<T>,
+    caps: [Option<usize>; 2],
+    dev_fraction: f64,
+    salt: u64,
+) -> [Vec<T>; 3] {
+    let (train, dev) = carve_dev(subset(train, caps[0], salt), dev_fraction, salt);
+    [train, dev, subset(eval, caps[1], salt + 1)]
+}
+
 /// Reads a classification task.
 pub fn load_class(task: Task, data: &Path, scale: &Scale) -> Result<ClassData> {
     let glue = data.join("glue");
@@ -168,11 +182,11 @@ pub fn load_class(task: Task, data: &Path, scale: &Scale) -> Result<ClassData> {
         _ => anyhow::bail!("{} is a tagging task", task.slug()),
     };
     let f = &scale.finetune;
-    let (train, dev) = carve_dev(subset(train, f.max_train, 1), f.dev_fraction, 1);
+    let [train, dev, eval] = split(train, eval, [f.max_train, f.max_eval], f.dev_fraction, 1);
     Ok(ClassData {
         train,
         dev,
-        eval: subset(eval, f.max_eval, 2),
+        eval,
         num_labels: 2,
     })
 }
@@ -183,12 +197,9 @@ pub fn load_tagging(data: &Path, scale: &Scale) -> Result<TagData> {
     let train = read_tagging(dir.join("train.tsv"), "upos")?;
     let eval = read_tagging(dir.join("dev.tsv"), "upos")?;
     let t = &scale.tagging;
-    let (train, dev) = carve_dev(subset(train, t.max_train_sentences, 3), t.dev_fraction, 3);
-    Ok(TagData {
-        train,
-        dev,
-        eval: subset(eval, t.max_eval_sentences, 4),
-    })
+    let caps = [t.max_train_sentences, t.max_eval_sentences];
+    let [train, dev, eval] = split(train, eval, caps, t.dev_fraction, 3);
+    Ok(TagData { train, dev, eval })
 }
 
 /// A simple baseline's name and score (a fraction; SQuAD: F1, with its EM).

@@ -1,7 +1,7 @@
 //! [`BertConfig`]: the model hyper-parameters, read from and written to HF `config.json`
 //! field names, with the paper's presets and exact parameter counts.
 
-use crate::error::{invalid, Error, Result};
+use crate::error::{invalid, require_positive, Error, Result};
 
 /// Upper bounds [`BertConfig::validate`] enforces before anything is allocated, so a
 /// mistyped or hostile `config.json` is an error naming the key, not an allocation failure.
@@ -47,32 +47,16 @@ impl HiddenAct {
     }
 }
 
-fn default_hidden_act() -> String {
-    "gelu".into()
-}
-fn default_dropout() -> f32 {
-    0.1
-}
-fn default_max_position() -> usize {
-    512
-}
-fn default_type_vocab() -> usize {
-    2
-}
-fn default_init_range() -> f32 {
-    0.02
-}
-fn default_eps() -> f32 {
-    1e-12
-}
-fn default_pad() -> Option<u32> {
-    Some(0)
-}
-fn default_model_type() -> String {
-    "bert".into()
-}
-fn default_position_embedding_type() -> String {
-    "absolute".into()
+serde_defaults! {
+    default_hidden_act: String = "gelu".into();
+    default_dropout: f32 = 0.1;
+    default_max_position: usize = 512;
+    default_type_vocab: usize = 2;
+    default_init_range: f32 = 0.02;
+    default_eps: f32 = 1e-12;
+    default_pad: Option<u32> = Some(0);
+    default_model_type: String = "bert".into();
+    default_position_embedding_type: String = "absolute".into();
 }
 
 /// JSON types of the known fields, for error messages that name the field.
@@ -256,19 +240,18 @@ impl BertConfig {
     /// Checks that the config describes a buildable BERT; the error names the bad value.
     pub fn validate(&self) -> Result<()> {
         let op = "BertConfig";
-        for (name, v) in [
-            ("vocab_size", self.vocab_size),
-            ("hidden_size", self.hidden_size),
-            ("num_hidden_layers", self.num_hidden_layers),
-            ("num_attention_heads", self.num_attention_heads),
-            ("intermediate_size", self.intermediate_size),
-            ("max_position_embeddings", self.max_position_embeddings),
-            ("type_vocab_size", self.type_vocab_size),
-        ] {
-            if v == 0 {
-                return invalid(op, format!("{name} must be positive, got 0"));
-            }
-        }
+        require_positive(
+            op,
+            &[
+                ("vocab_size", self.vocab_size),
+                ("hidden_size", self.hidden_size),
+                ("num_hidden_layers", self.num_hidden_layers),
+                ("num_attention_heads", self.num_attention_heads),
+                ("intermediate_size", self.intermediate_size),
+                ("max_position_embeddings", self.max_position_embeddings),
+                ("type_vocab_size", self.type_vocab_size),
+            ],
+        )?;
         for (name, v, max) in [
             ("vocab_size", self.vocab_size, limits::VOCAB_SIZE),
             ("hidden_size", self.hidden_size, limits::HIDDEN_SIZE),

@@ -7,7 +7,7 @@
 use crate::autodiff::params::ParamStore;
 use crate::autodiff::tape::Tape;
 use crate::bert::checkpoint::{load_pretrained, LoadOptions};
-use crate::bert::folder::{FolderSettings, Pooling};
+use crate::bert::folder::{load_tokenizer_for, FolderSettings, Pooling};
 use crate::bert::model::{BertInput, BertModel, ForwardOptions};
 use crate::bert::BertConfig;
 use crate::error::{invalid, Error, Result};
@@ -115,17 +115,7 @@ impl Embedder {
         let dir = dir.as_ref();
         let (config, ckpt) = load_pretrained(dir)?;
         let settings = FolderSettings::read(dir)?;
-        let tokenizer = crate::bert::folder::load_tokenizer(dir)?;
-        if tokenizer.vocab().len() != config.vocab_size {
-            return invalid(
-                "Embedder::load",
-                format!(
-                    "vocab.txt has {} tokens but config.json says vocab_size {}",
-                    tokenizer.vocab().len(),
-                    config.vocab_size
-                ),
-            );
-        }
+        let tokenizer = load_tokenizer_for(dir, &config)?;
         let mut store = ParamStore::new();
         let with_pooler = ckpt.contains("pooler.dense.weight");
         let model = if with_pooler {

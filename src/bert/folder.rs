@@ -23,7 +23,8 @@
 
 #![warn(missing_docs)]
 
-use crate::error::{Error, Result};
+use crate::bert::BertConfig;
+use crate::error::{invalid, Error, Result};
 use crate::tokenizer::{BasicTokenizer, Tokenizer, Vocab};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -229,4 +230,21 @@ pub fn load_tokenizer(dir: impl AsRef<Path>) -> Result<Tokenizer> {
     let settings = FolderSettings::read(dir)?;
     let vocab = Vocab::load(dir.join("vocab.txt"))?;
     Ok(Tokenizer::with_basic(vocab, settings.basic_tokenizer()))
+}
+
+/// [`load_tokenizer`] for the model `config` describes: `vocab.txt` must hold exactly
+/// `config.vocab_size` tokens, so that no id can fall outside the embedding table.
+pub fn load_tokenizer_for(dir: impl AsRef<Path>, config: &BertConfig) -> Result<Tokenizer> {
+    let tok = load_tokenizer(dir)?;
+    if tok.vocab().len() != config.vocab_size {
+        return invalid(
+            "load",
+            format!(
+                "vocab.txt has {} tokens but config.json says vocab_size {}",
+                tok.vocab().len(),
+                config.vocab_size
+            ),
+        );
+    }
+    Ok(tok)
 }

@@ -20,7 +20,7 @@
 use crate::autodiff::params::ParamStore;
 use crate::autodiff::tape::Tape;
 use crate::bert::checkpoint::{load_pretrained, Checkpoint, LoadOptions, CONFIG_FILE};
-use crate::bert::folder::{load_tokenizer, FolderSettings};
+use crate::bert::folder::{load_tokenizer_for, FolderSettings};
 use crate::bert::model::{BertInput, BertModel, ClassifierHead, ForwardOptions, MlmHead};
 use crate::bert::BertConfig;
 use crate::error::{invalid, Error, Result};
@@ -117,8 +117,7 @@ impl FillMask {
                 detail: "has no masked-LM head (cls.predictions.*): fill-mask needs a model saved with its pre-training head, such as a `cloze pretrain` output or an HF BertForMaskedLM / BertForPreTraining folder".into(),
             });
         }
-        let tokenizer = load_tokenizer(dir)?;
-        check_vocab(&tokenizer, &config)?;
+        let tokenizer = load_tokenizer_for(dir, &config)?;
         if tokenizer.vocab().mask_id().is_none() {
             return invalid("FillMask::load", "vocab.txt has no [MASK] token");
         }
@@ -220,20 +219,6 @@ impl FillMask {
     }
 }
 
-fn check_vocab(tok: &Tokenizer, config: &BertConfig) -> Result<()> {
-    if tok.vocab().len() != config.vocab_size {
-        return invalid(
-            "load",
-            format!(
-                "vocab.txt has {} tokens but config.json says vocab_size {}",
-                tok.vocab().len(),
-                config.vocab_size
-            ),
-        );
-    }
-    Ok(())
-}
-
 /// The label names of a classifier folder: `config.json`'s `id2label` when it has one entry
 /// per class, else `LABEL_0`, `LABEL_1`, … (HF's defaults).
 pub fn label_names(dir: &Path, num_labels: usize) -> Result<Vec<String>> {
@@ -314,8 +299,7 @@ impl Predictor {
         let dir = dir.as_ref();
         let (config, ckpt) = load_pretrained(dir)?;
         let num_labels = classifier_outputs(&ckpt)?;
-        let tokenizer = load_tokenizer(dir)?;
-        check_vocab(&tokenizer, &config)?;
+        let tokenizer = load_tokenizer_for(dir, &config)?;
         let mut store = ParamStore::new();
         let model = BertModel::new(&config, &mut store, 0)?;
         let head = ClassifierHead::new(&config, &mut store, num_labels, 0)?;

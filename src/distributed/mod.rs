@@ -36,10 +36,21 @@ pub trait Collective {
         loss: &Var,
         store: &mut ParamStore,
     ) -> Result<SyncStats> {
-        let grads = tape.backward_with(loss, Tensor::ones(loss.shape()))?;
-        store.accumulate(&grads)?;
-        Ok(GradSync::default().sync(self, store))
+        backward_then_reduce(self, tape, loss, store)
     }
+}
+
+/// The backward of `loss` into `store`, then the bucketed sum over ranks ([`GradSync`]): the
+/// default [`Collective::backward_and_reduce`], and the MPI backend's when it does not overlap.
+pub fn backward_then_reduce<C: Collective + ?Sized>(
+    comm: &C,
+    tape: &Tape,
+    loss: &Var,
+    store: &mut ParamStore,
+) -> Result<SyncStats> {
+    let grads = tape.backward_with(loss, Tensor::ones(loss.shape()))?;
+    store.accumulate(&grads)?;
+    Ok(GradSync::default().sync(comm, store))
 }
 
 /// One process, no communication.

@@ -149,9 +149,7 @@ impl Collective for MpiCollective {
         store: &mut ParamStore,
     ) -> Result<SyncStats> {
         if self.size() == 1 || !self.overlap {
-            let grads = tape.backward_with(loss, Tensor::ones(loss.shape()))?;
-            store.accumulate(&grads)?;
-            return Ok(super::GradSync::default().sync(self, store));
+            return super::backward_then_reduce(self, tape, loss, store);
         }
         let n = store.len();
         // every parameter node once, plus the parameters the backward never reaches

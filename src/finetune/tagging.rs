@@ -171,31 +171,19 @@ pub fn train_tagger(
                     train: bool|
      -> Result<Var> {
         let input = BertInput::new(ids, b, t).with_attention_mask(mask);
+        let opts = ForwardOptions {
+            seed,
+            // the feature-based mode reads the last layers' hidden states
+            output_hidden_states: !fine_tune,
+        };
         if fine_tune {
             tape.set_training(train);
-            let out = model.forward(
-                tape,
-                store,
-                &input,
-                &ForwardOptions {
-                    seed,
-                    output_hidden_states: false,
-                },
-            )?;
-            Ok(out.last_hidden_state)
+            Ok(model.forward(tape, store, &input, &opts)?.last_hidden_state)
         } else {
             // frozen encoder, eval mode: constant features, the concatenated last layers
             let out = tape.no_grad(|tape| {
                 let was = tape.set_training(false);
-                let out = model.forward(
-                    tape,
-                    store,
-                    &input,
-                    &ForwardOptions {
-                        seed,
-                        output_hidden_states: true,
-                    },
-                );
+                let out = model.forward(tape, store, &input, &opts);
                 tape.set_training(was);
                 out
             })?;

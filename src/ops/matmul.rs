@@ -27,6 +27,21 @@ struct Product {
     tb: bool,
 }
 
+impl Product {
+    /// The same batch with sizes `[m, n, k]` and transpose flags `[ta, tb]`: the products the
+    /// backward runs.
+    fn with(self, [m, n, k]: [usize; 3], [ta, tb]: [bool; 2]) -> Product {
+        Product {
+            m,
+            n,
+            k,
+            ta,
+            tb,
+            ..self
+        }
+    }
+}
+
 /// Computes `batch` products `op(A_i)·op(B_i)` into a new buffer of `batch·m·n`.
 fn gemm(p: &Product, a: &[f32], b: &[f32]) -> Vec<f32> {
     let g = Gemm::new(p.m, p.n, p.k).transposes(p.ta, p.tb);
@@ -56,52 +71,20 @@ impl Backward for MatmulBackward {
         let ga = needs[0].then(|| {
             let data = if !p.ta {
                 // dA (m×k) = dC (m×n) · op(B)ᵀ
-                let q = Product {
-                    m: p.m,
-                    n: p.k,
-                    k: p.n,
-                    ta: false,
-                    tb: !p.tb,
-                    ..p
-                };
-                gemm(&q, dc_d, b)
+                gemm(&p.with([p.m, p.k, p.n], [false, !p.tb]), dc_d, b)
             } else {
                 // dA as stored (k×m) = op(B) (k×n) · dCᵀ
-                let q = Product {
-                    m: p.k,
-                    n: p.m,
-                    k: p.n,
-                    ta: p.tb,
-                    tb: true,
-                    ..p
-                };
-                gemm(&q, b, dc_d)
+                gemm(&p.with([p.k, p.m, p.n], [p.tb, true]), b, dc_d)
             };
             Tensor::from_parts(data, self.a.shape())
         });
         let gb = needs[1].then(|| {
             let data = if !p.tb {
                 // dB (k×n) = op(A)ᵀ (k×m) · dC (m×n)
-                let q = Product {
-                    m: p.k,
-                    n: p.n,
-                    k: p.m,
-                    ta: !p.ta,
-                    tb: false,
-                    ..p
-                };
-                gemm(&q, a, dc_d)
+                gemm(&p.with([p.k, p.n, p.m], [!p.ta, false]), a, dc_d)
             } else {
                 // dB as stored (n×k) = dCᵀ (n×m) · op(A) (m×k)
-                let q = Product {
-                    m: p.n,
-                    n: p.k,
-                    k: p.m,
-                    ta: true,
-                    tb: p.ta,
-                    ..p
-                };
-                gemm(&q, dc_d, a)
+                gemm(&p.with([p.n, p.k, p.m], [true, p.ta]), dc_d, a)
             };
             Tensor::from_parts(data, self.b.shape())
         });

@@ -160,10 +160,6 @@ pub struct TrainSection {
     pub nsp_loss_weight: f32,
 }
 
-fn d_nsp_weight() -> f32 {
-    1.0
-}
-
 /// How the (learned) position embeddings start.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PositionInit {
@@ -184,56 +180,25 @@ pub struct PretrainConfig {
     pub train: TrainSection,
 }
 
-fn d_heldout_every() -> usize {
-    50
-}
-fn d_max_seq() -> usize {
-    128
-}
-fn d_short() -> f64 {
-    0.1
-}
-fn d_mlm_prob() -> f64 {
-    0.15
-}
-fn d_max_pred() -> usize {
-    20
-}
-fn d_mask() -> f64 {
-    0.8
-}
-fn d_random() -> f64 {
-    0.1
-}
-fn d_keep() -> f64 {
-    0.1
-}
-fn d_dupe() -> usize {
-    1
-}
-fn d_wd() -> f32 {
-    0.01
-}
-fn d_beta1() -> f32 {
-    0.9
-}
-fn d_beta2() -> f32 {
-    0.999
-}
-fn d_eps() -> f32 {
-    1e-6
-}
-fn d_clip() -> f32 {
-    1.0
-}
-fn d_log() -> u64 {
-    10
-}
-fn d_eval_batches() -> usize {
-    20
-}
-fn d_keep_ckpt() -> usize {
-    2
+serde_defaults! {
+    d_heldout_every: usize = 50;
+    d_max_seq: usize = 128;
+    d_short: f64 = 0.1;
+    d_mlm_prob: f64 = 0.15;
+    d_max_pred: usize = 20;
+    d_mask: f64 = 0.8;
+    d_random: f64 = 0.1;
+    d_keep: f64 = 0.1;
+    d_dupe: usize = 1;
+    d_wd: f32 = 0.01;
+    d_beta1: f32 = 0.9;
+    d_beta2: f32 = 0.999;
+    d_eps: f32 = 1e-6;
+    d_clip: f32 = 1.0;
+    d_log: u64 = 10;
+    d_eval_batches: usize = 20;
+    d_keep_ckpt: usize = 2;
+    d_nsp_weight: f32 = 1.0;
 }
 
 impl PretrainConfig {

@@ -21,34 +21,21 @@ pub fn ensure_finite_step(
     norm: f32,
     stores: &[&ParamStore],
 ) -> Result<()> {
-    let bad_grad = || {
-        stores
-            .iter()
-            .find_map(|s| s.first_non_finite_grad())
-            .map(|n| format!("; first non-finite gradient: {n}"))
-            .unwrap_or_default()
+    let norm = ("gradient norm", f64::from(norm));
+    let Some((name, v)) = losses.iter().chain([&norm]).find(|(_, v)| !v.is_finite()) else {
+        return Ok(());
     };
-    for (name, v) in losses {
-        if !v.is_finite() {
-            return Err(Error::Invalid {
-                op: "train",
-                detail: format!(
-                    "step {step}: {name} is {v}{}; stopping before the update (lower the learning rate?)",
-                    bad_grad()
-                ),
-            });
-        }
-    }
-    if !norm.is_finite() {
-        return Err(Error::Invalid {
-            op: "train",
-            detail: format!(
-                "step {step}: gradient norm is {norm}{}; stopping before the update (lower the learning rate?)",
-                bad_grad()
-            ),
-        });
-    }
-    Ok(())
+    let bad_grad = stores
+        .iter()
+        .find_map(|s| s.first_non_finite_grad())
+        .map(|n| format!("; first non-finite gradient: {n}"))
+        .unwrap_or_default();
+    Err(Error::Invalid {
+        op: "train",
+        detail: format!(
+            "step {step}: {name} is {v}{bad_grad}; stopping before the update (lower the learning rate?)"
+        ),
+    })
 }
 
 /// Refuses to write a model whose weights hold NaN or infinities, naming the first such

@@ -83,6 +83,15 @@ pub(crate) fn md_table(out: &mut String, header: &[String], rows: &[Vec<String>]
     out.push('\n');
 }
 
+/// A titled list of lines (each already a Markdown list item), then a blank line.
+pub(crate) fn md_list(out: &mut String, title: &str, lines: &[String]) {
+    let _ = writeln!(out, "{title}\n");
+    for l in lines {
+        let _ = writeln!(out, "{l}");
+    }
+    out.push('\n');
+}
+
 pub(crate) fn plot_or_note(
     out: &mut String,
     results: &Path,

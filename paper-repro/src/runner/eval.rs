@@ -50,6 +50,25 @@ pub(crate) struct Outcome {
     settings: serde_json::Value,
 }
 
+impl Outcome {
+    /// What [`select_on_dev`] picked (the test score, the rate, the dev scores), with the
+    /// train / dev / test sizes and the settings; no exact match.
+    fn picked<T>(
+        (score, learning_rate, dev_scores): (f64, f32, Vec<DevScore>),
+        splits: [&[T]; 3],
+        settings: serde_json::Value,
+    ) -> Outcome {
+        Outcome {
+            score,
+            exact_match: None,
+            learning_rate,
+            dev_scores,
+            sizes: splits.map(<[T]>::len),
+            settings,
+        }
+    }
+}
+
 pub(crate) fn eval_tagging(
     ctx: &Ctx,
     spec: &PretrainSpec,
@@ -89,14 +108,8 @@ pub(crate) fn eval_tagging(
     )?;
     let mut settings = serde_json::to_value(cfg(lr))?;
     settings["learning_rate_grid"] = serde_json::to_value(grid)?;
-    Ok(Outcome {
-        score,
-        exact_match: None,
-        learning_rate: lr,
-        dev_scores: dev,
-        sizes: [d.train.len(), d.dev.len(), d.eval.len()],
-        settings,
-    })
+    let splits = [&d.train[..], &d.dev, &d.eval];
+    Ok(Outcome::picked((score, lr, dev), splits, settings))
 }
 
 pub(crate) fn eval_classification(
@@ -130,14 +143,12 @@ pub(crate) fn eval_classification(
             Ok(scores(&pred, &gold, d.num_labels).0)
         },
     )?;
-    Ok(Outcome {
-        score,
-        exact_match: None,
-        learning_rate: lr,
-        dev_scores: dev,
-        sizes: [d.train.len(), d.dev.len(), d.eval.len()],
-        settings: serde_json::to_value(&cfg)?,
-    })
+    let splits = [&d.train[..], &d.dev, &d.eval];
+    Ok(Outcome::picked(
+        (score, lr, dev),
+        splits,
+        serde_json::to_value(&cfg)?,
+    ))
 }
 
 /// SQuAD-dev-split: a span model per learning rate, trained on the fine-tune articles and
@@ -162,13 +173,10 @@ pub(crate) fn eval_squad(ctx: &Ctx, seed: u64, model: &Path) -> Result<Outcome> 
     let mut settings = serde_json::to_value(cfg(lr))?;
     settings["learning_rate_grid"] = serde_json::to_value(&s.learning_rates)?;
     settings["label"] = squad::LABEL.into();
+    let splits = [&d.train[..], &d.dev, &d.eval];
     Ok(Outcome {
-        score: f1,
         exact_match: Some(em),
-        learning_rate: lr,
-        dev_scores: dev,
-        sizes: [d.train.len(), d.dev.len(), d.eval.len()],
-        settings,
+        ..Outcome::picked((f1, lr, dev), splits, settings)
     })
 }
 

@@ -1,7 +1,7 @@
 //! Features: a question and one window of its context laid out for the model, and the
 //! decoding of the best answer span back out of the windows' logits.
 
-use crate::error::{invalid, Result};
+use crate::error::{invalid, require_positive, Result};
 use crate::finetune::span::squad::SquadExample;
 use crate::tokenizer::Tokenizer;
 
@@ -17,15 +17,13 @@ pub struct WindowOptions {
 impl WindowOptions {
     /// Rejects sizes that leave no room for context or cannot advance.
     pub fn validate(&self) -> Result<()> {
-        if self.doc_stride == 0 || self.max_query_length == 0 {
-            return invalid(
-                "WindowOptions",
-                format!(
-                    "doc_stride {} and max_query_length {} must be positive",
-                    self.doc_stride, self.max_query_length
-                ),
-            );
-        }
+        require_positive(
+            "WindowOptions",
+            &[
+                ("doc_stride", self.doc_stride),
+                ("max_query_length", self.max_query_length),
+            ],
+        )?;
         if self.max_query_length + 3 >= self.max_seq_length {
             return invalid(
                 "WindowOptions",

@@ -5,7 +5,7 @@ use crate::autodiff::tape::Tape;
 use crate::bert::checkpoint::{load_pretrained, save_pretrained, LoadOptions};
 use crate::bert::config::BertConfig;
 use crate::bert::model::{BertInput, BertModel, ForwardOptions};
-use crate::error::{invalid, Result};
+use crate::error::{invalid, require_positive, Result};
 use crate::finetune::span::features::{make_features, predict_answers, SpanFeature, WindowOptions};
 use crate::finetune::span::head::SpanHead;
 use crate::finetune::span::squad::{squad_scores, SquadExample};
@@ -63,15 +63,14 @@ impl SpanConfig {
 
     fn validate(&self, config: &BertConfig) -> Result<()> {
         self.window_options().validate()?;
-        if self.batch_size == 0 || self.epochs == 0 || self.max_answer_length == 0 {
-            return invalid(
-                "SpanConfig",
-                format!(
-                    "batch_size {}, epochs {} and max_answer_length {} must be positive",
-                    self.batch_size, self.epochs, self.max_answer_length
-                ),
-            );
-        }
+        require_positive(
+            "SpanConfig",
+            &[
+                ("batch_size", self.batch_size),
+                ("epochs", self.epochs),
+                ("max_answer_length", self.max_answer_length),
+            ],
+        )?;
         if self.max_seq_length > config.max_position_embeddings {
             return invalid(
                 "SpanConfig",

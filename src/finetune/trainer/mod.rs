@@ -17,7 +17,7 @@ use crate::autodiff::params::ParamStore;
 use crate::autodiff::tape::Tape;
 use crate::bert::checkpoint::{load_pretrained, LoadOptions};
 use crate::bert::model::{BertForSequenceClassification, BertInput, ForwardOptions};
-use crate::error::{invalid, Result};
+use crate::error::{invalid, require_positive, Result};
 use crate::finetune::data::Example;
 use crate::optim::adamw::bert_decays;
 use crate::optim::{AdamW, AdamWConfig, LinearWarmupDecay};
@@ -146,15 +146,10 @@ fn check_run(cfg: &FinetuneConfig, train: &[Example], dev: &[Example]) -> Result
             ),
         );
     }
-    if cfg.batch_size == 0 || cfg.epochs == 0 {
-        return invalid(
-            "finetune",
-            format!(
-                "batch_size {} and epochs {} must be positive",
-                cfg.batch_size, cfg.epochs
-            ),
-        );
-    }
+    require_positive(
+        "finetune",
+        &[("batch_size", cfg.batch_size), ("epochs", cfg.epochs)],
+    )?;
     if cfg.num_labels == 0 || cfg.num_labels > crate::finetune::data::MAX_LABELS {
         return invalid(
             "finetune",
@@ -179,7 +174,7 @@ fn load_model(
     cfg: &FinetuneConfig,
 ) -> Result<(BertForSequenceClassification, ParamStore, Tokenizer)> {
     let (config, ckpt) = load_pretrained(&cfg.model_dir)?;
-    let tokenizer = crate::bert::folder::load_tokenizer(&cfg.model_dir)?;
+    let tokenizer = crate::bert::folder::load_tokenizer_for(&cfg.model_dir, &config)?;
     let mut store = ParamStore::new();
     let model = BertForSequenceClassification::new(&config, &mut store, cfg.num_labels, cfg.seed)?;
     ckpt.load_into_with(

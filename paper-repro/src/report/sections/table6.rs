@@ -3,7 +3,7 @@
 use crate::plan::{Checkpoint, Experiment};
 use crate::plots::{Chart, Series};
 use crate::report::collect::RowResults;
-use crate::report::markdown::{fmt_diff, fmt_ms, md_table, mdd_cell, plot_or_note};
+use crate::report::markdown::{fmt_diff, fmt_ms, md_list, md_table, mdd_cell, plot_or_note};
 use crate::report::sections::{lr_table, point, task_mdd_cells, Inputs};
 use crate::report::verdict::{control_check, control_line, verdict, NO_HELP};
 use crate::stats::welch_diff;
@@ -172,11 +172,7 @@ pub(crate) fn table6_values(
     m.resize(header.len(), String::new());
     body.push(m);
     md_table(out, &header, &body);
-    out.push_str("Verdict per row:\n\n");
-    for v in verdicts {
-        let _ = writeln!(out, "{v}");
-    }
-    out.push('\n');
+    md_list(out, "Verdict per row:", &verdicts);
 }
 
 pub(crate) fn table6_plots(out: &mut String, inp: &Inputs, rows: &[&RowResults]) {

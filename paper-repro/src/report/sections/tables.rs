@@ -3,7 +3,9 @@
 use crate::plan::{Checkpoint, Experiment, Objective};
 use crate::plots::{Chart, Series};
 use crate::report::collect::{mean_curve, RowResults};
-use crate::report::markdown::{arrow, fmt_diff, fmt_ms, md_table, mdd_cell, plot_or_note, scored};
+use crate::report::markdown::{
+    arrow, fmt_diff, fmt_ms, md_list, md_table, mdd_cell, plot_or_note, scored,
+};
 use crate::report::sections::{
     loss_cell, lr_table, paper_column, paper_value, task_mdd_cells, Inputs,
 };
@@ -213,11 +215,11 @@ pub(crate) fn table_diffs(
         body.push(cells);
     }
     md_table(out, &header, &body);
-    out.push_str("Verdict per row (on the mean over the columns where pre-training helped):\n\n");
-    for v in verdicts {
-        let _ = writeln!(out, "{v}");
-    }
-    out.push('\n');
+    md_list(
+        out,
+        "Verdict per row (on the mean over the columns where pre-training helped):",
+        &verdicts,
+    );
 }
 
 pub(crate) fn table_note(exp: Experiment) -> &'static str {
