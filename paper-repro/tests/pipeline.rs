@@ -183,6 +183,20 @@ fn toy_suite_end_to_end() {
     assert!(ok, "{log}");
     assert!(log.contains(", 2 to run"), "{log}");
     assert_eq!(scores(&runs), first, "resumed results differ");
+    // the wall time adds up the sittings that ran jobs (the second run above ran none)
+    let sittings: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(runs.join("toy/sittings.json")).unwrap())
+            .unwrap();
+    let jobs: Vec<u64> = sittings
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["jobs_run"].as_u64().unwrap())
+        .collect();
+    assert_eq!(jobs.len(), 2, "{sittings}");
+    assert_eq!(jobs[1], 2, "{sittings}");
+    let report = std::fs::read_to_string(results.join("REPORT.md")).unwrap();
+    assert!(report.contains("over 2 sittings"), "{report}");
 
     // one worker from scratch gives the same numbers as two
     let runs1 = tmp.join("runs-1");

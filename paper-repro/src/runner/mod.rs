@@ -197,7 +197,8 @@ pub struct EvalResult {
     pub seconds: f64,
 }
 
-/// The wall time of the invocation that last ran jobs.
+/// The wall time of one sitting: an invocation that ran jobs (a run cut short and resumed
+/// later has several).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WallTime {
     pub seconds: f64,
@@ -206,6 +207,18 @@ pub struct WallTime {
     pub workers: usize,
     pub threads: usize,
 }
+
+/// Every sitting that ran jobs, oldest first: `sittings.json`, rewritten after each job so that
+/// a sitting cut short still counts; runs folders from before it have only the last sitting,
+/// in `last-invocation.json`.
+pub fn read_sittings(runs: &Path) -> Vec<WallTime> {
+    read_json(&runs.join(SITTINGS_FILE))
+        .or_else(|| read_json(&runs.join("last-invocation.json")).map(|w| vec![w]))
+        .unwrap_or_default()
+}
+
+/// The file [`read_sittings`] reads.
+pub const SITTINGS_FILE: &str = "sittings.json";
 
 pub fn pretrain_result_path(dir: &Path) -> PathBuf {
     dir.join("pretrain.json")

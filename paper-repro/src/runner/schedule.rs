@@ -5,7 +5,7 @@ use crate::plan::Experiment;
 use crate::runner::eval::run_eval;
 use crate::runner::jobs::{describe, is_done, jobs, Job};
 use crate::runner::pretrain::run_pretrain;
-use crate::runner::{write_json, Ctx, WallTime};
+use crate::runner::{read_sittings, write_json, Ctx, WallTime, SITTINGS_FILE};
 use anyhow::{Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::collections::HashSet;
@@ -69,6 +69,9 @@ impl State {
 /// What the workers share: the job lists, the signal that they changed, the progress bars.
 struct Shared<'a> {
     state: Mutex<State>,
+    /// The earlier sittings and this one, saved after every job.
+    sittings: Mutex<Vec<WallTime>>,
+    started: Instant,
     cv: Condvar,
     multi: MultiProgress,
     overall: ProgressBar,
@@ -135,6 +138,21 @@ impl Shared<'_> {
         }
         self.overall.inc(1);
         self.cv.notify_all();
+        drop(st);
+        self.record_sitting();
+    }
+
+    /// Counts a job run in this sitting (the last entry) and saves the sittings; a failure to
+    /// save is said, not fatal.
+    fn record_sitting(&self) {
+        let mut s = self.sittings.lock().unwrap();
+        if let Some(now) = s.last_mut() {
+            now.jobs_run += 1;
+            now.seconds = self.started.elapsed().as_secs_f64();
+        }
+        if let Err(e) = write_json(&self.ctx.runs.join(SITTINGS_FILE), &*s) {
+            self.say(format!("cannot save the wall time: {e:#}"));
+        }
     }
 
     /// Worker `w`: takes jobs until none is left, each run in the worker's own pool of
@@ -194,7 +212,17 @@ pub fn run(
         )
         .expect("valid template"),
     );
+    let mut sittings = read_sittings(&ctx.runs);
+    sittings.push(WallTime {
+        seconds: 0.0,
+        jobs_run: 0,
+        jobs_cached: cached,
+        workers,
+        threads,
+    });
     let shared = Shared {
+        sittings: Mutex::new(sittings),
+        started: Instant::now(),
         state: Mutex::new(State {
             pending: todo,
             running: HashSet::new(),
@@ -228,16 +256,6 @@ pub fn run(
         started.elapsed().as_secs_f64() / 60.0,
         failed.len()
     ));
-    let wall = WallTime {
-        seconds: started.elapsed().as_secs_f64(),
-        jobs_run: all.len() - cached,
-        jobs_cached: cached,
-        workers,
-        threads,
-    };
-    if wall.jobs_run > 0 {
-        write_json(&ctx.runs.join("last-invocation.json"), &wall)?;
-    }
     Ok(failed
         .iter()
         .map(|(j, e)| (describe(ctx, j), e.clone()))

@@ -6,7 +6,7 @@ use crate::report::collect::{compute_totals, row_baseline, Baselines};
 use crate::report::markdown::{baseline_score, distance, fmt_ms, headline, md_table};
 use crate::report::sections::Inputs;
 use crate::report::verdict::{NO_HELP, PAPER_NOISE};
-use crate::runner::{read_json, WallTime};
+use crate::runner::read_sittings;
 use crate::scale::Scale;
 use crate::squad;
 use crate::stats::mean_sd;
@@ -173,23 +173,34 @@ pub(crate) fn section_setup(out: &mut String, inp: &Inputs) {
 /// The machine, the workers, and the time the runs took.
 fn machine_and_time(out: &mut String, inp: &Inputs) {
     let (pre_secs, ft_secs, n_pre, _) = compute_totals(inp.all, &inp.ctx.scale.experiments);
-    let wall: Option<WallTime> = read_json(&inp.ctx.runs.join("last-invocation.json"));
+    let sittings = read_sittings(&inp.ctx.runs);
+    let last = sittings.last();
     let _ = writeln!(
         out,
         "- Machine: {}, {} worker(s) × {} thread(s).",
         cpu_name(),
-        wall.as_ref().map_or(0, |w| w.workers),
-        wall.as_ref().map_or(0, |w| w.threads)
+        last.map_or(0, |w| w.workers),
+        last.map_or(0, |w| w.threads)
     );
-    let _ = writeln!(
-        out,
-        "- Wall time: {}; compute summed over jobs: {:.1} min pre-training ({} runs) + {:.1} min fine-tuning.",
-        wall.as_ref().map_or("unknown".to_string(), |w| format!(
+    let wall = match sittings.as_slice() {
+        [] => "unknown".to_string(),
+        [w] => format!(
             "{:.1} min for the last invocation ({} jobs run, {} found done)",
             w.seconds / 60.0,
             w.jobs_run,
             w.jobs_cached
-        )),
+        ),
+        [first, ..] => format!(
+            "{:.1} min over {} sittings (the run was stopped and resumed; {} jobs run in them, {} found done when the first recorded one started)",
+            sittings.iter().map(|w| w.seconds).sum::<f64>() / 60.0,
+            sittings.len(),
+            sittings.iter().map(|w| w.jobs_run).sum::<usize>(),
+            first.jobs_cached
+        ),
+    };
+    let _ = writeln!(
+        out,
+        "- Wall time: {wall}; compute summed over jobs: {:.1} min pre-training ({} runs) + {:.1} min fine-tuning.",
         pre_secs / 60.0,
         n_pre,
         ft_secs / 60.0
