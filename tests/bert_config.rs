@@ -4,6 +4,8 @@
 //! Expected counts are the published ones (bert-facts §1, computed independently of this
 //! code): BASE 109,482,240 / 110,106,428 with MLM+NSP heads; LARGE 335,141,888 / 336,226,108.
 
+mod common;
+
 use cloze::bert::{
     BertConfig, BertForPreTraining, BertForSequenceClassification, BertModel, HiddenAct,
 };
@@ -242,18 +244,9 @@ const HF_CONFIG: &str = r#"{
 fn reads_hf_config_ignoring_unknown_keys() {
     let c = BertConfig::from_json_str(HF_CONFIG, "inline").unwrap();
     assert_eq!(c.architectures, vec!["BertModel".to_string()]);
-    assert_eq!(
-        (
-            c.num_hidden_layers,
-            c.hidden_size,
-            c.num_attention_heads,
-            c.intermediate_size
-        ),
-        (6, 384, 12, 1536)
-    );
+    common::assert_minilm_shape(&c);
     assert_eq!(c.head_dim(), 32);
     assert_eq!(c.activation().unwrap(), HiddenAct::GeluErf);
-    assert_eq!(c.layer_norm_eps, 1e-12);
     assert_eq!(c.hidden_dropout_prob, 0.1);
     assert!(!c.is_decoder);
 }

@@ -117,3 +117,18 @@ pub fn minilm_dir() -> std::path::PathBuf {
     );
     p
 }
+
+/// Asserts that `c` has all-MiniLM-L6-v2's shape: 6 layers of width 384 with 12 heads, a
+/// feed-forward width of 1536 and LayerNorm eps 1e-12.
+pub fn assert_minilm_shape(c: &cloze::bert::BertConfig) {
+    assert_eq!(
+        (
+            c.num_hidden_layers,
+            c.hidden_size,
+            c.num_attention_heads,
+            c.intermediate_size
+        ),
+        (6, 384, 12, 1536)
+    );
+    assert_eq!(c.layer_norm_eps, 1e-12);
+}
