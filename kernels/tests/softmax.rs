@@ -7,8 +7,8 @@ mod common;
 use cloze_kernels::dispatch::Isa;
 use cloze_kernels::softmax;
 use common::{
-    assert_close, cases, for_each_isa, for_each_vector_isa, same_bits_across_threads, Rng, AWKWARD,
-    PARALLEL_LEN, U,
+    assert_close, cases, for_each_isa, for_each_vector_isa, parallel_inputs,
+    same_bits_across_threads, Rng, AWKWARD, PARALLEL_COLS, PARALLEL_ROWS, U,
 };
 use proptest::prelude::*;
 
@@ -128,11 +128,9 @@ proptest! {
 
 #[test]
 fn one_and_two_threads_bit_identical() {
-    let mut r = Rng::new(6);
-    let cols = 769;
-    let m = (PARALLEL_LEN / cols) * cols;
-    let xs = r.vec(m, -6.0, 6.0);
-    let dys = r.vec(m, -6.0, 6.0);
+    let cols = PARALLEL_COLS;
+    let m = PARALLEL_ROWS * cols;
+    let (_, [xs, dys]) = parallel_inputs(m);
     for_each_isa(|isa| {
         same_bits_across_threads(&format!("softmax {isa}"), || {
             let (mut y, mut l, mut d1, mut d2) =
