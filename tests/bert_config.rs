@@ -10,6 +10,7 @@ use cloze::bert::{
     BertConfig, BertForPreTraining, BertForSequenceClassification, BertModel, HiddenAct,
 };
 use cloze::{Error, ParamStore};
+use common::assert_mentions;
 use std::path::PathBuf;
 
 fn scratch_dir(name: &str) -> PathBuf {
@@ -326,10 +327,7 @@ fn validation_names_the_bad_values() {
         c.hidden_size = 100;
         c.num_attention_heads = 12
     });
-    assert!(
-        e.contains("hidden_size 100") && e.contains("num_attention_heads 12"),
-        "{e}"
-    );
+    assert_mentions(&e, &["hidden_size 100", "num_attention_heads 12"]);
     let e = invalid_message(|c| c.num_hidden_layers = 0);
     assert!(e.contains("num_hidden_layers"), "{e}");
     let e = invalid_message(|c| c.vocab_size = 0);
@@ -351,10 +349,7 @@ fn validation_names_the_bad_values() {
     c.num_attention_heads = 3;
     let mut s = ParamStore::new();
     let e = BertModel::new(&c, &mut s, 0).unwrap_err().to_string();
-    assert!(
-        e.contains("hidden_size 128") && e.contains("num_attention_heads 3"),
-        "{e}"
-    );
+    assert_mentions(&e, &["hidden_size 128", "num_attention_heads 3"]);
 }
 
 #[test]
@@ -365,10 +360,7 @@ fn corrupt_or_missing_config_file_is_a_clear_error() {
     let e = BertConfig::from_file(&path).unwrap_err();
     assert!(matches!(e, Error::Format { .. }), "{e:?}");
     let msg = e.to_string();
-    assert!(
-        msg.contains("config.json") && msg.contains("not a valid BERT config.json"),
-        "{msg}"
-    );
+    assert_mentions(&msg, &["config.json", "not a valid BERT config.json"]);
 
     std::fs::write(&path, r#"{"vocab_size": "many"}"#).unwrap();
     let msg = BertConfig::from_file(&path).unwrap_err().to_string();
@@ -381,10 +373,7 @@ fn corrupt_or_missing_config_file_is_a_clear_error() {
     )
     .unwrap();
     let msg = BertConfig::from_file(&path).unwrap_err().to_string();
-    assert!(
-        msg.contains("config.json") && msg.contains("hidden_size 385"),
-        "{msg}"
-    );
+    assert_mentions(&msg, &["config.json", "hidden_size 385"]);
 
     let missing = dir.join("nope.json");
     let e = BertConfig::from_file(&missing).unwrap_err();
@@ -427,10 +416,7 @@ fn oversized_config_json_sizes_are_errors_naming_the_key() {
     j["num_hidden_layers"] = serde_json::json!(1024);
     std::fs::write(&p, j.to_string()).unwrap();
     let e = BertConfig::from_file(&p).unwrap_err().to_string();
-    assert!(
-        e.contains("parameters") && e.contains("num_hidden_layers 1024"),
-        "{e}"
-    );
+    assert_mentions(&e, &["parameters", "num_hidden_layers 1024"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -444,6 +430,6 @@ fn non_utf8_config_json_names_the_line() {
     )
     .unwrap();
     let e = BertConfig::from_file(&p).unwrap_err().to_string();
-    assert!(e.contains("line 3") && e.contains("UTF-8"), "{e}");
+    assert_mentions(&e, &["line 3", "UTF-8"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -6,7 +6,7 @@
 mod common;
 
 use cloze::bert::folder::Pooling;
-use common::{cli, tiny};
+use common::{assert_mentions, cli, tiny};
 use safetensors::SafeTensors;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -148,10 +148,7 @@ fn bad_input_is_reported() {
     let mixed =
         format!("{{\"text\": \"a b c d\"}}\n{long}{{\"text\": \"x\"}}\n{{\"text\": \"y z\"}}\n");
     let err = run(&mixed, &["--batch-size", "8", "--max-length", "600"]);
-    assert!(
-        err.contains("input 1:") && err.contains("max_position_embeddings"),
-        "{err}"
-    );
+    assert_mentions(&err, &["input 1:", "max_position_embeddings"]);
     // (the standard input of a run is empty)
     cli::cloze("embed")
         .model("/nonexistent/model")
@@ -231,10 +228,7 @@ fn embed_pools_as_the_folder_says_and_writes_one_matrix() {
     assert_eq!(&b[..8], b"\x93NUMPY\x01\x00");
     let hl = u16::from_le_bytes([b[8], b[9]]) as usize;
     let header = std::str::from_utf8(&b[10..10 + hl]).unwrap();
-    assert!(
-        header.contains("'descr': '<f4'") && header.contains("'shape': (2, 16)"),
-        "{header}"
-    );
+    assert_mentions(header, &["'descr': '<f4'", "'shape': (2, 16)"]);
     assert_eq!((10 + hl) % 64, 0);
     assert_eq!(b.len(), 10 + hl + 2 * 16 * 4);
     // a folder with only pytorch_model.bin says how to convert it
@@ -247,10 +241,7 @@ fn embed_pools_as_the_folder_says_and_writes_one_matrix() {
         .input(dir.join("in.txt"))
         .opt("--output", "-")
         .err();
-    assert!(
-        e.contains("pytorch_model.bin") && e.contains("safetensors") && e.contains("save_file"),
-        "{e}"
-    );
+    assert_mentions(&e, &["pytorch_model.bin", "safetensors", "save_file"]);
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_dir_all(&pt).unwrap();
 }

@@ -6,6 +6,7 @@ mod common;
 
 use cloze::train::checkpoint::write_atomic;
 use cloze::train::lock::RunLock;
+use common::assert_mentions;
 use common::cli::{cloze, Cloze};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,8 +20,7 @@ fn scratch(name: &str) -> PathBuf {
 
 /// Asserts `c` is refused (exit 1, no panic) with `needle` in its message.
 fn assert_refused(c: Cloze, needle: &str) {
-    let err = c.refused();
-    assert!(err.contains(needle), "{needle:?} not in: {err}");
+    assert_mentions(&c.refused(), &[needle]);
 }
 
 /// `cloze finetune` from `model` into `output`, on data files that need not exist (the
@@ -49,10 +49,7 @@ fn a_locked_folder_refuses_a_second_run_until_released() {
     let dir = scratch("lock");
     let held = RunLock::acquire(&dir).unwrap();
     let e = RunLock::acquire(&dir).unwrap_err().to_string();
-    assert!(
-        e.contains("in use by another cloze run") && e.contains(s(&dir)),
-        "{e}"
-    );
+    assert_mentions(&e, &["in use by another cloze run", s(&dir)]);
     // the CLI refuses too (fine-tuning into the locked folder)
     let model = scratch("lock-model");
     assert_refused(finetune_into(&model, &dir), "in use by another cloze run");
@@ -94,7 +91,7 @@ fn outputs_never_replace_a_symlink_or_fifo() {
         .success());
     for (p, kind) in [(&link, "symbolic link"), (&fifo, "not a regular file")] {
         let e = write_atomic(p, b"new").unwrap_err().to_string();
-        assert!(e.contains(s(p)) && e.contains(kind), "{e}");
+        assert_mentions(&e, &[s(p), kind]);
     }
     let md = std::fs::symlink_metadata(&link).unwrap();
     assert!(md.file_type().is_symlink(), "the symlink was replaced");

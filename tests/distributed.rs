@@ -17,7 +17,7 @@ mod common;
 use common::pretrain::{setup_with, workdir};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn setup(dir: &Path, steps: u64) {
     // dropout off: masks are laid out per local batch tensor, so they would differ by rank count
@@ -149,14 +149,7 @@ fn killing_a_rank_ends_the_job_and_the_checkpoint_resumes() {
         .unwrap();
     // wait for the first complete checkpoint, then kill one rank (not mpirun) with SIGKILL
     let latest = d.join("run/checkpoints/latest");
-    let start = Instant::now();
-    while !latest.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "no checkpoint appeared"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for(&latest, Duration::from_secs(300), "no checkpoint appeared");
     let pids = String::from_utf8(
         Command::new("pgrep")
             .args(["-P", &job.id().to_string()])

@@ -1,6 +1,7 @@
 //! Gradient and value properties of `attention`.
 
 mod common;
+
 use cloze::ops::attention::AttentionOptions;
 use cloze::{Tape, Tensor, Var};
 use common::*;
@@ -399,12 +400,7 @@ fn mask_shape_must_be_batch_by_keys() {
             ..AttentionOptions::new(4)
         };
         let err = tape.attention(&q, &k, &v, &opts).unwrap_err().to_string();
-        assert!(
-            err.contains("attention")
-                && err.contains(&format!("{bad:?}"))
-                && err.contains("[2, 5]"),
-            "{err}"
-        );
+        assert_mentions(&err, &["attention", &format!("{bad:?}"), "[2, 5]"]);
     }
 }
 
@@ -419,10 +415,7 @@ fn mask_with_nan_or_plus_inf_is_rejected() {
             ..AttentionOptions::new(2)
         };
         let err = tape.attention(&q, &k, &k, &opts).unwrap_err().to_string();
-        assert!(
-            err.contains(&format!("{bad}")) && err.contains("[0, 1]"),
-            "{err}"
-        );
+        assert_mentions(&err, &[&format!("{bad}"), "[0, 1]"]);
     }
 }
 
@@ -441,13 +434,7 @@ fn qkv_shape_mismatch_names_all_shapes() {
         let (ks, vs) = (format!("{:?}", k.shape()), format!("{:?}", v.shape()));
         let (kv, vv) = (tape.leaf(k), tape.leaf(v));
         let err = tape.attention(&q, &kv, &vv, &opts).unwrap_err().to_string();
-        assert!(
-            err.contains("attention")
-                && err.contains("[2, 2, 3, 4]")
-                && err.contains(&ks)
-                && err.contains(&vs),
-            "{err}"
-        );
+        assert_mentions(&err, &["attention", "[2, 2, 3, 4]", &ks, &vs]);
     }
     let flat = tape.leaf(Tensor::zeros(&[3, 4]));
     assert!(tape.attention(&flat, &flat, &flat, &opts).is_err());
@@ -462,5 +449,5 @@ fn bad_dropout_probability_is_an_error_naming_it() {
         ..AttentionOptions::new(2)
     };
     let err = tape.attention(&q, &q, &q, &opts).unwrap_err().to_string();
-    assert!(err.contains("attention") && err.contains("p = 1"), "{err}");
+    assert_mentions(&err, &["attention", "p = 1"]);
 }

@@ -1,6 +1,7 @@
 //! Gradient and value properties of `dropout`.
 
 mod common;
+
 use cloze::{Tape, Tensor, Var};
 use common::*;
 use proptest::prelude::*;
@@ -118,10 +119,7 @@ fn bad_p_is_an_error_naming_it() {
     let x = Var::constant(Tensor::ones(&[4]));
     for p in [1.0f32, -0.1, 1.5, f32::NAN] {
         let err = t.dropout(&x, p, 0).unwrap_err().to_string();
-        assert!(
-            err.contains("dropout") && err.contains(&format!("p = {p}")),
-            "{err}"
-        );
+        assert_mentions(&err, &["dropout", &format!("p = {p}")]);
     }
     // Even in eval mode, where dropout would be the identity.
     t.set_training(false);

@@ -7,10 +7,11 @@ mod common;
 
 use cloze::pretrain::config::PretrainConfig;
 use cloze::pretrain::trainer::Pretrainer;
+use common::assert_mentions;
 use common::pretrain::{losses, setup, trainer, workdir};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A run of 10 steps set up in `dir` and stopped after step 5 (its first checkpoint); returns
 /// its config's path.
@@ -73,14 +74,11 @@ fn sigkill_during_a_checkpoint_write_loses_nothing() {
     // model file of that checkpoint has been written but before the optimiser state.
     let mut child = run(&b, true).spawn().unwrap();
     let tmp_model = b.join("run/checkpoints/step-00000005.tmp/model.safetensors");
-    let start = Instant::now();
-    while !tmp_model.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(240),
-            "the run never reached its first checkpoint"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for(
+        &tmp_model,
+        Duration::from_secs(240),
+        "the run never reached its first checkpoint",
+    );
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(
@@ -127,9 +125,9 @@ fn resuming_with_a_different_config_is_refused() {
     let err = resume_error(&path, "a changed config must not be resumed");
     assert!(err.contains("different config"), "{err}");
     // the message names the one key that differs, and only it
-    assert!(
-        err.contains("train.learning_rate: checkpoint 0.002") && err.contains("now 0.001"),
-        "{err}"
+    assert_mentions(
+        &err,
+        &["train.learning_rate: checkpoint 0.002", "now 0.001"],
     );
     assert!(
         !err.contains("output_dir") && !err.contains("train.steps"),
@@ -174,10 +172,7 @@ fn a_flipped_bit_in_a_checkpoint_is_refused_on_resume_naming_the_file() {
         bytes[at] ^= 0x01;
         std::fs::write(&f, bytes).unwrap();
         let err = resume_error(&path, "a corrupt checkpoint must not be resumed");
-        assert!(
-            err.contains(file) && err.contains("checksum mismatch"),
-            "{err}"
-        );
+        assert_mentions(&err, &[file, "checksum mismatch"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

