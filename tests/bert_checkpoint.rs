@@ -399,10 +399,7 @@ fn truncated_or_corrupt_safetensors_is_a_clear_error() {
     let e = Checkpoint::read(dir.join("absent.safetensors"))
         .err()
         .unwrap();
-    assert!(
-        matches!(e, Error::Io { .. }) && e.to_string().contains("absent.safetensors"),
-        "{e}"
-    );
+    common::assert_io_error_naming(&e, "absent.safetensors");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

