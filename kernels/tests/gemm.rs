@@ -10,9 +10,18 @@ mod common;
 
 use cloze_kernels::dispatch::Isa;
 use cloze_kernels::gemm::{reference, Gemm, Operand};
-use common::{best_isa, cases, for_each_isa, pool, same_bits_across_threads, Rng, AWKWARD};
+use common::{best_isa, bits, cases, for_each_isa, pool, same_bits_across_threads, Rng, AWKWARD};
 use half::bf16;
 use proptest::prelude::*;
+
+/// A copy of `c0` updated by `run` inside a pool of `threads` threads.
+fn on_threads(threads: usize, c0: &[f32], run: impl Fn(&mut [f32]) + Sync) -> Vec<f32> {
+    pool(threads).install(|| {
+        let mut c = c0.to_vec();
+        run(&mut c);
+        c
+    })
+}
 
 /// `len` values uniform in [-1, 1) from the seeded generator of the harness.
 fn rand_vec(len: usize, seed: u64) -> Vec<f32> {
@@ -324,16 +333,14 @@ fn bf16_both_operands_large_and_thread_invariant() {
         reference::gemm(&g, &a_r, &b_r, &mut want);
         for_each_isa(|isa| {
             let run = |threads| {
-                pool(threads).install(|| {
-                    let mut c = c0.clone();
-                    g.run_mixed_with(isa, Operand::Bf16(&a16), Operand::Bf16(&b16), &mut c);
-                    c
+                on_threads(threads, &c0, |c| {
+                    g.run_mixed_with(isa, Operand::Bf16(&a16), Operand::Bf16(&b16), c)
                 })
             };
             let (c1, c2) = (run(1), run(2));
             assert_gemm_close(&g, &a_r, &b_r, &c0, &c1, &want, isa.name());
             assert!(
-                c1.iter().zip(&c2).all(|(x, y)| x.to_bits() == y.to_bits()),
+                bits(&c1) == bits(&c2),
                 "{isa}: bf16 {g:?} differs between 1 and 2 threads"
             );
         });
@@ -367,19 +374,13 @@ fn threaded_band_splits_match_reference_and_one_thread() {
             let mut want = c0.clone();
             reference::gemm(&g, &a, &b, &mut want);
             for_each_isa(|isa| {
-                let run = |threads| {
-                    pool(threads).install(|| {
-                        let mut c = c0.clone();
-                        g.run_with(isa, &a, &b, &mut c);
-                        c
-                    })
-                };
+                let run = |threads| on_threads(threads, &c0, |c| g.run_with(isa, &a, &b, c));
                 let c1 = run(1);
                 for threads in [2, 3] {
                     let ct = run(threads);
                     assert_gemm_close(&g, &a, &b, &c0, &ct, &want, isa.name());
                     assert!(
-                        c1.iter().zip(&ct).all(|(x, y)| x.to_bits() == y.to_bits()),
+                        bits(&c1) == bits(&ct),
                         "{isa}: {g:?} differs between 1 and {threads} threads"
                     );
                 }
