@@ -14,6 +14,9 @@ use common::{best_isa, bits, cases, for_each_isa, pool, same_bits_across_threads
 use half::bf16;
 use proptest::prelude::*;
 
+/// Every combination of (A transposed, B transposed).
+const TRANSPOSES: [(bool, bool); 4] = [(false, false), (true, false), (false, true), (true, true)];
+
 /// A copy of `c0` updated by `run` inside a pool of `threads` threads.
 fn on_threads(threads: usize, c0: &[f32], run: impl Fn(&mut [f32]) + Sync) -> Vec<f32> {
     pool(threads).install(|| {
@@ -108,7 +111,7 @@ fn awkward_sizes_all_transposes_all_paths() {
                 if m * n * k > 600_000 {
                     continue;
                 }
-                for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                for (ta, tb) in TRANSPOSES {
                     let g = Gemm::new(m, n, k).transposes(ta, tb);
                     check_all_paths(&g, seed);
                     seed += 3;
@@ -122,7 +125,7 @@ fn awkward_sizes_all_transposes_all_paths() {
 fn large_awkward_shapes_cross_every_block_boundary() {
     // k > 256 crosses a k block; m > 192 crosses an A block; big enough to run threaded.
     for (m, n, k) in [(257, 129, 257), (129, 257, 513), (300, 67, 260)] {
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        for (ta, tb) in TRANSPOSES {
             let g = Gemm::new(m, n, k).transposes(ta, tb).alpha(0.75).beta(-0.5);
             check_all_paths(&g, (m * n + k) as u64);
         }
@@ -363,7 +366,7 @@ fn threaded_band_splits_match_reference_and_one_thread() {
         (33, 4097, 17),
         (40, 70, 1030),
     ] {
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        for (ta, tb) in TRANSPOSES {
             let g = Gemm::new(m, n, k).transposes(ta, tb).alpha(1.25).beta(0.5);
             let g = g.strides(g.lda + 3, g.ldb + 1, g.ldc + 2);
             let (la, lb, lc) = g.min_lens();
@@ -397,7 +400,7 @@ fn every_edge_row_count_and_transposed_b_width() {
     let mut seed = 500;
     for m in 1..=25 {
         for (n, k) in [(32, 5), (45, 16), (64, 40), (70, 33)] {
-            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            for (ta, tb) in TRANSPOSES {
                 let g = Gemm::new(m, n, k).transposes(ta, tb).beta(0.5);
                 let g = g.strides(g.lda + 1, g.ldb + 2, g.ldc + 1);
                 check_all_paths(&g, seed);
@@ -414,7 +417,7 @@ fn every_edge_row_count_and_transposed_b_width() {
 #[test]
 fn packed_panels_across_row_column_and_k_blocks() {
     let (m, n, k) = (200, 2081, 520);
-    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+    for (ta, tb) in TRANSPOSES {
         let g = Gemm::new(m, n, k).transposes(ta, tb).beta(0.25);
         let g = g.strides(g.lda + 5, g.ldb + 3, g.ldc + 1);
         pool(1).install(|| check_all_paths(&g, 900 + ta as u64 * 2 + tb as u64));
