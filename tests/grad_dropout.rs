@@ -12,14 +12,7 @@ fn shape() -> impl Strategy<Value = Vec<usize>> {
 
 /// Values bounded away from 0, so a dropped element (0) is told apart from a kept one.
 fn nonzero(shape: Vec<usize>) -> impl Strategy<Value = Tensor> {
-    let n: usize = shape.iter().product();
-    proptest::collection::vec((0.25f32..=2.0, any::<bool>()), n).prop_map(move |v| {
-        let data = v
-            .into_iter()
-            .map(|(x, neg)| if neg { -x } else { x })
-            .collect();
-        Tensor::from_vec(data, &shape).unwrap()
-    })
+    tensor_away_from_zero(shape, 0.25, 2.0)
 }
 
 fn run(x: &Tensor, p: f32, seed: u64, training: bool) -> Tensor {

@@ -35,6 +35,19 @@ pub fn tensor_in(shape: Vec<usize>, lo: f32, hi: f32) -> impl Strategy<Value = T
         .prop_map(move |v| Tensor::from_vec(v, &shape).expect("length matches"))
 }
 
+/// A tensor of `shape` whose values have magnitudes in [lo, hi] and either sign, so none lies
+/// within `lo` of 0.
+pub fn tensor_away_from_zero(shape: Vec<usize>, lo: f32, hi: f32) -> impl Strategy<Value = Tensor> {
+    let n: usize = shape.iter().product();
+    proptest::collection::vec((lo..=hi, any::<bool>()), n).prop_map(move |v| {
+        let data = v
+            .into_iter()
+            .map(|(m, neg)| if neg { -m } else { m })
+            .collect();
+        Tensor::from_vec(data, &shape).expect("length matches")
+    })
+}
+
 /// A tensor of `shape` with values in [-2, 2].
 pub fn tensor(shape: Vec<usize>) -> impl Strategy<Value = Tensor> {
     tensor_in(shape, -2.0, 2.0)
