@@ -11,8 +11,9 @@ use cloze_kernels::cross_entropy::{self, cross_entropy_with, CrossEntropy};
 use cloze_kernels::dispatch::Isa;
 use cloze_kernels::simd;
 use common::{
-    assert_close, best_isa, cases, for_each_isa, for_each_vector_isa, parallel_inputs,
-    same_bits_across_threads, stream_len, Rng, AWKWARD, PARALLEL_COLS, PARALLEL_ROWS, U, VOCAB,
+    assert_close, best_isa, cases, for_each_awkward_matrix, for_each_isa, for_each_vector_isa,
+    parallel_inputs, same_bits_across_threads, stream_len, Rng, AWKWARD, PARALLEL_COLS,
+    PARALLEL_ROWS, U, VOCAB,
 };
 use proptest::prelude::*;
 
@@ -114,22 +115,18 @@ fn label_sets(rows: usize, cols: usize) -> Vec<Vec<i32>> {
 
 #[test]
 fn cross_entropy_awkward_lengths() {
-    let mut r = Rng::new(3);
-    for cols in AWKWARD {
-        for rows in [1, 3] {
-            let x = r.vec(rows * cols, -15.0, 15.0);
-            let labels: Vec<i32> = (0..rows)
-                .map(|k| {
-                    if k == 1 {
-                        IGNORE
-                    } else {
-                        r.int(0, cols as i64) as i32
-                    }
-                })
-                .collect();
-            check_ce(&x, cols, &labels, IGNORE);
-        }
-    }
+    for_each_awkward_matrix(|r, rows, cols, x| {
+        let labels: Vec<i32> = (0..rows)
+            .map(|k| {
+                if k == 1 {
+                    IGNORE
+                } else {
+                    r.int(0, cols as i64) as i32
+                }
+            })
+            .collect();
+        check_ce(&x, cols, &labels, IGNORE);
+    });
 }
 
 #[test]

@@ -149,6 +149,19 @@ pub fn parallel_inputs<const K: usize>(len: usize) -> (Rng, [Vec<f32>; K]) {
     (r, v)
 }
 
+/// The cases of the row kernels' awkward-width tests: for each width of [`AWKWARD`], 1 and 3
+/// rows of values in [-15, 15) drawn from a generator seeded with 3. `f` gets the generator
+/// (for anything more it draws), the rows, the width and the values.
+pub fn for_each_awkward_matrix(mut f: impl FnMut(&mut Rng, usize, usize, Vec<f32>)) {
+    let mut r = Rng::new(3);
+    for cols in AWKWARD {
+        for rows in [1, 3] {
+            let x = r.vec(rows * cols, -15.0, 15.0);
+            f(&mut r, rows, cols, x);
+        }
+    }
+}
+
 /// Proptest with `cases` cases.
 pub fn cases(cases: u32) -> ProptestConfig {
     ProptestConfig {
