@@ -86,8 +86,13 @@ fn report_memory(t: usize) {
     );
 }
 
+/// A forward and a backward (the fused kernel's, or the reference's).
+type Forward = fn(&AttnInputs, &mut [f32], &mut [f32]);
+type Backward = fn(&AttnInputs, &AttnSaved, AttnGrads);
+
 fn bench(c: &mut Criterion) {
     eprintln!("attention bench on path {}", dispatch::active());
+    let slow_ok = std::env::var("CLOZE_BENCH_SLOW_REFERENCE").is_ok_and(|v| v == "1");
     for t in [128usize, 512] {
         report_memory(t);
         let d = data(t);
@@ -107,50 +112,23 @@ fn bench(c: &mut Criterion) {
         };
         let mut g = c.benchmark_group(format!("attention_b8_h12_d64_t{t}"));
         g.sample_size(10);
-        g.bench_function("fused_fwd", |b| {
-            b.iter(|| {
-                attention::forward(&inputs, &mut out, &mut lse);
-                black_box(&out);
-            })
-        });
-        g.bench_function("fused_fwd_bwd", |b| {
-            b.iter(|| {
-                attention::forward(&inputs, &mut out, &mut lse);
-                attention::backward(
-                    &inputs,
-                    &AttnSaved {
-                        out: &out,
-                        lse: &lse,
-                        dout: &d.dout,
-                    },
-                    AttnGrads {
-                        dq: &mut dq,
-                        dk: &mut dk,
-                        dv: &mut dv,
-                    },
-                );
-                black_box((&dq, &dk, &dv));
-            })
-        });
-        let slow_ok = std::env::var("CLOZE_BENCH_SLOW_REFERENCE").is_ok_and(|v| v == "1");
-        if t <= 128 || slow_ok {
-            let inputs = AttnInputs {
-                shape: s,
-                params: d.params,
-                q: &d.q,
-                k: &d.k,
-                v: &d.v,
-                mask: Some(&d.mask),
-            };
-            g.bench_function("reference_fwd", |b| {
+        let paths: [(&str, Forward, Backward); 2] = [
+            ("fused", attention::forward, attention::backward),
+            ("reference", reference::forward, reference::backward),
+        ];
+        for (name, forward, backward) in paths {
+            if name == "reference" && t > 128 && !slow_ok {
+                continue;
+            }
+            g.bench_function(format!("{name}_fwd"), |b| {
                 b.iter(|| {
-                    reference::forward(&inputs, &mut out, &mut lse);
+                    forward(&inputs, &mut out, &mut lse);
                     black_box(&out);
                 })
             });
-            g.bench_function("reference_fwd_bwd", |b| {
+            g.bench_function(format!("{name}_fwd_bwd"), |b| {
                 b.iter(|| {
-                    reference::forward(&inputs, &mut out, &mut lse);
+                    forward(&inputs, &mut out, &mut lse);
                     let saved = AttnSaved {
                         out: &out,
                         lse: &lse,
@@ -161,7 +139,7 @@ fn bench(c: &mut Criterion) {
                         dk: &mut dk,
                         dv: &mut dv,
                     };
-                    reference::backward(&inputs, &saved, grads);
+                    backward(&inputs, &saved, grads);
                     black_box((&dq, &dk, &dv));
                 })
             });

@@ -5,27 +5,17 @@
 //!
 //! Run: `cargo bench --bench attention_engine`.
 
-use cloze::ops::attention::AttentionOptions;
-use cloze::{Tape, Tensor};
+#[path = "common/engine_attention.rs"]
+mod engine_attention;
+
+use cloze::Tape;
 use criterion::{criterion_group, criterion_main, Criterion};
+use engine_attention::{forward_backward, Workload};
 use std::hint::black_box;
 
 fn bench(c: &mut Criterion) {
     for t in [128usize, 512] {
-        let (b, h, d) = (8, 12, 64);
-        let val =
-            |salt: usize| move |i: usize| ((i * 2654435761 + salt) % 1000) as f32 / 500.0 - 1.0;
-        let q = Tensor::from_fn(&[b, h, t, d], val(1));
-        let k = Tensor::from_fn(&[b, h, t, d], val(2));
-        let v = Tensor::from_fn(&[b, h, t, d], val(3));
-        let r = Tensor::from_fn(&[b, h, t, d], val(4));
-        let mask = Tensor::from_fn(&[b, t], |i| if i % t >= t - t / 8 { -10000.0 } else { 0.0 });
-        let opts = AttentionOptions {
-            mask: Some(mask),
-            dropout: 0.1,
-            seed: 1,
-            ..AttentionOptions::new(d)
-        };
+        let w = Workload::new(t);
         let mut g = c.benchmark_group(format!("attention_engine_b8_h12_d64_t{t}"));
         g.sample_size(10);
         for fused in [true, false] {
@@ -38,18 +28,8 @@ fn bench(c: &mut Criterion) {
                 let mut tape = Tape::new();
                 bch.iter(|| {
                     tape.reset();
-                    let (qv, kv, vv) = (
-                        tape.leaf(q.clone()),
-                        tape.leaf(k.clone()),
-                        tape.leaf(v.clone()),
-                    );
-                    let out = if fused {
-                        tape.attention(&qv, &kv, &vv, &opts)
-                    } else {
-                        tape.attention_unfused(&qv, &kv, &vv, &opts)
-                    }
-                    .unwrap();
-                    black_box(tape.backward_with(&out, r.clone()).unwrap());
+                    let inputs = [w.q.clone(), w.k.clone(), w.v.clone(), w.r.clone()];
+                    black_box(forward_backward(&mut tape, inputs, &w.opts, fused).unwrap());
                 })
             });
         }

@@ -15,7 +15,10 @@
 
 use cloze_kernels::gemm::{Gemm, Operand};
 use cloze_kernels::peers;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
 use rayon::prelude::*;
 use std::hint::black_box;
 use std::time::Duration;
@@ -30,6 +33,32 @@ struct Shape {
 }
 
 impl Shape {
+    /// A·B.
+    fn nn(m: usize, n: usize, k: usize) -> Shape {
+        Shape {
+            m,
+            n,
+            k,
+            ta: false,
+            tb: false,
+        }
+    }
+    /// A·Bᵀ.
+    fn nt(m: usize, n: usize, k: usize) -> Shape {
+        Shape {
+            ta: false,
+            tb: true,
+            ..Shape::nn(m, n, k)
+        }
+    }
+    /// Aᵀ·B.
+    fn tn(m: usize, n: usize, k: usize) -> Shape {
+        Shape {
+            ta: true,
+            tb: false,
+            ..Shape::nn(m, n, k)
+        }
+    }
     fn label(&self) -> String {
         let t = match (self.ta, self.tb) {
             (false, false) => "",
@@ -69,55 +98,25 @@ fn pool(threads: usize) -> rayon::ThreadPool {
         .expect("thread pool")
 }
 
-fn single(c: &mut Criterion) {
-    let shapes = [
-        Shape {
-            m: 4096,
-            n: 768,
-            k: 768,
-            ta: false,
-            tb: false,
-        },
-        Shape {
-            m: 4096,
-            n: 3072,
-            k: 768,
-            ta: false,
-            tb: false,
-        },
-        Shape {
-            m: 4096,
-            n: 768,
-            k: 3072,
-            ta: false,
-            tb: false,
-        },
-        Shape {
-            m: 4096,
-            n: 768,
-            k: 3072,
-            ta: false,
-            tb: true,
-        },
-        Shape {
-            m: 768,
-            n: 3072,
-            k: 4096,
-            ta: true,
-            tb: false,
-        },
-        Shape {
-            m: 1024,
-            n: 1024,
-            k: 1024,
-            ta: false,
-            tb: false,
-        },
-    ];
-    let mut g = c.benchmark_group("gemm");
+/// A benchmark group with the sampling every group here uses.
+fn group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
+    let mut g = c.benchmark_group(name);
     g.sample_size(10)
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(2));
+    g
+}
+
+fn single(c: &mut Criterion) {
+    let shapes = [
+        Shape::nn(4096, 768, 768),
+        Shape::nn(4096, 3072, 768),
+        Shape::nn(4096, 768, 3072),
+        Shape::nt(4096, 768, 3072),
+        Shape::tn(768, 3072, 4096),
+        Shape::nn(1024, 1024, 1024),
+    ];
+    let mut g = group(c, "gemm");
     for s in shapes {
         let a = data(s.m * s.k, 1);
         let b = data(s.k * s.n, 2);
@@ -148,26 +147,8 @@ fn single(c: &mut Criterion) {
 fn batched(c: &mut Criterion) {
     let batch = 96;
     // Q·Kᵀ (scores) and P·V (context) of 96 heads × 128 tokens × 64 dims.
-    let shapes = [
-        Shape {
-            m: 128,
-            n: 128,
-            k: 64,
-            ta: false,
-            tb: true,
-        },
-        Shape {
-            m: 128,
-            n: 64,
-            k: 128,
-            ta: false,
-            tb: false,
-        },
-    ];
-    let mut g = c.benchmark_group("gemm_batched96");
-    g.sample_size(10)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(2));
+    let shapes = [Shape::nt(128, 128, 64), Shape::nn(128, 64, 128)];
+    let mut g = group(c, "gemm_batched96");
     for s in shapes {
         let (sa, sb, sc) = (s.m * s.k, s.k * s.n, s.m * s.n);
         let a = data(batch * sa, 3);
@@ -210,13 +191,7 @@ fn batched(c: &mut Criterion) {
 
 fn bf16(c: &mut Criterion) {
     // bf16 A and B, f32 accumulation (vdpbf16ps where the CPU has AVX512-BF16).
-    let s = Shape {
-        m: 4096,
-        n: 768,
-        k: 768,
-        ta: false,
-        tb: false,
-    };
+    let s = Shape::nn(4096, 768, 768);
     let a: Vec<half::bf16> = data(s.m * s.k, 5)
         .into_iter()
         .map(half::bf16::from_f32)
@@ -226,10 +201,7 @@ fn bf16(c: &mut Criterion) {
         .map(half::bf16::from_f32)
         .collect();
     let mut out = vec![0.0f32; s.m * s.n];
-    let mut g = c.benchmark_group("gemm_bf16");
-    g.sample_size(10)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(2));
+    let mut g = group(c, "gemm_bf16");
     g.throughput(Throughput::Elements((2 * s.m * s.n * s.k) as u64));
     for threads in [1usize, 2] {
         let p = pool(threads);

@@ -97,34 +97,33 @@ fn run_in<R: Send>(p: &Option<rayon::ThreadPool>, f: impl FnOnce() -> R + Send) 
     }
 }
 
+/// The group `name`: the copy baseline moving `bytes`, then `kernel` on each path and pool
+/// of [`variants`], with the throughput counted as `bytes` read and written.
+fn bench_kernel<R: Send>(
+    c: &mut Criterion,
+    name: &str,
+    bytes: usize,
+    mut kernel: impl FnMut(Isa) -> R + Send,
+) {
+    let mut g = group(c, name);
+    copy_baseline(&mut g, bytes);
+    g.throughput(Throughput::Bytes(bytes as u64));
+    for (label, isa, p) in variants() {
+        g.bench_function(&label, |b| b.iter(|| black_box(run_in(&p, || kernel(isa)))));
+    }
+    g.finish();
+}
+
 fn bench_gelu(c: &mut Criterion) {
     let x = data(N, 1);
     let dy = data(N, 2);
     let mut y = vec![0.0f32; N];
-
-    let mut g = group(c, "gelu_fwd");
-    copy_baseline(&mut g, 8 * N);
-    g.throughput(Throughput::Bytes((8 * N) as u64));
-    for (label, isa, p) in variants() {
-        g.bench_function(&label, |b| {
-            b.iter(|| run_in(&p, || gelu::forward_with(isa, GeluKind::Erf, &x, &mut y)))
-        });
-    }
-    g.finish();
-
-    let mut g = group(c, "gelu_bwd");
-    copy_baseline(&mut g, 12 * N);
-    g.throughput(Throughput::Bytes((12 * N) as u64));
-    for (label, isa, p) in variants() {
-        g.bench_function(&label, |b| {
-            b.iter(|| {
-                run_in(&p, || {
-                    gelu::backward_with(isa, GeluKind::Erf, &x, &dy, &mut y)
-                })
-            })
-        });
-    }
-    g.finish();
+    bench_kernel(c, "gelu_fwd", 8 * N, |isa| {
+        gelu::forward_with(isa, GeluKind::Erf, &x, &mut y)
+    });
+    bench_kernel(c, "gelu_bwd", 12 * N, |isa| {
+        gelu::backward_with(isa, GeluKind::Erf, &x, &dy, &mut y)
+    });
 }
 
 fn bench_layer_norm(c: &mut Criterion) {
@@ -139,24 +138,12 @@ fn bench_layer_norm(c: &mut Criterion) {
     let (mut dg, mut db) = (vec![0.0f32; LN_COLS], vec![0.0f32; LN_COLS]);
     // Forward: x in, y out, mean/rstd out; backward: dy, x in, dx out (mean/rstd in).
     let bytes = 4 * (2 * n + 2 * rows) + 4 * (3 * n + 2 * rows);
-    let mut g = group(c, "layernorm_fwd_bwd");
-    copy_baseline(&mut g, bytes);
-    g.throughput(Throughput::Bytes(bytes as u64));
-    for (label, isa, p) in variants() {
-        g.bench_function(&label, |b| {
-            b.iter(|| {
-                run_in(&p, || {
-                    layer_norm::forward_with(
-                        isa, &x, &gamma, &beta, 1e-12, &mut y, &mut mean, &mut rstd,
-                    );
-                    layer_norm::backward_with(
-                        isa, &dy, &x, &gamma, &mean, &rstd, &mut dx, &mut dg, &mut db,
-                    );
-                })
-            })
-        });
-    }
-    g.finish();
+    bench_kernel(c, "layernorm_fwd_bwd", bytes, |isa| {
+        layer_norm::forward_with(isa, &x, &gamma, &beta, 1e-12, &mut y, &mut mean, &mut rstd);
+        layer_norm::backward_with(
+            isa, &dy, &x, &gamma, &mean, &rstd, &mut dx, &mut dg, &mut db,
+        );
+    });
 }
 
 fn bench_cross_entropy(c: &mut Criterion) {
@@ -183,26 +170,9 @@ fn bench_cross_entropy(c: &mut Criterion) {
             .collect();
         let mut d = vec![0.0f32; n];
         // Logits read, gradient written.
-        let mut g = group(c, name);
-        copy_baseline(&mut g, 8 * n);
-        g.throughput(Throughput::Bytes((8 * n) as u64));
-        for (label, isa, p) in variants() {
-            g.bench_function(&label, |b| {
-                b.iter(|| {
-                    run_in(&p, || {
-                        black_box(cross_entropy::cross_entropy_with(
-                            isa,
-                            &logits,
-                            VOCAB,
-                            &labels,
-                            -100,
-                            Some(&mut d),
-                        ))
-                    })
-                })
-            });
-        }
-        g.finish();
+        bench_kernel(c, name, 8 * n, |isa| {
+            cross_entropy::cross_entropy_with(isa, &logits, VOCAB, &labels, -100, Some(&mut d))
+        });
     }
 }
 
@@ -220,20 +190,9 @@ fn bench_adamw(c: &mut Criterion) {
     let mut m = vec![0.0f32; N];
     let mut v = vec![0.0f32; N];
     // p, grad, m, v read; p, m, v written.
-    let bytes = 28 * N;
-    let mut g = group(c, "adamw");
-    copy_baseline(&mut g, bytes);
-    g.throughput(Throughput::Bytes(bytes as u64));
-    for (label, isa, p) in variants() {
-        g.bench_function(&label, |b| {
-            b.iter(|| {
-                run_in(&p, || {
-                    adamw::step_with(isa, &h, 10, &mut param, &grad, &mut m, &mut v)
-                })
-            })
-        });
-    }
-    g.finish();
+    bench_kernel(c, "adamw", 28 * N, |isa| {
+        adamw::step_with(isa, &h, 10, &mut param, &grad, &mut m, &mut v)
+    });
 }
 
 criterion_group!(

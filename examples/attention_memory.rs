@@ -14,8 +14,11 @@
 //! Prints one JSON line: `{"impl", "seq", "threads", "peak_extra_mib", "outputs_mib"}`, where
 //! `outputs_mib` is what any implementation must hold: the output and the three input gradients.
 
-use cloze::ops::attention::AttentionOptions;
-use cloze::{Tape, Tensor};
+#[path = "../benches/common/engine_attention.rs"]
+mod engine_attention;
+
+use cloze::Tape;
+use engine_attention::{forward_backward, Workload, B_H_D};
 use std::hint::black_box;
 
 fn status_kib(field: &str) -> Result<u64, String> {
@@ -51,33 +54,16 @@ fn main() -> Result<(), String> {
         }
         _ => return Err(usage.to_string()),
     };
-    let (b, h, d) = (8, 12, 64);
-    let val = |salt: usize| move |i: usize| ((i * 2654435761 + salt) % 1000) as f32 / 500.0 - 1.0;
-    let q = Tensor::from_fn(&[b, h, t, d], val(1));
-    let k = Tensor::from_fn(&[b, h, t, d], val(2));
-    let v = Tensor::from_fn(&[b, h, t, d], val(3));
-    let r = Tensor::from_fn(&[b, h, t, d], val(4));
-    let mask = Tensor::from_fn(&[b, t], |i| if i % t >= t - t / 8 { -10000.0 } else { 0.0 });
-    let opts = AttentionOptions {
-        mask: Some(mask),
-        dropout: 0.1,
-        seed: 1,
-        ..AttentionOptions::new(d)
-    };
+    let (b, h, d) = B_H_D;
+    let Workload { q, k, v, r, opts } = Workload::new(t);
     // Start the thread pool (its stacks) before the baseline.
     rayon::join(|| (), || ());
     let mut tape = Tape::new();
     let base = status_kib("VmRSS:")?;
     std::fs::write("/proc/self/clear_refs", "5")
         .map_err(|e| format!("cannot reset the peak RSS (/proc/self/clear_refs): {e}"))?;
-    let (qv, kv, vv) = (tape.leaf(q), tape.leaf(k), tape.leaf(v));
-    let out = if fused {
-        tape.attention(&qv, &kv, &vv, &opts)
-    } else {
-        tape.attention_unfused(&qv, &kv, &vv, &opts)
-    }
-    .map_err(|e| e.to_string())?;
-    let grads = tape.backward_with(&out, r).map_err(|e| e.to_string())?;
+    let grads =
+        forward_backward(&mut tape, [q, k, v, r], &opts, fused).map_err(|e| e.to_string())?;
     let peak = status_kib("VmHWM:")?;
     black_box(&grads);
     let mib = |kib: u64| kib as f64 / 1024.0;

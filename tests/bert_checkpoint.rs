@@ -1,9 +1,12 @@
 //! HF-format checkpoints: save→load bit-identity, the `bert.` prefix, skipped buffers, tied
 //! decoder aliases, dtype conversion, and a clear error for every kind of mismatch or damage.
 
+mod common;
+
 use cloze::bert::checkpoint::{self, Checkpoint, LoadOptions};
 use cloze::bert::{BertConfig, BertForPreTraining, BertForSequenceClassification, BertModel};
 use cloze::{Error, ParamStore, Tensor};
+use common::assert_mentions;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::BTreeMap;
@@ -14,6 +17,15 @@ fn scratch_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// A fresh scratch folder `name` with `store` saved in it as `model.safetensors`: the folder
+/// and the file.
+fn saved_in(name: &str, store: &ParamStore) -> (PathBuf, PathBuf) {
+    let dir = scratch_dir(name);
+    let path = dir.join("model.safetensors");
+    checkpoint::save_safetensors(&path, store).unwrap();
+    (dir, path)
 }
 
 /// A small config so every test builds in milliseconds.
@@ -82,10 +94,8 @@ fn load_err(path: &Path, store: &mut ParamStore) -> String {
 
 #[test]
 fn bert_model_save_load_is_bit_identical_without_prefix() {
-    let dir = scratch_dir("plain");
-    let path = dir.join("model.safetensors");
     let saved = bert_store(1);
-    checkpoint::save_safetensors(&path, &saved).unwrap();
+    let (dir, path) = saved_in("plain", &saved);
 
     let raw = raw_entries(&path);
     assert!(raw.contains_key("embeddings.word_embeddings.weight"));
@@ -110,10 +120,8 @@ fn bert_model_save_load_is_bit_identical_without_prefix() {
 
 #[test]
 fn pretraining_save_uses_bert_prefix_and_round_trips() {
-    let dir = scratch_dir("prefix");
-    let path = dir.join("model.safetensors");
     let saved = pretraining_store(3);
-    checkpoint::save_safetensors(&path, &saved).unwrap();
+    let (dir, path) = saved_in("prefix", &saved);
 
     let raw = raw_entries(&path);
     assert!(raw.contains_key("bert.embeddings.word_embeddings.weight"));
@@ -190,9 +198,7 @@ fn save_pretrained_then_load_pretrained() {
 
 #[test]
 fn fine_tuning_from_pretraining_checkpoint_needs_explicit_permission() {
-    let dir = scratch_dir("finetune");
-    let path = dir.join("model.safetensors");
-    checkpoint::save_safetensors(&path, &pretraining_store(1)).unwrap();
+    let (dir, path) = saved_in("finetune", &pretraining_store(1));
     let ckpt = Checkpoint::read(&path).unwrap();
     let mut cls = ParamStore::new();
     BertForSequenceClassification::new(&small_config(), &mut cls, 2, 0).unwrap();
@@ -218,10 +224,8 @@ fn fine_tuning_from_pretraining_checkpoint_needs_explicit_permission() {
 
 #[test]
 fn skips_position_ids_buffer_and_accepts_tied_decoder_and_half_precision() {
-    let dir = scratch_dir("buffers");
-    let path = dir.join("model.safetensors");
     let saved = pretraining_store(9);
-    checkpoint::save_safetensors(&path, &saved).unwrap();
+    let (dir, path) = saved_in("buffers", &saved);
     let mut raw = raw_entries(&path);
     // HF buffers: I64 position ids (and token type ids in older checkpoints).
     let pos: Vec<u8> = (0..16i64).flat_map(|i| i.to_le_bytes()).collect();
@@ -287,21 +291,17 @@ fn skips_position_ids_buffer_and_accepts_tied_decoder_and_half_precision() {
     );
     write_raw(&path, &raw);
     let msg = load_err(&path, &mut loaded);
-    assert!(
-        msg.contains("cls.predictions.decoder.weight")
-            && msg.contains("[99, 32]")
-            && msg.contains("[100, 32]"),
-        "{msg}"
+    assert_mentions(
+        &msg,
+        &["cls.predictions.decoder.weight", "[99, 32]", "[100, 32]"],
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn missing_extra_and_misshaped_tensors_are_named_with_shapes() {
-    let dir = scratch_dir("mismatch");
-    let path = dir.join("model.safetensors");
     let saved = bert_store(1);
-    checkpoint::save_safetensors(&path, &saved).unwrap();
+    let (dir, path) = saved_in("mismatch", &saved);
     let good = raw_entries(&path);
 
     // Missing.
@@ -313,88 +313,67 @@ fn missing_extra_and_misshaped_tensors_are_named_with_shapes() {
         .value(store.id("pooler.dense.weight").unwrap())
         .clone();
     let msg = load_err(&path, &mut store);
-    assert!(
-        msg.contains("missing tensor \"encoder.layer.1.attention.self.key.bias\"")
-            && msg.contains("[32]"),
-        "{msg}"
+    assert_mentions(
+        &msg,
+        &[
+            "missing tensor \"encoder.layer.1.attention.self.key.bias\"",
+            "[32]",
+        ],
     );
     assert!(msg.contains("model.safetensors"), "{msg}");
     // A failed load changes nothing.
     assert!(store.value(store.id("pooler.dense.weight").unwrap()) == &before);
 
-    // Extra.
-    let mut raw = good.clone();
-    raw.insert(
-        "encoder.layer.2.attention.self.query.weight".into(),
-        (Dtype::F32, vec![32, 32], f32_bytes(&[0.5; 1024])),
-    );
-    write_raw(&path, &raw);
-    let msg = load_err(&path, &mut store);
-    assert!(
-        msg.contains("unexpected tensor \"encoder.layer.2.attention.self.query.weight\"")
-            && msg.contains("[32, 32]"),
-        "{msg}"
-    );
-
-    // Mis-shaped.
-    let mut raw = good.clone();
-    raw.insert(
-        "pooler.dense.weight".into(),
-        (Dtype::F32, vec![32, 31], f32_bytes(&[0.5; 32 * 31])),
-    );
-    write_raw(&path, &raw);
-    let msg = load_err(&path, &mut store);
-    assert!(
-        msg.contains("\"pooler.dense.weight\"")
-            && msg.contains("[32, 31]")
-            && msg.contains("[32, 32]"),
-        "{msg}"
-    );
-
-    // A parameter stored as an integer buffer.
-    let mut raw = good.clone();
-    raw.insert(
-        "embeddings.LayerNorm.bias".into(),
-        (Dtype::I64, vec![32], vec![0u8; 256]),
-    );
-    write_raw(&path, &raw);
-    let msg = load_err(&path, &mut store);
-    assert!(
-        msg.contains("embeddings.LayerNorm.bias") && msg.contains("I64"),
-        "{msg}"
-    );
-
-    // The same tensor with and without the prefix.
-    let mut raw = good.clone();
-    let dup = raw["pooler.dense.bias"].clone();
-    raw.insert("bert.pooler.dense.bias".into(), dup);
-    write_raw(&path, &raw);
-    let msg = load_err(&path, &mut store);
-    assert!(
-        msg.contains("pooler.dense.bias") && msg.contains("twice"),
-        "{msg}"
-    );
-
-    // An unsupported dtype.
-    let mut raw = good;
-    raw.insert(
-        "pooler.dense.bias".into(),
-        (Dtype::F8_E4M3, vec![32], vec![0u8; 32]),
-    );
-    write_raw(&path, &raw);
-    let msg = load_err(&path, &mut store);
-    assert!(
-        msg.contains("pooler.dense.bias") && msg.contains("F8_E4M3"),
-        "{msg}"
-    );
+    // Each other damage, on the good file: (what is inserted under which name, what the
+    // message must name).
+    let dup = good["pooler.dense.bias"].clone();
+    let cases = [
+        // Extra.
+        (
+            "encoder.layer.2.attention.self.query.weight",
+            (Dtype::F32, vec![32, 32], f32_bytes(&[0.5; 1024])),
+            vec![
+                "unexpected tensor \"encoder.layer.2.attention.self.query.weight\"",
+                "[32, 32]",
+            ],
+        ),
+        // Mis-shaped.
+        (
+            "pooler.dense.weight",
+            (Dtype::F32, vec![32, 31], f32_bytes(&[0.5; 32 * 31])),
+            vec!["\"pooler.dense.weight\"", "[32, 31]", "[32, 32]"],
+        ),
+        // A parameter stored as an integer buffer.
+        (
+            "embeddings.LayerNorm.bias",
+            (Dtype::I64, vec![32], vec![0u8; 256]),
+            vec!["embeddings.LayerNorm.bias", "I64"],
+        ),
+        // The same tensor with and without the prefix.
+        (
+            "bert.pooler.dense.bias",
+            dup,
+            vec!["pooler.dense.bias", "twice"],
+        ),
+        // An unsupported dtype.
+        (
+            "pooler.dense.bias",
+            (Dtype::F8_E4M3, vec![32], vec![0u8; 32]),
+            vec!["pooler.dense.bias", "F8_E4M3"],
+        ),
+    ];
+    for (name, entry, needles) in cases {
+        let mut raw = good.clone();
+        raw.insert(name.into(), entry);
+        write_raw(&path, &raw);
+        assert_mentions(&load_err(&path, &mut store), &needles);
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn truncated_or_corrupt_safetensors_is_a_clear_error() {
-    let dir = scratch_dir("corrupt");
-    let path = dir.join("model.safetensors");
-    checkpoint::save_safetensors(&path, &bert_store(1)).unwrap();
+    let (dir, path) = saved_in("corrupt", &bert_store(1));
     let bytes = std::fs::read(&path).unwrap();
     for (what, data) in [
         ("truncated data", bytes[..bytes.len() - 100].to_vec()),
@@ -420,10 +399,7 @@ fn truncated_or_corrupt_safetensors_is_a_clear_error() {
     let e = Checkpoint::read(dir.join("absent.safetensors"))
         .err()
         .unwrap();
-    assert!(
-        matches!(e, Error::Io { .. }) && e.to_string().contains("absent.safetensors"),
-        "{e}"
-    );
+    common::assert_io_error_naming(&e, "absent.safetensors");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -434,10 +410,7 @@ fn corrupt_config_in_a_checkpoint_folder_is_a_clear_error() {
     checkpoint::save_pretrained(&dir, &config, &bert_store(1)).unwrap();
     std::fs::write(dir.join("config.json"), "{\"hidden_size\": 32,").unwrap();
     let msg = checkpoint::load_pretrained(&dir).err().unwrap().to_string();
-    assert!(
-        msg.contains("config.json") && msg.contains("not a valid BERT config.json"),
-        "{msg}"
-    );
+    assert_mentions(&msg, &["config.json", "not a valid BERT config.json"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -506,7 +479,7 @@ fn non_finite_weights_are_refused_naming_the_tensor_on_load_and_on_save() {
         let p = dir.join("bad.safetensors");
         write_raw(&p, &e);
         let err = load_err(&p, &mut bert_store(2));
-        assert!(err.contains(name) && err.contains("non-finite"), "{err}");
+        assert_mentions(&err, &[name, "non-finite"]);
     }
     // saving a store with a NaN parameter is refused, naming it, and writes nothing
     let mut s = bert_store(3);
@@ -516,7 +489,7 @@ fn non_finite_weights_are_refused_naming_the_tensor_on_load_and_on_save() {
     let err = checkpoint::save_safetensors(&out, &s)
         .unwrap_err()
         .to_string();
-    assert!(err.contains(name) && err.contains("non-finite"), "{err}");
+    assert_mentions(&err, &[name, "non-finite"]);
     assert!(!out.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -4,10 +4,13 @@
 //! Expected counts are the published ones (bert-facts §1, computed independently of this
 //! code): BASE 109,482,240 / 110,106,428 with MLM+NSP heads; LARGE 335,141,888 / 336,226,108.
 
+mod common;
+
 use cloze::bert::{
     BertConfig, BertForPreTraining, BertForSequenceClassification, BertModel, HiddenAct,
 };
 use cloze::{Error, ParamStore};
+use common::assert_mentions;
 use std::path::PathBuf;
 
 fn scratch_dir(name: &str) -> PathBuf {
@@ -50,20 +53,43 @@ fn presets_have_the_paper_shapes() {
 
 #[test]
 fn formula_counts_match_the_published_table() {
-    let b = BertConfig::base();
-    assert_eq!(b.embedding_params(), 23_837_184);
-    assert_eq!(b.layer_params(), 7_087_872);
-    assert_eq!(b.encoder_params(), 85_054_464);
-    assert_eq!(b.pooler_params(), 590_592);
-    assert_eq!(b.bert_model_params(), 109_482_240);
-    assert_eq!(b.pretraining_params(), 110_106_428);
-    let l = BertConfig::large();
-    assert_eq!(l.embedding_params(), 31_782_912);
-    assert_eq!(l.layer_params(), 12_596_224);
-    assert_eq!(l.encoder_params(), 302_309_376);
-    assert_eq!(l.pooler_params(), 1_049_600);
-    assert_eq!(l.bert_model_params(), 335_141_888);
-    assert_eq!(l.pretraining_params(), 336_226_108);
+    // embeddings, one layer, the encoder, the pooler, BertModel, with the MLM+NSP heads
+    for (name, c, want) in [
+        (
+            "base",
+            BertConfig::base(),
+            [
+                23_837_184,
+                7_087_872,
+                85_054_464,
+                590_592,
+                109_482_240,
+                110_106_428,
+            ],
+        ),
+        (
+            "large",
+            BertConfig::large(),
+            [
+                31_782_912,
+                12_596_224,
+                302_309_376,
+                1_049_600,
+                335_141_888,
+                336_226_108,
+            ],
+        ),
+    ] {
+        let got = [
+            c.embedding_params(),
+            c.layer_params(),
+            c.encoder_params(),
+            c.pooler_params(),
+            c.bert_model_params(),
+            c.pretraining_params(),
+        ];
+        assert_eq!(got, want, "{name}");
+    }
 }
 
 /// Counts the elements of a built store, split into encoder (BertModel) and head parameters.
@@ -242,18 +268,9 @@ const HF_CONFIG: &str = r#"{
 fn reads_hf_config_ignoring_unknown_keys() {
     let c = BertConfig::from_json_str(HF_CONFIG, "inline").unwrap();
     assert_eq!(c.architectures, vec!["BertModel".to_string()]);
-    assert_eq!(
-        (
-            c.num_hidden_layers,
-            c.hidden_size,
-            c.num_attention_heads,
-            c.intermediate_size
-        ),
-        (6, 384, 12, 1536)
-    );
+    common::assert_minilm_shape(&c);
     assert_eq!(c.head_dim(), 32);
     assert_eq!(c.activation().unwrap(), HiddenAct::GeluErf);
-    assert_eq!(c.layer_norm_eps, 1e-12);
     assert_eq!(c.hidden_dropout_prob, 0.1);
     assert!(!c.is_decoder);
 }
@@ -333,10 +350,7 @@ fn validation_names_the_bad_values() {
         c.hidden_size = 100;
         c.num_attention_heads = 12
     });
-    assert!(
-        e.contains("hidden_size 100") && e.contains("num_attention_heads 12"),
-        "{e}"
-    );
+    assert_mentions(&e, &["hidden_size 100", "num_attention_heads 12"]);
     let e = invalid_message(|c| c.num_hidden_layers = 0);
     assert!(e.contains("num_hidden_layers"), "{e}");
     let e = invalid_message(|c| c.vocab_size = 0);
@@ -358,10 +372,7 @@ fn validation_names_the_bad_values() {
     c.num_attention_heads = 3;
     let mut s = ParamStore::new();
     let e = BertModel::new(&c, &mut s, 0).unwrap_err().to_string();
-    assert!(
-        e.contains("hidden_size 128") && e.contains("num_attention_heads 3"),
-        "{e}"
-    );
+    assert_mentions(&e, &["hidden_size 128", "num_attention_heads 3"]);
 }
 
 #[test]
@@ -372,10 +383,7 @@ fn corrupt_or_missing_config_file_is_a_clear_error() {
     let e = BertConfig::from_file(&path).unwrap_err();
     assert!(matches!(e, Error::Format { .. }), "{e:?}");
     let msg = e.to_string();
-    assert!(
-        msg.contains("config.json") && msg.contains("not a valid BERT config.json"),
-        "{msg}"
-    );
+    assert_mentions(&msg, &["config.json", "not a valid BERT config.json"]);
 
     std::fs::write(&path, r#"{"vocab_size": "many"}"#).unwrap();
     let msg = BertConfig::from_file(&path).unwrap_err().to_string();
@@ -388,17 +396,11 @@ fn corrupt_or_missing_config_file_is_a_clear_error() {
     )
     .unwrap();
     let msg = BertConfig::from_file(&path).unwrap_err().to_string();
-    assert!(
-        msg.contains("config.json") && msg.contains("hidden_size 385"),
-        "{msg}"
-    );
+    assert_mentions(&msg, &["config.json", "hidden_size 385"]);
 
     let missing = dir.join("nope.json");
     let e = BertConfig::from_file(&missing).unwrap_err();
-    assert!(
-        matches!(e, Error::Io { .. }) && e.to_string().contains("nope.json"),
-        "{e}"
-    );
+    common::assert_io_error_naming(&e, "nope.json");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -434,10 +436,7 @@ fn oversized_config_json_sizes_are_errors_naming_the_key() {
     j["num_hidden_layers"] = serde_json::json!(1024);
     std::fs::write(&p, j.to_string()).unwrap();
     let e = BertConfig::from_file(&p).unwrap_err().to_string();
-    assert!(
-        e.contains("parameters") && e.contains("num_hidden_layers 1024"),
-        "{e}"
-    );
+    assert_mentions(&e, &["parameters", "num_hidden_layers 1024"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -451,6 +450,6 @@ fn non_utf8_config_json_names_the_line() {
     )
     .unwrap();
     let e = BertConfig::from_file(&p).unwrap_err().to_string();
-    assert!(e.contains("line 3") && e.contains("UTF-8"), "{e}");
+    assert_mentions(&e, &["line 3", "UTF-8"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -2,11 +2,14 @@
 //! dropout seeding, the MLM/NSP/classification heads and their gradients.
 //! (The real-model numerics are checked in `bert_minilm.rs`.)
 
+mod common;
+
 use cloze::bert::{
     BertConfig, BertForPreTraining, BertForSequenceClassification, BertInput, BertModel,
     ForwardOptions, MlmHead,
 };
 use cloze::{ParamStore, Tape, Tensor};
+use common::assert_mentions;
 
 fn micro_config() -> BertConfig {
     let mut c = BertConfig::with_shape(2, 16, 2, 32);
@@ -58,29 +61,20 @@ fn bad_inputs_are_clear_errors() {
 
     let bad = [1u32, 2, 3, 4, 50, 6];
     let e = forward_err(&m, &s, BertInput::new(&bad, 2, 3));
-    assert!(
-        e.contains("token id 50") && e.contains("[1, 1]") && e.contains("vocab_size 50"),
-        "{e}"
-    );
+    assert_mentions(&e, &["token id 50", "[1, 1]", "vocab_size 50"]);
 
     let long = [1u32; 13];
     let e = forward_err(&m, &s, BertInput::new(&long, 1, 13));
-    assert!(
-        e.contains("sequence length 13") && e.contains("max_position_embeddings 12"),
-        "{e}"
-    );
+    assert_mentions(&e, &["sequence length 13", "max_position_embeddings 12"]);
 
     let e = forward_err(&m, &s, BertInput::new(&[], 0, 3));
-    assert!(e.contains("empty input") && e.contains("batch 0"), "{e}");
+    assert_mentions(&e, &["empty input", "batch 0"]);
     let e = forward_err(&m, &s, BertInput::new(&[], 2, 0));
-    assert!(e.contains("empty input") && e.contains("seq 0"), "{e}");
+    assert_mentions(&e, &["empty input", "seq 0"]);
 
     let tt = [0u32, 0, 0, 1, 1, 2];
     let e = forward_err(&m, &s, BertInput::new(&ids, 2, 3).with_token_types(&tt));
-    assert!(
-        e.contains("token_type_id 2") && e.contains("[1, 2]") && e.contains("type_vocab_size 2"),
-        "{e}"
-    );
+    assert_mentions(&e, &["token_type_id 2", "[1, 2]", "type_vocab_size 2"]);
 
     let mask = [1u32, 1, 1, 1, 1];
     let e = forward_err(
@@ -88,10 +82,7 @@ fn bad_inputs_are_clear_errors() {
         &s,
         BertInput::new(&ids, 2, 3).with_attention_mask(&mask),
     );
-    assert!(
-        e.contains("attention_mask has 5 entries") && e.contains("= 6"),
-        "{e}"
-    );
+    assert_mentions(&e, &["attention_mask has 5 entries", "= 6"]);
 
     let mask = [1u32, 1, 1, 1, 3, 1];
     let e = forward_err(
@@ -99,10 +90,7 @@ fn bad_inputs_are_clear_errors() {
         &s,
         BertInput::new(&ids, 2, 3).with_attention_mask(&mask),
     );
-    assert!(
-        e.contains("attention_mask value 3") && e.contains("[1, 1]") && e.contains("0 or 1"),
-        "{e}"
-    );
+    assert_mentions(&e, &["attention_mask value 3", "[1, 1]", "0 or 1"]);
 
     let mask = [1u32, 1, 1, 1, 1, 2];
     let e = forward_err(
@@ -117,10 +105,7 @@ fn bad_inputs_are_clear_errors() {
     assert!(e.contains("token_type_ids has 4 entries"), "{e}");
 
     let e = forward_err(&m, &s, BertInput::new(&ids, 2, 4));
-    assert!(
-        e.contains("input_ids has 6 entries") && e.contains("= 8"),
-        "{e}"
-    );
+    assert_mentions(&e, &["input_ids has 6 entries", "= 8"]);
 }
 
 #[test]
@@ -285,13 +270,13 @@ fn pretraining_heads_shapes_and_initial_loss() {
     let e = MlmHead::flatten_positions(&[1, 5], 1, 5)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("position 5") && e.contains("seq 5"), "{e}");
+    assert_mentions(&e, &["position 5", "seq 5"]);
     let e = model
         .mlm
         .forward(&mut tape, &store, &out.bert.last_hidden_state, &[10])
         .unwrap_err()
         .to_string();
-    assert!(e.contains("flat position 10") && e.contains("10"), "{e}");
+    assert_mentions(&e, &["flat position 10", "10"]);
 }
 
 #[test]
@@ -530,10 +515,7 @@ fn pre_ln_config_is_marked_so_hf_cannot_mistake_it_for_post_ln() {
     let err = BertConfig::from_json_str(&bad, "test")
         .unwrap_err()
         .to_string();
-    assert!(
-        err.contains("cloze-preln-bert") && err.contains("pre_layer_norm"),
-        "{err}"
-    );
+    assert_mentions(&err, &["cloze-preln-bert", "pre_layer_norm"]);
     // the final LayerNorm is counted
     let mut store = ParamStore::new();
     let _ = BertModel::new(&c, &mut store, 1).unwrap();

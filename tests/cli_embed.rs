@@ -6,11 +6,10 @@
 mod common;
 
 use cloze::bert::folder::Pooling;
-use common::{cli, tiny};
+use common::{assert_mentions, cli, tiny};
 use safetensors::SafeTensors;
 use serde_json::Value;
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
 
 fn shared() -> PathBuf {
     common::shared_path("fixtures/minilm").join("../..")
@@ -18,6 +17,14 @@ fn shared() -> PathBuf {
 
 fn model_dir() -> PathBuf {
     common::minilm_dir()
+}
+
+/// `cloze embed` with the real MiniLM from `dir/in.jsonl` to `dir/out.safetensors`.
+fn embed_minilm(dir: &Path) -> cli::Cloze {
+    cli::cloze("embed")
+        .model(model_dir())
+        .input(dir.join("in.jsonl"))
+        .opt("--output", dir.join("out.safetensors"))
 }
 
 fn f32s(t: &safetensors::tensor::TensorView) -> Vec<f32> {
@@ -74,28 +81,15 @@ fn embeddings_match_sentence_transformers() {
     }
     let dir = tmp("ok");
     std::fs::write(dir.join("in.jsonl"), lines).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_cloze"))
+    embed_minilm(&dir)
         .args([
-            "embed",
             "--max-length",
             "128",
             "--hidden-states",
             "--batch-size",
             "7",
-            "--model",
         ])
-        .arg(model_dir())
-        .arg("--input")
-        .arg(dir.join("in.jsonl"))
-        .arg("--output")
-        .arg(dir.join("out.safetensors"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .ok();
     let got_bytes = std::fs::read(dir.join("out.safetensors")).unwrap();
     let got = SafeTensors::deserialize(&got_bytes).unwrap();
     let mut worst_cos = 1.0f64;
@@ -138,19 +132,7 @@ fn bad_input_is_reported() {
     let dir = tmp("bad");
     let run = |input: &str, extra: &[&str]| {
         std::fs::write(dir.join("in.jsonl"), input).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_cloze"))
-            .arg("embed")
-            .args(extra)
-            .arg("--model")
-            .arg(model_dir())
-            .arg("--input")
-            .arg(dir.join("in.jsonl"))
-            .arg("--output")
-            .arg(dir.join("out.safetensors"))
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        String::from_utf8_lossy(&out.stderr).to_string()
+        embed_minilm(&dir).args(extra).err()
     };
     let err = run("{\"text\": \"fine\"}\n{\"txt\": \"oops\"}\n", &[]);
     assert!(err.contains("line 2"), "{err}");
@@ -166,24 +148,13 @@ fn bad_input_is_reported() {
     let mixed =
         format!("{{\"text\": \"a b c d\"}}\n{long}{{\"text\": \"x\"}}\n{{\"text\": \"y z\"}}\n");
     let err = run(&mixed, &["--batch-size", "8", "--max-length", "600"]);
-    assert!(
-        err.contains("input 1:") && err.contains("max_position_embeddings"),
-        "{err}"
-    );
-    let out = Command::new(env!("CARGO_BIN_EXE_cloze"))
-        .args([
-            "embed",
-            "--model",
-            "/nonexistent/model",
-            "--input",
-            "-",
-            "--output",
-            "/tmp/x.safetensors",
-        ])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    assert_mentions(&err, &["input 1:", "max_position_embeddings"]);
+    // (the standard input of a run is empty)
+    cli::cloze("embed")
+        .model("/nonexistent/model")
+        .input("-")
+        .opt("--output", "/tmp/x.safetensors")
+        .err();
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -257,10 +228,7 @@ fn embed_pools_as_the_folder_says_and_writes_one_matrix() {
     assert_eq!(&b[..8], b"\x93NUMPY\x01\x00");
     let hl = u16::from_le_bytes([b[8], b[9]]) as usize;
     let header = std::str::from_utf8(&b[10..10 + hl]).unwrap();
-    assert!(
-        header.contains("'descr': '<f4'") && header.contains("'shape': (2, 16)"),
-        "{header}"
-    );
+    assert_mentions(header, &["'descr': '<f4'", "'shape': (2, 16)"]);
     assert_eq!((10 + hl) % 64, 0);
     assert_eq!(b.len(), 10 + hl + 2 * 16 * 4);
     // a folder with only pytorch_model.bin says how to convert it
@@ -273,10 +241,7 @@ fn embed_pools_as_the_folder_says_and_writes_one_matrix() {
         .input(dir.join("in.txt"))
         .opt("--output", "-")
         .err();
-    assert!(
-        e.contains("pytorch_model.bin") && e.contains("safetensors") && e.contains("save_file"),
-        "{e}"
-    );
+    assert_mentions(&e, &["pytorch_model.bin", "safetensors", "save_file"]);
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_dir_all(&pt).unwrap();
 }

@@ -7,6 +7,40 @@ mod common;
 use common::cli;
 use common::tiny::{tiny_mlm, tmp};
 use serde_json::Value;
+use std::path::Path;
+
+/// `cloze finetune` from `model` into `out`, training and evaluating on `data`, with the
+/// learning rate, the epochs and the batch size given.
+fn finetune(model: &Path, data: &Path, [lr, epochs, batch]: [&str; 3], out: &Path) -> cli::Cloze {
+    cli::cloze("finetune")
+        .model(model)
+        .opt("--train", data)
+        .opt("--dev", data)
+        .opt("--lr", lr)
+        .opt("--epochs", epochs)
+        .opt("--batch-size", batch)
+        .opt("--output", out)
+}
+
+/// `cloze predict` with `model` on an input of one example: its one output line.
+fn predict_one(model: &Path, input: &Path) -> Value {
+    let out = cli::cloze("predict").model(model).input(input).ok();
+    serde_json::from_str(out.trim()).unwrap()
+}
+
+/// The JSON value in a file.
+fn json_file(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The JSON value of each line of a file.
+fn json_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
 
 #[test]
 fn finetune_logs_each_step_and_saves_a_loadable_classifier() {
@@ -21,21 +55,10 @@ fn finetune_logs_each_step_and_saves_a_loadable_classifier() {
         .collect();
     std::fs::write(dir.join("train.jsonl"), &data).unwrap();
     let out = dir.join("out");
-    cli::cloze("finetune")
+    finetune(&base, &dir.join("train.jsonl"), ["1e-3", "2", "5"], &out)
         .threads(1)
-        .model(&base)
-        .opt("--train", dir.join("train.jsonl"))
-        .opt("--dev", dir.join("train.jsonl"))
-        .opt("--lr", "1e-3")
-        .opt("--epochs", "2")
-        .opt("--batch-size", "5")
-        .opt("--output", &out)
         .ok();
-    let log: Vec<Value> = std::fs::read_to_string(out.join("log.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let log = json_lines(&out.join("log.jsonl"));
     // 12 examples / batch 5 = 3 steps per epoch, 2 epochs
     let steps: Vec<&Value> = log.iter().filter(|v| v["event"] == "step").collect();
     assert_eq!(steps.len(), 6);
@@ -50,8 +73,7 @@ fn finetune_logs_each_step_and_saves_a_loadable_classifier() {
     assert!(epochs[1]["dev_accuracy"].as_f64().unwrap() >= 0.0);
     assert_eq!(log[0]["event"], "start");
     assert_eq!(log[0]["total_steps"], 6);
-    let c: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let c = json_file(&out.join("config.json"));
     assert_eq!(
         c["architectures"],
         serde_json::json!(["BertForSequenceClassification"])
@@ -60,11 +82,7 @@ fn finetune_logs_each_step_and_saves_a_loadable_classifier() {
     assert_eq!(c["id2label"]["2"], "LABEL_2");
     // and predict reads it back
     std::fs::write(dir.join("in.txt"), "a good film\n").unwrap();
-    let p = cli::cloze("predict")
-        .model(&out)
-        .input(dir.join("in.txt"))
-        .ok();
-    let v: Value = serde_json::from_str(p.trim()).unwrap();
+    let v = predict_one(&out, &dir.join("in.txt"));
     assert_eq!(v["probabilities"].as_array().unwrap().len(), 3);
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_dir_all(&base).unwrap();
@@ -106,24 +124,14 @@ fn sts_b_regression_and_mnli_layout_through_the_cli() {
     }
     std::fs::write(dir.join("train.tsv"), &tsv).unwrap();
     let out = dir.join("out");
-    cli::cloze("finetune")
-        .model(&base)
+    finetune(&base, &dir.join("train.tsv"), ["1e-4", "4", "8"], &out)
         .opt("--task", "sts-b")
-        .opt("--train", dir.join("train.tsv"))
-        .opt("--dev", dir.join("train.tsv"))
-        .opt("--lr", "1e-4")
-        .opt("--epochs", "4")
-        .opt("--batch-size", "8")
-        .opt("--output", &out)
         .ok();
-    let c: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let c = json_file(&out.join("config.json"));
     assert_eq!(c["problem_type"], "regression");
     assert_eq!(c["num_labels"], 1);
-    let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
-    let last_epoch: Value = log
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    let last_epoch = json_lines(&out.join("log.jsonl"))
+        .into_iter()
         .rfind(|v| v["event"] == "epoch")
         .unwrap();
     let p = last_epoch["dev_pearson"].as_f64().unwrap();
@@ -149,14 +157,7 @@ fn sts_b_regression_and_mnli_layout_through_the_cli() {
         "{\"text\": \"a good film\", \"text_pair\": \"a good film\"}\n",
     )
     .unwrap();
-    let pr: Value = serde_json::from_str(
-        cli::cloze("predict")
-            .model(&out)
-            .input(dir.join("in.jsonl"))
-            .ok()
-            .trim(),
-    )
-    .unwrap();
+    let pr = predict_one(&out, &dir.join("in.jsonl"));
     assert_eq!(pr["logits"].as_array().unwrap().len(), 1);
     assert!(pr["logits"][0].as_f64().unwrap() > 2.5, "{pr}");
     assert_eq!(pr["probabilities"].as_array().unwrap().len(), 0);

@@ -2,10 +2,14 @@
 //! reads, and no output written over a symlink, FIFO or device node. Every refusal is an
 //! error (exit 1) naming the path, never a panic.
 
+mod common;
+
 use cloze::train::checkpoint::write_atomic;
 use cloze::train::lock::RunLock;
+use common::assert_mentions;
+use common::cli::{cloze, Cloze};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("cloze-guards-{}-{name}", std::process::id()));
@@ -14,21 +18,19 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
-fn cloze(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cloze"))
-        .args(args)
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .unwrap()
+/// Asserts `c` is refused (exit 1, no panic) with `needle` in its message.
+fn assert_refused(c: Cloze, needle: &str) {
+    assert_mentions(&c.refused(), &[needle]);
 }
 
-fn assert_refused(out: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
-    for n in needles {
-        assert!(err.contains(n), "{n:?} not in: {err}");
-    }
-    assert!(!err.contains("panicked"), "{err}");
+/// `cloze finetune` from `model` into `output`, on data files that need not exist (the
+/// output is checked before they are read).
+fn finetune_into(model: &Path, output: &Path) -> Cloze {
+    cloze("finetune")
+        .model(model)
+        .opt("--train", "t.jsonl")
+        .opt("--dev", "d.jsonl")
+        .opt("--output", output)
 }
 
 /// A small pretrain config; `model_extra` goes into `[model]`.
@@ -47,24 +49,10 @@ fn a_locked_folder_refuses_a_second_run_until_released() {
     let dir = scratch("lock");
     let held = RunLock::acquire(&dir).unwrap();
     let e = RunLock::acquire(&dir).unwrap_err().to_string();
-    assert!(
-        e.contains("in use by another cloze run") && e.contains(s(&dir)),
-        "{e}"
-    );
+    assert_mentions(&e, &["in use by another cloze run", s(&dir)]);
     // the CLI refuses too (fine-tuning into the locked folder)
     let model = scratch("lock-model");
-    let out = cloze(&[
-        "finetune",
-        "--model",
-        s(&model),
-        "--train",
-        "t.jsonl",
-        "--dev",
-        "d.jsonl",
-        "--output",
-        s(&dir),
-    ]);
-    assert_refused(&out, &["in use by another cloze run"]);
+    assert_refused(finetune_into(&model, &dir), "in use by another cloze run");
     drop(held);
     RunLock::acquire(&dir).expect("released on drop");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -78,18 +66,7 @@ fn finetune_output_equal_to_the_model_folder_is_refused_however_spelled() {
     std::fs::create_dir_all(model.join("sub")).unwrap();
     let spelled = model.join("sub").join("..");
     for output in [model.clone(), spelled] {
-        let out = cloze(&[
-            "finetune",
-            "--model",
-            s(&model),
-            "--train",
-            "t.jsonl",
-            "--dev",
-            "d.jsonl",
-            "--output",
-            s(&output),
-        ]);
-        assert_refused(&out, &["is the --model folder"]);
+        assert_refused(finetune_into(&model, &output), "is the --model folder");
     }
     assert_eq!(
         std::fs::read_to_string(model.join("vocab.txt")).unwrap(),
@@ -114,7 +91,7 @@ fn outputs_never_replace_a_symlink_or_fifo() {
         .success());
     for (p, kind) in [(&link, "symbolic link"), (&fifo, "not a regular file")] {
         let e = write_atomic(p, b"new").unwrap_err().to_string();
-        assert!(e.contains(s(p)) && e.contains(kind), "{e}");
+        assert_mentions(&e, &[s(p), kind]);
     }
     let md = std::fs::symlink_metadata(&link).unwrap();
     assert!(md.file_type().is_symlink(), "the symlink was replaced");
@@ -127,18 +104,7 @@ fn outputs_never_replace_a_symlink_or_fifo() {
     // finetune --output naming a symlink or FIFO is refused before anything runs
     let model = scratch("special-model");
     for p in [&link, &fifo] {
-        let out = cloze(&[
-            "finetune",
-            "--model",
-            s(&model),
-            "--train",
-            "t.jsonl",
-            "--dev",
-            "d.jsonl",
-            "--output",
-            s(p),
-        ]);
-        assert_refused(&out, &["not a directory"]);
+        assert_refused(finetune_into(&model, p), "not a directory");
     }
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_dir_all(&model).unwrap();
@@ -204,14 +170,7 @@ fn bad_inputs_across_the_cli_are_errors_not_panics() {
         (vec!["pretrain", "--config", s(&missing)], "missing.toml"),
     ];
     for (args, needle) in cases {
-        let out = cloze(&args);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: {needle:?} not in {err}");
-        assert!(
-            !err.contains("panicked") && !err.contains("backtrace"),
-            "{args:?}: {err}"
-        );
+        assert_refused(cloze(args[0]).args(&args[1..]), needle);
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -231,8 +190,10 @@ fn pretrain_fresh_on_a_locked_folder_deletes_nothing() {
     std::fs::create_dir_all(&ck).unwrap();
     std::fs::write(ck.join("marker"), "x").unwrap();
     let held = RunLock::acquire(&dir.join("run")).unwrap();
-    let out = cloze(&["pretrain", "--config", s(&cfg), "--fresh"]);
-    assert_refused(&out, &["in use by another cloze run"]);
+    assert_refused(
+        cloze("pretrain").opt("--config", &cfg).args(["--fresh"]),
+        "in use by another cloze run",
+    );
     assert!(
         ck.join("marker").exists(),
         "--fresh deleted a locked run's checkpoints"

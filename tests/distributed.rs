@@ -14,63 +14,19 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::pretrain::{setup_with, workdir};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn corpus() -> PathBuf {
-    common::shared_path("data/fixtures/tiny-corpus.txt")
-}
-
-fn workdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cloze-mpi-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use std::time::Duration;
 
 fn setup(dir: &Path, steps: u64) {
-    let st = Command::new(env!("CARGO_BIN_EXE_cloze"))
-        .args(["vocab", "--vocab-size", "600", "--input"])
-        .arg(corpus())
-        .arg("--output")
-        .arg(dir.join("vocab.txt"))
-        .status()
-        .unwrap();
-    assert!(st.success());
     // dropout off: masks are laid out per local batch tensor, so they would differ by rank count
-    let cfg = format!(
-        r#"
-output_dir = "run"
-[model]
-preset = "tiny"
-num_hidden_layers = 2
-hidden_size = 64
-num_attention_heads = 2
-intermediate_size = 128
-hidden_dropout_prob = 0.0
-attention_probs_dropout_prob = 0.0
-[data]
-vocab = "vocab.txt"
-train = "{}"
-heldout_every = 2
-max_seq_length = 48
-max_predictions_per_seq = 8
-dupe_factor = 3
-[train]
-objective = "mlm+nsp"
-batch_size = 16
-steps = {steps}
-learning_rate = 2e-3
-warmup_steps = 5
-seed = 5
-log_every = 1
-eval_every = 0
-checkpoint_every = 5
-"#,
-        corpus().display()
+    setup_with(
+        dir,
+        steps,
+        "hidden_dropout_prob = 0.0\nattention_probs_dropout_prob = 0.0\n",
+        "seed = 5\nlog_every = 1\neval_every = 0\ncheckpoint_every = 5\n",
     );
-    std::fs::write(dir.join("pretrain.toml"), cfg).unwrap();
 }
 
 fn mpirun(dir: &Path, ranks: usize) -> Command {
@@ -130,7 +86,7 @@ fn two_and_four_ranks_match_one_rank() {
     // after the backward (CLOZE_MPI_OVERLAP=0)
     let mut runs = Vec::new();
     for (ranks, overlap) in [(1usize, "1"), (2, "1"), (4, "1"), (2, "0")] {
-        let d = workdir(&format!("np{ranks}-ov{overlap}"));
+        let d = workdir(&format!("mpi-np{ranks}-ov{overlap}"));
         setup(&d, 20);
         let out = mpirun(&d, ranks)
             .env("CLOZE_MPI_OVERLAP", overlap)
@@ -180,11 +136,11 @@ fn two_and_four_ranks_match_one_rank() {
 
 #[test]
 fn killing_a_rank_ends_the_job_and_the_checkpoint_resumes() {
-    let reference = workdir("ref");
+    let reference = workdir("mpi-ref");
     setup(&reference, 20);
     assert!(mpirun(&reference, 2).status().unwrap().success());
 
-    let d = workdir("kill");
+    let d = workdir("mpi-kill");
     setup(&d, 20);
     let job = mpirun(&d, 2)
         .stdout(Stdio::piped())
@@ -193,14 +149,7 @@ fn killing_a_rank_ends_the_job_and_the_checkpoint_resumes() {
         .unwrap();
     // wait for the first complete checkpoint, then kill one rank (not mpirun) with SIGKILL
     let latest = d.join("run/checkpoints/latest");
-    let start = Instant::now();
-    while !latest.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "no checkpoint appeared"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for(&latest, Duration::from_secs(300), "no checkpoint appeared");
     let pids = String::from_utf8(
         Command::new("pgrep")
             .args(["-P", &job.id().to_string()])

@@ -4,6 +4,7 @@
 mod common;
 
 use cloze::finetune::data::*;
+use common::assert_mentions;
 use std::path::PathBuf;
 
 fn data_dir() -> PathBuf {
@@ -78,7 +79,7 @@ fn malformed_files_give_errors_naming_the_line() {
     let err = read_tsv(&p, &TsvSpec::for_task("sst-2").unwrap())
         .unwrap_err()
         .to_string();
-    assert!(err.contains("line 3") && err.contains("positive"), "{err}");
+    assert_mentions(&err, &["line 3", "positive"]);
     std::fs::write(&p, "text\tlabel\nx\t1\n").unwrap();
     let err = read_tsv(&p, &TsvSpec::for_task("sst-2").unwrap())
         .unwrap_err()
@@ -87,11 +88,11 @@ fn malformed_files_give_errors_naming_the_line() {
     let j = dir.join("bad.jsonl");
     std::fs::write(&j, "{\"text\": \"a\", \"label\": 1}\n{\"text\": \"b\"}\n").unwrap();
     let err = read_jsonl(&j).unwrap_err().to_string();
-    assert!(err.contains("line 2") && err.contains("label"), "{err}");
+    assert_mentions(&err, &["line 2", "label"]);
     // MNLI is a known layout now; an unknown task is an error naming it and the known ones
     assert!(TsvSpec::for_task("mnli").is_ok());
     let err = TsvSpec::for_task("snli").unwrap_err().to_string();
-    assert!(err.contains("\"snli\"") && err.contains("mnli"), "{err}");
+    assert_mentions(&err, &["\"snli\"", "mnli"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -104,7 +105,7 @@ fn labels_out_of_the_task_range_are_errors_naming_the_line_and_value() {
     std::fs::write(&tsv, "sentence\tlabel\ngood film\t1\nodd film\t7\n").unwrap();
     let spec = TsvSpec::for_task("sst-2").unwrap();
     let e = read_tsv(&tsv, &spec).unwrap_err().to_string();
-    assert!(e.contains("line 3") && e.contains("label 7"), "{e}");
+    assert_mentions(&e, &["line 3", "label 7"]);
     // JSON lines: a label of 10^9 (or beyond u64's usize range) is refused
     for big in ["1000000000", "18446744073709551615"] {
         let jl = dir.join("big.jsonl");
@@ -114,10 +115,7 @@ fn labels_out_of_the_task_range_are_errors_naming_the_line_and_value() {
         )
         .unwrap();
         let e = read_jsonl(&jl).unwrap_err().to_string();
-        assert!(
-            e.contains("line 3") && e.contains(&format!("label {big}")),
-            "{e}"
-        );
+        assert_mentions(&e, &["line 3", &format!("label {big}")]);
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -136,6 +134,6 @@ fn scoring_refuses_no_examples_and_labels_the_model_cannot_predict() {
     let e = gold_labels(&[ex(0), ex(1), ex(5)], 2, "dev")
         .unwrap_err()
         .to_string();
-    assert!(e.contains("dev example 2") && e.contains("label 5"), "{e}");
+    assert_mentions(&e, &["dev example 2", "label 5"]);
     assert_eq!(gold_labels(&[ex(1), ex(0)], 2, "dev").unwrap(), vec![1, 0]);
 }

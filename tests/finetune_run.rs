@@ -5,6 +5,7 @@ mod common;
 
 use cloze::finetune::data::{read_tsv, TsvSpec};
 use cloze::finetune::trainer::{finetune_once, scores, FinetuneConfig};
+use common::assert_mentions;
 use std::path::PathBuf;
 
 fn shared() -> PathBuf {
@@ -76,10 +77,7 @@ fn labels_outside_num_labels_are_an_error() {
         .err()
         .expect("must fail")
         .to_string();
-    assert!(
-        err.contains("label 5") && err.contains("num_labels is 2"),
-        "{err}"
-    );
+    assert_mentions(&err, &["label 5", "num_labels is 2"]);
 }
 
 #[test]

@@ -5,6 +5,8 @@
 //! `Err`, never panic or abort. `CLOZE_FUZZ_CASES` sets the cases per target (64 by default,
 //! so the suite stays quick; CI runs a larger bounded count).
 
+mod common;
+
 use cloze::bert::checkpoint::{self, Checkpoint};
 use cloze::bert::{BertConfig, BertModel};
 use cloze::finetune::data::{read_jsonl, read_tsv, TsvSpec};
@@ -51,28 +53,10 @@ fn file(name: &str, bytes: &[u8]) -> PathBuf {
 
 const VOCAB: &str = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\ncat\nsat\n##s\n.\n";
 
-const TOML: &str = r#"output_dir = "run"
-[model]
-preset = "tiny"
-num_hidden_layers = 2
-hidden_size = 64
-num_attention_heads = 2
-intermediate_size = 128
-[data]
-vocab = "vocab.txt"
-train = "train.txt"
-heldout_every = 2
-max_seq_length = 48
-max_predictions_per_seq = 8
-dupe_factor = 3
-[train]
-objective = "mlm+nsp"
-batch_size = 16
-steps = 10
-learning_rate = 2e-3
-warmup_steps = 5
-eval_batches = 2
-"#;
+/// The pre-training config of the pre-training tests, on a training file beside it.
+fn toml_seed() -> String {
+    common::pretrain::config_text("train.txt", 10, "", "eval_batches = 2\n")
+}
 
 const JSONL: &str = "{\"text\": \"the cat\", \"label\": 1}\n{\"text\": \"a\", \"text_pair\": \"b\", \"label\": 0}\n";
 
@@ -183,7 +167,7 @@ proptest! {
 
     #[test]
     fn pretrain_toml_never_panics((e, r) in input()) {
-        let bytes = mutate(TOML.as_bytes(), &e, r.as_ref());
+        let bytes = mutate(toml_seed().as_bytes(), &e, r.as_ref());
         if let Ok(text) = String::from_utf8(bytes) {
             if let Ok(c) = PretrainConfig::from_toml_str(&text, "fuzz.toml") {
                 let _ = c.validate();

@@ -9,16 +9,7 @@ use proptest::prelude::*;
 /// Values with magnitude in [0.05, 2] and either sign: never within 0.05 of ReLU's kink, so
 /// the finite-difference step (h = 5e-3) never straddles it.
 fn away_from_zero() -> impl Strategy<Value = Tensor> {
-    capped_shape(1024).prop_flat_map(|s| {
-        let n: usize = s.iter().product();
-        proptest::collection::vec((0.05f32..=2.0, any::<bool>()), n).prop_map(move |v| {
-            let data = v
-                .into_iter()
-                .map(|(m, neg)| if neg { -m } else { m })
-                .collect();
-            Tensor::from_vec(data, &s).expect("length matches")
-        })
-    })
+    capped_shape(1024).prop_flat_map(|s| tensor_away_from_zero(s, 0.05, 2.0))
 }
 
 proptest! {

@@ -1,6 +1,7 @@
 //! Gradient and value properties of `attention`.
 
 mod common;
+
 use cloze::ops::attention::AttentionOptions;
 use cloze::{Tape, Tensor, Var};
 use common::*;
@@ -112,10 +113,9 @@ fn forward(c: &Case, training: bool) -> Tensor {
     forward_with(c, training, false)
 }
 
-/// Forward through the fused op, or the unfused one.
-fn forward_with(c: &Case, training: bool, unfused: bool) -> Tensor {
-    let mut t = Tape::new();
-    t.set_training(training);
+/// The case's inputs as leaves of `t`, and the output of the fused op on them, or the unfused
+/// one.
+fn attend(t: &mut Tape, c: &Case, unfused: bool) -> [Var; 4] {
     let (q, k, v) = (
         t.leaf(c.q.clone()),
         t.leaf(c.k.clone()),
@@ -126,23 +126,21 @@ fn forward_with(c: &Case, training: bool, unfused: bool) -> Tensor {
     } else {
         t.attention(&q, &k, &v, &c.opts)
     };
-    out.unwrap().value().clone()
+    [q, k, v, out.unwrap()]
+}
+
+/// Forward through the fused op, or the unfused one.
+fn forward_with(c: &Case, training: bool, unfused: bool) -> Tensor {
+    let mut t = Tape::new();
+    t.set_training(training);
+    let [_, _, _, out] = attend(&mut t, c, unfused);
+    out.value().clone()
 }
 
 /// Output and (dq, dk, dv) for the loss Σ out ⊙ r, fused or unfused.
 fn grads_with(c: &Case, unfused: bool) -> Vec<Tensor> {
     let mut t = Tape::new();
-    let (q, k, v) = (
-        t.leaf(c.q.clone()),
-        t.leaf(c.k.clone()),
-        t.leaf(c.v.clone()),
-    );
-    let out = if unfused {
-        t.attention_unfused(&q, &k, &v, &c.opts)
-    } else {
-        t.attention(&q, &k, &v, &c.opts)
-    }
-    .unwrap();
+    let [q, k, v, out] = attend(&mut t, c, unfused);
     let r = Tensor::from_fn(out.shape(), |i| ((i * 13 + 5) % 17) as f32 / 8.0 - 1.0);
     let g = t.backward_with(&out, r).unwrap();
     vec![
@@ -166,28 +164,30 @@ fn any_case() -> impl Strategy<Value = Case> {
     (any::<bool>(), any::<bool>()).prop_flat_map(|(m, c)| case(m, c))
 }
 
+/// One gradient property test per variant of the op: `name: (masked, causal)`.
+macro_rules! grad_attention_variants {
+    ($($name:ident: ($masked:expr, $causal:expr)),* $(,)?) => {
+        proptest! {
+            #![proptest_config(cases(48))]
+            $(
+                #[test]
+                fn $name(c in case($masked, $causal)) {
+                    check(c)?;
+                }
+            )*
+        }
+    };
+}
+
+grad_attention_variants! {
+    grad_attention: (false, false),
+    grad_attention_masked: (true, false),
+    grad_attention_causal: (false, true),
+    grad_attention_causal_masked: (true, true),
+}
+
 proptest! {
     #![proptest_config(cases(48))]
-
-    #[test]
-    fn grad_attention(c in case(false, false)) {
-        check(c)?;
-    }
-
-    #[test]
-    fn grad_attention_masked(c in case(true, false)) {
-        check(c)?;
-    }
-
-    #[test]
-    fn grad_attention_causal(c in case(false, true)) {
-        check(c)?;
-    }
-
-    #[test]
-    fn grad_attention_causal_masked(c in case(true, true)) {
-        check(c)?;
-    }
 
     #[test]
     fn grad_attention_with_dropout(mut c in any_case(), p in 0.05f32..0.6, seed in any::<u64>()) {
@@ -400,12 +400,7 @@ fn mask_shape_must_be_batch_by_keys() {
             ..AttentionOptions::new(4)
         };
         let err = tape.attention(&q, &k, &v, &opts).unwrap_err().to_string();
-        assert!(
-            err.contains("attention")
-                && err.contains(&format!("{bad:?}"))
-                && err.contains("[2, 5]"),
-            "{err}"
-        );
+        assert_mentions(&err, &["attention", &format!("{bad:?}"), "[2, 5]"]);
     }
 }
 
@@ -420,10 +415,7 @@ fn mask_with_nan_or_plus_inf_is_rejected() {
             ..AttentionOptions::new(2)
         };
         let err = tape.attention(&q, &k, &k, &opts).unwrap_err().to_string();
-        assert!(
-            err.contains(&format!("{bad}")) && err.contains("[0, 1]"),
-            "{err}"
-        );
+        assert_mentions(&err, &[&format!("{bad}"), "[0, 1]"]);
     }
 }
 
@@ -442,13 +434,7 @@ fn qkv_shape_mismatch_names_all_shapes() {
         let (ks, vs) = (format!("{:?}", k.shape()), format!("{:?}", v.shape()));
         let (kv, vv) = (tape.leaf(k), tape.leaf(v));
         let err = tape.attention(&q, &kv, &vv, &opts).unwrap_err().to_string();
-        assert!(
-            err.contains("attention")
-                && err.contains("[2, 2, 3, 4]")
-                && err.contains(&ks)
-                && err.contains(&vs),
-            "{err}"
-        );
+        assert_mentions(&err, &["attention", "[2, 2, 3, 4]", &ks, &vs]);
     }
     let flat = tape.leaf(Tensor::zeros(&[3, 4]));
     assert!(tape.attention(&flat, &flat, &flat, &opts).is_err());
@@ -463,5 +449,5 @@ fn bad_dropout_probability_is_an_error_naming_it() {
         ..AttentionOptions::new(2)
     };
     let err = tape.attention(&q, &q, &q, &opts).unwrap_err().to_string();
-    assert!(err.contains("attention") && err.contains("p = 1"), "{err}");
+    assert_mentions(&err, &["attention", "p = 1"]);
 }

@@ -1,6 +1,7 @@
 //! Gradient and value properties of `dropout`.
 
 mod common;
+
 use cloze::{Tape, Tensor, Var};
 use common::*;
 use proptest::prelude::*;
@@ -11,14 +12,7 @@ fn shape() -> impl Strategy<Value = Vec<usize>> {
 
 /// Values bounded away from 0, so a dropped element (0) is told apart from a kept one.
 fn nonzero(shape: Vec<usize>) -> impl Strategy<Value = Tensor> {
-    let n: usize = shape.iter().product();
-    proptest::collection::vec((0.25f32..=2.0, any::<bool>()), n).prop_map(move |v| {
-        let data = v
-            .into_iter()
-            .map(|(x, neg)| if neg { -x } else { x })
-            .collect();
-        Tensor::from_vec(data, &shape).unwrap()
-    })
+    tensor_away_from_zero(shape, 0.25, 2.0)
 }
 
 fn run(x: &Tensor, p: f32, seed: u64, training: bool) -> Tensor {
@@ -118,10 +112,7 @@ fn bad_p_is_an_error_naming_it() {
     let x = Var::constant(Tensor::ones(&[4]));
     for p in [1.0f32, -0.1, 1.5, f32::NAN] {
         let err = t.dropout(&x, p, 0).unwrap_err().to_string();
-        assert!(
-            err.contains("dropout") && err.contains(&format!("p = {p}")),
-            "{err}"
-        );
+        assert_mentions(&err, &["dropout", &format!("p = {p}")]);
     }
     // Even in eval mode, where dropout would be the identity.
     t.set_training(false);

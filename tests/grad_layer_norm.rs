@@ -1,6 +1,7 @@
 //! Gradient and value properties of `layer_norm` and `residual_layer_norm`.
 
 mod common;
+
 use cloze::{Tape, Tensor, Var};
 use common::*;
 use proptest::prelude::*;
@@ -134,10 +135,7 @@ fn gamma_and_beta_shapes_are_checked() {
     let g = t.leaf(Tensor::ones(&[3]));
     let b = t.leaf(Tensor::zeros(&[4]));
     let err = t.layer_norm(&x, &g, &b, EPS).unwrap_err().to_string();
-    assert!(
-        err.contains("layer_norm") && err.contains("[3]") && err.contains("[2, 4]"),
-        "{err}"
-    );
+    assert_mentions(&err, &["layer_norm", "[3]", "[2, 4]"]);
 }
 
 #[test]
@@ -151,7 +149,7 @@ fn residual_shape_must_match() {
         .residual_layer_norm(&x, &r, &g, &b, EPS)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("[2, 4]") && err.contains("[1, 4]"), "{err}");
+    assert_mentions(&err, &["[2, 4]", "[1, 4]"]);
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod common;
 
 use cloze::bert::{save_pretrained, BertConfig};
 use cloze::ParamStore;
+use common::assert_mentions;
 use common::tiny::tmp;
 
 #[test]
@@ -72,10 +73,7 @@ fn pretraining_continues_from_an_hf_folder() {
         .err()
         .unwrap()
         .to_string();
-    assert!(
-        e.contains("model.hidden_size") && e.contains("init_from"),
-        "{e}"
-    );
+    assert_mentions(&e, &["model.hidden_size", "init_from"]);
     std::fs::write(&p, toml("init_from = \"hf\"\npreset = \"tiny\"")).unwrap();
     let e = PretrainConfig::from_file(&p).unwrap_err().to_string();
     assert!(e.contains("model.preset"), "{e}");

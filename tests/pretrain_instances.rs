@@ -1,7 +1,10 @@
 //! Instance creation: layout, continuity, truncation, and the NSP and MASK/RANDOM/KEEP shares
 //! within binomial bounds of the configured ones.
 
+mod common;
+
 use cloze::pretrain::instances::*;
+use common::assert_mentions;
 
 const CLS: u32 = 101;
 const SEP: u32 = 102;
@@ -261,5 +264,5 @@ fn bad_input_is_reported_before_anything_runs() {
     let err = create_instances(&docs, &bad, special(), &|_| false, 1)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("0.8") && err.contains("100%"), "{err}");
+    assert_mentions(&err, &["0.8", "100%"]);
 }

@@ -7,30 +7,41 @@ mod common;
 
 use cloze::pretrain::config::PretrainConfig;
 use cloze::pretrain::trainer::Pretrainer;
-use common::pretrain::{losses, setup, workdir};
-use std::path::Path;
+use common::assert_mentions;
+use common::pretrain::{losses, setup, trainer, workdir};
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+/// A run of 10 steps set up in `dir` and stopped after step 5 (its first checkpoint); returns
+/// its config's path.
+fn stopped_at_step_5(dir: &Path) -> PathBuf {
+    let path = setup(dir, 10, "");
+    trainer(&path).run_until(5).unwrap();
+    path
+}
+
+/// The error with which resuming the run of the config at `path` stops (`why` it must).
+fn resume_error(path: &Path, why: &str) -> String {
+    trainer(path).run().expect_err(why).to_string()
+}
 
 #[test]
 fn resumed_run_is_bit_identical() {
     let a = workdir("full");
     let b = workdir("resumed");
-    let cfg_a = PretrainConfig::from_file(setup(&a, 20, "")).unwrap();
-    let first = Pretrainer::single(cfg_a.clone()).unwrap().run().unwrap();
+    let cfg_a = setup(&a, 20, "");
+    let first = trainer(&cfg_a).run().unwrap();
     assert!(
         first.lm_count > 0.0,
         "a finished run reports its held-out evaluation"
     );
     // rerunning a finished run trains nothing and reports the same evaluation, not zeros
-    let again = Pretrainer::single(cfg_a).unwrap().run().unwrap();
+    let again = trainer(&cfg_a).run().unwrap();
     assert_eq!(first, again);
-    let cfg_b = PretrainConfig::from_file(setup(&b, 20, "")).unwrap();
-    Pretrainer::single(cfg_b.clone())
-        .unwrap()
-        .run_until(10)
-        .unwrap();
-    let mut resumed = Pretrainer::single(cfg_b).unwrap();
+    let cfg_b = setup(&b, 20, "");
+    trainer(&cfg_b).run_until(10).unwrap();
+    let mut resumed = trainer(&cfg_b);
     resumed.run().unwrap();
     assert_eq!(losses(&a), losses(&b));
     // and the final parameters are bit-identical
@@ -63,14 +74,11 @@ fn sigkill_during_a_checkpoint_write_loses_nothing() {
     // model file of that checkpoint has been written but before the optimiser state.
     let mut child = run(&b, true).spawn().unwrap();
     let tmp_model = b.join("run/checkpoints/step-00000005.tmp/model.safetensors");
-    let start = Instant::now();
-    while !tmp_model.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(240),
-            "the run never reached its first checkpoint"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for(
+        &tmp_model,
+        Duration::from_secs(240),
+        "the run never reached its first checkpoint",
+    );
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(
@@ -109,22 +117,17 @@ fn sigkill_during_a_checkpoint_write_loses_nothing() {
 #[test]
 fn resuming_with_a_different_config_is_refused() {
     let dir = workdir("mismatch");
-    let path = setup(&dir, 10, "");
-    Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
-        .unwrap()
-        .run_until(5)
-        .unwrap();
+    let path = stopped_at_step_5(&dir);
     let text = std::fs::read_to_string(&path)
         .unwrap()
         .replace("learning_rate = 2e-3", "learning_rate = 1e-3");
     std::fs::write(&path, text).unwrap();
-    let mut t = Pretrainer::single(PretrainConfig::from_file(&path).unwrap()).unwrap();
-    let err = t.run().unwrap_err().to_string();
+    let err = resume_error(&path, "a changed config must not be resumed");
     assert!(err.contains("different config"), "{err}");
     // the message names the one key that differs, and only it
-    assert!(
-        err.contains("train.learning_rate: checkpoint 0.002") && err.contains("now 0.001"),
-        "{err}"
+    assert_mentions(
+        &err,
+        &["train.learning_rate: checkpoint 0.002", "now 0.001"],
     );
     assert!(
         !err.contains("output_dir") && !err.contains("train.steps"),
@@ -136,11 +139,7 @@ fn resuming_with_a_different_config_is_refused() {
 #[test]
 fn the_same_config_through_another_path_spelling_resumes() {
     let dir = workdir("spelling");
-    let path = setup(&dir, 10, "");
-    Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
-        .unwrap()
-        .run_until(5)
-        .unwrap();
+    stopped_at_step_5(&dir);
     std::fs::create_dir_all(dir.join("sub")).unwrap();
     // `<dir>/./sub/../pretrain.toml`: output_dir and data paths are spelled differently
     let other = dir.join(".").join("sub").join("..").join("pretrain.toml");
@@ -160,11 +159,7 @@ fn a_flipped_bit_in_a_checkpoint_is_refused_on_resume_naming_the_file() {
         "trainer_state.json",
     ] {
         let dir = workdir(&format!("flip-{}", file.replace('.', "-")));
-        let path = setup(&dir, 10, "");
-        Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
-            .unwrap()
-            .run_until(5)
-            .unwrap();
+        let path = stopped_at_step_5(&dir);
         let ck = dir.join("run/checkpoints/step-00000005");
         assert!(
             ck.join("checksums.sha256").is_file(),
@@ -176,15 +171,8 @@ fn a_flipped_bit_in_a_checkpoint_is_refused_on_resume_naming_the_file() {
         let at = bytes.len() - 3; // a data byte (the last tensor, or the JSON's tail)
         bytes[at] ^= 0x01;
         std::fs::write(&f, bytes).unwrap();
-        let err = Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
-            .unwrap()
-            .run()
-            .expect_err("a corrupt checkpoint must not be resumed")
-            .to_string();
-        assert!(
-            err.contains(file) && err.contains("checksum mismatch"),
-            "{err}"
-        );
+        let err = resume_error(&path, "a corrupt checkpoint must not be resumed");
+        assert_mentions(&err, &[file, "checksum mismatch"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
@@ -192,19 +180,11 @@ fn a_flipped_bit_in_a_checkpoint_is_refused_on_resume_naming_the_file() {
 #[test]
 fn a_second_run_on_a_locked_output_dir_is_refused_and_leaves_it_untouched() {
     let dir = workdir("locked");
-    let path = setup(&dir, 10, "");
-    Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
-        .unwrap()
-        .run_until(5)
-        .unwrap();
+    let path = stopped_at_step_5(&dir);
     let metrics = std::fs::read_to_string(dir.join("run/metrics.jsonl")).unwrap();
     // another process's run holds the folder
     let held = cloze::train::lock::RunLock::acquire(&dir.join("run")).unwrap();
-    let err = Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
-        .unwrap()
-        .run()
-        .expect_err("a locked output_dir must be refused")
-        .to_string();
+    let err = resume_error(&path, "a locked output_dir must be refused");
     assert!(err.contains("in use by another cloze run"), "{err}");
     assert_eq!(
         std::fs::read_to_string(dir.join("run/metrics.jsonl")).unwrap(),
@@ -212,7 +192,7 @@ fn a_second_run_on_a_locked_output_dir_is_refused_and_leaves_it_untouched() {
         "the refused run touched the metrics log"
     );
     drop(held);
-    let mut t = Pretrainer::single(PretrainConfig::from_file(&path).unwrap()).unwrap();
+    let mut t = trainer(&path);
     t.run().unwrap();
     assert_eq!(t.step, 10);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -221,22 +201,14 @@ fn a_second_run_on_a_locked_output_dir_is_refused_and_leaves_it_untouched() {
 #[test]
 fn a_changed_vocabulary_is_refused_on_resume() {
     let dir = workdir("vocab-changed");
-    let path = setup(&dir, 10, "");
-    Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
-        .unwrap()
-        .run_until(5)
-        .unwrap();
+    let path = stopped_at_step_5(&dir);
     // same tokens, two of them swapped: same size, other ids
     let v = std::fs::read_to_string(dir.join("vocab.txt")).unwrap();
     let mut lines: Vec<&str> = v.lines().collect();
     let n = lines.len();
     lines.swap(n - 1, n - 2);
     std::fs::write(dir.join("vocab.txt"), lines.join("\n") + "\n").unwrap();
-    let err = Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
-        .unwrap()
-        .run()
-        .expect_err("a changed vocabulary must not be resumed")
-        .to_string();
+    let err = resume_error(&path, "a changed vocabulary must not be resumed");
     assert!(err.contains("vocab.txt has changed"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

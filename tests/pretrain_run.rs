@@ -6,19 +6,15 @@ mod common;
 
 use cloze::pretrain::config::PretrainConfig;
 use cloze::pretrain::trainer::Pretrainer;
-use common::pretrain::{setup, setup_replacing, workdir};
+use common::pretrain::{assert_fell, setup, setup_replacing, trainer, workdir};
 use std::path::{Path, PathBuf};
 
 #[test]
 fn mlm_loss_falls_on_the_tiny_corpus() {
     let dir = workdir("smoke");
-    let cfg = PretrainConfig::from_file(setup(&dir, 60, "")).unwrap();
-    let initial = Pretrainer::single(cfg.clone())
-        .unwrap()
-        .evaluate()
-        .unwrap()
-        .lm_loss();
-    let last = Pretrainer::single(cfg).unwrap().run().unwrap();
+    let p = setup(&dir, 60, "");
+    let initial = trainer(&p).evaluate().unwrap().lm_loss();
+    let last = trainer(&p).run().unwrap();
     let ln_v = (600f64).ln();
     assert!(
         (initial - ln_v).abs() < 0.5,
@@ -35,16 +31,9 @@ fn mlm_loss_falls_on_the_tiny_corpus() {
         log[0]["lm_loss"].as_f64().unwrap(),
         log.last().unwrap()["lm_loss"].as_f64().unwrap(),
     );
-    assert!(
-        end < first - 0.8,
-        "training MLM loss did not fall: {first} -> {end}"
-    );
+    assert_fell("training MLM loss", first, end, 0.8);
     // the held-out split is two documents of another text: it must improve, if only a little
-    assert!(
-        last.lm_loss() < initial - 0.1,
-        "held-out MLM loss {initial} -> {}",
-        last.lm_loss()
-    );
+    assert_fell("held-out MLM loss", initial, last.lm_loss(), 0.1);
     assert!(last.nsp_count > 0.0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -59,8 +48,7 @@ fn mlm_only_and_left_to_right_objectives_train() {
             &format!("objective = \"{objective}\""),
         );
         std::fs::write(&path, text).unwrap();
-        let cfg = PretrainConfig::from_file(&path).unwrap();
-        let mut t = Pretrainer::single(cfg).unwrap();
+        let mut t = trainer(&path);
         // LTR makes causal windows and predicts every next token; MLM-only draws no random B
         assert!(t.data.train.iter().all(|i| !i.is_random_next));
         if objective == "ltr" {
@@ -75,11 +63,11 @@ fn mlm_only_and_left_to_right_objectives_train() {
         let last = t.run().unwrap();
         assert_eq!(last.nsp_count, 0.0, "{objective}: no NSP task");
         assert!(last.lm_count > 0.0);
-        assert!(
-            last.lm_loss() < initial.lm_loss() - 0.2,
-            "{objective}: held-out LM loss {} -> {}",
+        assert_fell(
+            &format!("{objective}: held-out LM loss"),
             initial.lm_loss(),
-            last.lm_loss()
+            last.lm_loss(),
+            0.2,
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -91,19 +79,13 @@ fn unigram_bias_starts_at_the_unigram_loss_and_the_baselines_are_ordered() {
     // unigram baseline (the encoder's small random logits add a little), and the context-free
     // floor is below the unigram loss (80/10/10 masking lets a predictor copy a visible token).
     let dir = workdir("baselines");
-    let zeros = Pretrainer::single(PretrainConfig::from_file(setup(&dir, 10, "")).unwrap())
-        .unwrap()
-        .evaluate()
-        .unwrap();
+    let zeros = trainer(setup(&dir, 10, "")).evaluate().unwrap();
     let cfg = setup(
         &dir,
         10,
         "init_lm_bias = \"unigram\"\ninit_positions = \"sinusoidal\"",
     );
-    let uni = Pretrainer::single(PretrainConfig::from_file(cfg).unwrap())
-        .unwrap()
-        .evaluate()
-        .unwrap();
+    let uni = trainer(cfg).evaluate().unwrap();
     let ln_v = (600f64).ln();
     assert!((zeros.lm_loss() - ln_v).abs() < 0.5, "{}", zeros.lm_loss());
     // same held-out positions whatever the initialisation
@@ -115,11 +97,11 @@ fn unigram_bias_starts_at_the_unigram_loss_and_the_baselines_are_ordered() {
         uni.lm_unigram_loss()
     );
     assert!(uni.lm_unigram_loss() < ln_v - 0.5);
-    assert!(
-        uni.lm_context_free_loss() < uni.lm_unigram_loss() - 0.1,
-        "floor {} vs unigram {}",
+    assert_fell(
+        "unigram loss to the context-free floor",
+        uni.lm_unigram_loss(),
         uni.lm_context_free_loss(),
-        uni.lm_unigram_loss()
+        0.1,
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -135,7 +117,7 @@ fn heldout_masking_can_differ_from_training() {
         "max_predictions_per_seq = 8",
         "masked_lm_prob = 0.4\nmax_predictions_per_seq = 16\nheldout_masked_lm_prob = 0.15\nheldout_max_predictions_per_seq = 4",
     );
-    let t = Pretrainer::single(PretrainConfig::from_file(&p).unwrap()).unwrap();
+    let t = trainer(&p);
     let held_max = t.data.heldout.iter().map(|i| i.masked_labels.len()).max();
     let train_max = t.data.train.iter().map(|i| i.masked_labels.len()).max();
     assert_eq!(held_max, Some(4));
@@ -152,18 +134,9 @@ fn pre_ln_model_trains_on_the_tiny_corpus() {
         "intermediate_size = 128",
         "intermediate_size = 128\npre_layer_norm = true",
     );
-    let cfg = PretrainConfig::from_file(&p).unwrap();
-    let initial = Pretrainer::single(cfg.clone())
-        .unwrap()
-        .evaluate()
-        .unwrap()
-        .lm_loss();
-    let last = Pretrainer::single(cfg).unwrap().run().unwrap();
-    assert!(
-        last.lm_loss() < initial - 0.2,
-        "held-out MLM loss {initial} -> {}",
-        last.lm_loss()
-    );
+    let initial = trainer(&p).evaluate().unwrap().lm_loss();
+    let last = trainer(&p).run().unwrap();
+    assert_fell("held-out MLM loss", initial, last.lm_loss(), 0.2);
     let saved = std::fs::read_to_string(dir.join("run/final/config.json")).unwrap();
     assert!(saved.contains("cloze-preln-bert"), "{saved}");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -180,9 +153,8 @@ fn nsp_loss_weight_zero_trains_the_lm_on_pairs_and_leaves_the_nsp_head_alone() {
             10,
             &format!("weight_decay = 0.0\nnsp_loss_weight = {weight}"),
         );
-        let cfg = PretrainConfig::from_file(&p).unwrap();
-        let fresh = Pretrainer::single(cfg.clone()).unwrap();
-        let mut trained = Pretrainer::single(cfg).unwrap();
+        let fresh = trainer(&p);
+        let mut trained = trainer(&p);
         let totals = trained.run().unwrap();
         assert!(totals.lm_loss().is_finite());
         let changed = |n: &str| {
@@ -241,8 +213,7 @@ fn weight_files(dir: &Path) -> Vec<PathBuf> {
 fn a_diverging_run_stops_naming_the_step_and_writes_no_non_finite_model() {
     let dir = workdir("diverge");
     let path = setup_replacing(&dir, 10, "learning_rate = 2e-3", "learning_rate = 1e6");
-    let err = Pretrainer::single(PretrainConfig::from_file(&path).unwrap())
-        .unwrap()
+    let err = trainer(&path)
         .run()
         .expect_err("a run at learning rate 1e6 must stop on a non-finite loss")
         .to_string();

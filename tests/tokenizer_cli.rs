@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// A fresh scratch folder for one test, removed when dropped.
 struct Scratch(PathBuf);
@@ -66,6 +66,13 @@ fn lines(out: &Output) -> Vec<Value> {
         .collect()
 }
 
+/// Asserts each named field of an output line.
+fn assert_fields<const N: usize>(line: &Value, want: [(&str, Value); N]) {
+    for (field, value) in want {
+        assert_eq!(line[field], value, "{field} of {line}");
+    }
+}
+
 const INPUT: &str = "{\"text\": \"The cats sat.\"}\n\n{\"text\": \"the cat\", \"text_pair\": \"on the MAT\", \"id\": 7}\n";
 
 #[test]
@@ -73,29 +80,24 @@ fn tokenize_file_singles_and_pairs() {
     let dir = scratch("file");
     let got = lines(&run(&dir, INPUT, &[], false));
     assert_eq!(got.len(), 2, "blank line skipped");
-    assert_eq!(
-        got[0]["input_ids"],
-        serde_json::json!([2, 5, 6, 10, 7, 11, 3])
+    assert_fields(
+        &got[0],
+        [
+            ("input_ids", json!([2, 5, 6, 10, 7, 11, 3])),
+            (
+                "tokens",
+                json!(["[CLS]", "the", "cat", "##s", "sat", ".", "[SEP]"]),
+            ),
+            ("token_type_ids", json!([0, 0, 0, 0, 0, 0, 0])),
+            ("attention_mask", json!([1, 1, 1, 1, 1, 1, 1])),
+        ],
     );
-    assert_eq!(
-        got[0]["tokens"],
-        serde_json::json!(["[CLS]", "the", "cat", "##s", "sat", ".", "[SEP]"])
-    );
-    assert_eq!(
-        got[0]["token_type_ids"],
-        serde_json::json!([0, 0, 0, 0, 0, 0, 0])
-    );
-    assert_eq!(
-        got[0]["attention_mask"],
-        serde_json::json!([1, 1, 1, 1, 1, 1, 1])
-    );
-    assert_eq!(
-        got[1]["input_ids"],
-        serde_json::json!([2, 5, 6, 3, 8, 5, 9, 3])
-    );
-    assert_eq!(
-        got[1]["token_type_ids"],
-        serde_json::json!([0, 0, 0, 0, 1, 1, 1, 1])
+    assert_fields(
+        &got[1],
+        [
+            ("input_ids", json!([2, 5, 6, 3, 8, 5, 9, 3])),
+            ("token_type_ids", json!([0, 0, 0, 0, 1, 1, 1, 1])),
+        ],
     );
 }
 
@@ -110,23 +112,21 @@ fn tokenize_stdin_with_truncation_and_padding() {
     );
     let got = lines(&out);
     // Single: [CLS] + first 4 pieces + [SEP], one [PAD].
-    assert_eq!(
-        got[0]["input_ids"],
-        serde_json::json!([2, 5, 6, 10, 7, 3, 0])
-    );
-    assert_eq!(
-        got[0]["attention_mask"],
-        serde_json::json!([1, 1, 1, 1, 1, 1, 0])
+    assert_fields(
+        &got[0],
+        [
+            ("input_ids", json!([2, 5, 6, 10, 7, 3, 0])),
+            ("attention_mask", json!([1, 1, 1, 1, 1, 1, 0])),
+        ],
     );
     // Pair 2 + 3 pieces + 3 specials = 8 > 6: the longer second text loses 1, then on the
     // 2-2 tie the second again.
-    assert_eq!(
-        got[1]["input_ids"],
-        serde_json::json!([2, 5, 6, 3, 8, 3, 0])
-    );
-    assert_eq!(
-        got[1]["token_type_ids"],
-        serde_json::json!([0, 0, 0, 0, 1, 1, 0])
+    assert_fields(
+        &got[1],
+        [
+            ("input_ids", json!([2, 5, 6, 3, 8, 3, 0])),
+            ("token_type_ids", json!([0, 0, 0, 0, 1, 1, 0])),
+        ],
     );
 }
 

@@ -1,7 +1,10 @@
 //! Basic tokenizer rules, WordPiece, special literals, truncation, padding, batches, decoding.
 //! Expected values are worked out by hand from the reference algorithm (bert-facts.md §7).
 
+mod common;
+
 use cloze::tokenizer::{BasicTokenizer, EncodeOptions, Padding, Tokenizer, Vocab};
+use common::assert_mentions;
 
 /// [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4 then the listed words from id 5.
 fn tok(words: &[&str]) -> Tokenizer {
@@ -126,7 +129,7 @@ fn max_length_too_small_is_an_error_naming_it() {
         .encode_with("a", Some("a"), &EncodeOptions::truncate(2))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("max_length 2") && err.contains("3"), "{err}");
+    assert_mentions(&err, &["max_length 2", "3"]);
     let no_max = EncodeOptions {
         truncation: true,
         ..EncodeOptions::default()
@@ -156,7 +159,7 @@ fn padding_and_batches() {
         )
         .unwrap_err()
         .to_string();
-    assert!(err.contains("5") && err.contains("4"), "{err}");
+    assert_mentions(&err, &["5", "4"]);
 
     let batch = t
         .encode_batch(

@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::assert_mentions;
 use std::path::PathBuf;
 
 use cloze::tokenizer::{EncodeOptions, Encoding, Padding, Tokenizer};
@@ -179,7 +180,7 @@ fn cases_json_long_text_truncated_to_128() {
         ..EncodeOptions::default()
     };
     let err = tok.encode_with(text, None, &opts).unwrap_err().to_string();
-    assert!(err.contains("180") && err.contains("128"), "{err}");
+    assert_mentions(&err, &["180", "128"]);
 }
 
 #[test]

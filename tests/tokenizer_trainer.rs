@@ -2,6 +2,7 @@
 
 mod common;
 
+use common::assert_mentions;
 use std::path::PathBuf;
 
 use cloze::tokenizer::{Tokenizer, Trainer, TrainerConfig, SPECIAL_TOKENS};
@@ -70,7 +71,7 @@ fn too_small_vocab_and_empty_corpus_are_errors() {
     t.feed("abc abd");
     let err = t.train().unwrap_err().to_string();
     // 5 specials + a b c d + ##b ##c ##d = 12 > 8.
-    assert!(err.contains("vocab_size 8") && err.contains("12"), "{err}");
+    assert_mentions(&err, &["vocab_size 8", "12"]);
     let err = trainer(100).train().unwrap_err().to_string();
     assert!(err.contains("empty"), "{err}");
 }

@@ -1,5 +1,8 @@
 //! Loading `vocab.txt`: ids and the errors for bad files.
 
+mod common;
+
+use common::assert_mentions;
 use std::path::PathBuf;
 
 use cloze::tokenizer::Vocab;
@@ -40,11 +43,7 @@ fn ids_are_line_numbers() {
 #[test]
 fn missing_file_is_an_io_error_naming_it() {
     let e = Vocab::load("/definitely/not/here/vocab.txt").unwrap_err();
-    assert!(matches!(e, Error::Io { .. }), "{e:?}");
-    assert!(
-        e.to_string().contains("/definitely/not/here/vocab.txt"),
-        "{e}"
-    );
+    common::assert_io_error_naming(&e, "/definitely/not/here/vocab.txt");
 }
 
 #[test]
@@ -55,16 +54,13 @@ fn empty_vocab_is_an_error() {
 #[test]
 fn duplicate_token_is_an_error_naming_it() {
     let e = load_err("dup", "[PAD]\n[UNK]\n[CLS]\n[SEP]\nthe\nthe\n");
-    assert!(
-        e.contains("\"the\"") && e.contains("line 6") && e.contains("line 5"),
-        "{e}"
-    );
+    assert_mentions(&e, &["\"the\"", "line 6", "line 5"]);
 }
 
 #[test]
 fn missing_specials_are_named() {
     let e = load_err("nospecial", "[PAD]\n[CLS]\nthe\n");
-    assert!(e.contains("[UNK]") && e.contains("[SEP]"), "{e}");
+    assert_mentions(&e, &["[UNK]", "[SEP]"]);
     assert!(
         !e.contains("[CLS]") && !e.contains("[PAD]"),
         "only the missing ones: {e}"
@@ -87,7 +83,7 @@ fn save_refuses_a_token_with_a_line_break() {
     let p = std::env::temp_dir().join(format!("cloze-tok-vocab-{}-nl.txt", std::process::id()));
     let e = v.save(&p).unwrap_err().to_string();
     let _ = std::fs::remove_file(&p);
-    assert!(e.contains("id 4") && e.contains("line break"), "{e}");
+    assert_mentions(&e, &["id 4", "line break"]);
 }
 
 #[test]
@@ -95,6 +91,6 @@ fn non_utf8_vocab_names_the_line() {
     let p = std::env::temp_dir().join(format!("cloze-vocab-utf8-{}.txt", std::process::id()));
     std::fs::write(&p, b"[PAD]\n[UNK]\nca\xfft\n[CLS]\n[SEP]\n").unwrap();
     let e = cloze::tokenizer::Vocab::load(&p).unwrap_err().to_string();
-    assert!(e.contains("line 3, column 3") && e.contains("UTF-8"), "{e}");
+    assert_mentions(&e, &["line 3, column 3", "UTF-8"]);
     std::fs::remove_file(&p).unwrap();
 }

@@ -1,8 +1,11 @@
 //! Checkpoint directories survive a crash mid-write, and optimiser state round-trips exactly.
 
+mod common;
+
 use cloze::optim::{AdamW, AdamWConfig};
 use cloze::train::checkpoint::{load_optimizer, save_optimizer, CheckpointDir};
 use cloze::{ParamStore, Tape, Tensor};
+use common::assert_mentions;
 use std::fs;
 
 fn tmpdir(name: &str) -> std::path::PathBuf {
@@ -93,7 +96,7 @@ fn optimizer_state_round_trips_bit_exactly() {
     let err = load_optimizer(&path, &other, &mut o2)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("w.m") && err.contains("[2, 3]"), "{err}");
+    assert_mentions(&err, &["w.m", "[2, 3]"]);
     // a truncated file is an error, not a panic
     let bytes = fs::read(&path).unwrap();
     fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
@@ -123,10 +126,7 @@ fn a_corrupt_or_missing_checkpoint_file_is_named_by_latest() {
     assert_eq!(ck.latest().unwrap().unwrap().0, 7);
     fs::write(dir.join("b.json"), "{\"x\": 2}").unwrap();
     let e = ck.latest().unwrap_err().to_string();
-    assert!(
-        e.contains("b.json") && e.contains("checksum mismatch"),
-        "{e}"
-    );
+    assert_mentions(&e, &["b.json", "checksum mismatch"]);
     fs::write(dir.join("b.json"), "{\"x\": 1}").unwrap();
     fs::remove_file(dir.join("a.bin")).unwrap();
     let e = ck.latest().unwrap_err().to_string();

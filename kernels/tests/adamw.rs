@@ -6,8 +6,8 @@ mod common;
 use cloze_kernels::adamw::{self, AdamW};
 use cloze_kernels::dispatch::Isa;
 use common::{
-    assert_close, cases, for_each_isa, for_each_vector_isa, same_bits_across_threads, Rng, AWKWARD,
-    PARALLEL_LEN, U,
+    assert_close, cases, for_each_isa, for_each_vector_isa, parallel_inputs,
+    same_bits_across_threads, Rng, AWKWARD, PARALLEL_LEN, U,
 };
 use proptest::prelude::*;
 
@@ -79,10 +79,8 @@ proptest! {
 
 #[test]
 fn one_and_two_threads_bit_identical() {
-    let mut r = Rng::new(6);
     let n = PARALLEL_LEN;
-    let x = r.vec(n, -6.0, 6.0);
-    let x2 = r.vec(n, -6.0, 6.0);
+    let (_, [x, x2]) = parallel_inputs(n);
     let h = AdamW {
         lr: 1e-3,
         beta1: 0.9,

@@ -284,52 +284,28 @@ fn bad_lengths_panic_naming_the_slice() {
     let p = params(3, false, 0.0, 0);
     let q = vec![0.0; 12];
     let kv = vec![0.0; 15];
-    let r = std::panic::catch_unwind(|| {
-        let mut out = vec![0.0; 12];
-        let mut lse = vec![0.0; 4];
-        let inputs = AttnInputs {
-            shape,
-            params: p,
-            q: &q,
-            k: &kv[..14],
-            v: &kv,
-            mask: None,
-        };
-        attention::forward(&inputs, &mut out, &mut lse);
-    });
-    let msg = *r.unwrap_err().downcast::<String>().unwrap();
-    assert!(msg.contains("k has 14"), "{msg}");
-    let r = std::panic::catch_unwind(|| {
-        let mut out = vec![0.0; 12];
-        let mut lse = vec![0.0; 3];
-        let inputs = AttnInputs {
-            shape,
-            params: p,
-            q: &q,
-            k: &kv,
-            v: &kv,
-            mask: None,
-        };
-        attention::forward(&inputs, &mut out, &mut lse);
-    });
-    let msg = *r.unwrap_err().downcast::<String>().unwrap();
-    assert!(msg.contains("lse has 3"), "{msg}");
-    let r = std::panic::catch_unwind(|| {
-        let mut out = vec![0.0; 12];
-        let mut lse = vec![0.0; 4];
-        let bad = AttnParams { dropout: 1.0, ..p };
-        let inputs = AttnInputs {
-            shape,
-            params: bad,
-            q: &q,
-            k: &kv,
-            v: &kv,
-            mask: None,
-        };
-        attention::forward(&inputs, &mut out, &mut lse);
-    });
-    let msg = *r.unwrap_err().downcast::<String>().unwrap();
-    assert!(msg.contains("dropout probability 1"), "{msg}");
+    // (length of k, length of lse, dropout, what the panic must name): one bad value each
+    for (k_len, lse_len, dropout, needle) in [
+        (14, 4, 0.0, "k has 14"),
+        (15, 3, 0.0, "lse has 3"),
+        (15, 4, 1.0, "dropout probability 1"),
+    ] {
+        let r = std::panic::catch_unwind(|| {
+            let mut out = vec![0.0; 12];
+            let mut lse = vec![0.0; lse_len];
+            let inputs = AttnInputs {
+                shape,
+                params: AttnParams { dropout, ..p },
+                q: &q,
+                k: &kv[..k_len],
+                v: &kv,
+                mask: None,
+            };
+            attention::forward(&inputs, &mut out, &mut lse);
+        });
+        let msg = *r.unwrap_err().downcast::<String>().unwrap();
+        assert!(msg.contains(needle), "{msg}");
+    }
 }
 
 /// Central differences of `L = Σ out ⊙ w` (f64 loss of the reference's f32 outputs) against the

@@ -6,7 +6,8 @@ mod common;
 
 use cloze_kernels::convert;
 use common::{
-    cases, for_each_isa, same_bits_across_threads, Rng, AWKWARD, CONVERT_SPECIAL_BITS, PARALLEL_LEN,
+    cases, for_each_isa, parallel_inputs, same_bits_across_threads, AWKWARD, CONVERT_SPECIAL_BITS,
+    PARALLEL_LEN,
 };
 use half::{bf16, f16};
 use proptest::prelude::*;
@@ -65,9 +66,8 @@ proptest! {
 
 #[test]
 fn one_and_two_threads_bit_identical() {
-    let mut r = Rng::new(6);
     let n = PARALLEL_LEN;
-    let x = r.vec(n, -6.0, 6.0);
+    let (_, [x]) = parallel_inputs(n);
     for_each_isa(|isa| {
         same_bits_across_threads(&format!("convert {isa}"), || {
             let mut b = vec![bf16::ZERO; n];

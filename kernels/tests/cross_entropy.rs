@@ -7,21 +7,40 @@
 mod common;
 
 use cloze_kernels::cross_entropy::hooks::{block_rows, vector_with};
-use cloze_kernels::cross_entropy::{self, cross_entropy_with};
+use cloze_kernels::cross_entropy::{self, cross_entropy_with, CrossEntropy};
 use cloze_kernels::dispatch::Isa;
 use cloze_kernels::simd;
 use common::{
-    assert_close, best_isa, cases, for_each_isa, for_each_vector_isa, same_bits_across_threads,
-    stream_len, Rng, AWKWARD, PARALLEL_LEN, U, VOCAB,
+    assert_close, best_isa, cases, for_each_awkward_matrix, for_each_isa, for_each_vector_isa,
+    parallel_inputs, same_bits_across_threads, stream_len, Rng, AWKWARD, PARALLEL_COLS,
+    PARALLEL_ROWS, U, VOCAB,
 };
 use proptest::prelude::*;
 
 const IGNORE: i32 = -100;
 
+/// Asserts the loss sum of `got` is within its bound of `want`'s: per counted row the f32 sum
+/// of `cols` exponentials (each within 3 ulp) has relative error ≤ (cols + 8)·U, so its ln is
+/// off by at most that much absolutely; plus a few roundings of the loss itself.
+fn assert_loss_close(what: &str, got: &CrossEntropy, want: &CrossEntropy, cols: usize) {
+    let tol = want.count as f64 * (cols as f64 + 16.0) * U + 4.0 * U * want.loss_sum.abs();
+    assert!(
+        (got.loss_sum - want.loss_sum).abs() <= tol,
+        "{what}: loss {} vs {} (tol {tol:e})",
+        got.loss_sum,
+        want.loss_sum
+    );
+}
+
+/// The bound on a gradient element whose reference is `want`: e^(x−m)/Σ with the same relative
+/// error as the sum, plus one rounding of order 1 at the label.
+fn grad_tol(cols: usize, want: f32) -> f64 {
+    (cols as f64 + 16.0) * U * (want as f64).abs() + U + 1e-44
+}
+
 /// Cross-entropy (loss and gradient) on every vector path against the reference.
 fn check_ce(x: &[f32], cols: usize, labels: &[i32], ignore: i32) {
     let n = x.len();
-    let c = cols as f64;
     let mut d0 = vec![0.0; n];
     let ce0 = cross_entropy_with(Isa::Scalar, x, cols, labels, ignore, Some(&mut d0));
     for_each_vector_isa(|isa| {
@@ -33,17 +52,9 @@ fn check_ce(x: &[f32], cols: usize, labels: &[i32], ignore: i32) {
             no_grad, ce,
             "cross_entropy [{isa}]: the gradient changed the loss"
         );
-        // Per counted row: ln of a sum with relative error ≤ (cols + 8)·U, plus roundings.
-        let tol = ce0.count as f64 * (c + 16.0) * U + 4.0 * U * ce0.loss_sum.abs();
-        assert!(
-            (ce.loss_sum - ce0.loss_sum).abs() <= tol,
-            "cross_entropy [{isa}] loss {} vs {} (tol {tol:e})",
-            ce.loss_sum,
-            ce0.loss_sum
-        );
-        // Gradient: softmax's tolerance, plus one rounding of order 1 at the label.
+        assert_loss_close(&format!("cross_entropy [{isa}]"), &ce, &ce0, cols);
         assert_close("cross_entropy grad", isa, &d, &d0, |i| {
-            (c + 16.0) * U * (d0[i] as f64).abs() + U + 1e-44
+            grad_tol(cols, d0[i])
         });
     });
 }
@@ -52,7 +63,6 @@ fn check_ce(x: &[f32], cols: usize, labels: &[i32], ignore: i32) {
 /// of its buffer, so every output alignment occurs) against the f64 reference.
 fn check_pipeline(isa: Isa, x: &[f32], cols: usize, labels: &[i32], stream: bool, off: usize) {
     let n = x.len();
-    let c = cols as f64;
     let mut d0 = vec![0.0f32; n];
     let want = cross_entropy_with(Isa::Scalar, x, cols, labels, IGNORE, Some(&mut d0));
     let mut buf = vec![f32::NAN; n + off];
@@ -65,20 +75,10 @@ fn check_pipeline(isa: Isa, x: &[f32], cols: usize, labels: &[i32], stream: bool
     );
     assert_eq!(got, no_grad, "{what}: the gradient changed the loss");
     assert_eq!(got.count, want.count, "{what}: count");
-    // Per counted row the f32 sum of `cols` exponentials (each within 3 ulp) has relative
-    // error ≤ (cols + 8)·U, so its ln is off by at most that much absolutely; plus a few
-    // roundings of the loss itself.
-    let tol = want.count as f64 * (c + 16.0) * U + 4.0 * U * want.loss_sum.abs();
-    assert!(
-        (got.loss_sum - want.loss_sum).abs() <= tol,
-        "{what}: loss {} vs {} (tol {tol:e})",
-        got.loss_sum,
-        want.loss_sum
-    );
-    // Gradient: e^(x−m)/Σ with the same relative error as the sum, plus one rounding of
-    // order 1 at the label (ignored rows must be exactly 0).
+    assert_loss_close(&what, &got, &want, cols);
+    // The gradient within `grad_tol`, and exactly 0 on ignored rows.
     for (i, (&g, &w)) in buf[off..].iter().zip(&d0).enumerate() {
-        let t = (c + 16.0) * U * (w as f64).abs() + U + 1e-44;
+        let t = grad_tol(cols, w);
         assert!(
             (g as f64 - w as f64).abs() <= t,
             "{what}: gradient at {i}: got {g:e}, want {w:e} (tol {t:e})"
@@ -115,22 +115,18 @@ fn label_sets(rows: usize, cols: usize) -> Vec<Vec<i32>> {
 
 #[test]
 fn cross_entropy_awkward_lengths() {
-    let mut r = Rng::new(3);
-    for cols in AWKWARD {
-        for rows in [1, 3] {
-            let x = r.vec(rows * cols, -15.0, 15.0);
-            let labels: Vec<i32> = (0..rows)
-                .map(|k| {
-                    if k == 1 {
-                        IGNORE
-                    } else {
-                        r.int(0, cols as i64) as i32
-                    }
-                })
-                .collect();
-            check_ce(&x, cols, &labels, IGNORE);
-        }
-    }
+    for_each_awkward_matrix(|r, rows, cols, x| {
+        let labels: Vec<i32> = (0..rows)
+            .map(|k| {
+                if k == 1 {
+                    IGNORE
+                } else {
+                    r.int(0, cols as i64) as i32
+                }
+            })
+            .collect();
+        check_ce(&x, cols, &labels, IGNORE);
+    });
 }
 
 #[test]
@@ -254,11 +250,9 @@ fn pipeline_large_and_shifted_logits() {
 
 #[test]
 fn one_and_two_threads_bit_identical() {
-    let mut r = Rng::new(6);
-    let cols = 769;
-    let m = (PARALLEL_LEN / cols) * cols;
-    let rows = m / cols;
-    let xs = r.vec(m, -6.0, 6.0);
+    let (rows, cols) = (PARALLEL_ROWS, PARALLEL_COLS);
+    let m = rows * cols;
+    let (_, [xs]) = parallel_inputs(m);
     let labels: Vec<i32> = (0..rows)
         .map(|k| {
             if k % 7 == 3 {

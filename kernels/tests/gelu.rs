@@ -11,8 +11,9 @@ use cloze_kernels::dispatch::Isa;
 use cloze_kernels::gelu::{self, GeluKind};
 use cloze_kernels::simd;
 use common::{
-    assert_close, bits, cases, for_each_isa, for_each_vector_isa, missing_isa,
-    same_bits_across_threads, stream_len, Rng, AWKWARD, GELU_PHI_ABS, PARALLEL_LEN, SPECIALS, U,
+    assert_close, bits, cases, for_each_isa, for_each_vector_isa, missing_isa, parallel_inputs,
+    same_bits_across_threads, stream_len, Rng, AWKWARD, GELU_PHI_ABS, PARALLEL_COLS, PARALLEL_LEN,
+    PARALLEL_ROWS, SPECIALS, U,
 };
 use proptest::prelude::*;
 
@@ -134,12 +135,9 @@ proptest! {
 
 #[test]
 fn one_and_two_threads_bit_identical() {
-    let mut r = Rng::new(6);
-    let n = PARALLEL_LEN;
-    let x = r.vec(n, -6.0, 6.0);
-    let x2 = r.vec(n, -6.0, 6.0);
-    let cols = 769;
-    let m = (n / cols) * cols;
+    let (n, cols) = (PARALLEL_LEN, PARALLEL_COLS);
+    let m = PARALLEL_ROWS * cols;
+    let (mut r, [x, x2]) = parallel_inputs(n);
     let b = r.vec(cols, -0.5, 0.5);
     for_each_isa(|isa| {
         for kind in KINDS {

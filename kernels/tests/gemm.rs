@@ -10,9 +10,21 @@ mod common;
 
 use cloze_kernels::dispatch::Isa;
 use cloze_kernels::gemm::{reference, Gemm, Operand};
-use common::{best_isa, cases, for_each_isa, pool, same_bits_across_threads, Rng, AWKWARD};
+use common::{best_isa, bits, cases, for_each_isa, pool, same_bits_across_threads, Rng, AWKWARD};
 use half::bf16;
 use proptest::prelude::*;
+
+/// Every combination of (A transposed, B transposed).
+const TRANSPOSES: [(bool, bool); 4] = [(false, false), (true, false), (false, true), (true, true)];
+
+/// A copy of `c0` updated by `run` inside a pool of `threads` threads.
+fn on_threads(threads: usize, c0: &[f32], run: impl Fn(&mut [f32]) + Sync) -> Vec<f32> {
+    pool(threads).install(|| {
+        let mut c = c0.to_vec();
+        run(&mut c);
+        c
+    })
+}
 
 /// `len` values uniform in [-1, 1) from the seeded generator of the harness.
 fn rand_vec(len: usize, seed: u64) -> Vec<f32> {
@@ -99,7 +111,7 @@ fn awkward_sizes_all_transposes_all_paths() {
                 if m * n * k > 600_000 {
                     continue;
                 }
-                for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                for (ta, tb) in TRANSPOSES {
                     let g = Gemm::new(m, n, k).transposes(ta, tb);
                     check_all_paths(&g, seed);
                     seed += 3;
@@ -113,7 +125,7 @@ fn awkward_sizes_all_transposes_all_paths() {
 fn large_awkward_shapes_cross_every_block_boundary() {
     // k > 256 crosses a k block; m > 192 crosses an A block; big enough to run threaded.
     for (m, n, k) in [(257, 129, 257), (129, 257, 513), (300, 67, 260)] {
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        for (ta, tb) in TRANSPOSES {
             let g = Gemm::new(m, n, k).transposes(ta, tb).alpha(0.75).beta(-0.5);
             check_all_paths(&g, (m * n + k) as u64);
         }
@@ -324,16 +336,14 @@ fn bf16_both_operands_large_and_thread_invariant() {
         reference::gemm(&g, &a_r, &b_r, &mut want);
         for_each_isa(|isa| {
             let run = |threads| {
-                pool(threads).install(|| {
-                    let mut c = c0.clone();
-                    g.run_mixed_with(isa, Operand::Bf16(&a16), Operand::Bf16(&b16), &mut c);
-                    c
+                on_threads(threads, &c0, |c| {
+                    g.run_mixed_with(isa, Operand::Bf16(&a16), Operand::Bf16(&b16), c)
                 })
             };
             let (c1, c2) = (run(1), run(2));
             assert_gemm_close(&g, &a_r, &b_r, &c0, &c1, &want, isa.name());
             assert!(
-                c1.iter().zip(&c2).all(|(x, y)| x.to_bits() == y.to_bits()),
+                bits(&c1) == bits(&c2),
                 "{isa}: bf16 {g:?} differs between 1 and 2 threads"
             );
         });
@@ -356,7 +366,7 @@ fn threaded_band_splits_match_reference_and_one_thread() {
         (33, 4097, 17),
         (40, 70, 1030),
     ] {
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        for (ta, tb) in TRANSPOSES {
             let g = Gemm::new(m, n, k).transposes(ta, tb).alpha(1.25).beta(0.5);
             let g = g.strides(g.lda + 3, g.ldb + 1, g.ldc + 2);
             let (la, lb, lc) = g.min_lens();
@@ -367,19 +377,13 @@ fn threaded_band_splits_match_reference_and_one_thread() {
             let mut want = c0.clone();
             reference::gemm(&g, &a, &b, &mut want);
             for_each_isa(|isa| {
-                let run = |threads| {
-                    pool(threads).install(|| {
-                        let mut c = c0.clone();
-                        g.run_with(isa, &a, &b, &mut c);
-                        c
-                    })
-                };
+                let run = |threads| on_threads(threads, &c0, |c| g.run_with(isa, &a, &b, c));
                 let c1 = run(1);
                 for threads in [2, 3] {
                     let ct = run(threads);
                     assert_gemm_close(&g, &a, &b, &c0, &ct, &want, isa.name());
                     assert!(
-                        c1.iter().zip(&ct).all(|(x, y)| x.to_bits() == y.to_bits()),
+                        bits(&c1) == bits(&ct),
                         "{isa}: {g:?} differs between 1 and {threads} threads"
                     );
                 }
@@ -396,7 +400,7 @@ fn every_edge_row_count_and_transposed_b_width() {
     let mut seed = 500;
     for m in 1..=25 {
         for (n, k) in [(32, 5), (45, 16), (64, 40), (70, 33)] {
-            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            for (ta, tb) in TRANSPOSES {
                 let g = Gemm::new(m, n, k).transposes(ta, tb).beta(0.5);
                 let g = g.strides(g.lda + 1, g.ldb + 2, g.ldc + 1);
                 check_all_paths(&g, seed);
@@ -413,7 +417,7 @@ fn every_edge_row_count_and_transposed_b_width() {
 #[test]
 fn packed_panels_across_row_column_and_k_blocks() {
     let (m, n, k) = (200, 2081, 520);
-    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+    for (ta, tb) in TRANSPOSES {
         let g = Gemm::new(m, n, k).transposes(ta, tb).beta(0.25);
         let g = g.strides(g.lda + 5, g.ldb + 3, g.ldc + 1);
         pool(1).install(|| check_all_paths(&g, 900 + ta as u64 * 2 + tb as u64));

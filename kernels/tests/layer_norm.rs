@@ -7,8 +7,8 @@ mod common;
 use cloze_kernels::dispatch::Isa;
 use cloze_kernels::layer_norm;
 use common::{
-    assert_close, bits, cases, for_each_isa, for_each_vector_isa, same_bits_across_threads,
-    stream_len, Rng, AWKWARD, PARALLEL_LEN, U,
+    assert_close, bits, cases, for_each_isa, for_each_vector_isa, parallel_inputs,
+    same_bits_across_threads, stream_len, Rng, AWKWARD, PARALLEL_COLS, PARALLEL_ROWS, U,
 };
 use proptest::prelude::*;
 
@@ -194,12 +194,9 @@ proptest! {
 
 #[test]
 fn one_and_two_threads_bit_identical() {
-    let mut r = Rng::new(6);
-    let cols = 769;
-    let m = (PARALLEL_LEN / cols) * cols;
-    let rows = m / cols;
-    let xs = r.vec(m, -6.0, 6.0);
-    let dys = r.vec(m, -6.0, 6.0);
+    let (rows, cols) = (PARALLEL_ROWS, PARALLEL_COLS);
+    let m = rows * cols;
+    let (mut r, [xs, dys]) = parallel_inputs(m);
     let g = r.vec(cols, 0.5, 1.5);
     let b = r.vec(cols, -0.5, 0.5);
     for_each_isa(|isa| {

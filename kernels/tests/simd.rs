@@ -3,13 +3,26 @@
 
 mod common;
 
+use cloze_kernels::dispatch::Isa;
 use cloze_kernels::simd::{self, MathFn};
 use common::{for_each_vector_isa, Rng, ERF_ABS, EXP_REL};
+
+/// `start`, then `steps` more points `step` apart.
+fn grid(start: f32, step: f32, steps: usize) -> Vec<f32> {
+    (0..=steps).map(|i| start + i as f32 * step).collect()
+}
+
+/// `f` of each of `x` on the path `isa`.
+fn math(isa: Isa, f: MathFn, x: &[f32]) -> Vec<f32> {
+    let mut y = vec![0.0; x.len()];
+    simd::math_with(isa, f, x, &mut y);
+    y
+}
 
 #[test]
 fn erf_accuracy() {
     // Dense grid over [-7, 7] (erf is ±1 in f32 beyond) plus random values of every magnitude.
-    let mut x: Vec<f32> = (0..=280_000).map(|i| -7.0 + i as f32 * 5e-5).collect();
+    let mut x = grid(-7.0, 5e-5, 280_000);
     let mut r = Rng::new(1);
     x.extend((0..20_000).map(|_| r.uniform(-1.0, 1.0) * 10f32.powi(r.int(-6, 2) as i32)));
     x.extend([
@@ -23,8 +36,7 @@ fn erf_accuracy() {
         f32::NEG_INFINITY,
     ]);
     for_each_vector_isa(|isa| {
-        let mut y = vec![0.0; x.len()];
-        simd::math_with(isa, MathFn::Erf, &x, &mut y);
+        let y = math(isa, MathFn::Erf, &x);
         let mut worst = (0.0f64, 0.0f32);
         for (&xi, &yi) in x.iter().zip(&y) {
             let e = (yi as f64 - libm::erf(xi as f64)).abs();
@@ -42,9 +54,8 @@ fn erf_accuracy() {
             worst.0,
             worst.1
         );
-        let mut nan = [0.0];
-        simd::math_with(isa, MathFn::Erf, &[f32::NAN], &mut nan);
-        assert!(nan[0].is_nan(), "erf(NaN) [{isa}] = {}", nan[0]);
+        let nan = math(isa, MathFn::Erf, &[f32::NAN])[0];
+        assert!(nan.is_nan(), "erf(NaN) [{isa}] = {nan}");
     });
 }
 
@@ -52,11 +63,9 @@ fn erf_accuracy() {
 fn phi_lower_tail_keeps_relative_accuracy() {
     // Φ(x) = ½erfc(−x/√2) for x in [−8, 0]: relative error ≤ 2e-5 (the g-fit error 2e-8 plus the
     // rounding of z² ≤ 32, which shifts exp's argument by ≤ 32·U ≈ 2e-6, times a few ulp).
-    let x: Vec<f32> = (0..=16_000).map(|i| -8.0 + i as f32 * 5e-4).collect();
+    let x = grid(-8.0, 5e-4, 16_000);
     for_each_vector_isa(|isa| {
-        let mut y = vec![0.0; x.len()];
-        simd::math_with(isa, MathFn::Phi, &x, &mut y);
-        for (&xi, &yi) in x.iter().zip(&y) {
+        for (&xi, &yi) in x.iter().zip(&math(isa, MathFn::Phi, &x)) {
             let want = 0.5 * libm::erfc(-(xi as f64) * std::f64::consts::FRAC_1_SQRT_2);
             let rel = (yi as f64 - want).abs() / want;
             assert!(rel <= 2e-5, "phi [{isa}] at {xi}: {yi:e} vs {want:e}");
@@ -68,11 +77,9 @@ fn phi_lower_tail_keeps_relative_accuracy() {
 fn exp_accuracy() {
     // Relative error ≤ 3 ulp (6·U) on normal results; +∞ above 88.38; below −87.34 (subnormal
     // results) at most f32's smallest normal, 0 below −104; NaN kept.
-    let x: Vec<f32> = (0..=200_000).map(|i| -87.0 + i as f32 * 8.75e-4).collect();
+    let x = grid(-87.0, 8.75e-4, 200_000);
     for_each_vector_isa(|isa| {
-        let mut y = vec![0.0; x.len()];
-        simd::math_with(isa, MathFn::Exp, &x, &mut y);
-        for (&xi, &yi) in x.iter().zip(&y) {
+        for (&xi, &yi) in x.iter().zip(&math(isa, MathFn::Exp, &x)) {
             let w = (xi as f64).exp();
             assert!(
                 (yi as f64 - w).abs() <= EXP_REL * w,
@@ -89,8 +96,7 @@ fn exp_accuracy() {
             -105.0,
             89.0,
         ];
-        let mut y = [0.0; 8];
-        simd::math_with(isa, MathFn::Exp, &sp, &mut y);
+        let y = math(isa, MathFn::Exp, &sp);
         assert_eq!(y[0], f32::INFINITY, "[{isa}]");
         assert_eq!(y[1], 0.0, "[{isa}]");
         assert!(y[2].is_nan(), "[{isa}]");

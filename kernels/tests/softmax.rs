@@ -7,8 +7,8 @@ mod common;
 use cloze_kernels::dispatch::Isa;
 use cloze_kernels::softmax;
 use common::{
-    assert_close, cases, for_each_isa, for_each_vector_isa, same_bits_across_threads, Rng, AWKWARD,
-    PARALLEL_LEN, U,
+    assert_close, cases, for_each_awkward_matrix, for_each_isa, for_each_vector_isa,
+    parallel_inputs, same_bits_across_threads, Rng, PARALLEL_COLS, PARALLEL_ROWS, U,
 };
 use proptest::prelude::*;
 
@@ -64,14 +64,10 @@ fn check_softmax(x: &[f32], dy: &[f32], cols: usize) {
 
 #[test]
 fn softmax_awkward_lengths() {
-    let mut r = Rng::new(3);
-    for cols in AWKWARD {
-        for rows in [1, 3] {
-            let x = r.vec(rows * cols, -15.0, 15.0);
-            let dy = r.vec(rows * cols, -1.0, 1.0);
-            check_softmax(&x, &dy, cols);
-        }
-    }
+    for_each_awkward_matrix(|r, rows, cols, x| {
+        let dy = r.vec(rows * cols, -1.0, 1.0);
+        check_softmax(&x, &dy, cols);
+    });
 }
 
 #[test]
@@ -128,11 +124,9 @@ proptest! {
 
 #[test]
 fn one_and_two_threads_bit_identical() {
-    let mut r = Rng::new(6);
-    let cols = 769;
-    let m = (PARALLEL_LEN / cols) * cols;
-    let xs = r.vec(m, -6.0, 6.0);
-    let dys = r.vec(m, -6.0, 6.0);
+    let cols = PARALLEL_COLS;
+    let m = PARALLEL_ROWS * cols;
+    let (_, [xs, dys]) = parallel_inputs(m);
     for_each_isa(|isa| {
         same_bits_across_threads(&format!("softmax {isa}"), || {
             let (mut y, mut l, mut d1, mut d2) =

