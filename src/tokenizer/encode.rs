@@ -99,7 +99,8 @@ pub struct EncodeOptions {
 
 /// The two `longest_first` rules HF ships; they differ only when both texts of a pair must be
 /// cut and the budget left for them is odd.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PairTruncation {
     /// The Python ("slow") `BertTokenizer`'s rule (`transformers`'
     /// `PreTrainedTokenizer.truncate_sequences`): remove one token at a time from the end of
