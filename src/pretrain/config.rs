@@ -48,8 +48,10 @@ pub struct ModelSection {
     pub preset: String,
     /// Continue pre-training from an HF BERT folder (`config.json`, `model.safetensors`,
     /// `vocab.txt`): its config, vocabulary (and casing) and weights are used; heads the folder
-    /// lacks (`cls.*`, `pooler.*`) start fresh. Shape overrides are refused; dropout and
-    /// `initializer_range` may still be set. Relative to the config file.
+    /// lacks (`cls.*`, `pooler.*`) start fresh, and its tokenizer settings (casing,
+    /// `model_max_length`) are written into every checkpoint and the final model. Shape
+    /// overrides are refused; dropout and `initializer_range` may still be set. Relative to
+    /// the config file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_from: Option<PathBuf>,
     pub num_hidden_layers: Option<usize>,

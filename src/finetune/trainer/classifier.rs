@@ -159,16 +159,10 @@ impl Classifier {
         text.push('\n');
         crate::train::checkpoint::write_atomic(&dir.join("config.json"), text.as_bytes())?;
         self.tokenizer.vocab().save(dir.join("vocab.txt"))?;
-        let lower = self.tokenizer.basic().lowercase;
-        let tc = serde_json::json!({
-            "do_lower_case": lower,
-            "strip_accents": self.tokenizer.basic().strip_accents,
-            "model_max_length": self.max_seq_length,
-            "tokenizer_class": "BertTokenizer",
-        });
-        crate::train::checkpoint::write_atomic(
-            &dir.join("tokenizer_config.json"),
-            format!("{tc:#}\n").as_bytes(),
+        crate::bert::folder::save_tokenizer_config(
+            dir,
+            self.tokenizer.basic(),
+            Some(self.max_seq_length),
         )
     }
 }
