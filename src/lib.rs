@@ -210,6 +210,7 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 /// Functions for serde's `#[serde(default = "name")]`, one line each:
 /// `serde_defaults! { name: Type = value; … }`.

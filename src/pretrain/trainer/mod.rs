@@ -66,13 +66,21 @@ fn mix(a: u64, b: u64) -> u64 {
 
 /// The pre-training run.
 pub struct Pretrainer<'c> {
+    /// The run's config (paths resolved).
     pub cfg: PretrainConfig,
+    /// The model's config: the preset with overrides, or the `init_from` folder's.
     pub bert_config: BertConfig,
+    /// The model: encoder, pooler, MLM and NSP heads.
     pub model: BertForPreTraining,
+    /// All weights and their gradients.
     pub store: ParamStore,
+    /// The optimiser and its moment estimates.
     pub opt: AdamW,
+    /// The learning-rate schedule over `cfg.train.steps`.
     pub schedule: LinearWarmupDecay,
+    /// The training and held-out instances.
     pub data: std::sync::Arc<PretrainData>,
+    /// Optimiser steps taken so far (restored by [`Pretrainer::resume`]).
     pub step: u64,
     tape: Tape,
     comm: &'c dyn Collective,
@@ -187,6 +195,8 @@ impl<'c> Pretrainer<'c> {
         Pretrainer::new(cfg, &SINGLE)
     }
 
+    /// The run's checkpoint folder, `output_dir/checkpoints`, keeping the last
+    /// `train.keep_checkpoints`.
     pub fn checkpoints(&self) -> Result<CheckpointDir> {
         CheckpointDir::new(
             self.cfg.output_dir.join("checkpoints"),
