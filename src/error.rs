@@ -7,29 +7,53 @@ use thiserror::Error;
 pub enum Error {
     /// Operand shapes do not fit an op.
     #[error("{op}: shape mismatch: {detail}")]
-    Shape { op: &'static str, detail: String },
+    Shape {
+        /// The op or function that refused the shapes.
+        op: &'static str,
+        /// The shapes it got and what it needs.
+        detail: String,
+    },
     /// An argument is out of range or otherwise invalid.
     #[error("{op}: {detail}")]
-    Invalid { op: &'static str, detail: String },
+    Invalid {
+        /// The op or function that refused the argument.
+        op: &'static str,
+        /// The bad value and what was expected.
+        detail: String,
+    },
     /// A gradient was asked of an op that cannot record one.
     #[error("{op}: input requires a gradient but this op has no backward; run it under no_grad or detach the input")]
-    NotDifferentiable { op: &'static str },
+    NotDifferentiable {
+        /// The op without a backward.
+        op: &'static str,
+    },
     /// A `Var` from an earlier (reset) tape, or from another tape, was used.
     #[error("{op}: variable belongs to a tape that has since been reset (generation {var_gen}, tape is at {tape_gen})")]
     StaleVar {
+        /// The op that was handed the stale variable.
         op: &'static str,
+        /// The tape generation the variable was recorded in.
         var_gen: u64,
+        /// The tape's current generation (one more per reset).
         tape_gen: u64,
     },
+    /// Reading or writing a file failed.
     #[error("i/o error on {path}: {source}")]
     Io {
+        /// The file or folder.
         path: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
     /// A file's contents are malformed.
     #[error("{path}: {detail}")]
-    Format { path: String, detail: String },
+    Format {
+        /// The file (or, for in-memory text, the name the caller gave it).
+        path: String,
+        /// What is wrong, with the offending key or value.
+        detail: String,
+    },
 }
 
 /// `Result` with cloze's [`Error`](enum@Error).

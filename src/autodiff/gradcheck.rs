@@ -38,7 +38,9 @@ use rand::{Rng, SeedableRng};
 pub struct GradcheckOptions {
     /// h = rel_step · max(1, |x|).
     pub rel_step: f32,
+    /// Absolute tolerance: an element passes when |analytic − numeric| ≤ `atol + rtol·|numeric|`.
     pub atol: f32,
+    /// Relative tolerance (see `atol`).
     pub rtol: f32,
     /// Seed of the random projection R.
     pub seed: u64,
@@ -64,7 +66,9 @@ pub struct InputReport {
     pub max_rel_err: f32,
     /// Flat index of the element with the largest excess over the tolerance (or error).
     pub worst_index: usize,
+    /// The backward's value at `worst_index`.
     pub worst_analytic: f32,
+    /// The central-difference estimate at `worst_index`.
     pub worst_numeric: f32,
     /// Elements outside `atol + rtol·|numeric|`.
     pub failures: usize,
@@ -73,6 +77,7 @@ pub struct InputReport {
 /// gradcheck's result: one report per input.
 #[derive(Clone, Debug)]
 pub struct GradcheckReport {
+    /// One report per input tensor, in the order the inputs were given.
     pub inputs: Vec<InputReport>,
 }
 

@@ -48,6 +48,7 @@ impl Default for ParamStore {
 }
 
 impl ParamStore {
+    /// An empty store; its ids are valid only in this store.
     pub fn new() -> ParamStore {
         ParamStore {
             tag: NEXT_STORE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -96,10 +97,12 @@ impl ParamStore {
         Ok(id)
     }
 
+    /// Number of parameters (tensors, not scalars; see [`ParamStore::num_elements`]).
     pub fn len(&self) -> usize {
         self.params.len()
     }
 
+    /// Whether the store holds no parameter.
     pub fn is_empty(&self) -> bool {
         self.params.is_empty()
     }
@@ -109,19 +112,23 @@ impl ParamStore {
         self.params.iter().map(|p| p.value.len()).sum()
     }
 
+    /// Every parameter's id, in the order they were added.
     pub fn ids(&self) -> impl Iterator<Item = ParamId> {
         let tag = self.tag;
         (0..self.params.len()).map(move |index| ParamId { store: tag, index })
     }
 
+    /// The id of the parameter called `name` (HF names such as `encoder.layer.0.output.dense.weight`).
     pub fn id(&self, name: &str) -> Option<ParamId> {
         self.by_name.get(name).copied()
     }
 
+    /// The name `id` was added under. Panics if `id` belongs to another store.
     pub fn name(&self, id: ParamId) -> &str {
         &self.params[self.slot(id)].name
     }
 
+    /// The current value of `id`. Panics if `id` belongs to another store.
     pub fn value(&self, id: ParamId) -> &Tensor {
         &self.params[self.slot(id)].value
     }

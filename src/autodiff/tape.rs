@@ -70,10 +70,12 @@ impl Var {
         Var { value, node: None }
     }
 
+    /// The forward value.
     pub fn value(&self) -> &Tensor {
         &self.value
     }
 
+    /// The forward value's shape.
     pub fn shape(&self) -> &[usize] {
         self.value.shape()
     }
@@ -121,6 +123,7 @@ impl Default for Tape {
 }
 
 impl Tape {
+    /// An empty tape, recording gradients, in training mode (dropout active).
     pub fn new() -> Tape {
         Tape {
             nodes: Vec::new(),
@@ -135,6 +138,7 @@ impl Tape {
         self.nodes.len()
     }
 
+    /// Whether nothing has been recorded since the last reset.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }

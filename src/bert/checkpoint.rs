@@ -32,8 +32,9 @@ pub const BERT_PREFIX: &str = "bert.";
 pub const DECODER_WEIGHT: &str = "cls.predictions.decoder.weight";
 /// Tied alias of `cls.predictions.bias` in MLM checkpoints.
 pub const DECODER_BIAS: &str = "cls.predictions.decoder.bias";
-/// File names inside a checkpoint folder.
+/// The weights file inside a model folder.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// The HF config file inside a model folder ([`crate::bert::BertConfig`] in JSON).
 pub const CONFIG_FILE: &str = "config.json";
 
 fn fmt_err(path: &Path, detail: impl Into<String>) -> Error {

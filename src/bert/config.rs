@@ -7,11 +7,17 @@ use crate::error::{invalid, require_positive, Error, Result};
 /// mistyped or hostile `config.json` is an error naming the key, not an allocation failure.
 /// Each is far above any published BERT-style model.
 pub mod limits {
+    /// Largest `vocab_size` (16.8M tokens).
     pub const VOCAB_SIZE: usize = 1 << 24;
+    /// Largest `hidden_size`.
     pub const HIDDEN_SIZE: usize = 1 << 16;
+    /// Largest `num_hidden_layers`.
     pub const LAYERS: usize = 1 << 10;
+    /// Largest `intermediate_size`.
     pub const INTERMEDIATE_SIZE: usize = 1 << 18;
+    /// Largest `max_position_embeddings`.
     pub const POSITIONS: usize = 1 << 20;
+    /// Largest `type_vocab_size`.
     pub const TYPE_VOCAB_SIZE: usize = 1 << 16;
     /// Parameters of the whole pre-training model (2^33 f32 values are 32 GiB).
     pub const PARAMETERS: usize = 1 << 33;
@@ -111,32 +117,48 @@ const FIELD_KINDS: &[(&str, Kind)] = &[
 /// `architectures` included.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BertConfig {
+    /// HF class names the weights are for (`BertForPreTraining`, `BertForSequenceClassification`,
+    /// …); HF's `Auto*` loaders read it.
     #[serde(default)]
     pub architectures: Vec<String>,
+    /// `"bert"`, or [`PRE_LN_MODEL_TYPE`] for a pre-LN model (so transformers refuses it).
     #[serde(default = "default_model_type")]
     pub model_type: String,
+    /// Rows of the word-embedding table: the number of token ids (`vocab.txt` lines).
     pub vocab_size: usize,
+    /// Width H of every hidden state (BERT-base: 768).
     pub hidden_size: usize,
+    /// Number of Transformer layers (BERT-base: 12).
     pub num_hidden_layers: usize,
+    /// Attention heads per layer; each has width `hidden_size / num_attention_heads`.
     pub num_attention_heads: usize,
+    /// Inner width of each feed-forward block (BERT: 4·H).
     pub intermediate_size: usize,
+    /// Feed-forward activation by HF name (see [`HiddenAct::from_hf`]); default `"gelu"`.
     #[serde(default = "default_hidden_act")]
     pub hidden_act: String,
+    /// Dropout probability on embeddings and sub-layer outputs (default 0.1).
     #[serde(default = "default_dropout")]
     pub hidden_dropout_prob: f32,
+    /// Dropout probability on the attention weights (default 0.1).
     #[serde(default = "default_dropout")]
     pub attention_probs_dropout_prob: f32,
+    /// Rows of the position-embedding table: the longest input in tokens (default 512).
     #[serde(default = "default_max_position")]
     pub max_position_embeddings: usize,
+    /// Rows of the token-type (segment) embedding table (default 2: sentence A and B).
     #[serde(default = "default_type_vocab")]
     pub type_vocab_size: usize,
+    /// σ of the truncated-normal initialiser of new weights (default 0.02).
     #[serde(default = "default_init_range")]
     pub initializer_range: f32,
+    /// ε added to the variance in every LayerNorm (default 1e-12).
     #[serde(default = "default_eps")]
     pub layer_norm_eps: f32,
     /// The `[PAD]` id (may be `null` in HF files).
     #[serde(default = "default_pad")]
     pub pad_token_id: Option<u32>,
+    /// HF's position scheme; only `"absolute"` (learned positions, the default) is supported.
     #[serde(default = "default_position_embedding_type")]
     pub position_embedding_type: String,
     /// HF's flag for a causal (left-to-right) BERT: each position attends to itself and the

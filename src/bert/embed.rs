@@ -12,7 +12,7 @@ use crate::bert::model::{BertInput, BertModel, ForwardOptions};
 use crate::bert::BertConfig;
 use crate::error::{invalid, Error, Result};
 use crate::tensor::Tensor;
-use crate::tokenizer::{EncodeOptions, Encoding, PaddedBatch, Tokenizer};
+use crate::tokenizer::{EncodeOptions, Encoding, PaddedBatch, PairTruncation, Tokenizer};
 use std::path::Path;
 
 /// Mean over the positions with `mask == 1` of `hidden [B, T, H]`, then L2-normalised; one
@@ -106,6 +106,9 @@ pub struct Embedder {
     /// The length inputs are truncated to when the caller gives none (the folder's
     /// `max_seq_length`, else `model_max_length`).
     pub default_max_length: Option<usize>,
+    /// How a pair is cut when both texts must lose tokens (default: the Python tokenizer's
+    /// rule).
+    pub pair_truncation: PairTruncation,
 }
 
 impl Embedder {
@@ -136,6 +139,7 @@ impl Embedder {
             pooling: settings.pooling.unwrap_or_default(),
             normalize: settings.normalize.unwrap_or(true),
             default_max_length: settings.max_length(),
+            pair_truncation: PairTruncation::default(),
         })
     }
 
@@ -151,7 +155,7 @@ impl Embedder {
         let max_length = max_length.or(self.default_max_length);
         let limit = max_length.unwrap_or(self.config.max_position_embeddings);
         let opts = if max_length.is_some() {
-            EncodeOptions::truncate(limit)
+            EncodeOptions::truncate(limit).with_pair_truncation(self.pair_truncation)
         } else {
             EncodeOptions::default()
         };

@@ -248,3 +248,26 @@ pub fn load_tokenizer_for(dir: impl AsRef<Path>, config: &BertConfig) -> Result<
     }
     Ok(tok)
 }
+
+/// Writes `dir/tokenizer_config.json` describing `basic`'s casing (`do_lower_case`,
+/// `strip_accents`; `null` means "follow `do_lower_case`") and, when given, the
+/// `model_max_length` inputs are truncated to, so that HF's `BertTokenizer` and
+/// [`load_tokenizer`] read the folder back with the same settings.
+pub fn save_tokenizer_config(
+    dir: impl AsRef<Path>,
+    basic: &BasicTokenizer,
+    model_max_length: Option<usize>,
+) -> Result<()> {
+    let mut tc = serde_json::json!({
+        "do_lower_case": basic.lowercase,
+        "strip_accents": basic.strip_accents,
+        "tokenizer_class": "BertTokenizer",
+    });
+    if let Some(n) = model_max_length {
+        tc["model_max_length"] = n.into();
+    }
+    crate::train::checkpoint::write_atomic(
+        &dir.as_ref().join("tokenizer_config.json"),
+        format!("{tc:#}\n").as_bytes(),
+    )
+}

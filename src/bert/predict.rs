@@ -24,7 +24,7 @@ use crate::bert::folder::{load_tokenizer_for, FolderSettings};
 use crate::bert::model::{BertInput, BertModel, ClassifierHead, ForwardOptions, MlmHead};
 use crate::bert::BertConfig;
 use crate::error::{invalid, Error, Result};
-use crate::tokenizer::{EncodeOptions, Encoding, PaddedBatch, Tokenizer};
+use crate::tokenizer::{EncodeOptions, Encoding, PaddedBatch, PairTruncation, Tokenizer};
 use serde::Serialize;
 use std::path::Path;
 
@@ -36,16 +36,17 @@ pub fn softmax(row: &[f32]) -> Vec<f32> {
     e.iter().map(|x| (x / s) as f32).collect()
 }
 
-/// Encodes `texts` with truncation to `max_length` (when given) and checks the result fits
-/// the model's positions.
+/// Encodes `texts` with truncation to `max_length` (when given; pairs cut by `pair_rule`) and
+/// checks the result fits the model's positions.
 fn encode_all(
     tok: &Tokenizer,
     config: &BertConfig,
     texts: &[(&str, Option<&str>)],
     max_length: Option<usize>,
+    pair_rule: PairTruncation,
 ) -> Result<Vec<Encoding>> {
     let opts = match max_length {
-        Some(n) => EncodeOptions::truncate(n),
+        Some(n) => EncodeOptions::truncate(n).with_pair_truncation(pair_rule),
         None => EncodeOptions::default(),
     };
     texts
@@ -102,6 +103,9 @@ pub struct FillMask {
     pub store: ParamStore,
     /// Truncation length from the folder (`model_max_length`), if any.
     pub max_length: Option<usize>,
+    /// How a pair is cut to `max_length` when both texts must lose tokens (default: the
+    /// Python tokenizer's rule).
+    pub pair_truncation: PairTruncation,
 }
 
 impl FillMask {
@@ -143,6 +147,7 @@ impl FillMask {
             head,
             store,
             max_length: settings.model_max_length,
+            pair_truncation: PairTruncation::default(),
         })
     }
 
@@ -163,6 +168,7 @@ impl FillMask {
             &self.config,
             &[(text, pair)],
             self.max_length,
+            self.pair_truncation,
         )?
         .remove(0);
         let positions: Vec<u32> = enc
@@ -291,6 +297,9 @@ pub struct Predictor {
     pub regression: bool,
     /// Truncation length (the folder's `model_max_length` unless set otherwise).
     pub max_length: Option<usize>,
+    /// How a pair is cut to `max_length` when both texts must lose tokens (default: the
+    /// Python tokenizer's rule).
+    pub pair_truncation: PairTruncation,
 }
 
 impl Predictor {
@@ -321,6 +330,7 @@ impl Predictor {
             labels,
             regression: num_labels == 1,
             max_length: settings.model_max_length,
+            pair_truncation: PairTruncation::default(),
         })
     }
 
@@ -334,7 +344,13 @@ impl Predictor {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let encs = encode_all(&self.tokenizer, &self.config, texts, self.max_length)?;
+        let encs = encode_all(
+            &self.tokenizer,
+            &self.config,
+            texts,
+            self.max_length,
+            self.pair_truncation,
+        )?;
         let refs: Vec<&Encoding> = encs.iter().collect();
         let padded = PaddedBatch::new(&refs, self.tokenizer.vocab().pad_id());
         let mut tape = Tape::new();

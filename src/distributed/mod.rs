@@ -19,12 +19,15 @@ use std::time::Instant;
 
 /// The collective operations data-parallel training needs.
 pub trait Collective {
+    /// This process's index, `0..size()`; rank 0 writes logs and checkpoints.
     fn rank(&self) -> usize;
+    /// Number of processes taking part.
     fn size(&self) -> usize;
     /// Element-wise sum across ranks, in place, identical on every rank.
     fn all_reduce_sum(&self, buf: &mut [f32]);
     /// Element-wise sum of f64 values (loss and count totals).
     fn all_reduce_sum_f64(&self, buf: &mut [f64]);
+    /// Returns once every rank has reached it.
     fn barrier(&self);
 
     /// Runs the backward of the scalar `loss`, adds its gradients to `store`, and replaces every
@@ -85,6 +88,7 @@ pub struct SyncStats {
 /// visited last to first (the order backward finishes them).
 #[derive(Clone, Copy, Debug)]
 pub struct GradSync {
+    /// Elements (f32) per reduction bucket; larger tensors are reduced alone.
     pub bucket_elems: usize,
 }
 

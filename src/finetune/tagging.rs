@@ -21,7 +21,10 @@ pub enum TagMode {
     /// Encoder and head trained together.
     FineTune,
     /// Encoder frozen; the head reads the concatenation of the last `layers` hidden states.
-    FeatureBased { layers: usize },
+    FeatureBased {
+        /// How many of the top layers' hidden states are concatenated (the paper's best: 4).
+        layers: usize,
+    },
 }
 
 /// Tagging settings.
@@ -29,11 +32,18 @@ pub enum TagMode {
 pub struct TaggingConfig {
     /// Pre-trained HF folder (config.json, model.safetensors, vocab.txt).
     pub model_dir: PathBuf,
+    /// Fine-tune the encoder, or train a head on frozen features.
     pub mode: TagMode,
+    /// Pieces per sentence, `[CLS]`/`[SEP]` included; words past it are dropped and not scored.
     pub max_seq_length: usize,
+    /// Sentences per optimiser step.
     pub batch_size: usize,
+    /// Passes over the training sentences.
     pub epochs: usize,
+    /// Peak learning rate of BERT's schedule (warm-up over the first 10% of steps, linear
+    /// decay to 0).
     pub learning_rate: f32,
+    /// Seed of the head initialisation, sentence order and dropout.
     pub seed: u64,
 }
 
@@ -88,7 +98,9 @@ fn pad(batch: &[&Encoded], pad_id: u32) -> (Vec<u32>, Vec<u32>, Vec<i32>, usize)
 
 /// A trained tagger and its word-level dev accuracy.
 pub struct Tagger {
+    /// The tag inventory, sorted (class index order).
     pub tags: Vec<String>,
+    /// Word-level accuracy on dev (each word scored at its first piece), in [0, 1].
     pub accuracy: f64,
 }
 

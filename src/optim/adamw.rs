@@ -7,8 +7,11 @@ use cloze_kernels::adamw as kernel;
 /// Hyper-parameters. [`AdamWConfig::bert`] gives the reference BERT optimiser.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdamWConfig {
+    /// Decay rate of the first-moment (gradient mean) estimate (BERT: 0.9).
     pub beta1: f32,
+    /// Decay rate of the second-moment (squared gradient) estimate (BERT: 0.999).
     pub beta2: f32,
+    /// ε added to the square root of the second moment (BERT: 1e-6).
     pub eps: f32,
     /// Decoupled weight decay applied to parameters that [`AdamW::new`]'s rule selects.
     pub weight_decay: f32,
@@ -82,6 +85,7 @@ impl AdamW {
         })
     }
 
+    /// The hyper-parameters the optimiser was built with.
     pub fn config(&self) -> &AdamWConfig {
         &self.config
     }

@@ -7,12 +7,17 @@ use crate::error::{invalid, Result};
 /// (so the decay is computed from step 0, as `optimization.py` does).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LinearWarmupDecay {
+    /// The learning rate the schedule starts its decay from (and warms up to).
     pub peak: f32,
+    /// Steps of linear warm-up from 0.
     pub warmup_steps: u64,
+    /// The step at which the learning rate reaches 0.
     pub total_steps: u64,
 }
 
 impl LinearWarmupDecay {
+    /// The schedule; errors unless `peak` is finite and positive and 0 ≤ `warmup_steps` ≤
+    /// `total_steps` > 0.
     pub fn new(peak: f32, warmup_steps: u64, total_steps: u64) -> Result<LinearWarmupDecay> {
         if !(peak.is_finite() && peak > 0.0) || total_steps == 0 || warmup_steps > total_steps {
             return invalid(

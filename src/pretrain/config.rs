@@ -48,17 +48,27 @@ pub struct ModelSection {
     pub preset: String,
     /// Continue pre-training from an HF BERT folder (`config.json`, `model.safetensors`,
     /// `vocab.txt`): its config, vocabulary (and casing) and weights are used; heads the folder
-    /// lacks (`cls.*`, `pooler.*`) start fresh. Shape overrides are refused; dropout and
-    /// `initializer_range` may still be set. Relative to the config file.
+    /// lacks (`cls.*`, `pooler.*`) start fresh, and its tokenizer settings (casing,
+    /// `model_max_length`) are written into every checkpoint and the final model. Shape
+    /// overrides are refused; dropout and `initializer_range` may still be set. Relative to
+    /// the config file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_from: Option<PathBuf>,
+    /// Override of the preset's number of Transformer layers.
     pub num_hidden_layers: Option<usize>,
+    /// Override of the preset's hidden width H (must divide by the number of heads).
     pub hidden_size: Option<usize>,
+    /// Override of the preset's attention heads per layer.
     pub num_attention_heads: Option<usize>,
+    /// Override of the preset's feed-forward inner width (BERT: 4·H).
     pub intermediate_size: Option<usize>,
+    /// Dropout probability on embeddings and sub-layer outputs (BERT: 0.1).
     pub hidden_dropout_prob: Option<f32>,
+    /// Dropout probability on the attention weights (BERT: 0.1).
     pub attention_probs_dropout_prob: Option<f32>,
+    /// Rows of the position-embedding table: the longest sequence the model accepts (BERT: 512).
     pub max_position_embeddings: Option<usize>,
+    /// Feed-forward activation by HF name: `gelu`, `gelu_new`, `gelu_pytorch_tanh` or `relu`.
     pub hidden_act: Option<String>,
     /// σ of the truncated-normal initialiser (BERT: 0.02).
     pub initializer_range: Option<f32>,
@@ -74,20 +84,27 @@ pub struct DataSection {
     /// vocabulary of that size is learned from the training corpus and written there first.
     #[serde(default)]
     pub vocab: PathBuf,
+    /// Size of the vocabulary to learn from `train` when `vocab` does not exist yet.
     pub train_vocab_size: Option<usize>,
+    /// Training corpus: one sentence per line, a blank line between documents.
     pub train: PathBuf,
     /// Held-out corpus; without it every `heldout_every`-th training document is held out.
     pub heldout: Option<PathBuf>,
+    /// Without a `heldout` file, every `heldout_every`-th training document is held out (≥ 2).
     #[serde(default = "d_heldout_every")]
     pub heldout_every: usize,
     /// Use only the first N documents of the training corpus (quick runs).
     pub max_documents: Option<usize>,
+    /// Tokens per instance, `[CLS]` and `[SEP]`s included (≤ the model's positions).
     #[serde(default = "d_max_seq")]
     pub max_seq_length: usize,
+    /// Probability that an instance aims at a random shorter length (BERT: 0.1).
     #[serde(default = "d_short")]
     pub short_seq_prob: f64,
+    /// Fraction of an instance's tokens chosen for the masked LM (BERT: 0.15).
     #[serde(default = "d_mlm_prob")]
     pub masked_lm_prob: f64,
+    /// Cap on masked-LM predictions per instance (BERT: 20 at length 128).
     #[serde(default = "d_max_pred")]
     pub max_predictions_per_seq: usize,
     /// The held-out set's masking rate when it differs from training's (a run trained with
@@ -99,12 +116,16 @@ pub struct DataSection {
     /// MASK / RANDOM / KEEP shares of the chosen positions.
     #[serde(default = "d_mask")]
     pub mask: f64,
+    /// Share of the chosen positions replaced by a random token (BERT: 0.1).
     #[serde(default = "d_random")]
     pub random: f64,
+    /// Share of the chosen positions left unchanged (BERT: 0.1).
     #[serde(default = "d_keep")]
     pub keep: f64,
+    /// Choose whole words (all their WordPiece pieces) for masking instead of single pieces.
     #[serde(default)]
     pub whole_word_mask: bool,
+    /// Passes over the corpus, each with its own segment pairs and masks (BERT: 10).
     #[serde(default = "d_dupe")]
     pub dupe_factor: usize,
 }
@@ -113,36 +134,52 @@ pub struct DataSection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainSection {
+    /// Which pre-training task (`"mlm+nsp"`, `"mlm"` or `"ltr"`).
     pub objective: Objective,
+    /// Sequences per optimiser step, over all ranks (must divide by the rank count).
     pub batch_size: usize,
     /// Sequences per forward/backward (gradient accumulation when below the batch size).
     pub micro_batch_size: Option<usize>,
+    /// Optimiser steps of the whole run.
     pub steps: u64,
+    /// Peak learning rate of BERT's schedule ([`crate::optim::LinearWarmupDecay`]): linear
+    /// warm-up over `warmup_steps`, linear decay to 0 at `steps`.
     pub learning_rate: f32,
+    /// Steps of linear warm-up from 0 to `learning_rate` (at most `steps`).
     pub warmup_steps: u64,
+    /// AdamW's decoupled weight decay (BERT: 0.01; biases and LayerNorm weights are exempt).
     #[serde(default = "d_wd")]
     pub weight_decay: f32,
+    /// Apply Adam's bias correction to the moment estimates (BERT's optimiser does not: `false`).
     #[serde(default)]
     pub bias_correction: bool,
+    /// Adam's decay rate of the first-moment (mean) estimate.
     #[serde(default = "d_beta1")]
     pub beta1: f32,
+    /// Adam's decay rate of the second-moment (uncentred variance) estimate.
     #[serde(default = "d_beta2")]
     pub beta2: f32,
+    /// Adam's ε, added to the root of the second moment (BERT: 1e-6).
     #[serde(default = "d_eps")]
     pub adam_eps: f32,
+    /// Gradients are rescaled so their global L2 norm is at most this (BERT: 1.0).
     #[serde(default = "d_clip")]
     pub max_grad_norm: f32,
+    /// Seed of the initialisation, instance creation, data order, masking and dropout.
     pub seed: u64,
+    /// Write a metrics line every this many steps (and at the last step).
     #[serde(default = "d_log")]
     pub log_every: u64,
     /// 0 = only at the end.
     #[serde(default)]
     pub eval_every: u64,
+    /// Held-out batches (of `batch_size`) scored per evaluation.
     #[serde(default = "d_eval_batches")]
     pub eval_batches: usize,
     /// 0 = only at the end.
     #[serde(default)]
     pub checkpoint_every: u64,
+    /// How many of the most recent checkpoints are kept; older ones are deleted.
     #[serde(default = "d_keep_ckpt")]
     pub keep_checkpoints: usize,
     /// Start of the LM head's output bias: `"zeros"` (BERT) or `"unigram"`.
@@ -163,9 +200,12 @@ pub struct TrainSection {
 /// How the (learned) position embeddings start.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PositionInit {
+    /// BERT's truncated-normal initialisation.
     #[default]
     #[serde(rename = "random")]
     Random,
+    /// The Transformer's sine/cosine table, scaled to the initialiser's σ (see
+    /// [`crate::pretrain::trainer::sinusoidal_positions`]).
     #[serde(rename = "sinusoidal")]
     Sinusoidal,
 }
@@ -174,9 +214,14 @@ pub enum PositionInit {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PretrainConfig {
+    /// Folder of the run's outputs: `metrics.jsonl`, `checkpoints/`, `final/` (relative paths
+    /// are resolved against the config file's folder by [`PretrainConfig::from_file`]).
     pub output_dir: PathBuf,
+    /// The `[model]` table: preset or `init_from`, and shape overrides.
     pub model: ModelSection,
+    /// The `[data]` table: vocabulary, corpora and instance creation.
     pub data: DataSection,
+    /// The `[train]` table: optimiser, schedule and loop.
     pub train: TrainSection,
 }
 
@@ -281,6 +326,7 @@ impl PretrainConfig {
         Ok(cfg)
     }
 
+    /// The config as TOML (what [`PretrainConfig::from_toml_str`] reads back).
     pub fn to_toml_string(&self) -> String {
         toml::to_string_pretty(self).expect("config serialises")
     }

@@ -36,8 +36,11 @@ use rayon::prelude::*;
 /// Shares of the chosen positions that become `[MASK]`, a random token, or stay the same.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MaskSplit {
+    /// Share of the chosen positions replaced by `[MASK]` (BERT: 0.8).
     pub mask: f64,
+    /// Share replaced by a random vocabulary id (BERT: 0.1).
     pub random: f64,
+    /// Share left unchanged (BERT: 0.1).
     pub keep: f64,
 }
 
@@ -53,12 +56,19 @@ impl MaskSplit {
 /// Everything that shapes instance creation.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct InstanceConfig {
+    /// Tokens per instance, `[CLS]`/`[SEP]`s included (at least 5).
     pub max_seq_length: usize,
+    /// Probability of aiming at a random shorter length (step 1 of the module docs).
     pub short_seq_prob: f64,
+    /// Fraction of an instance's tokens chosen for prediction (BERT: 0.15).
     pub masked_lm_prob: f64,
+    /// Cap on predicted positions per instance.
     pub max_predictions_per_seq: usize,
+    /// What the chosen positions become.
     pub mask_split: MaskSplit,
+    /// Choose all pieces of a word together (a word = a piece and its `##` continuations).
     pub whole_word_mask: bool,
+    /// Passes over the corpus, each with fresh pairs and masks (1..=[`MAX_DUPE_FACTOR`]).
     pub dupe_factor: usize,
     /// Draw random next sentences for NSP (false for the "No NSP" and LTR ablations).
     pub next_sentence: bool,
@@ -137,9 +147,13 @@ pub const MAX_DUPE_FACTOR: usize = 1000;
 /// The ids instance creation needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SpecialTokens {
+    /// The `[CLS]` id.
     pub cls: u32,
+    /// The `[SEP]` id.
     pub sep: u32,
+    /// The `[MASK]` id.
     pub mask: u32,
+    /// Number of ids; random replacements are drawn uniformly from `0..vocab_size`.
     pub vocab_size: u32,
 }
 
@@ -148,6 +162,7 @@ pub struct SpecialTokens {
 pub struct Instance {
     /// `[CLS] A [SEP] B [SEP]` after masking.
     pub tokens: Vec<u32>,
+    /// Segment (token type) per position: 0 through the first `[SEP]`, 1 after.
     pub segment_ids: Vec<u32>,
     /// NSP label: true when B is a random sentence from another document (label 1).
     pub is_random_next: bool,
@@ -172,6 +187,7 @@ fn mix(seed: u64, a: u64, b: u64) -> u64 {
 /// Counts that explain the NSP share of a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CreationStats {
+    /// Instances created.
     pub instances: usize,
     /// Instances whose B is random.
     pub random_next: usize,

@@ -102,14 +102,17 @@ impl Tensor {
         Tensor::from_parts(data, shape)
     }
 
+    /// A tensor of `shape` filled with 0.
     pub fn zeros(shape: &[usize]) -> Tensor {
         Tensor::full(shape, 0.0)
     }
 
+    /// A tensor of `shape` filled with 1.
     pub fn ones(shape: &[usize]) -> Tensor {
         Tensor::full(shape, 1.0)
     }
 
+    /// A tensor of `shape` filled with `value`.
     pub fn full(shape: &[usize], value: f32) -> Tensor {
         Tensor::overwritten(shape, |d| d.fill(value))
     }
@@ -150,10 +153,12 @@ impl Tensor {
         }))
     }
 
+    /// Axis lengths, outermost first (`[]` for a scalar).
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
 
+    /// Number of axes.
     pub fn ndim(&self) -> usize {
         self.shape.len()
     }
@@ -163,6 +168,7 @@ impl Tensor {
         self.storage.0.len()
     }
 
+    /// Whether the tensor has no element (some axis is 0).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -172,6 +178,7 @@ impl Tensor {
         &self.storage.0
     }
 
+    /// A copy of the values, row-major.
     pub fn to_vec(&self) -> Vec<f32> {
         self.data().to_vec()
     }

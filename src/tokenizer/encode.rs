@@ -53,10 +53,15 @@ pub enum Padding {
 /// (`[PAD]`, token type 0, mask 0): the model's input for a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PaddedBatch {
+    /// Token ids, `[batch, seq]`, `[PAD]` after each sequence's end.
     pub input_ids: Vec<u32>,
+    /// Segment ids, `[batch, seq]` (0 on padding).
     pub token_type_ids: Vec<u32>,
+    /// 1 for real tokens, 0 for padding, `[batch, seq]`.
     pub attention_mask: Vec<u32>,
+    /// Number of sequences.
     pub batch: usize,
+    /// Length of every row: the longest encoding's.
     pub seq: usize,
 }
 
@@ -99,7 +104,8 @@ pub struct EncodeOptions {
 
 /// The two `longest_first` rules HF ships; they differ only when both texts of a pair must be
 /// cut and the budget left for them is odd.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PairTruncation {
     /// The Python ("slow") `BertTokenizer`'s rule (`transformers`'
     /// `PreTrainedTokenizer.truncate_sequences`): remove one token at a time from the end of

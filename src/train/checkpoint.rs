@@ -102,6 +102,7 @@ impl CheckpointDir {
         })
     }
 
+    /// The folder holding the `step-*` checkpoints and the `latest` pointer.
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -59,6 +59,7 @@ pub fn tiny_classifier(dir: &Path, boost: Option<usize>) -> Classifier {
         store,
         tokenizer: Tokenizer::new(vocab()),
         max_seq_length: 16,
+        pair_truncation: Default::default(),
     };
     let names: Vec<String> = ["negative", "neutral", "positive"]
         .iter()

@@ -130,6 +130,7 @@ pub(crate) fn eval_classification(
         warmup_proportion: 0.1,
         seed,
         max_train_examples: None,
+        pair_truncation: Default::default(),
     };
     let (score, lr, dev) = select_on_dev(
         &f.learning_rates,

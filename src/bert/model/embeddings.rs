@@ -11,9 +11,13 @@ use crate::error::Result;
 /// Word + position + segment embeddings, then LayerNorm and dropout.
 #[derive(Clone, Debug)]
 pub struct BertEmbeddings {
+    /// Word-embedding table `[V, H]` (`embeddings.word_embeddings.weight`), also the MLM decoder.
     pub word: ParamId,
+    /// Position-embedding table `[P, H]`, P = `max_position_embeddings`.
     pub position: ParamId,
+    /// Segment-embedding table `[type_vocab_size, H]`.
     pub token_type: ParamId,
+    /// LayerNorm over the sum of the three embeddings.
     pub layer_norm: LayerNorm,
 }
 

@@ -36,10 +36,13 @@ pub struct BertOutput {
 pub struct BertModel {
     config: BertConfig,
     pub(crate) act: HiddenAct,
+    /// The embedding layer (`embeddings.*`).
     pub embeddings: BertEmbeddings,
+    /// The Transformer layers, bottom first (`encoder.layer.{i}.*`).
     pub layers: Vec<BertLayer>,
     /// Pre-LN only: `encoder.LayerNorm`, after the last layer.
     pub final_layer_norm: Option<LayerNorm>,
+    /// The pooler `[H, H]` (`pooler.dense`, tanh on `[CLS]`); `None` when built without it.
     pub pooler: Option<Linear>,
 }
 
@@ -100,6 +103,7 @@ impl BertModel {
         })
     }
 
+    /// The config the model was built from.
     pub fn config(&self) -> &BertConfig {
         &self.config
     }

@@ -15,9 +15,13 @@ use crate::tensor::Tensor;
 /// word-embedding table plus its own output bias.
 #[derive(Clone, Debug)]
 pub struct MlmHead {
+    /// Dense H→H before the activation (`cls.predictions.transform.dense`).
     pub transform: Linear,
+    /// LayerNorm after the activation (`cls.predictions.transform.LayerNorm`).
     pub layer_norm: LayerNorm,
+    /// Output bias, `[V]` (`cls.predictions.bias`).
     pub bias: ParamId,
+    /// The encoder's word-embedding table `[V, H]`, used as the (tied) decoder matrix.
     pub word_embeddings: ParamId,
     act: HiddenAct,
 }
@@ -119,10 +123,12 @@ impl MlmHead {
 /// The next-sentence head: `[2, H]` on the pooled output; label 0 = IsNext, 1 = random.
 #[derive(Clone, Debug)]
 pub struct NspHead {
+    /// `[2, H]` weights and `[2]` bias (`cls.seq_relationship`).
     pub linear: Linear,
 }
 
 impl NspHead {
+    /// Adds `cls.seq_relationship.*`, initialised with `config.initializer_range`.
     pub fn new(config: &BertConfig, store: &mut ParamStore, seed: u64) -> Result<Self> {
         Ok(NspHead {
             linear: Linear::new(
@@ -145,12 +151,16 @@ impl NspHead {
 /// The sequence-classification head: dropout, then `[K, H]` on the pooled output.
 #[derive(Clone, Debug)]
 pub struct ClassifierHead {
+    /// `[K, H]` weights and `[K]` bias (`classifier.*`).
     pub linear: Linear,
+    /// K, the number of outputs (1 for regression).
     pub num_labels: usize,
     dropout: f32,
 }
 
 impl ClassifierHead {
+    /// Adds `classifier.*` with `num_labels` outputs (0 is an error); dropout follows
+    /// `config.hidden_dropout_prob`.
     pub fn new(
         config: &BertConfig,
         store: &mut ParamStore,
@@ -195,14 +205,18 @@ impl ClassifierHead {
 /// `BertForPreTraining`: the model with pooler, MLM and NSP heads.
 #[derive(Clone, Debug)]
 pub struct BertForPreTraining {
+    /// The encoder with its pooler (`bert.*` in HF files).
     pub bert: BertModel,
+    /// The masked-LM head.
     pub mlm: MlmHead,
+    /// The next-sentence head.
     pub nsp: NspHead,
 }
 
 /// Outputs of [`BertForPreTraining::forward`].
 #[derive(Clone, Debug)]
 pub struct PreTrainingOutput {
+    /// The encoder's outputs (last hidden states `[B, T, H]`, pooled `[B, H]`).
     pub bert: BertOutput,
     /// `[n, V]` at the requested flat positions.
     pub mlm_logits: Var,
@@ -211,6 +225,7 @@ pub struct PreTrainingOutput {
 }
 
 impl BertForPreTraining {
+    /// Builds the encoder (with pooler) and both heads, adding every parameter to `store`.
     pub fn new(config: &BertConfig, store: &mut ParamStore, seed: u64) -> Result<Self> {
         let bert = BertModel::new(config, store, seed)?;
         let mlm = MlmHead::new(&bert, store, seed)?;
@@ -218,6 +233,8 @@ impl BertForPreTraining {
         Ok(BertForPreTraining { bert, mlm, nsp })
     }
 
+    /// Runs the encoder, the MLM head at `mlm_flat_positions` (rows `b·T + p`, see
+    /// [`MlmHead::flatten_positions`]) and the NSP head on the pooled output.
     pub fn forward(
         &self,
         tape: &mut Tape,
@@ -260,11 +277,14 @@ impl BertForPreTraining {
 /// `BertForSequenceClassification`: the model with pooler and a classifier.
 #[derive(Clone, Debug)]
 pub struct BertForSequenceClassification {
+    /// The encoder with its pooler (`bert.*` in HF files).
     pub bert: BertModel,
+    /// The classification (or regression) head.
     pub classifier: ClassifierHead,
 }
 
 impl BertForSequenceClassification {
+    /// Builds the encoder (with pooler) and a `num_labels`-output head (0 is an error).
     pub fn new(
         config: &BertConfig,
         store: &mut ParamStore,

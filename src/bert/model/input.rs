@@ -10,12 +10,15 @@ pub const MASK_ADDER: f32 = -10000.0;
 /// One batch of token sequences, `[batch, seq]` row-major.
 #[derive(Clone, Copy, Debug)]
 pub struct BertInput<'a> {
+    /// Token ids, `batch · seq` of them, each below the vocabulary size.
     pub input_ids: &'a [u32],
     /// Segment ids; all 0 when `None`.
     pub token_type_ids: Option<&'a [u32]>,
     /// 1 for real tokens, 0 for padding; all 1 when `None`.
     pub attention_mask: Option<&'a [u32]>,
+    /// Sequences in the batch (B).
     pub batch: usize,
+    /// Tokens per sequence (T), padding included; at most `max_position_embeddings`.
     pub seq: usize,
 }
 
@@ -38,11 +41,13 @@ impl<'a> BertInput<'a> {
             .with_attention_mask(&b.attention_mask)
     }
 
+    /// The same input with segment ids (`batch · seq`, each below `type_vocab_size`).
     pub fn with_token_types(mut self, token_type_ids: &'a [u32]) -> Self {
         self.token_type_ids = Some(token_type_ids);
         self
     }
 
+    /// The same input with an attention mask (`batch · seq`, 1 = real token, 0 = padding).
     pub fn with_attention_mask(mut self, attention_mask: &'a [u32]) -> Self {
         self.attention_mask = Some(attention_mask);
         self

@@ -13,7 +13,9 @@ use crate::tensor::Tensor;
 /// A dense layer `y = x·Wᵀ + b` with `W` stored `[out, in]`.
 #[derive(Clone, Debug)]
 pub struct Linear {
+    /// `W`, `[out, in]` (`{prefix}.weight`).
     pub weight: ParamId,
+    /// `b`, `[out]` (`{prefix}.bias`).
     pub bias: ParamId,
 }
 
@@ -46,18 +48,24 @@ impl Linear {
 /// LayerNorm parameters `{prefix}.weight` (ones) and `{prefix}.bias` (zeros).
 #[derive(Clone, Debug)]
 pub struct LayerNorm {
+    /// The scale γ, `[size]`, initialised to ones.
     pub weight: ParamId,
+    /// The shift β, `[size]`, initialised to zeros.
     pub bias: ParamId,
+    /// ε added to the variance before the square root.
     pub eps: f32,
 }
 
 impl LayerNorm {
+    /// Adds `{prefix}.weight` (ones) and `{prefix}.bias` (zeros), both `[size]`; errors if a name
+    /// is already in `store`.
     pub fn new(store: &mut ParamStore, prefix: &str, size: usize, eps: f32) -> Result<LayerNorm> {
         let weight = store.add(format!("{prefix}.weight"), Tensor::ones(&[size]))?;
         let bias = store.add(format!("{prefix}.bias"), Tensor::zeros(&[size]))?;
         Ok(LayerNorm { weight, bias, eps })
     }
 
+    /// Normalises `x` over its last axis (`[…, size]`), then scales by γ and shifts by β.
     pub fn forward(&self, tape: &mut Tape, store: &ParamStore, x: &Var) -> Result<Var> {
         let g = tape.param(store, self.weight);
         let b = tape.param(store, self.bias);
@@ -99,14 +107,23 @@ pub(crate) fn dropout(tape: &mut Tape, x: Var, p: f32, seed: u64) -> Result<Var>
 /// One encoder layer (post-LN, or pre-LN with `config.pre_layer_norm`).
 #[derive(Clone, Debug)]
 pub struct BertLayer {
+    /// Position of the layer in the encoder (its names are `encoder.layer.{index}.*`).
     pub index: usize,
+    /// Query projection, `[H, H]`.
     pub query: Linear,
+    /// Key projection, `[H, H]`.
     pub key: Linear,
+    /// Value projection, `[H, H]`.
     pub value: Linear,
+    /// Projection of the concatenated heads back to H, `[H, H]`.
     pub attention_output: Linear,
+    /// The LayerNorm around the attention block (after the residual; before it with pre-LN).
     pub attention_layer_norm: LayerNorm,
+    /// Feed-forward expansion, `[I, H]` (I = `intermediate_size`).
     pub intermediate: Linear,
+    /// Feed-forward projection back, `[H, I]`.
     pub output: Linear,
+    /// The LayerNorm around the feed-forward block (after the residual; before it with pre-LN).
     pub output_layer_norm: LayerNorm,
     act: HiddenAct,
 }

@@ -2,7 +2,7 @@
 //! pooling mode, L2 normalisation, its `max_seq_length`), written as one `[N, H]` matrix in
 //! safetensors or `.npy`.
 
-use crate::input::{read_lines, write_output, InputFormat};
+use crate::input::{read_lines, write_output, InputFormat, PairTruncationArg};
 use clap::Parser;
 use cloze::bert::embed::Embedder;
 use cloze::bert::folder::Pooling;
@@ -38,6 +38,8 @@ pub struct Args {
     /// sentence_bert_config.json max_seq_length / tokenizer_config.json model_max_length.
     #[arg(long)]
     max_length: Option<usize>,
+    #[command(flatten)]
+    pair_truncation: PairTruncationArg,
     /// Pooling (mean, cls or max). Overrides the folder's 1_Pooling/config.json (mean without
     /// one).
     #[arg(long)]
@@ -99,6 +101,7 @@ pub fn run(args: Args) -> Result<(), String> {
     if args.no_normalize {
         emb.normalize = false;
     }
+    emb.pair_truncation = args.pair_truncation.rule();
     // Check every input in input order first: an error inside a length-sorted batch would
     // otherwise name the input's place in that batch.
     for (i, l) in lines.iter().enumerate() {

@@ -1,5 +1,6 @@
 //! `cloze finetune` and `cloze eval`: sentence(-pair) classification with the paper's recipe.
 
+use crate::input::PairTruncationArg;
 use clap::Parser;
 use cloze::bert::checkpoint::Checkpoint;
 use cloze::finetune::data::{read_jsonl, read_tsv, Example, TsvSpec};
@@ -43,6 +44,8 @@ pub struct Args {
     /// tokenizer_config.json model_max_length.
     #[arg(long, default_value_t = 128)]
     max_seq_length: usize,
+    #[command(flatten)]
+    pair_truncation: PairTruncationArg,
     /// Seed of the classifier initialisation, data order and dropout.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -125,6 +128,7 @@ pub fn run(args: Args) -> Result<(), String> {
         max_seq_length: args.max_seq_length,
         seed: args.seed,
         max_train_examples: args.max_train_examples,
+        pair_truncation: args.pair_truncation.rule(),
         ..FinetuneConfig::paper(&args.model, num_labels)
     };
     std::fs::create_dir_all(&args.output)
@@ -256,6 +260,8 @@ pub struct EvalArgs {
     /// Truncate each example to this many tokens ([CLS]/[SEP] included).
     #[arg(long, default_value_t = 128)]
     max_seq_length: usize,
+    #[command(flatten)]
+    pair_truncation: PairTruncationArg,
 }
 
 pub fn eval(args: EvalArgs) -> Result<(), String> {
@@ -285,6 +291,7 @@ pub fn eval(args: EvalArgs) -> Result<(), String> {
         store,
         tokenizer: cloze::bert::folder::load_tokenizer(&args.model).map_err(|e| e.to_string())?,
         max_seq_length: args.max_seq_length,
+        pair_truncation: args.pair_truncation.rule(),
     };
     let s =
         cloze::finetune::trainer::dev_scores(&clf, &data, 32, 0.0).map_err(|e| e.to_string())?;

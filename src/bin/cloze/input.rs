@@ -1,6 +1,7 @@
 //! Input and output shared by the subcommands: JSON lines or plain text in, files or standard
 //! output out.
 
+use cloze::tokenizer::PairTruncation;
 use serde::Deserialize;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
@@ -85,5 +86,33 @@ pub fn write_output(output: &str, bytes: &[u8]) -> Result<(), String> {
     } else {
         cloze::train::checkpoint::write_atomic(std::path::Path::new(output), bytes)
             .map_err(|e| e.to_string())
+    }
+}
+
+/// `--pair-truncation`, shared by every command that cuts text pairs to a length.
+#[derive(clap::Args, Clone, Copy, Debug)]
+pub struct PairTruncationArg {
+    /// How a pair is cut when both texts must lose tokens: `python` (the slow BertTokenizer:
+    /// the first text keeps the odd token) or `fast` (HF `tokenizers`: the longer keeps it).
+    #[arg(long, value_enum, default_value_t = PairRule::Python)]
+    pair_truncation: PairRule,
+}
+
+/// `--pair-truncation` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum PairRule {
+    /// The Python (slow) BertTokenizer's longest_first.
+    Python,
+    /// The Rust tokenizers (fast) LongestFirst.
+    Fast,
+}
+
+impl PairTruncationArg {
+    /// The library's rule for the chosen value.
+    pub fn rule(self) -> PairTruncation {
+        match self.pair_truncation {
+            PairRule::Python => PairTruncation::Python,
+            PairRule::Fast => PairTruncation::Fast,
+        }
     }
 }

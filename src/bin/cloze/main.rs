@@ -5,6 +5,7 @@
 //! variant of [`Command`].
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::process::ExitCode;
 

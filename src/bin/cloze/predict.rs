@@ -1,6 +1,6 @@
 //! `cloze fill-mask` and `cloze predict`: JSON lines of predictions, one per input line.
 
-use crate::input::{read_lines, write_output, InputFormat};
+use crate::input::{read_lines, write_output, InputFormat, PairTruncationArg};
 use clap::Parser;
 use cloze::bert::predict::{FillMask, Predictor};
 use std::path::PathBuf;
@@ -26,6 +26,8 @@ pub struct FillMaskArgs {
     /// model_max_length.
     #[arg(long)]
     max_length: Option<usize>,
+    #[command(flatten)]
+    pair_truncation: PairTruncationArg,
     /// Output JSON lines ({"text", "masks": [{"position", "candidates": [{"token", "id",
     /// "score"}]}]}); `-` is standard output.
     #[arg(long, default_value = "-")]
@@ -38,6 +40,7 @@ pub fn fill_mask(args: FillMaskArgs) -> Result<(), String> {
     if args.max_length.is_some() {
         fm.max_length = args.max_length;
     }
+    fm.pair_truncation = args.pair_truncation.rule();
     let mut out = String::new();
     for (i, l) in lines.iter().enumerate() {
         let masks = fm
@@ -71,6 +74,8 @@ pub struct PredictArgs {
     /// model_max_length (which `cloze finetune` sets to its --max-seq-length).
     #[arg(long)]
     max_length: Option<usize>,
+    #[command(flatten)]
+    pair_truncation: PairTruncationArg,
     /// Also output each input's [CLS] hidden state (`cls`) and pooler output (`pooled`).
     #[arg(long)]
     vectors: bool,
@@ -92,6 +97,7 @@ pub fn predict(args: PredictArgs) -> Result<(), String> {
     if args.max_length.is_some() {
         p.max_length = args.max_length;
     }
+    p.pair_truncation = args.pair_truncation.rule();
     let mut out = String::new();
     for (b, chunk) in lines.chunks(args.batch_size).enumerate() {
         let texts: Vec<(&str, Option<&str>)> = chunk

@@ -3,18 +3,9 @@
 use std::io::{self, BufRead, BufWriter, Write};
 use std::path::PathBuf;
 
-use crate::input::Line;
+use crate::input::{Line, PairTruncationArg};
 use clap::Parser;
-use cloze::tokenizer::{BasicTokenizer, EncodeOptions, Padding, PairTruncation, Tokenizer, Vocab};
-
-/// `--pair-truncation` values.
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum PairRule {
-    /// The Python (slow) BertTokenizer's longest_first.
-    Python,
-    /// The Rust tokenizers (fast) LongestFirst.
-    Fast,
-}
+use cloze::tokenizer::{BasicTokenizer, EncodeOptions, Padding, Tokenizer, Vocab};
 use rayon::prelude::*;
 
 /// Arguments of `cloze tokenize`.
@@ -33,10 +24,8 @@ pub struct Args {
     /// Truncate to --max-length: longest first, from the end. For pairs see --pair-truncation.
     #[arg(long, requires = "max_length")]
     truncation: bool,
-    /// How a pair is cut when both texts must lose tokens: `python` (the slow BertTokenizer:
-    /// the first text keeps the odd token) or `fast` (HF `tokenizers`: the longer keeps it).
-    #[arg(long, value_enum, default_value_t = PairRule::Python)]
-    pair_truncation: PairRule,
+    #[command(flatten)]
+    pair_truncation: PairTruncationArg,
     /// Right-pad every sequence with [PAD] to this length (attention_mask 0).
     #[arg(long)]
     pad_to: Option<usize>,
@@ -63,10 +52,7 @@ pub fn run(args: Args) -> Result<(), String> {
         max_length: args.max_length,
         truncation: args.truncation,
         padding: args.pad_to.map_or(Padding::None, Padding::Fixed),
-        pair_truncation: match args.pair_truncation {
-            PairRule::Python => PairTruncation::Python,
-            PairRule::Fast => PairTruncation::Fast,
-        },
+        pair_truncation: args.pair_truncation.rule(),
     };
     let (reader, name) = crate::input::open(&args.input)?;
     let name = name.as_str();

@@ -8,9 +8,11 @@ use crate::tokenizer::Tokenizer;
 /// How questions and contexts become model inputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WindowOptions {
+    /// Tokens per window, `[CLS]` and both `[SEP]`s included.
     pub max_seq_length: usize,
     /// Pieces between the starts of consecutive windows.
     pub doc_stride: usize,
+    /// Questions are cut to this many WordPiece pieces.
     pub max_query_length: usize,
 }
 
@@ -42,7 +44,9 @@ impl WindowOptions {
 pub struct SpanFeature {
     /// Index of the example in the slice given to [`make_features`].
     pub example_index: usize,
+    /// `[CLS] question [SEP] context window [SEP]` as token ids.
     pub input_ids: Vec<u32>,
+    /// 0 for `[CLS]`, the question and the first `[SEP]`; 1 for the context and the last `[SEP]`.
     pub token_type_ids: Vec<u32>,
     /// Position of the window's first context piece (`|q| + 2`).
     pub context_start: usize,
@@ -52,14 +56,17 @@ pub struct SpanFeature {
     pub max_context: Vec<bool>,
     /// Training target (0, 0 = `[CLS]` when the window lacks the answer or for eval).
     pub start_position: usize,
+    /// Training target: position of the answer's last piece (0 with `start_position` 0).
     pub end_position: usize,
 }
 
 impl SpanFeature {
+    /// Tokens in the window, specials included.
     pub fn len(&self) -> usize {
         self.input_ids.len()
     }
 
+    /// Whether the feature has no tokens.
     pub fn is_empty(&self) -> bool {
         self.input_ids.is_empty()
     }

@@ -63,6 +63,7 @@ pub fn span_loss(
 /// HF `BertForQuestionAnswering`'s head: `qa_outputs` `[2, H]` on every token.
 #[derive(Clone, Debug)]
 pub struct SpanHead {
+    /// `[2, H]` weights and `[2]` bias: row 0 scores answer starts, row 1 answer ends.
     pub qa_outputs: Linear,
 }
 

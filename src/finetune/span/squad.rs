@@ -8,8 +8,11 @@ use std::path::Path;
 /// One question on one context.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SquadExample {
+    /// SQuAD's question id (the key of the predictions file).
     pub id: String,
+    /// The question text.
     pub question: String,
+    /// The paragraph the answer is a span of.
     pub context: String,
     /// Reference answers: (char offset of the answer in `context`, answer text). Training uses
     /// the first; scoring takes the best over all.
@@ -58,7 +61,9 @@ impl SquadExample {
 /// The questions of one article (SQuAD's `title`), in file order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SquadArticle {
+    /// The article's title.
     pub title: String,
+    /// Its questions, in file order.
     pub examples: Vec<SquadExample>,
 }
 

@@ -22,14 +22,23 @@ use std::path::{Path, PathBuf};
 pub struct SpanConfig {
     /// Pre-trained HF folder (config.json, model.safetensors, vocab.txt).
     pub model_dir: PathBuf,
+    /// Tokens per window, specials included (paper: 384).
     pub max_seq_length: usize,
+    /// Context pieces between the starts of consecutive windows (paper: 128).
     pub doc_stride: usize,
+    /// Questions are cut to this many pieces (paper: 64).
     pub max_query_length: usize,
+    /// Windows per optimiser step (paper: 32).
     pub batch_size: usize,
+    /// Passes over the training windows (paper: 2).
     pub epochs: usize,
+    /// Peak learning rate of BERT's warm-up / linear-decay schedule (paper: 3e-5).
     pub learning_rate: f32,
+    /// Fraction of the steps spent warming up linearly, in [0, 1] (paper: 0.1).
     pub warmup_proportion: f32,
+    /// Seed of the head initialisation, window order and dropout.
     pub seed: u64,
+    /// Longest answer span considered when decoding, in pieces (paper: 30).
     pub max_answer_length: usize,
     /// Draw a progress bar on stderr.
     pub progress: bool,
@@ -53,6 +62,7 @@ impl SpanConfig {
         }
     }
 
+    /// The window settings (`max_seq_length`, `doc_stride`, `max_query_length`) as one value.
     pub fn window_options(&self) -> WindowOptions {
         WindowOptions {
             max_seq_length: self.max_seq_length,
@@ -99,11 +109,17 @@ impl SpanConfig {
 pub struct SpanScores {
     /// Fractions in [0, 1].
     pub exact_match: f64,
+    /// Mean token F1 against the best-matching reference answer, in [0, 1].
     pub f1: f64,
+    /// Questions trained on.
     pub train_examples: usize,
+    /// Windows trained on (a long context gives several per question).
     pub train_features: usize,
+    /// Questions scored.
     pub eval_examples: usize,
+    /// Windows scored.
     pub eval_features: usize,
+    /// Optimiser steps taken.
     pub steps: u64,
     /// Mean training loss over the last epoch.
     pub last_epoch_loss: f64,
@@ -111,10 +127,15 @@ pub struct SpanScores {
 
 /// A span model: encoder (no pooler) + [`SpanHead`], with its tokenizer.
 pub struct SpanModel {
+    /// The model folder's config.
     pub config: BertConfig,
+    /// The encoder, without pooler.
     pub bert: BertModel,
+    /// The start/end head.
     pub head: SpanHead,
+    /// All weights (encoder and head).
     pub store: ParamStore,
+    /// The model folder's tokenizer.
     pub tokenizer: Tokenizer,
 }
 

@@ -5,7 +5,7 @@ use crate::autodiff::tape::Tape;
 use crate::bert::model::{BertForSequenceClassification, BertInput, ForwardOptions};
 use crate::error::{invalid, Result};
 use crate::finetune::data::Example;
-use crate::tokenizer::{EncodeOptions, Encoding, PaddedBatch, Tokenizer};
+use crate::tokenizer::{EncodeOptions, Encoding, PaddedBatch, PairTruncation, Tokenizer};
 use std::path::Path;
 
 pub(super) struct Encoded {
@@ -17,10 +17,11 @@ pub(super) fn encode(
     tok: &Tokenizer,
     ex: &[Example],
     max_len: usize,
+    pair_rule: PairTruncation,
     num_labels: usize,
     what: &str,
 ) -> Result<Encoded> {
-    let opts = EncodeOptions::truncate(max_len);
+    let opts = EncodeOptions::truncate(max_len).with_pair_truncation(pair_rule);
     let mut enc = Vec::with_capacity(ex.len());
     for (i, e) in ex.iter().enumerate() {
         if e.label >= num_labels {
@@ -50,6 +51,8 @@ pub struct Classifier {
     pub tokenizer: Tokenizer,
     /// Examples are truncated to this many tokens.
     pub max_seq_length: usize,
+    /// How a pair is cut to `max_seq_length` when both texts must lose tokens.
+    pub pair_truncation: PairTruncation,
 }
 
 impl Classifier {
@@ -62,7 +65,14 @@ impl Classifier {
         mut row: impl FnMut(&[f32]),
     ) -> Result<()> {
         let nl = self.model.classifier.num_labels;
-        let data = encode(&self.tokenizer, ex, self.max_seq_length, usize::MAX, "eval")?;
+        let data = encode(
+            &self.tokenizer,
+            ex,
+            self.max_seq_length,
+            self.pair_truncation,
+            usize::MAX,
+            "eval",
+        )?;
         let pad = self.tokenizer.vocab().pad_id();
         let mut tape = Tape::new();
         tape.set_training(false);
@@ -149,16 +159,10 @@ impl Classifier {
         text.push('\n');
         crate::train::checkpoint::write_atomic(&dir.join("config.json"), text.as_bytes())?;
         self.tokenizer.vocab().save(dir.join("vocab.txt"))?;
-        let lower = self.tokenizer.basic().lowercase;
-        let tc = serde_json::json!({
-            "do_lower_case": lower,
-            "strip_accents": self.tokenizer.basic().strip_accents,
-            "model_max_length": self.max_seq_length,
-            "tokenizer_class": "BertTokenizer",
-        });
-        crate::train::checkpoint::write_atomic(
-            &dir.join("tokenizer_config.json"),
-            format!("{tc:#}\n").as_bytes(),
+        crate::bert::folder::save_tokenizer_config(
+            dir,
+            self.tokenizer.basic(),
+            Some(self.max_seq_length),
         )
     }
 }

@@ -21,7 +21,7 @@ use crate::error::{invalid, require_positive, Result};
 use crate::finetune::data::Example;
 use crate::optim::adamw::bert_decays;
 use crate::optim::{AdamW, AdamWConfig, LinearWarmupDecay};
-use crate::tokenizer::{Encoding, PaddedBatch, Tokenizer};
+use crate::tokenizer::{Encoding, PaddedBatch, PairTruncation, Tokenizer};
 use classifier::encode;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -49,6 +49,15 @@ pub struct FinetuneConfig {
     pub seed: u64,
     /// Cap on training examples (quick runs); `None` uses all.
     pub max_train_examples: Option<usize>,
+    /// How a pair is cut to `max_seq_length` when both texts must lose tokens (default: the
+    /// Python tokenizer's rule; left out of the serialised form when it is the default, so
+    /// settings recorded before the field existed read and compare the same).
+    #[serde(default, skip_serializing_if = "is_default_rule")]
+    pub pair_truncation: PairTruncation,
+}
+
+fn is_default_rule(rule: &PairTruncation) -> bool {
+    *rule == PairTruncation::default()
 }
 
 impl FinetuneConfig {
@@ -64,6 +73,7 @@ impl FinetuneConfig {
             warmup_proportion: 0.1,
             seed: 42,
             max_train_examples: None,
+            pair_truncation: PairTruncation::Python,
         }
     }
 }
@@ -205,6 +215,7 @@ fn run_once(
         &tokenizer,
         train,
         cfg.max_seq_length,
+        cfg.pair_truncation,
         cfg.num_labels,
         "training",
     )?;
@@ -238,6 +249,7 @@ fn run_once(
         store,
         tokenizer,
         max_seq_length: cfg.max_seq_length,
+        pair_truncation: cfg.pair_truncation,
     };
     let mut last: Option<Scores> = None;
     for epoch in 0..cfg.epochs {

@@ -34,7 +34,7 @@ impl Pretrainer<'_> {
                 path: self.cfg.data.vocab.display().to_string(),
                 source: e,
             })?;
-            Ok(())
+            self.save_tokenizer_config(dir)
         })
     }
 

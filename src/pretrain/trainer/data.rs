@@ -15,8 +15,11 @@ use rayon::prelude::*;
 
 /// Tokenised train and held-out data.
 pub struct PretrainData {
+    /// Training instances, shuffled.
     pub train: Vec<Instance>,
+    /// Held-out instances (from the held-out file or every `heldout_every`-th document).
     pub heldout: Vec<Instance>,
+    /// The special ids and vocabulary size the instances were built with.
     pub special: SpecialTokens,
 }
 

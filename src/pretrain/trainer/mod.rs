@@ -66,13 +66,21 @@ fn mix(a: u64, b: u64) -> u64 {
 
 /// The pre-training run.
 pub struct Pretrainer<'c> {
+    /// The run's config (paths resolved).
     pub cfg: PretrainConfig,
+    /// The model's config: the preset with overrides, or the `init_from` folder's.
     pub bert_config: BertConfig,
+    /// The model: encoder, pooler, MLM and NSP heads.
     pub model: BertForPreTraining,
+    /// All weights and their gradients.
     pub store: ParamStore,
+    /// The optimiser and its moment estimates.
     pub opt: AdamW,
+    /// The learning-rate schedule over `cfg.train.steps`.
     pub schedule: LinearWarmupDecay,
+    /// The training and held-out instances.
     pub data: std::sync::Arc<PretrainData>,
+    /// Optimiser steps taken so far (restored by [`Pretrainer::resume`]).
     pub step: u64,
     tape: Tape,
     comm: &'c dyn Collective,
@@ -88,15 +96,24 @@ pub struct Pretrainer<'c> {
     /// Start from step 0: [`Pretrainer::run_until`] deletes the run's checkpoints, under the
     /// output folder's lock (so a run still writing there is never disturbed).
     pub fresh: bool,
+    /// With `model.init_from`: the source folder's casing and `model_max_length`, written as
+    /// `tokenizer_config.json` into every checkpoint and the final model so that they
+    /// tokenize as the source did (`None` for a run from scratch: no file, uncased BERT).
+    source_tokenizer: Option<(crate::tokenizer::BasicTokenizer, Option<usize>)>,
 }
 
 impl<'c> Pretrainer<'c> {
     /// Builds everything from a config; fails before any training on bad input.
     pub fn new(cfg: PretrainConfig, comm: &'c dyn Collective) -> Result<Pretrainer<'c>> {
         cfg.validate()?;
-        let tok = match &cfg.model.init_from {
-            Some(dir) => crate::bert::folder::load_tokenizer(dir)?,
-            None => load_or_train_vocab(&cfg, comm.rank() == 0)?,
+        let (tok, source_tokenizer) = match &cfg.model.init_from {
+            Some(dir) => {
+                let tok = crate::bert::folder::load_tokenizer(dir)?;
+                let max_len = crate::bert::folder::FolderSettings::read(dir)?.model_max_length;
+                let basic = tok.basic().clone();
+                (tok, Some((basic, max_len)))
+            }
+            None => (load_or_train_vocab(&cfg, comm.rank() == 0)?, None),
         };
         let bert_config = cfg.bert_config(tok.vocab().len())?;
         let data = prepare_data(&cfg, &tok)?;
@@ -168,6 +185,7 @@ impl<'c> Pretrainer<'c> {
             baselines: std::sync::Arc::new(baselines),
             progress: None,
             fresh: false,
+            source_tokenizer,
         })
     }
 
@@ -177,11 +195,24 @@ impl<'c> Pretrainer<'c> {
         Pretrainer::new(cfg, &SINGLE)
     }
 
+    /// The run's checkpoint folder, `output_dir/checkpoints`, keeping the last
+    /// `train.keep_checkpoints`.
     pub fn checkpoints(&self) -> Result<CheckpointDir> {
         CheckpointDir::new(
             self.cfg.output_dir.join("checkpoints"),
             self.cfg.train.keep_checkpoints,
         )
+    }
+
+    /// Writes the `init_from` folder's tokenizer settings into `dir` (nothing for a run from
+    /// scratch).
+    fn save_tokenizer_config(&self, dir: &Path) -> Result<()> {
+        match &self.source_tokenizer {
+            Some((basic, max_len)) => {
+                crate::bert::folder::save_tokenizer_config(dir, basic, *max_len)
+            }
+            None => Ok(()),
+        }
     }
 
     /// Indices of the global batch for `step`: a seeded permutation per epoch.

@@ -217,7 +217,8 @@ impl Pretrainer<'_> {
         })
     }
 
-    /// Writes the final model and its vocabulary to `out/final` (rank 0).
+    /// Writes the final model, its vocabulary and (with `init_from`) the source's tokenizer
+    /// settings to `out/final` (rank 0).
     fn save_final(&self, out: &Path) -> Result<()> {
         crate::train::ensure_finite_weights(&[&self.store], "the final model")?;
         save_pretrained(out.join("final"), &self.bert_config, &self.store)?;
@@ -225,7 +226,8 @@ impl Pretrainer<'_> {
             path: self.cfg.data.vocab.display().to_string(),
             source: e,
         })?;
-        write_atomic(&out.join("final").join("vocab.txt"), &vocab)
+        write_atomic(&out.join("final").join("vocab.txt"), &vocab)?;
+        self.save_tokenizer_config(&out.join("final"))
     }
 }
 

@@ -8,12 +8,19 @@ use crate::pretrain::trainer::data::PretrainData;
 /// One step's (or one evaluation's) totals.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Totals {
+    /// Masked-LM cross-entropy (nats) summed over the predicted positions.
     pub lm_loss_sum: f64,
+    /// Predicted positions whose most probable token is the label.
     pub lm_correct: f64,
+    /// Predicted positions.
     pub lm_count: f64,
+    /// Next-sentence cross-entropy (nats) summed over sequences (0 without NSP).
     pub nsp_loss_sum: f64,
+    /// Sequences whose NSP label was predicted.
     pub nsp_correct: f64,
+    /// Sequences scored for NSP.
     pub nsp_count: f64,
+    /// Real (unpadded) input tokens processed.
     pub tokens: f64,
     /// The same predicted positions scored by the training targets' unigram frequencies alone
     /// (see [`ContextFree`]).
@@ -67,12 +74,15 @@ impl Totals {
     pub fn lm_loss(&self) -> f64 {
         self.lm_loss_sum / self.lm_count.max(1.0)
     }
+    /// Fraction of predicted positions whose top token is right.
     pub fn lm_accuracy(&self) -> f64 {
         self.lm_correct / self.lm_count.max(1.0)
     }
+    /// Mean NSP loss per sequence.
     pub fn nsp_loss(&self) -> f64 {
         self.nsp_loss_sum / self.nsp_count.max(1.0)
     }
+    /// Fraction of sequences whose NSP label was predicted.
     pub fn nsp_accuracy(&self) -> f64 {
         self.nsp_correct / self.nsp_count.max(1.0)
     }
@@ -90,6 +100,7 @@ impl Totals {
 /// says how far that alone goes. For LTR both are the unigram loss.
 #[derive(Clone, Debug)]
 pub struct ContextFree {
+    /// `ln p(w)` for every id `w` (length V), add-one smoothed.
     pub unigram: Vec<f32>,
     keep: f64,
     random: f64,
