@@ -75,6 +75,21 @@ impl RowResults<'_> {
             .filter_map(|(_, s)| s.pretrain.as_ref().map(&f))
             .collect()
     }
+
+    /// How many runs learned from context: (seeds whose held-out MLM loss is below their own
+    /// context-free floor, seeds that recorded a floor). A run above the floor has learned no
+    /// more than a predictor that never reads the other tokens can know.
+    pub(crate) fn learned_context(&self) -> (usize, usize) {
+        let runs: Vec<(f64, f64)> = self
+            .seeds
+            .iter()
+            .filter_map(|(_, s)| {
+                let p = s.pretrain.as_ref()?;
+                Some((p.heldout_lm_loss, p.heldout_context_free_loss?))
+            })
+            .collect();
+        (runs.iter().filter(|(l, f)| l < f).count(), runs.len())
+    }
 }
 
 /// (step, value) points.

@@ -181,8 +181,28 @@ pub(crate) fn loss_cell(rr: &RowResults, unigram: &str) -> String {
     if rr.row.spec.objective == Objective::Ltr {
         format!("{v} (LTR: next-token loss, not comparable) / {uni} / {uni}")
     } else {
-        format!("{v} / {uni} / {cf}")
+        match rr.learned_context() {
+            (k, n) if k < n && !rr.row.is_control() => {
+                format!("{v} / {uni} / {cf} (only {k} of {n} seeds below the floor)")
+            }
+            _ => format!("{v} / {uni} / {cf}"),
+        }
     }
+}
+
+/// A caveat for a difference between `row` and `default` when some of their runs never went
+/// below the context-free floor: the difference then also measures which runs left the
+/// plateau (NSP delays that; see the Table 5 note), not only what the row changed.
+pub(crate) fn plateau_caveat(row: &RowResults, default: &RowResults) -> Option<String> {
+    if row.row.spec.objective == Objective::Ltr {
+        return None;
+    }
+    let ((k, n), (kd, nd)) = (row.learned_context(), default.learned_context());
+    (k < n || kd < nd).then(|| {
+        format!(
+            "only {k} of {n} seeds of this row and {kd} of {nd} of the default went below the context-free floor, so this difference also measures which runs left the unigram plateau in time"
+        )
+    })
 }
 
 /// A plotted point: (x, mean, sd).

@@ -4,7 +4,7 @@ use crate::plan::{Checkpoint, Experiment};
 use crate::plots::{Chart, Series};
 use crate::report::collect::RowResults;
 use crate::report::markdown::{fmt_diff, fmt_ms, md_list, md_table, mdd_cell, plot_or_note};
-use crate::report::sections::{lr_table, point, task_mdd_cells, Inputs};
+use crate::report::sections::{lr_table, plateau_caveat, point, task_mdd_cells, Inputs};
 use crate::report::verdict::{control_check, control_line, verdict, NO_HELP};
 use crate::stats::welch_diff;
 use crate::tasks::Task;
@@ -142,8 +142,10 @@ pub(crate) fn table6_values(
                 v.ppl,
                 v.acc
             ));
+            let caveat =
+                plateau_caveat(rr, def).map_or(String::new(), |c| format!(" (caveat: {c})"));
             verdicts.push(format!(
-                "- **{}** ({what} than the default): perplexity {}; accuracy {}.",
+                "- **{}** ({what} than the default): perplexity {}; accuracy {}{caveat}.",
                 rr.row.label, v.ppl, v.acc
             ));
         }

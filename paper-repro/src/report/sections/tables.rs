@@ -7,7 +7,7 @@ use crate::report::markdown::{
     arrow, fmt_diff, fmt_ms, md_list, md_table, mdd_cell, plot_or_note, scored,
 };
 use crate::report::sections::{
-    loss_cell, lr_table, paper_column, paper_value, task_mdd_cells, Inputs,
+    loss_cell, lr_table, paper_column, paper_value, plateau_caveat, task_mdd_cells, Inputs,
 };
 use crate::report::verdict::{
     control_check, control_line, diff_cell, verdict, ControlCheck, NO_HELP,
@@ -204,7 +204,10 @@ pub(crate) fn table_diffs(
             fmt_diff(d),
             pd.map_or("—".into(), |p| format!("{p:+.2}"))
         ));
-        verdicts.push(format!("- **{}**: {v}.", rr.row.label));
+        verdicts.push(match plateau_caveat(rr, def) {
+            Some(c) => format!("- **{}**: {v} (caveat: {c}).", rr.row.label),
+            None => format!("- **{}**: {v}.", rr.row.label),
+        });
         summary.push(format!(
             "{}, {}: {v} (mean over the columns where pre-training helped: {} vs the paper's {})",
             exp.title(),
