@@ -201,3 +201,32 @@ fn pretrain_fresh_on_a_locked_folder_deletes_nothing() {
     drop(held);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_failed_finetune_leaves_no_folder_it_created() {
+    let dir = scratch("failed-finetune");
+    let model = dir.join("no-such-model");
+    // missing data files, then a missing model: each fails after the output was locked
+    let out = dir.join("out");
+    assert_refused(finetune_into(&model, &out), "t.jsonl");
+    assert!(!out.exists(), "a failed run left {}", out.display());
+    std::fs::write(dir.join("t.jsonl"), "{\"text\": \"a\", \"label\": 0}\n").unwrap();
+    std::fs::write(dir.join("d.jsonl"), "{\"text\": \"b\", \"label\": 1}\n").unwrap();
+    let c = cloze("finetune")
+        .model(&model)
+        .opt("--train", dir.join("t.jsonl"))
+        .opt("--dev", dir.join("d.jsonl"))
+        .opt("--output", &out);
+    assert_refused(c, "no-such-model");
+    assert!(!out.exists(), "a failed run left {}", out.display());
+    // a folder that existed before the run is the user's: it stays, with its files
+    let kept = dir.join("kept");
+    std::fs::create_dir_all(&kept).unwrap();
+    std::fs::write(kept.join("notes.txt"), "mine").unwrap();
+    assert_refused(finetune_into(&model, &kept), "t.jsonl");
+    assert_eq!(
+        std::fs::read_to_string(kept.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -3,7 +3,8 @@
 //! from a valid seed (the corpus, in `seeds()` below) and applies random byte flips,
 //! insertions, deletions and truncations, or is random bytes; the loader must return `Ok` or
 //! `Err`, never panic or abort. `CLOZE_FUZZ_CASES` sets the cases per target (64 by default,
-//! so the suite stays quick; CI runs a larger bounded count).
+//! so the suite stays quick; CI runs a larger bounded count). The committed corpus in
+//! `tests/fuzz-corpus/<target>/` adds seeds of other shapes (see its README).
 
 mod common;
 
@@ -77,6 +78,27 @@ fn safetensors_seed() -> &'static [u8] {
     })
 }
 
+/// The committed seeds of one target (`tests/fuzz-corpus/<target>/`), by file name.
+fn corpus(target: &str) -> Vec<Vec<u8>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz-corpus")
+        .join(target);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("fuzz corpus {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "fuzz corpus {} is empty", dir.display());
+    files.iter().map(|f| std::fs::read(f).unwrap()).collect()
+}
+
+/// Seed `pick` of a target: the built-in seed first, then the committed corpus.
+fn seed(target: &str, built_in: &[u8], pick: prop::sample::Index) -> Vec<u8> {
+    let mut all = vec![built_in.to_vec()];
+    all.extend(corpus(target));
+    all[pick.index(all.len())].clone()
+}
+
 #[derive(Clone, Debug)]
 enum Edit {
     Flip(usize, u8),
@@ -117,8 +139,12 @@ fn mutate(seed: &[u8], edits: &[Edit], random: Option<&Vec<u8>>) -> Vec<u8> {
     v
 }
 
-fn input() -> impl Strategy<Value = (Vec<Edit>, Option<Vec<u8>>)> {
+/// Which seed, the edits, and (one case in 8) random bytes instead.
+type Input = (prop::sample::Index, Vec<Edit>, Option<Vec<u8>>);
+
+fn input() -> impl Strategy<Value = Input> {
     (
+        any::<prop::sample::Index>(),
         edits(),
         prop::option::weighted(0.125, prop::collection::vec(any::<u8>(), 0..200)),
     )
@@ -128,9 +154,9 @@ proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn config_json_never_panics((e, r) in input()) {
-        let seed = BertConfig::tiny().to_json_string();
-        let bytes = mutate(seed.as_bytes(), &e, r.as_ref());
+    fn config_json_never_panics((i, e, r) in input()) {
+        let seed = seed("config_json", BertConfig::tiny().to_json_string().as_bytes(), i);
+        let bytes = mutate(&seed, &e, r.as_ref());
         if let Ok(c) = BertConfig::from_file(file("config.json", &bytes)) {
             // whatever is accepted is buildable within the documented limits
             prop_assert!(c.validate().is_ok());
@@ -138,8 +164,8 @@ proptest! {
     }
 
     #[test]
-    fn safetensors_never_panics((e, r) in input()) {
-        let bytes = mutate(safetensors_seed(), &e, r.as_ref());
+    fn safetensors_never_panics((i, e, r) in input()) {
+        let bytes = mutate(&seed("safetensors", safetensors_seed(), i), &e, r.as_ref());
         if let Ok(ck) = Checkpoint::from_bytes(&bytes, Path::new("fuzz.safetensors")) {
             for n in ck.names() {
                 prop_assert!(ck.get(n).unwrap().data().iter().all(|v| v.is_finite()));
@@ -148,8 +174,8 @@ proptest! {
     }
 
     #[test]
-    fn vocab_and_tokenizer_never_panic((e, r) in input(), text in "\\PC{0,60}", pair in proptest::option::of("[a-z \\[\\]SEPCLMAK]{0,40}")) {
-        let bytes = mutate(VOCAB.as_bytes(), &e, r.as_ref());
+    fn vocab_and_tokenizer_never_panic((i, e, r) in input(), text in "\\PC{0,60}", pair in proptest::option::of("[a-z \\[\\]SEPCLMAK]{0,40}")) {
+        let bytes = mutate(&seed("vocab", VOCAB.as_bytes(), i), &e, r.as_ref());
         let tok = Vocab::load(file("vocab.txt", &bytes))
             .map(Tokenizer::new)
             .unwrap_or_else(|_| Tokenizer::new(Vocab::load(file("vocab.txt", VOCAB.as_bytes())).unwrap()));
@@ -166,8 +192,8 @@ proptest! {
     }
 
     #[test]
-    fn pretrain_toml_never_panics((e, r) in input()) {
-        let bytes = mutate(toml_seed().as_bytes(), &e, r.as_ref());
+    fn pretrain_toml_never_panics((i, e, r) in input()) {
+        let bytes = mutate(&seed("pretrain_toml", toml_seed().as_bytes(), i), &e, r.as_ref());
         if let Ok(text) = String::from_utf8(bytes) {
             if let Ok(c) = PretrainConfig::from_toml_str(&text, "fuzz.toml") {
                 let _ = c.validate();
@@ -177,11 +203,41 @@ proptest! {
     }
 
     #[test]
-    fn jsonl_and_tsv_task_files_never_panic((e, r) in input()) {
-        let _ = read_jsonl(file("d.jsonl", &mutate(JSONL.as_bytes(), &e, r.as_ref())));
-        let tsv = file("d.tsv", &mutate(TSV.as_bytes(), &e, r.as_ref()));
+    fn jsonl_and_tsv_task_files_never_panic((i, e, r) in input()) {
+        let jsonl = seed("jsonl", JSONL.as_bytes(), i);
+        let _ = read_jsonl(file("d.jsonl", &mutate(&jsonl, &e, r.as_ref())));
+        let tsv = file("d.tsv", &mutate(&seed("tsv", TSV.as_bytes(), i), &e, r.as_ref()));
         for task in ["sst-2", "cola", "sts-b", "rte"] {
             let _ = read_tsv(&tsv, &TsvSpec::for_task(task).unwrap());
         }
+    }
+}
+
+/// The committed seeds are valid inputs of their loaders, so the fuzzer starts from shapes
+/// the loaders accept (a seed that is already rejected explores only the error paths).
+#[test]
+fn committed_seeds_load() {
+    for (i, bytes) in corpus("config_json").iter().enumerate() {
+        BertConfig::from_file(file("config.json", bytes))
+            .unwrap_or_else(|e| panic!("config_json seed {i}: {e}"));
+    }
+    for (i, bytes) in corpus("safetensors").iter().enumerate() {
+        Checkpoint::from_bytes(bytes, Path::new("seed.safetensors"))
+            .unwrap_or_else(|e| panic!("safetensors seed {i}: {e}"));
+    }
+    for (i, bytes) in corpus("vocab").iter().enumerate() {
+        Vocab::load(file("vocab.txt", bytes)).unwrap_or_else(|e| panic!("vocab seed {i}: {e}"));
+    }
+    for (i, bytes) in corpus("pretrain_toml").iter().enumerate() {
+        PretrainConfig::from_toml_str(std::str::from_utf8(bytes).unwrap(), "seed.toml")
+            .unwrap_or_else(|e| panic!("pretrain_toml seed {i}: {e}"));
+    }
+    for (i, bytes) in corpus("jsonl").iter().enumerate() {
+        read_jsonl(file("d.jsonl", bytes)).unwrap_or_else(|e| panic!("jsonl seed {i}: {e}"));
+    }
+    // the TSV seeds, by file name order: cola-no-header, rte, sst-2, sts-b
+    for (bytes, task) in corpus("tsv").iter().zip(["cola", "rte", "sst-2", "sts-b"]) {
+        read_tsv(file("d.tsv", bytes), &TsvSpec::for_task(task).unwrap())
+            .unwrap_or_else(|e| panic!("tsv seed for {task}: {e}"));
     }
 }

@@ -104,7 +104,38 @@ fn claim_output(output: &Path, model: &Path) -> Result<cloze::train::lock::RunLo
 }
 
 pub fn run(args: Args) -> Result<(), String> {
-    let _lock = claim_output(&args.output, &args.model)?;
+    let created = std::fs::symlink_metadata(&args.output).is_err();
+    let lock = claim_output(&args.output, &args.model)?;
+    let res = run_locked(&args);
+    if res.is_err() && created {
+        discard_if_unused(&args.output, &lock);
+    }
+    res
+}
+
+/// After a failed run that created `output`: removes the folder when it holds nothing but the
+/// lock and an empty log, so a failure leaves no half-made model folder behind. A folder with
+/// anything else in it (a log of steps run, a partial result) is kept for the user to read.
+fn discard_if_unused(output: &Path, lock: &cloze::train::lock::RunLock) {
+    let Ok(entries) = std::fs::read_dir(output) else {
+        return;
+    };
+    let names: Vec<std::ffi::OsString> =
+        entries.filter_map(|e| Some(e.ok()?.file_name())).collect();
+    let log = output.join("log.jsonl");
+    let unused = names.iter().all(|n| {
+        n == cloze::train::lock::LOCK_FILE
+            || (n == "log.jsonl" && std::fs::metadata(&log).is_ok_and(|m| m.len() == 0))
+    });
+    if unused {
+        let _ = std::fs::remove_file(&log);
+        let _ = std::fs::remove_file(lock.path());
+        // fails (and keeps the folder) if another process put something there meanwhile
+        let _ = std::fs::remove_dir(output);
+    }
+}
+
+fn run_locked(args: &Args) -> Result<(), String> {
     let train = read_examples(&args.train, args.task.as_deref())?;
     let dev = read_examples(&args.dev, args.task.as_deref())?;
     let regression = is_regression(args.task.as_deref())?;
