@@ -94,3 +94,12 @@ fn non_utf8_vocab_names_the_line() {
     assert_mentions(&e, &["line 3, column 3", "UTF-8"]);
     std::fs::remove_file(&p).unwrap();
 }
+
+#[test]
+fn a_byte_order_mark_is_named_when_it_hides_the_first_special_token() {
+    let e = load_err("bom", "\u{feff}[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n");
+    assert_mentions(&e, &["[PAD]", "byte-order mark"]);
+    // without one, the same tokens load
+    let ok = write("no-bom", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n");
+    Vocab::load(ok).unwrap();
+}

@@ -93,8 +93,14 @@ impl Vocab {
             .filter(|t| !ids.contains_key(*t))
             .collect();
         if !missing.is_empty() {
+            // a byte-order mark is part of the first token, as in the reference tokenizer
+            let bom = if list[0].starts_with('\u{feff}') {
+                " (the file starts with a UTF-8 byte-order mark, which makes it part of the first token; save the file without one)"
+            } else {
+                ""
+            };
             return Err(fmt(format!(
-                "vocabulary lacks required special token(s) {}",
+                "vocabulary lacks required special token(s) {}{bom}",
                 missing.join(" ")
             )));
         }
