@@ -7,7 +7,6 @@
 
 use super::driver::MicroKernel;
 use super::Gemm;
-use std::ops::Range;
 
 /// An element type that can be packed into panels.
 pub(crate) trait Elem: Copy + Send + Sync {
@@ -231,15 +230,17 @@ pub(super) fn pack_b_range<K: MicroKernel, T: Elem>(
     if K::KSTEP == 2 {
         let (k0, len) = ks.values(g.k, 2);
         if g.trans_b {
-            pack_lines(
-                b,
-                g.ldb,
-                j0..j0 + w,
-                (k0, len),
-                (nr, kc),
-                dst,
-                interleave_pairs,
-            );
+            for (q, panel) in dst[..w.div_ceil(nr) * kc * nr]
+                .chunks_mut(kc * nr)
+                .enumerate()
+            {
+                let jq = j0 + q * nr;
+                let mut cols: [&[T]; 64] = [&[]; 64];
+                for (jj, col) in cols[..nr.min(j0 + w - jq)].iter_mut().enumerate() {
+                    *col = &b[(jq + jj) * g.ldb + k0..][..len];
+                }
+                interleave_pairs(&cols[..nr.min(j0 + w - jq)], nr, kc, panel);
+            }
         } else {
             pack_rows_pairs(&b[k0 * g.ldb + j0..], g.ldb, w, nr, (kc, len), dst);
         }
@@ -276,45 +277,20 @@ pub(super) fn pack_b_range<K: MicroKernel, T: Elem>(
         }
 
         // op(B)[p][j] = b[j·ldb + p]: column j of op(B) is a contiguous row of b.
-        pack_lines(
-            b,
-            g.ldb,
-            j0..j0 + w,
-            (p0, kc),
-            (nr, kc),
-            dst,
-            interleave_dyn,
-        );
+        for (q, panel) in dst[..w.div_ceil(nr) * kc * nr]
+            .chunks_mut(kc * nr)
+            .enumerate()
+        {
+            let jq = j0 + q * nr;
+            let cols_n = nr.min(j0 + w - jq);
+            let mut cols: [&[T]; 64] = [&[]; 64];
+            for (jj, col) in cols[..cols_n].iter_mut().enumerate() {
+                *col = &b[(jq + jj) * g.ldb + p0..][..kc];
+            }
+            interleave_dyn(&cols[..cols_n], nr, kc, panel);
+        }
     } else {
         pack_rows_panels_fast::<K, T>(&b[p0 * g.ldb + j0..], g.ldb, w, nr, kc, dst);
-    }
-}
-
-/// Packs lines `lines` of a matrix stored by lines (line `l` at `src[l·ld..]`: a row of op(A)
-/// or a column of op(B) that is contiguous in memory), `len` values from `p0` of each, into
-/// panels of `r` lines by `kc` k steps with `interleave` ([`interleave_dyn`], or
-/// [`interleave_pairs`] for bf16 pairs).
-fn pack_lines<T: Elem>(
-    src: &[T],
-    ld: usize,
-    lines: Range<usize>,
-    (p0, len): (usize, usize),
-    (r, kc): (usize, usize),
-    dst: &mut [f32],
-    interleave: impl Fn(&[&[T]], usize, usize, &mut [f32]),
-) {
-    let (l0, l1) = (lines.start, lines.end);
-    for (q, panel) in dst[..(l1 - l0).div_ceil(r) * kc * r]
-        .chunks_mut(kc * r)
-        .enumerate()
-    {
-        let lq = l0 + q * r;
-        let n = r.min(l1 - lq);
-        let mut src_lines: [&[T]; 64] = [&[]; 64];
-        for (ll, line) in src_lines[..n].iter_mut().enumerate() {
-            *line = &src[(lq + ll) * ld + p0..][..len];
-        }
-        interleave(&src_lines[..n], r, kc, panel);
     }
 }
 
@@ -355,15 +331,17 @@ pub(super) fn pack_a_range<K: MicroKernel, T: Elem>(
         if g.trans_a {
             pack_rows_pairs(&a[k0 * g.lda + i0..], g.lda, h, mr, (kc, len), dst);
         } else {
-            pack_lines(
-                a,
-                g.lda,
-                i0..i0 + h,
-                (k0, len),
-                (mr, kc),
-                dst,
-                interleave_pairs,
-            );
+            for (q, panel) in dst[..h.div_ceil(mr) * kc * mr]
+                .chunks_mut(kc * mr)
+                .enumerate()
+            {
+                let iq = i0 + q * mr;
+                let mut rows: [&[T]; 64] = [&[]; 64];
+                for (ii, row) in rows[..mr.min(i0 + h - iq)].iter_mut().enumerate() {
+                    *row = &a[(iq + ii) * g.lda + k0..][..len];
+                }
+                interleave_pairs(&rows[..mr.min(i0 + h - iq)], mr, kc, panel);
+            }
         }
         return;
     }
@@ -371,14 +349,17 @@ pub(super) fn pack_a_range<K: MicroKernel, T: Elem>(
         // op(A)[i][p] = a[p·lda + i]: column p of op(A) is a contiguous row of a.
         pack_rows_panels_fast::<K, T>(&a[p0 * g.lda + i0..], g.lda, h, mr, kc, dst);
     } else {
-        pack_lines(
-            a,
-            g.lda,
-            i0..i0 + h,
-            (p0, kc),
-            (mr, kc),
-            dst,
-            interleave_dyn,
-        );
+        for (q, panel) in dst[..h.div_ceil(mr) * kc * mr]
+            .chunks_mut(kc * mr)
+            .enumerate()
+        {
+            let iq = i0 + q * mr;
+            let rows_n = mr.min(i0 + h - iq);
+            let mut rows: [&[T]; 64] = [&[]; 64];
+            for (ii, row) in rows[..rows_n].iter_mut().enumerate() {
+                *row = &a[(iq + ii) * g.lda + p0..][..kc];
+            }
+            interleave_dyn(&rows[..rows_n], mr, kc, panel);
+        }
     }
 }
