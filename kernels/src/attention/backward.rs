@@ -3,7 +3,7 @@
 //! probabilities from `lse` (see the module documentation of [`attention`](super)).
 
 use super::prims::{
-    aligned_zeros, run_task, transpose_tile, valid_keys, Acc, Prims, RowDrop, Scalar, Valid,
+    aligned_zeros, run_task, transpose_tile, valid_keys, Acc, MatMul, Prims, RowDrop, Scalar, Valid,
 };
 use super::vector::Vector;
 use super::{AttnGrads, AttnInputs, AttnParams, AttnSaved, AttnShape, Drop, BLOCK_K, BLOCK_Q};
@@ -133,8 +133,10 @@ fn backward_head<P: Prims>(
             let dob = &doh[i0 * d..(i0 + br) * d];
             let st = &mut s[..br * bc];
             let dpt = &mut dp[..br * bc];
-            p.matmul(Acc::Set, br, bc, d, qb, d, 1, &kt[..d * bc], bc, st, bc);
-            p.matmul(Acc::Set, br, bc, d, dob, d, 1, &vt[..d * bc], bc, dpt, bc);
+            let q_kt = MatMul::new((br, bc, d), (qb, d, 1), (&kt[..d * bc], bc));
+            p.matmul(Acc::Set, q_kt, st, bc);
+            let do_vt = MatMul::new((br, bc, d), (dob, d, 1), (&vt[..d * bc], bc));
+            p.matmul(Acc::Set, do_vt, dpt, bc);
             let valid = Valid::new(causal, tq, tk, i0, j0);
             p.probs_tile(st, bc, scale, mt, &lseh[i0..i0 + br], valid);
             // dP ← dP ⊙ keep/(1−p) ; dS = P ⊙ (dP − D) ; P ← Pd
@@ -145,22 +147,13 @@ fn backward_head<P: Prims>(
             });
             p.grads_tile(st, dpt, bc, &dsum[i0..i0 + br], rd);
             // dv += Pdᵀ·dout
-            p.matmul(Acc::Add, bc, d, br, st, 1, bc, dob, d, dvt, d);
+            let pdt_do = MatMul::new((bc, d, br), (st, 1, bc), (dob, d));
+            p.matmul(Acc::Add, pdt_do, dvt, d);
             // dq += dS·k ; dk += dSᵀ·q   (scaled once at the end)
-            p.matmul(
-                Acc::Add,
-                br,
-                d,
-                bc,
-                dpt,
-                bc,
-                1,
-                ktile,
-                d,
-                &mut dqh[i0 * d..(i0 + br) * d],
-                d,
-            );
-            p.matmul(Acc::Add, bc, d, br, dpt, 1, bc, qb, d, dkt, d);
+            let ds_k = MatMul::new((br, d, bc), (dpt, bc, 1), (ktile, d));
+            p.matmul(Acc::Add, ds_k, &mut dqh[i0 * d..(i0 + br) * d], d);
+            let dst_q = MatMul::new((bc, d, br), (dpt, 1, bc), (qb, d));
+            p.matmul(Acc::Add, dst_q, dkt, d);
             i0 += br;
         }
         p.scale_row(dkt, scale);

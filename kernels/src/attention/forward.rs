@@ -3,7 +3,7 @@
 //! [`attention`](super)).
 
 use super::prims::{
-    aligned_zeros, run_task, transpose_tile, valid_keys, Acc, Prims, RowDrop, Scalar, Valid,
+    aligned_zeros, run_task, transpose_tile, valid_keys, Acc, MatMul, Prims, RowDrop, Scalar, Valid,
 };
 use super::vector::Vector;
 use super::{AttnInputs, AttnParams, AttnShape, Drop, BLOCK_K, BLOCK_Q};
@@ -120,7 +120,8 @@ fn forward_block<P: Prims>(
             break; // this and every later tile is hidden from every row of the block
         }
         let st = &mut s[..br * bc];
-        p.matmul(Acc::Set, br, bc, d, qb, d, 1, &kth[j0..], tk, st, bc);
+        let q_kt = MatMul::new((br, bc, d), (qb, d, 1), (&kth[j0..], tk));
+        p.matmul(Acc::Set, q_kt, st, bc);
         let mt = maskb.map(|m| &m[j0..j0 + bc]);
         let valid = Valid::new(causal, tq, tk, i0, j0);
         p.scale_mask_max_tile(st, bc, scale, mt, valid, &mut tmax);
@@ -148,19 +149,8 @@ fn forward_block<P: Prims>(
             lrow[r] = lrow[r] * alpha[r] + sums[r];
             mrow[r] = mrow[r].max(tmax[r]);
         }
-        p.matmul(
-            Acc::Add,
-            br,
-            d,
-            bc,
-            st,
-            bc,
-            1,
-            &vh[j0 * d..(j0 + bc) * d],
-            d,
-            acc,
-            d,
-        );
+        let p_v = MatMul::new((br, d, bc), (st, bc, 1), (&vh[j0 * d..(j0 + bc) * d], d));
+        p.matmul(Acc::Add, p_v, acc, d);
         j0 += bc;
     }
     for r in 0..br {

@@ -14,27 +14,48 @@ pub(crate) enum Acc {
     Add,
 }
 
+/// The operands of a product `A·B` of the tiled attention: `m × k` `A(i, p) = a[i·a_rs + p·a_cs]`
+/// and `k × n` `B(p, j) = b[p·ldb + j]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MatMul<'a> {
+    pub(crate) m: usize,
+    pub(crate) n: usize,
+    pub(crate) k: usize,
+    pub(crate) a: &'a [f32],
+    pub(crate) a_rs: usize,
+    pub(crate) a_cs: usize,
+    pub(crate) b: &'a [f32],
+    pub(crate) ldb: usize,
+}
+
+impl<'a> MatMul<'a> {
+    /// The product of `m × k` `A` at `a` (strides `a_rs`, `a_cs`) and `k × n` `B` at `b` (row
+    /// stride `ldb`).
+    pub(crate) fn new(
+        (m, n, k): (usize, usize, usize),
+        (a, a_rs, a_cs): (&'a [f32], usize, usize),
+        (b, ldb): (&'a [f32], usize),
+    ) -> Self {
+        MatMul {
+            m,
+            n,
+            k,
+            a,
+            a_rs,
+            a_cs,
+            b,
+            ldb,
+        }
+    }
+}
+
 /// The inner loops each path provides. Slice lengths are the callers' responsibility only for
 /// correctness of results: the vector implementation checks the bounds it relies on.
 pub(crate) trait Prims: Sync {
     /// `C[m×n] += A·B` ([`Acc::Add`]) or `C[m×n] = A·B` ([`Acc::Set`], C's old contents
-    /// ignored) with `A(i, p) = a[i·a_rs + p·a_cs]`, `B(p, j) = b[p·ldb + j]`,
-    /// `C(i, j) = c[i·ldc + j]`; accumulation along `p` in increasing order.
-    #[allow(clippy::too_many_arguments)]
-    fn matmul(
-        &self,
-        acc: Acc,
-        m: usize,
-        n: usize,
-        k: usize,
-        a: &[f32],
-        a_rs: usize,
-        a_cs: usize,
-        b: &[f32],
-        ldb: usize,
-        c: &mut [f32],
-        ldc: usize,
-    );
+    /// ignored) for the operands `ab` (see [`MatMul`]), `C(i, j) = c[i·ldc + j]`;
+    /// accumulation along `p` in increasing order.
+    fn matmul(&self, acc: Acc, ab: MatMul<'_>, c: &mut [f32], ldc: usize);
 
     /// `row[j] = row[j]·scale + mask[j]` for `j < valid`, `-inf` after; returns the maximum.
     fn scale_mask_max(
@@ -174,19 +195,17 @@ pub(crate) trait Prims: Sync {
 }
 
 /// Bounds the micro-kernel relies on: every `A`, `B`, `C` element it touches is in its slice.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn check_matmul(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    a_rs: usize,
-    a_cs: usize,
-    b: &[f32],
-    ldb: usize,
-    c: &[f32],
-    ldc: usize,
-) -> bool {
+pub(crate) fn check_matmul(ab: &MatMul<'_>, c: &[f32], ldc: usize) -> bool {
+    let MatMul {
+        m,
+        n,
+        k,
+        a,
+        a_rs,
+        a_cs,
+        b,
+        ldb,
+    } = *ab;
     if m == 0 || n == 0 {
         return false;
     }
@@ -293,20 +312,17 @@ pub(crate) fn grads_row_scalar(
 pub(crate) struct Scalar;
 
 impl Prims for Scalar {
-    fn matmul(
-        &self,
-        acc: Acc,
-        m: usize,
-        n: usize,
-        k: usize,
-        a: &[f32],
-        a_rs: usize,
-        a_cs: usize,
-        b: &[f32],
-        ldb: usize,
-        c: &mut [f32],
-        ldc: usize,
-    ) {
+    fn matmul(&self, acc: Acc, ab: MatMul<'_>, c: &mut [f32], ldc: usize) {
+        let MatMul {
+            m,
+            n,
+            k,
+            a,
+            a_rs,
+            a_cs,
+            b,
+            ldb,
+        } = ab;
         if acc == Acc::Set {
             zero_block(c, m, n, ldc);
         }

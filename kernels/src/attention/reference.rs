@@ -3,7 +3,7 @@
 //! [module documentation](super) one by one. Same checks as the fused API.
 
 use super::check::{check_backward, check_forward};
-use super::{AttnGrads, AttnInputs, AttnParams, AttnSaved, AttnShape, Drop};
+use super::{AttnGrads, AttnInputs, AttnSaved, AttnShape, Drop};
 
 /// Scores, probabilities (undropped) and dropped probabilities of head `bh`, `Tq × Tk` each, and
 /// each row's log-sum-exp (`-inf` for a row with no visible key).
@@ -13,18 +13,18 @@ struct Probs {
     lse: Vec<f64>,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn probs(
-    shape: &AttnShape,
-    params: &AttnParams,
-    q: &[f32],
-    k: &[f32],
-    mask: Option<&[f32]>,
-    bh: usize,
-) -> Probs {
+fn probs(inputs: &AttnInputs<'_>, bh: usize) -> Probs {
+    let AttnInputs {
+        shape,
+        params,
+        q,
+        k,
+        mask,
+        ..
+    } = *inputs;
     let AttnShape {
         heads, tq, tk, d, ..
-    } = *shape;
+    } = shape;
     let b = bh / heads;
     let drop = Drop::new(params.seed, params.dropout);
     let mut s = vec![f64::NEG_INFINITY; tq * tk];
@@ -78,23 +78,10 @@ fn probs(
 /// As [`super::forward`].
 pub fn forward(inputs: &AttnInputs<'_>, out: &mut [f32], lse: &mut [f32]) {
     check_forward(inputs, out, lse);
-    let AttnInputs {
-        shape,
-        params,
-        q,
-        k,
-        v,
-        mask,
-    } = *inputs;
-    let AttnShape {
-        batch,
-        heads,
-        tq,
-        tk,
-        d,
-    } = shape;
-    for bh in 0..batch * heads {
-        let pr = probs(&shape, &params, q, k, mask, bh);
+    let AttnInputs { shape, v, .. } = *inputs;
+    let AttnShape { tq, tk, d, .. } = shape;
+    for bh in 0..shape.batch * shape.heads {
+        let pr = probs(inputs, bh);
         for i in 0..tq {
             lse[bh * tq + i] = pr.lse[i] as f32;
             for c in 0..d {
@@ -122,21 +109,15 @@ pub fn backward(inputs: &AttnInputs<'_>, saved: &AttnSaved<'_>, grads: AttnGrads
         q,
         k,
         v,
-        mask,
+        ..
     } = *inputs;
     let AttnSaved { out, dout, .. } = *saved;
     let AttnGrads { dq, dk, dv } = grads;
-    let AttnShape {
-        batch,
-        heads,
-        tq,
-        tk,
-        d,
-    } = shape;
+    let AttnShape { tq, tk, d, .. } = shape;
     let keep_scale = 1.0 / (1.0 - params.dropout as f64);
     let sc = params.scale as f64;
-    for bh in 0..batch * heads {
-        let pr = probs(&shape, &params, q, k, mask, bh);
+    for bh in 0..shape.batch * shape.heads {
+        let pr = probs(inputs, bh);
         let qo = bh * tq * d;
         let ko = bh * tk * d;
         // dP[i, j] = (dout_i · v_j) · keep / (1 − p)

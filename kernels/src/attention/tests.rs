@@ -3,7 +3,8 @@
 
 use super::dropout::splitmix64;
 use super::prims::{
-    dropout_scalar, grads_row_scalar, probs_scalar, scale_mask_max_scalar, Acc, Prims, Scalar,
+    dropout_scalar, grads_row_scalar, probs_scalar, scale_mask_max_scalar, Acc, MatMul, Prims,
+    Scalar,
 };
 use super::vector::Vector;
 use super::Drop;
@@ -91,7 +92,8 @@ fn matmul_matches_f64_on_ragged_sizes() {
             for acc in [Acc::Add, Acc::Set] {
                 each_path(|isa, p| {
                     let mut c = c0.clone();
-                    p.matmul(acc, m, n, k, &a, a_rs, a_cs, &b, ldb, &mut c, ldc);
+                    let ab = MatMul::new((m, n, k), (&a, a_rs, a_cs), (&b, ldb));
+                    p.matmul(acc, ab, &mut c, ldc);
                     for i in 0..m {
                         for j in 0..ldc {
                             let got = c[i * ldc + j] as f64;

@@ -16,7 +16,9 @@
 //! (tiles, micro-kernels, row passes) with the ISA's features; no closure sits between the entry
 //! and the vector code (a closure would be compiled without them).
 
-use super::prims::{check_matmul, dropout_scalar, grads_row_scalar, zero_block, Acc, Prims};
+use super::prims::{
+    check_matmul, dropout_scalar, grads_row_scalar, zero_block, Acc, MatMul, Prims,
+};
 use super::Drop;
 use crate::simd::{Simd, MAX_LANES};
 use std::marker::PhantomData;
@@ -290,30 +292,18 @@ unsafe fn keep_select<S: Simd>(drop: &Drop, flat0: u64, j: usize, t: S::V, f: S:
 // `check_matmul` validated.
 impl<S: Simd> Prims for Vector<S> {
     #[inline(always)]
-    fn matmul(
-        &self,
-        acc: Acc,
-        m: usize,
-        n: usize,
-        k: usize,
-        a: &[f32],
-        a_rs: usize,
-        a_cs: usize,
-        b: &[f32],
-        ldb: usize,
-        c: &mut [f32],
-        ldc: usize,
-    ) {
+    fn matmul(&self, acc: Acc, ab: MatMul<'_>, c: &mut [f32], ldc: usize) {
+        let MatMul { m, n, k, .. } = ab;
         if acc == Acc::Set && k == 0 {
             return zero_block(c, m, n, ldc);
         }
-        if check_matmul(m, n, k, a, a_rs, a_cs, b, ldb, c, ldc) {
+        if check_matmul(&ab, c, ldc) {
             let o = Operands {
-                a: a.as_ptr(),
-                a_rs,
-                a_cs,
-                b: b.as_ptr(),
-                ldb,
+                a: ab.a.as_ptr(),
+                a_rs: ab.a_rs,
+                a_cs: ab.a_cs,
+                b: ab.b.as_ptr(),
+                ldb: ab.ldb,
                 c: c.as_mut_ptr(),
                 ldc,
             };

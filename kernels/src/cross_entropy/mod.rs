@@ -113,25 +113,11 @@ pub fn cross_entropy_with(
 /// by the caller, and the rows of its parallel blocks.
 #[cfg(feature = "test-hooks")]
 pub mod hooks {
-    use super::{vector, CrossEntropy};
-    use crate::dispatch::Isa;
+    use super::vector;
 
     /// The vector path `isa` of [`cross_entropy_with`](super::cross_entropy_with) without its
     /// checks, writing the gradient with streaming stores when `stream`.
-    ///
-    /// # Panics
-    /// If `isa` is [`Isa::Scalar`] or not supported here.
-    pub fn vector_with(
-        isa: Isa,
-        logits: &[f32],
-        cols: usize,
-        labels: &[i32],
-        ignore_index: i32,
-        dlogits: Option<&mut [f32]>,
-        stream: bool,
-    ) -> CrossEntropy {
-        vector::cross_entropy_simd(isa, logits, cols, labels, ignore_index, dlogits, stream)
-    }
+    pub use super::vector::cross_entropy_simd as vector_with;
 
     /// Rows per parallel block of the vector path for `cols` columns.
     pub fn block_rows(cols: usize) -> usize {

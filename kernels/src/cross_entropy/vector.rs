@@ -150,31 +150,15 @@ unsafe fn ce_pass<S: Simd>(
     } else {
         None
     };
+    // One `ce_fused` run over the columns `$range`, on this pass's rows, `m` and accumulators.
+    macro_rules! fused {
+        ($keep:literal, $grad:literal, $kp:expr, $gp:expr, $range:expr) => {
+            ce_fused::<S, $keep, $grad>(xs, $kp, $gp, mv, $range, stream, &mut acc, &mut mx)
+        };
+    }
     match (keep, grad) {
-        (None, _) => {
-            ce_fused::<S, false, false>(
-                xs,
-                std::ptr::null_mut(),
-                none,
-                mv,
-                (0, full),
-                stream,
-                &mut acc,
-                &mut mx,
-            );
-        }
-        (Some(kp), None) => {
-            ce_fused::<S, true, false>(
-                xs,
-                kp.as_mut_ptr(),
-                none,
-                mv,
-                (0, full),
-                stream,
-                &mut acc,
-                &mut mx,
-            );
-        }
+        (None, _) => fused!(false, false, std::ptr::null_mut(), none, (0, full)),
+        (Some(kp), None) => fused!(true, false, kp.as_mut_ptr(), none, (0, full)),
         (Some(kp), Some(g)) => {
             let kp = kp.as_mut_ptr();
             // Gradient vectors start at `head` (the output's alignment when streaming; the
@@ -196,14 +180,14 @@ unsafe fn ce_pass<S: Simd>(
             } else {
                 jg
             };
-            ce_fused::<S, true, true>(xs, kp, gp, mv, (0, jl), stream, &mut acc, &mut mx);
+            fused!(true, true, kp, gp, (0, jl));
             if jl < jg {
-                ce_fused::<S, true, false>(xs, kp, gp, mv, (jl, jl + l), stream, &mut acc, &mut mx);
+                fused!(true, false, kp, gp, (jl, jl + l));
                 let v = ce_grad_vec::<S>(g.e, jl + head, g.inv, g.label);
                 simd::put::<S>(g.out.as_mut_ptr().add(jl + head), v, stream);
-                ce_fused::<S, true, true>(xs, kp, gp, mv, (jl + l, jg), stream, &mut acc, &mut mx);
+                fused!(true, true, kp, gp, (jl + l, jg));
             }
-            ce_fused::<S, true, false>(xs, kp, gp, mv, (jg, full), stream, &mut acc, &mut mx);
+            fused!(true, false, kp, gp, (jg, full));
             // The gradient's last, partial vector.
             if head + jg < cols {
                 let v = ce_grad_vec::<S>(g.e, head + jg, g.inv, g.label);
@@ -300,9 +284,12 @@ impl Kernel for Ce<'_> {
     }
 }
 
-/// The vector paths of [`cross_entropy_with`], the gradient written with streaming stores when
-/// `stream`.
-pub(super) fn cross_entropy_simd(
+/// The vector paths of [`cross_entropy_with`](super::cross_entropy_with), the gradient written
+/// with streaming stores when `stream`. Public for the test hook `hooks::vector_with`.
+///
+/// # Panics
+/// If `isa` is [`Isa::Scalar`] or not supported here.
+pub fn cross_entropy_simd(
     isa: Isa,
     logits: &[f32],
     cols: usize,

@@ -2,7 +2,7 @@
 //! row); per k step two B loads and twelve A broadcasts feed 24 FMAs.
 
 use super::driver::{MicroKernel, Tile};
-use super::x86_tile::{in_place_k_loop, store_rows};
+use super::x86_tile::tile_body;
 use std::arch::x86_64::*;
 
 pub(crate) struct Avx512;
@@ -85,72 +85,18 @@ impl MicroKernel for Avx512 {
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn tile_rx32<const R: usize, const PACKED: bool>(t: &Tile) {
-    let Tile {
-        kc,
-        a,
-        rsa,
-        csa,
-        b,
-        rsb,
-        c,
-        ldc,
-        alpha,
-        beta,
-        ..
-    } = *t;
-    let mut lo = [_mm512_setzero_ps(); MR];
-    let mut hi = [_mm512_setzero_ps(); MR];
-    for i in 0..R {
-        // Warm the C tile while the k loop runs (prefetches never fault).
-        let r = c.wrapping_add(i * ldc) as *const i8;
-        _mm_prefetch::<_MM_HINT_T0>(r);
-        _mm_prefetch::<_MM_HINT_T0>(r.wrapping_add(64));
-        _mm_prefetch::<_MM_HINT_T0>(r.wrapping_add(124));
-    }
-    let mut b = b;
-    if PACKED {
-        let mut a = a.cast::<f32>();
-        for _ in 0..kc {
-            // SAFETY: the caller guarantees kc·NR readable f32 at b and kc·MR at a; each step
-            // reads NR and MR of them and advances by as much.
-            unsafe {
-                let b0 = _mm512_loadu_ps(b);
-                let b1 = _mm512_loadu_ps(b.add(16));
-                for i in 0..R {
-                    let av = _mm512_set1_ps(*a.add(i));
-                    lo[i] = _mm512_fmadd_ps(av, b0, lo[i]);
-                    hi[i] = _mm512_fmadd_ps(av, b1, hi[i]);
-                }
-                a = a.add(MR);
-                b = b.add(NR);
-            }
+    tile_body! {
+        tile: t, rows: R, mr: MR, packed: PACKED, lanes: 16,
+        zero: _mm512_setzero_ps(), prefetch: [0, 64, 124],
+        elem: f32, packed_b_step: NR,
+        bases: [g0: 0 1 2, g1: 3 4 5, g2: 6 7 8, g3: 9 10 11],
+        load_b: |p| _mm512_loadu_ps(p),
+        bcast: |p| _mm512_set1_ps(*p),
+        madd: |acc, a, b| _mm512_fmadd_ps(a, b, acc),
+        store: {
+            set1: _mm512_set1_ps, load: _mm512_loadu_ps, store: _mm512_storeu_ps,
+            mul: _mm512_mul_ps, fmadd: _mm512_fmadd_ps
         }
-    } else {
-        // Unpacked A, element (i, p) at byte a + i·rsa + p·csa (rows past R are skipped).
-        macro_rules! row {
-            ($i:expr, $ptr:expr, ($b0:ident, $b1:ident)) => {
-                if $i < R {
-                    let av = _mm512_set1_ps(*$ptr.cast::<f32>());
-                    lo[$i] = _mm512_fmadd_ps(av, $b0, lo[$i]);
-                    hi[$i] = _mm512_fmadd_ps(av, $b1, hi[$i]);
-                }
-            };
-        }
-        in_place_k_loop! {
-            kc: kc, a: a, rsa: rsa, step: csa,
-            bases: [g0: 0 1 2, g1: 3 4 5, g2: 6 7 8, g3: 9 10 11],
-            each: {
-                let b0 = _mm512_loadu_ps(b);
-                let b1 = _mm512_loadu_ps(b.add(16));
-            },
-            row: row(b0, b1),
-            then: { b = b.add(rsb); }
-        }
-    }
-    store_rows! {
-        rows: R, lo: lo, hi: hi, c: c, ldc: ldc, alpha: alpha, beta: beta, lanes: 16,
-        set1: _mm512_set1_ps, load: _mm512_loadu_ps, store: _mm512_storeu_ps,
-        mul: _mm512_mul_ps, fmadd: _mm512_fmadd_ps
     }
 }
 

@@ -10,7 +10,7 @@
 //! results to zero, which f32 FMAs would not do.
 
 use super::driver::{MicroKernel, Tile};
-use super::x86_tile::{in_place_k_loop, store_rows};
+use super::x86_tile::tile_body;
 use std::arch::x86_64::*;
 
 pub(crate) struct Bf16Dp;
@@ -55,62 +55,18 @@ impl MicroKernel for Bf16Dp {
 /// As for [`MicroKernel::tile_strided`] with `rows = MR`; the CPU has AVX512F and AVX512-BF16.
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn tile_12x32<const PACKED: bool>(t: &Tile) {
-    let Tile {
-        kc,
-        a,
-        rsa,
-        csa,
-        b,
-        rsb,
-        c,
-        ldc,
-        alpha,
-        beta,
-        ..
-    } = *t;
-    let mut lo = [_mm512_setzero_ps(); MR];
-    let mut hi = [_mm512_setzero_ps(); MR];
-    let mut b = b;
-    if PACKED {
-        let mut a = a.cast::<u32>();
-        for _ in 0..kc {
-            // SAFETY: each step reads NR lanes at b and MR lanes at a, within the caller's
-            // bounds (kc·NR and kc·MR lanes).
-            unsafe {
-                let b0: __m512bh = std::mem::transmute(_mm512_loadu_ps(b));
-                let b1: __m512bh = std::mem::transmute(_mm512_loadu_ps(b.add(16)));
-                for i in 0..MR {
-                    let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(i) as i32));
-                    lo[i] = _mm512_dpbf16_ps(lo[i], av, b0);
-                    hi[i] = _mm512_dpbf16_ps(hi[i], av, b1);
-                }
-                a = a.add(MR);
-                b = b.add(rsb);
-            }
+    // A pair is one 32-bit lane, read unaligned in place; B's lanes are loaded as f32 bits.
+    tile_body! {
+        tile: t, rows: MR, mr: MR, packed: PACKED, lanes: 16,
+        zero: _mm512_setzero_ps(),
+        elem: i32, packed_b_step: rsb,
+        bases: [g0: 0 1 2, g1: 3 4 5, g2: 6 7 8, g3: 9 10 11],
+        load_b: |p| std::mem::transmute::<__m512, __m512bh>(_mm512_loadu_ps(p)),
+        bcast: |p| std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(p.read_unaligned())),
+        madd: |acc, a, b| _mm512_dpbf16_ps(acc, a, b),
+        store: {
+            set1: _mm512_set1_ps, load: _mm512_loadu_ps, store: _mm512_storeu_ps,
+            mul: _mm512_mul_ps, fmadd: _mm512_fmadd_ps
         }
-    } else {
-        macro_rules! row {
-            ($i:expr, $ptr:expr, ($b0:ident, $b1:ident)) => {
-                let v = ($ptr as *const i32).read_unaligned();
-                let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(v));
-                lo[$i] = _mm512_dpbf16_ps(lo[$i], av, $b0);
-                hi[$i] = _mm512_dpbf16_ps(hi[$i], av, $b1);
-            };
-        }
-        in_place_k_loop! {
-            kc: kc, a: a, rsa: rsa, step: csa,
-            bases: [g0: 0 1 2, g1: 3 4 5, g2: 6 7 8, g3: 9 10 11],
-            each: {
-                let b0: __m512bh = std::mem::transmute(_mm512_loadu_ps(b));
-                let b1: __m512bh = std::mem::transmute(_mm512_loadu_ps(b.add(16)));
-            },
-            row: row(b0, b1),
-            then: { b = b.add(rsb); }
-        }
-    }
-    store_rows! {
-        rows: MR, lo: lo, hi: hi, c: c, ldc: ldc, alpha: alpha, beta: beta, lanes: 16,
-        set1: _mm512_set1_ps, load: _mm512_loadu_ps, store: _mm512_storeu_ps,
-        mul: _mm512_mul_ps, fmadd: _mm512_fmadd_ps
     }
 }

@@ -235,35 +235,17 @@ impl Split {
     fn choose<K: MicroKernel>(g: &Gemm, threads: usize) -> Option<Split> {
         let (m, n, k, mr, nr) = (g.m, g.n, g.k, K::MR, K::NR);
         let (mp, np) = (m.div_ceil(mr), n.div_ceil(nr));
-        let band = |panels: usize, unit: usize, len: usize| {
+        // One band per thread of whole panels (`panels` of `unit` rows or columns, `len` in all).
+        let band = |cols: bool, panels: usize, unit: usize, len: usize| {
             if panels < threads {
                 return None;
             }
             let per = panels.div_ceil(threads) * unit;
-            Some((per, len.div_ceil(per)))
+            let parts = len.div_ceil(per);
+            Some(Split { cols, per, parts })
         };
-        let by_rows = band(mp, mr, m).map(|(per, parts)| {
-            let cost = per * n * k + 32 * k * n;
-            (
-                cost,
-                Split {
-                    cols: false,
-                    per,
-                    parts,
-                },
-            )
-        });
-        let by_cols = band(np, nr, n).map(|(per, parts)| {
-            let cost = per * m * k + 8 * m * k;
-            (
-                cost,
-                Split {
-                    cols: true,
-                    per,
-                    parts,
-                },
-            )
-        });
+        let by_rows = band(false, mp, mr, m).map(|s| (s.per * n * k + 32 * k * n, s));
+        let by_cols = band(true, np, nr, n).map(|s| (s.per * m * k + 8 * m * k, s));
         match (by_rows, by_cols) {
             (Some(r), Some(c)) => Some(if c.0 <= r.0 { c.1 } else { r.1 }),
             (r, c) => r.or(c).map(|x| x.1),

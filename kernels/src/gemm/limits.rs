@@ -45,37 +45,47 @@ mod x86 {
     use super::FMA_CHAINS;
     use std::arch::x86_64::*;
 
+    /// [`FMA_CHAINS`] chains of `iters` FMAs `x = x·0.999 + 0.001` from 1, added into one
+    /// vector; `set1`, `fmadd`, `zero`, `add` are the ISA's f32 intrinsics.
+    macro_rules! fma_chains {
+        (
+            $iters:expr,
+            set1: $set1:ident, fmadd: $fmadd:ident,
+            zero: $zero:ident, add: $add:ident
+        ) => {{
+            let mul = $set1(std::hint::black_box(0.999));
+            let add = $set1(std::hint::black_box(0.001));
+            let mut acc = [$set1(1.0); FMA_CHAINS];
+            for _ in 0..$iters {
+                for x in acc.iter_mut() {
+                    *x = $fmadd(*x, mul, add);
+                }
+            }
+            let mut s = $zero();
+            for x in acc {
+                s = $add(s, x);
+            }
+            s
+        }};
+    }
+
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn avx512(iters: usize) -> f32 {
-        let mul = _mm512_set1_ps(std::hint::black_box(0.999));
-        let add = _mm512_set1_ps(std::hint::black_box(0.001));
-        let mut acc = [_mm512_set1_ps(1.0); FMA_CHAINS];
-        for _ in 0..iters {
-            for x in acc.iter_mut() {
-                *x = _mm512_fmadd_ps(*x, mul, add);
-            }
-        }
-        let mut s = _mm512_setzero_ps();
-        for x in acc {
-            s = _mm512_add_ps(s, x);
-        }
+        let s = fma_chains! {
+            iters,
+            set1: _mm512_set1_ps, fmadd: _mm512_fmadd_ps,
+            zero: _mm512_setzero_ps, add: _mm512_add_ps
+        };
         _mm512_reduce_add_ps(s)
     }
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn avx2(iters: usize) -> f32 {
-        let mul = _mm256_set1_ps(std::hint::black_box(0.999));
-        let add = _mm256_set1_ps(std::hint::black_box(0.001));
-        let mut acc = [_mm256_set1_ps(1.0); FMA_CHAINS];
-        for _ in 0..iters {
-            for x in acc.iter_mut() {
-                *x = _mm256_fmadd_ps(*x, mul, add);
-            }
-        }
-        let mut s = _mm256_setzero_ps();
-        for x in acc {
-            s = _mm256_add_ps(s, x);
-        }
+        let s = fma_chains! {
+            iters,
+            set1: _mm256_set1_ps, fmadd: _mm256_fmadd_ps,
+            zero: _mm256_setzero_ps, add: _mm256_add_ps
+        };
         let mut out = [0.0f32; 8];
         // SAFETY: out holds 8 f32.
         unsafe { _mm256_storeu_ps(out.as_mut_ptr(), s) };

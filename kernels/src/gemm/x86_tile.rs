@@ -92,3 +92,111 @@ macro_rules! store_rows {
     }};
 }
 pub(super) use store_rows;
+
+/// The whole body of a tile kernel `fn(t: &Tile)`: zeroes the `lo`/`hi` accumulators, warms
+/// the C tile when `prefetch` is given (those byte offsets of each of the `rows` rows, with
+/// `_mm_prefetch`; prefetches never fault), runs the k loop over a packed A panel (`packed`:
+/// element (i, p) at `a + p·mr + i` in units of `elem`, constant offsets; B advances by
+/// `packed_b_step` per k step, `NR` or the tile's `rsb`) or over A read in place
+/// ([`in_place_k_loop`] over `bases`; B advances by `rsb`), then writes the first `rows` rows
+/// with [`store_rows`]. Rows `rows..mr` of the accumulators stay zero and are never stored.
+///
+/// Only the ISA's operations are the kernel's own, written as closure-like expressions:
+/// `load_b(p)` loads one B vector at `p` (two per k step, at `b` and `b + lanes`), `bcast(p)`
+/// broadcasts the A element at `p: *const elem`, `madd(acc, a, b)` returns `acc + a·b` per
+/// lane; `zero` is the zero vector, and `store` passes `set1`, `load`, `store`, `mul`, `fmadd`
+/// on to [`store_rows`].
+///
+/// Expands to `unsafe` code: the kernel's caller must guarantee the contract of
+/// [`MicroKernel::tile_strided`](super::driver::MicroKernel::tile_strided) with `rows` rows
+/// (packed panels when `packed`), and the kernel's ISA.
+macro_rules! tile_body {
+    // `packed_b_step: rsb` is the tile's own `rsb`; any other token (`NR`) is taken as is.
+    (@b_step rsb, $rsb:ident) => {
+        $rsb
+    };
+    (@b_step $e:tt, $rsb:ident) => {
+        $e
+    };
+    (
+        tile: $t:expr, rows: $rows:expr, mr: $mr:expr, packed: $packed:expr, lanes: $w:expr,
+        zero: $zero:expr, $(prefetch: [$($off:expr),*],)?
+        elem: $elem:ty, packed_b_step: $pbs:tt,
+        bases: [$($bases:tt)*],
+        load_b: |$bp:ident| $load_b:expr,
+        bcast: |$ap:ident| $bcast:expr,
+        madd: |$acc:ident, $av:ident, $bv:ident| $madd:expr,
+        store: { $($store:tt)* }
+    ) => {{
+        let $crate::gemm::driver::Tile {
+            kc,
+            a,
+            rsa,
+            csa,
+            b,
+            rsb,
+            c,
+            ldc,
+            alpha,
+            beta,
+            ..
+        } = *$t;
+        let mut lo = [$zero; $mr];
+        let mut hi = [$zero; $mr];
+        $(
+            for i in 0..$rows {
+                let r = c.wrapping_add(i * ldc) as *const i8;
+                $(
+                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                        r.wrapping_add($off),
+                    );
+                )*
+            }
+        )?
+        let mut b = b;
+        // One k step of row i (skipped past `rows`): the A element at `ptr` times the two B
+        // vectors.
+        macro_rules! row {
+            ($i:expr, $ptr:expr, ($b0:ident, $b1:ident)) => {
+                if $i < $rows {
+                    let av = { let $ap = $ptr.cast::<$elem>(); $bcast };
+                    lo[$i] = { let ($acc, $av, $bv) = (lo[$i], av, $b0); $madd };
+                    hi[$i] = { let ($acc, $av, $bv) = (hi[$i], av, $b1); $madd };
+                }
+            };
+        }
+        if $packed {
+            let mut a = a.cast::<$elem>();
+            for _ in 0..kc {
+                // SAFETY: the caller guarantees kc·mr readable elements at a and kc packed B
+                // steps at b; each step reads mr of the former and one B step (two vectors of
+                // `lanes`) and advances by as much.
+                unsafe {
+                    let b0 = { let $bp = b; $load_b };
+                    let b1 = { let $bp = b.add($w); $load_b };
+                    for i in 0..$rows {
+                        row!(i, a.add(i), (b0, b1));
+                    }
+                    a = a.add($mr);
+                    b = b.add($crate::gemm::x86_tile::tile_body!(@b_step $pbs, rsb));
+                }
+            }
+        } else {
+            $crate::gemm::x86_tile::in_place_k_loop! {
+                kc: kc, a: a, rsa: rsa, step: csa,
+                bases: [$($bases)*],
+                each: {
+                    let b0 = { let $bp = b; $load_b };
+                    let b1 = { let $bp = b.add($w); $load_b };
+                },
+                row: row(b0, b1),
+                then: { b = b.add(rsb); }
+            }
+        }
+        $crate::gemm::x86_tile::store_rows! {
+            rows: $rows, lo: lo, hi: hi, c: c, ldc: ldc, alpha: alpha, beta: beta, lanes: $w,
+            $($store)*
+        }
+    }};
+}
+pub(super) use tile_body;

@@ -27,6 +27,29 @@ fn rows_of(x: usize, cols: usize, what: &str) -> usize {
     x / cols
 }
 
+/// The forward's shape checks for `x` elements in rows of `cols`: returns the rows; panics
+/// (naming `what`) unless `beta` has `cols`, `y` `x`, and `mean` and `rstd` one per row.
+fn check_forward(
+    what: &str,
+    x: usize,
+    cols: usize,
+    beta: &[f32],
+    y: &[f32],
+    mean: &[f32],
+    rstd: &[f32],
+) -> usize {
+    let rows = rows_of(x, cols, what);
+    assert!(
+        beta.len() == cols && y.len() == x && mean.len() == rows && rstd.len() == rows,
+        "{what}: beta {}, y {}, mean {}, rstd {} do not fit {rows} rows of {cols}",
+        beta.len(),
+        y.len(),
+        mean.len(),
+        rstd.len()
+    );
+    rows
+}
+
 /// Forward. `gamma`, `beta`: `cols` each; `mean`, `rstd`: one per row.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
@@ -54,15 +77,7 @@ pub fn forward_with(
     rstd: &mut [f32],
 ) {
     let cols = gamma.len();
-    let rows = rows_of(x.len(), cols, "layernorm forward");
-    assert!(
-        beta.len() == cols && y.len() == x.len() && mean.len() == rows && rstd.len() == rows,
-        "layernorm forward: beta {}, y {}, mean {}, rstd {} do not fit {rows} rows of {cols}",
-        beta.len(),
-        y.len(),
-        mean.len(),
-        rstd.len()
-    );
+    let rows = check_forward("layernorm forward", x.len(), cols, beta, y, mean, rstd);
     if isa != Isa::Scalar {
         return forward_simd(isa, x, None, gamma, beta, eps, y, mean, rstd);
     }
@@ -215,15 +230,14 @@ pub fn residual_forward_with(
         }
         return forward_with(isa, &sum[..], gamma, beta, eps, y, mean, rstd);
     }
-    let cols = gamma.len();
-    let rows = rows_of(x.len(), cols, "residual layernorm");
-    assert!(
-        beta.len() == cols && y.len() == x.len() && mean.len() == rows && rstd.len() == rows,
-        "residual layernorm: beta {}, y {}, mean {}, rstd {} do not fit {rows} rows of {cols}",
-        beta.len(),
-        y.len(),
-        mean.len(),
-        rstd.len()
+    check_forward(
+        "residual layernorm",
+        x.len(),
+        gamma.len(),
+        beta,
+        y,
+        mean,
+        rstd,
     );
     forward_simd(
         isa,

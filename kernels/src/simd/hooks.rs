@@ -15,7 +15,7 @@ struct MapFn<'a> {
 /// Which vector function [`math_with`] applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MathFn {
-    /// `eˣ` ([`exp`](crate::simd::math::exp)).
+    /// `eˣ` (the vector `exp` of `simd::math`).
     Exp,
     /// `erf(x)`.
     Erf,

@@ -25,6 +25,32 @@ pub(crate) fn check_rows(len: usize, cols: usize, what: &str) -> usize {
     len / cols
 }
 
+/// The forward's checks (`x` whole rows of `cols`, `y` as long); returns the rows.
+fn check_xy(x: &[f32], cols: usize, y: &[f32], what: &str) -> usize {
+    let rows = check_rows(x.len(), cols, what);
+    assert_eq!(
+        x.len(),
+        y.len(),
+        "{what}: x {} elements, y {}",
+        x.len(),
+        y.len()
+    );
+    rows
+}
+
+/// The backward's checks (`y` whole rows of `cols`, `dy` and `dx` as long); returns the rows.
+fn check_backward(y: &[f32], dy: &[f32], cols: usize, dx: &[f32], what: &str) -> usize {
+    let rows = check_rows(y.len(), cols, what);
+    assert!(
+        dy.len() == y.len() && dx.len() == y.len(),
+        "{what}: y {}, dy {}, dx {} elements",
+        y.len(),
+        dy.len(),
+        dx.len()
+    );
+    rows
+}
+
 /// `y = softmax(x)` per row of `cols`.
 pub fn softmax_rows(x: &[f32], cols: usize, y: &mut [f32]) {
     softmax_rows_with(active(), x, cols, y)
@@ -32,14 +58,7 @@ pub fn softmax_rows(x: &[f32], cols: usize, y: &mut [f32]) {
 
 /// [`softmax_rows`] on a chosen path.
 pub fn softmax_rows_with(isa: Isa, x: &[f32], cols: usize, y: &mut [f32]) {
-    let rows = check_rows(x.len(), cols, "softmax");
-    assert_eq!(
-        x.len(),
-        y.len(),
-        "softmax: x {} elements, y {}",
-        x.len(),
-        y.len()
-    );
+    let rows = check_xy(x, cols, y, "softmax");
     if isa != Isa::Scalar {
         return rows_simd(isa, RowOp::Softmax, cols, x, &[], y);
     }
@@ -67,14 +86,7 @@ pub fn log_softmax_rows(x: &[f32], cols: usize, y: &mut [f32]) {
 
 /// [`log_softmax_rows`] on a chosen path.
 pub fn log_softmax_rows_with(isa: Isa, x: &[f32], cols: usize, y: &mut [f32]) {
-    let rows = check_rows(x.len(), cols, "log_softmax");
-    assert_eq!(
-        x.len(),
-        y.len(),
-        "log_softmax: x {} elements, y {}",
-        x.len(),
-        y.len()
-    );
+    let rows = check_xy(x, cols, y, "log_softmax");
     if isa != Isa::Scalar {
         return rows_simd(isa, RowOp::LogSoftmax, cols, x, &[], y);
     }
@@ -104,14 +116,7 @@ pub fn softmax_backward_rows(y: &[f32], dy: &[f32], cols: usize, dx: &mut [f32])
 
 /// [`softmax_backward_rows`] on a chosen path.
 pub fn softmax_backward_rows_with(isa: Isa, y: &[f32], dy: &[f32], cols: usize, dx: &mut [f32]) {
-    let rows = check_rows(y.len(), cols, "softmax backward");
-    assert!(
-        dy.len() == y.len() && dx.len() == y.len(),
-        "softmax backward: y {}, dy {}, dx {} elements",
-        y.len(),
-        dy.len(),
-        dx.len()
-    );
+    let rows = check_backward(y, dy, cols, dx, "softmax backward");
     if isa != Isa::Scalar {
         return rows_simd(isa, RowOp::SoftmaxBwd, cols, y, dy, dx);
     }
@@ -137,14 +142,7 @@ pub fn log_softmax_backward_rows_with(
     cols: usize,
     dx: &mut [f32],
 ) {
-    let rows = check_rows(y.len(), cols, "log_softmax backward");
-    assert!(
-        dy.len() == y.len() && dx.len() == y.len(),
-        "log_softmax backward: y {}, dy {}, dx {} elements",
-        y.len(),
-        dy.len(),
-        dx.len()
-    );
+    let rows = check_backward(y, dy, cols, dx, "log_softmax backward");
     if isa != Isa::Scalar {
         return rows_simd(isa, RowOp::LogSoftmaxBwd, cols, y, dy, dx);
     }
