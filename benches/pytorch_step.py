@@ -10,8 +10,13 @@ usage: pytorch_step.py CONFIG BATCH STEPS VARIANT THREADS
   VARIANT stock  = HF's BertForPreTraining as shipped (MLM logits at every position)
           masked = the MLM head applied to the 20 masked positions per sequence only, as the
                    reference TF implementation does (and as cloze does)
+
+PyTorch picks its own best kernels for the CPU. With TORCH_ISA=avx2 in the environment, the
+line is tagged "isa": "avx2"; benches/train_step.sh then also sets ATEN_CPU_CAPABILITY,
+MKL_ENABLE_INSTRUCTIONS and ONEDNN_MAX_CPU_ISA so that ATen, MKL and oneDNN stay on AVX2.
 """
 import json
+import os
 import resource
 import sys
 import time
@@ -73,4 +78,6 @@ peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 print(json.dumps({"impl": f"pytorch-{variant}", "config": name, "batch": batch, "seq": seq,
                   "threads": threads, "ms_per_step": median * 1e3,
                   "tokens_per_s": batch * seq / median, "peak_rss_mib": peak,
-                  "steps_timed": len(times), "torch": torch.__version__}))
+                  "steps_timed": len(times), "torch": torch.__version__,
+                  "isa": os.environ.get("TORCH_ISA"),
+                  "aten_capability": torch.backends.cpu.get_cpu_capability()}))

@@ -245,6 +245,9 @@ def train_step_table(path, isa):
     rows = [r for r in rows if r["impl"] != "cloze" or r.get("isa") == isa]
     if not any(r["impl"] == "cloze" for r in rows):
         return []
+    # PyTorch held to this path's ISA when such runs exist, else PyTorch's own best kernels
+    torch_same_isa = any(r["impl"] != "cloze" and r.get("isa") == isa for r in rows)
+    rows = [r for r in rows if r["impl"] == "cloze" or r.get("isa") == (isa if torch_same_isa else None)]
     groups = {}
     for r in rows:
         groups.setdefault((r["config"], r["threads"]), {}).setdefault(r["impl"], []).append(r)
@@ -273,7 +276,10 @@ def train_step_table(path, isa):
                    f"**{num(pm and pm / c, '{:.2f}×')}** | {num(ps)} | "
                    f"{num(ps and ps / c, '{:.2f}×')} | {mem('cloze')} / {mem('pytorch-masked')} |")
     _m, flags, _c = cpu_info()
-    if isa != "avx512" and "avx512f" in flags.split():
+    if torch_same_isa:
+        out += ["", f"PyTorch was held to {ISA_TITLE.get(isa, isa)} in these rows (ATEN_CPU_CAPABILITY, "
+                "MKL_ENABLE_INSTRUCTIONS and ONEDNN_MAX_CPU_ISA), so both sides run the same instruction set."]
+    elif isa != "avx512" and "avx512f" in flags.split():
         out += ["", f"PyTorch runs its own best kernels for this CPU (AVX-512 here) in every row, so on this "
                 f"machine these rows race cloze's {ISA_TITLE.get(isa, isa)} path against PyTorch's AVX-512 path; "
                 "a CPU without AVX-512 slows both."]
@@ -351,7 +357,7 @@ def main():
     args = ap.parse_args()
     if args.print_train_step:
         rows = [json.loads(l) for l in open(args.print_train_step) if l.strip()]
-        for isa in [args.isa] if args.isa else sorted({r["isa"] for r in rows if "isa" in r}):
+        for isa in [args.isa] if args.isa else sorted({r["isa"] for r in rows if r["impl"] == "cloze" and r.get("isa")}):
             print("\n".join(train_step_table(args.print_train_step, isa)))
         return
     if not args.isa:

@@ -3,7 +3,9 @@
 # BertForPreTraining on the same configs in the same session, alternating implementations so
 # machine noise hits all of them alike. Configs: tiny, mini, base (vocabulary 30,522, sequence
 # 128) and repro, paper-repro's own pre-training shape (see examples/train_step.rs). On a CPU
-# with AVX-512, cloze also runs with CLOZE_KERNEL=avx2, the path most researchers' CPUs take.
+# with AVX-512, cloze also runs with CLOZE_KERNEL=avx2, the path most researchers' CPUs take,
+# and PyTorch runs a second time held to AVX2 (ATen, MKL and oneDNN), so that the AVX2 rows
+# compare AVX2 with AVX2.
 # Writes the markdown tables to target/bench/train_step.md (raw JSON lines beside it). PyTorch
 # columns appear only when `python3 -c "import torch, transformers"` works.
 #   REPS=3 CONFIGS="repro tiny" bash benches/train_step.sh
@@ -38,6 +40,10 @@ for name in ${CONFIGS:-repro tiny mini base}; do
       if [ "$have_torch" = 1 ]; then
         for v in masked stock; do
           python3 benches/pytorch_step.py "$name" "$1" "$2" "$v" "$threads" >> "$raw"
+          if [ "${#isas[@]}" -gt 1 ]; then
+            TORCH_ISA=avx2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 \
+              python3 benches/pytorch_step.py "$name" "$1" "$2" "$v" "$threads" >> "$raw"
+          fi
         done
       fi
     done
