@@ -10,6 +10,9 @@ usage: pytorch_step.py CONFIG BATCH STEPS VARIANT THREADS
   VARIANT stock  = HF's BertForPreTraining as shipped (MLM logits at every position)
           masked = the MLM head applied to the 20 masked positions per sequence only, as the
                    reference TF implementation does (and as cloze does)
+          masked-bf16 = masked under torch.autocast("cpu", dtype=torch.bfloat16): PyTorch's
+                   CPU mixed precision (bf16 matmul operands, f32 master weights), the peer of
+                   cloze's precision = "bf16"
 
 PyTorch picks its own best kernels for the CPU. With TORCH_ISA=avx2 in the environment, the
 line is tagged "isa": "avx2"; benches/train_step.sh then also sets ATEN_CPU_CAPABILITY,
@@ -46,21 +49,28 @@ nsp = torch.arange(batch) % 2
 ce = torch.nn.CrossEntropyLoss()
 
 
+def masked_loss():
+    hidden = model.bert(input_ids=ids, token_type_ids=types, attention_mask=mask)
+    seqout, pooled = hidden[0], hidden[1]
+    gathered = seqout.reshape(batch * seq, H)[rows]
+    logits = model.cls.predictions(gathered)
+    nsp_logits = model.cls.seq_relationship(pooled)
+    return ce(logits.float(), labels) + ce(nsp_logits.float(), nsp)
+
+
 def step():
     opt.zero_grad(set_to_none=True)
-    if variant == "stock":
+    if variant == "masked-bf16":
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = masked_loss()
+    elif variant == "stock":
         mlm_labels = torch.full((batch * seq,), -100, dtype=torch.long)
         mlm_labels[rows] = labels
         out = model(input_ids=ids, token_type_ids=types, attention_mask=mask,
                     labels=mlm_labels.view(batch, seq), next_sentence_label=nsp)
         loss = out.loss
     else:
-        hidden = model.bert(input_ids=ids, token_type_ids=types, attention_mask=mask)
-        seqout, pooled = hidden[0], hidden[1]
-        gathered = seqout.reshape(batch * seq, H)[rows]
-        logits = model.cls.predictions(gathered)
-        nsp_logits = model.cls.seq_relationship(pooled)
-        loss = ce(logits, labels) + ce(nsp_logits, nsp)
+        loss = masked_loss()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()

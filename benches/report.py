@@ -301,23 +301,18 @@ def section_key(isa):
     return f"{model} / {isa}"
 
 
-def replace_train_step(args):
-    """Swaps the training-step table of this machine's section for a fresh one."""
+def replace_subsection(args, head, table, what):
+    """Swaps the subsection starting with `head` in this machine's section for `table`."""
     key = section_key(args.isa)
-    table = train_step_table(os.path.join(args.bench_dir, "train_step.jsonl"), args.isa)
-    if not table:
-        sys.exit(f"no cloze rows for path {args.isa} in {args.bench_dir}/train_step.jsonl: "
-                 "run `bash benches/train_step.sh` first")
     text = open(args.out).read()
     found = {k: v for k, v in SECTION.findall(text)}
     if key not in found:
         body = "\n".join(section_head(args.isa) + [
-            "- Only the training step has been measured on this path so far (`bash benches/report.sh` "
+            f"- Only the {what} has been measured on this path so far (`bash benches/report.sh` "
             "fills in the kernels).", "", ""])
         text = text.rstrip("\n") + f"\n\n<!-- section: {key} -->\n{body}<!-- /section -->\n"
         found[key] = body
     body = found[key]
-    head = "### Training step"
     start = body.find(head)
     if start < 0:
         marker = "<details>"
@@ -333,7 +328,98 @@ def replace_train_step(args):
                        f"<!-- section: {key} -->\n{body}<!-- /section -->")
     with open(args.out, "w") as f:
         f.write(new)
-    print(f"replaced the training-step table of {key!r} in {args.out}")
+    print(f"replaced the {what} table of {key!r} in {args.out}")
+
+
+def replace_train_step(args):
+    """Swaps the training-step table of this machine's section for a fresh one."""
+    table = train_step_table(os.path.join(args.bench_dir, "train_step.jsonl"), args.isa)
+    if not table:
+        sys.exit(f"no cloze rows for path {args.isa} in {args.bench_dir}/train_step.jsonl: "
+                 "run `bash benches/train_step.sh` first")
+    replace_subsection(args, "### Training step", table, "training step")
+
+
+def welch(a, b):
+    """Mean of b − a and the half-width of its 95% Welch interval (None below 2 values each)."""
+    import statistics
+    from math import sqrt
+    d = statistics.mean(b) - statistics.mean(a)
+    if len(a) < 2 or len(b) < 2:
+        return d, None
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    se = sqrt(va + vb)
+    if se == 0:
+        return d, 0.0
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    # two-sided 97.5% t quantiles; df is rounded down (conservative)
+    t = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23}
+    return d, t.get(max(1, int(df)), 2.0) * se
+
+
+def bf16_table(path):
+    """The bf16 mixed-precision tables (step time and held-out loss), from benches/bf16.sh."""
+    import statistics
+    if not os.path.exists(path):
+        return []
+    rows = [json.loads(l) for l in open(path) if l.strip()]
+    speed = [r for r in rows if "ms_per_step" in r]
+    loss = [r for r in rows if "heldout_lm_loss" in r]
+    if not speed and not loss:
+        return []
+    out = ["### bf16 mixed-precision training", "",
+           "`precision = \"bf16\"` (pre-training config; `Tape::set_precision` in the library): the operands of "
+           "every matrix product, forward and backward, are rounded to bf16 and multiplied with `vdpbf16ps` "
+           "(f32 accumulation); weights, gradients and AdamW state stay f32. PyTorch's peer is "
+           "`torch.autocast(\"cpu\", dtype=torch.bfloat16)` around the same masked-MLM step. From "
+           "`bash benches/bf16.sh` (implementations alternated in one session; medians over runs)."]
+    if speed:
+        groups = {}
+        for r in speed:
+            impl = r["impl"] if r["impl"] != "cloze" else f"cloze-{r.get('precision', 'f32')}"
+            groups.setdefault((r["config"], r["threads"]), {}).setdefault(impl, []).append(r["ms_per_step"])
+        out += ["", "| config | threads | cloze f32 ms/step | cloze bf16 ms/step | **bf16 speed-up** "
+                "| PyTorch f32 ms/step | PyTorch autocast bf16 ms/step | PyTorch's bf16 speed-up "
+                "| cloze bf16 vs PyTorch bf16 |", "|---|---|---|---|---|---|---|---|---|"]
+        order = {"repro": 0, "tiny": 1, "mini": 2, "base": 3}
+        for (cfg, th), g in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], 9), kv[0][1])):
+            med = {k: statistics.median(v) for k, v in g.items()}
+            f = lambda k: f"{med[k]:.1f}" if k in med else "–"
+            ratio = lambda a, b: f"{med[a] / med[b]:.2f}×" if a in med and b in med else "–"
+            out.append(f"| {cfg} | {th} | {f('cloze-f32')} | {f('cloze-bf16')} | **{ratio('cloze-f32', 'cloze-bf16')}** "
+                       f"| {f('pytorch-masked')} | {f('pytorch-masked-bf16')} | {ratio('pytorch-masked', 'pytorch-masked-bf16')} "
+                       f"| {ratio('pytorch-masked-bf16', 'cloze-bf16')} |")
+    if loss:
+        by = {}
+        for r in loss:
+            by.setdefault(r["precision"], {})[r["seed"]] = r["heldout_lm_loss"]
+        r0 = loss[0]
+        seeds = sorted({r["seed"] for r in loss})
+        out += ["", f"Held-out MLM loss after {r0['steps']} steps of {r0['config']} pre-training "
+                f"({r0.get('what', '')}), one run per precision and seed:", "",
+                "| precision | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± sd |",
+                "|---|" + "---|" * len(seeds) + "---|"]
+        for p in ["f32", "bf16"]:
+            if p not in by:
+                continue
+            v = [by[p][s] for s in seeds if s in by[p]]
+            sd = statistics.stdev(v) if len(v) > 1 else 0.0
+            out.append(f"| {p} | " + " | ".join(f"{by[p][s]:.3f}" if s in by[p] else "–" for s in seeds)
+                       + f" | {statistics.mean(v):.3f} ± {sd:.3f} |")
+        if "f32" in by and "bf16" in by:
+            d, hw = welch(list(by["f32"].values()), list(by["bf16"].values()))
+            ci = f" [{d - hw:+.3f}, {d + hw:+.3f}]" if hw is not None else ""
+            verdict = ("within seed noise (the interval covers 0)" if hw is not None and d - hw <= 0 <= d + hw
+                       else "outside seed noise" if hw is not None else "too few seeds for an interval")
+            out += ["", f"bf16 − f32: {d:+.3f} nats{ci} (95% Welch interval): {verdict}."]
+    return out + [""]
+
+
+def replace_bf16(args):
+    table = bf16_table(os.path.join(args.bench_dir, "bf16.jsonl"))
+    if not table:
+        sys.exit(f"no rows in {args.bench_dir}/bf16.jsonl: run `bash benches/bf16.sh` first")
+    replace_subsection(args, "### bf16 mixed-precision training", table, "bf16 training")
 
 
 SECTION = re.compile(r"<!-- section: (.*?) -->\n(.*?)<!-- /section -->\n?", re.S)
@@ -354,7 +440,15 @@ def main():
     ap.add_argument("--print-train-step", metavar="JSONL",
                     help="print the training-step table of --isa (default: of every path in the file) "
                          "from these JSON lines and exit (benches/train_step.sh uses it)")
+    ap.add_argument("--only-bf16", action="store_true",
+                    help="replace only the bf16-training tables of this machine's section "
+                         "(after `bash benches/bf16.sh` alone), keeping the rest")
+    ap.add_argument("--print-bf16", metavar="JSONL",
+                    help="print the bf16-training tables from these JSON lines and exit")
     args = ap.parse_args()
+    if args.print_bf16:
+        print("\n".join(bf16_table(args.print_bf16)))
+        return
     if args.print_train_step:
         rows = [json.loads(l) for l in open(args.print_train_step) if l.strip()]
         for isa in [args.isa] if args.isa else sorted({r["isa"] for r in rows if r["impl"] == "cloze" and r.get("isa")}):
@@ -364,6 +458,8 @@ def main():
         ap.error("--isa is required")
     if args.only_train_step:
         return replace_train_step(args)
+    if args.only_bf16:
+        return replace_bf16(args)
     crit = args.criterion or os.path.join("target", "criterion", args.isa)
     rows = load(crit)
     if not rows:
@@ -380,6 +476,8 @@ def main():
     body.append("")
     body += derived(rows, lim, args.isa, args.bench_dir)
     body += train_step_table(os.path.join(args.bench_dir, "train_step.jsonl"), args.isa)
+    if args.isa == "avx512":
+        body += bf16_table(os.path.join(args.bench_dir, "bf16.jsonl"))
     for extra in args.extra:
         with open(extra) as f:
             body += [f.read().rstrip().replace("\n## ", "\n### ").replace("## ", "### ", 1), ""]

@@ -1,12 +1,13 @@
 //! One full pre-training step (forward, backward, AdamW) of BertForPreTraining on synthetic
 //! data, timed: prints one JSON line with ms/step, tokens/s and the process's peak memory.
 //!
-//! cargo run --release --example train_step -- CONFIG BATCH [STEPS]
+//! cargo run --release --example train_step -- CONFIG BATCH [STEPS] [PRECISION]
 //!   CONFIG: tiny (L2 H128 A2), mini (L4 H256 A4) or base (L12 H768 A12), each at vocabulary
 //!           30,522, sequence 128, 20 masked positions per sequence, dropout 0.1 (BERT's);
 //!           or repro: paper-repro's pre-training shape (L2 H128 A2, vocabulary 8,192,
 //!           sequence 64, 26 masked positions per sequence, dropout 0)
 //!   BATCH:  sequences per step
+//!   PRECISION: f32 (default) or bf16 (matrix-product operands in bf16, f32 accumulation)
 //!
 //! The MLM head runs on the masked positions only (as the reference implementation gathers
 //! them). Used by benches/train_step.sh, which runs PyTorch on the same
@@ -42,6 +43,14 @@ fn main() -> cloze::Result<()> {
     let name = args.get(1).map(String::as_str).unwrap_or("mini");
     let batch: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(32);
     let steps: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(3);
+    let precision = match args.get(4).map(String::as_str) {
+        None | Some("f32") => cloze::Precision::F32,
+        Some("bf16") => cloze::Precision::Bf16,
+        Some(other) => {
+            eprintln!("PRECISION must be f32 or bf16, got {other:?}");
+            std::process::exit(2);
+        }
+    };
     let (cfg, seq, per_seq) = if name == "repro" {
         let mut cfg = BertConfig::tiny();
         cfg.vocab_size = 8192;
@@ -73,6 +82,7 @@ fn main() -> cloze::Result<()> {
     }
     let nsp: Vec<i32> = (0..batch).map(|b| (b % 2) as i32).collect();
     let mut tape = Tape::new();
+    tape.set_precision(precision);
     let mut times = Vec::new();
     for step in 0..=steps {
         let t0 = Instant::now();
@@ -105,7 +115,7 @@ fn main() -> cloze::Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "impl": "cloze", "isa": cloze::kernels::dispatch::active().name(), "config": name, "batch": batch, "seq": seq,
+            "impl": "cloze", "isa": cloze::kernels::dispatch::active().name(), "config": name, "precision": serde_json::to_value(precision).unwrap_or_default(), "batch": batch, "seq": seq,
             "threads": rayon::current_num_threads(),
             "ms_per_step": median * 1e3, "tokens_per_s": (batch * seq) as f64 / median,
             "peak_rss_mib": peak_rss_mib(), "steps_timed": times.len(),

@@ -235,7 +235,7 @@ pub mod train;
 
 pub use autodiff::gradcheck::{gradcheck, GradcheckOptions, GradcheckReport};
 pub use autodiff::params::{ParamId, ParamStore};
-pub use autodiff::tape::{Backward, Gradients, Tape, Var};
+pub use autodiff::tape::{Backward, Gradients, Precision, Tape, Var};
 pub use error::{Error, Result};
 pub use tensor::Tensor;
 

@@ -114,6 +114,32 @@ pub struct Tape {
     generation: u64,
     grad_enabled: bool,
     training: bool,
+    precision: Precision,
+}
+
+/// Number format of matrix-product operands ([`Tape::set_precision`]).
+///
+/// Parameters, activations, gradients and optimiser state stay f32 in both; only the operands
+/// of the matrix products (`matmul`, `bmm`, and their backward products) change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Precision {
+    /// f32 operands (the default).
+    #[default]
+    #[serde(rename = "f32")]
+    F32,
+    /// bf16 operands (rounded to nearest even), f32 accumulation and f32 results: mixed
+    /// precision as CPU autocast does it. Fast only where
+    /// [`cloze_kernels::gemm::bf16::native`] holds (AVX-512 with AVX512-BF16); elsewhere the
+    /// products give the same values as there, but no faster than f32.
+    #[serde(rename = "bf16")]
+    Bf16,
+}
+
+impl Precision {
+    /// Whether this is the default, f32.
+    pub fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
 }
 
 impl Default for Tape {
@@ -130,7 +156,18 @@ impl Tape {
             generation: 0,
             grad_enabled: true,
             training: true,
+            precision: Precision::F32,
         }
+    }
+
+    /// Operand format of the matrix products recorded from now on.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Sets the operand format of matrix products; returns the previous setting.
+    pub fn set_precision(&mut self, precision: Precision) -> Precision {
+        std::mem::replace(&mut self.precision, precision)
     }
 
     /// Number of recorded nodes.

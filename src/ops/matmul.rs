@@ -9,12 +9,18 @@
 //!
 //! so every gradient is itself one GEMM with transpose flags, never a materialised transpose.
 //!
-//! Kernel: [`cloze_kernels::gemm::Gemm`] (`run` and `run_batched`).
+//! With [`Precision::Bf16`] on the tape ([`Tape::set_precision`]) both operands of every
+//! product, forward and backward, are rounded to bf16 and multiplied with f32 accumulation;
+//! the backward saves the bf16 operands instead of the f32 inputs.
+//!
+//! Kernel: [`cloze_kernels::gemm::Gemm`] (`run` and `run_batched`; `run_mixed` and
+//! `run_batched_bf16` for bf16).
 
-use crate::autodiff::tape::{Backward, Tape, Var};
+use crate::autodiff::tape::{Backward, Precision, Tape, Var};
 use crate::error::{shape_err, Result};
 use crate::tensor::Tensor;
 use cloze_kernels::gemm::Gemm;
+use half::bf16;
 
 /// One (possibly batched) product: `batch` products of op(A) (m×k) by op(B) (k×n).
 #[derive(Clone, Copy, Debug)]
@@ -54,10 +60,67 @@ fn gemm(p: &Product, a: &[f32], b: &[f32]) -> Vec<f32> {
     c
 }
 
+/// [`gemm`] with bf16 operands (f32 accumulation and result).
+fn gemm_bf16(p: &Product, a: &[bf16], b: &[bf16]) -> Vec<f32> {
+    let g = Gemm::new(p.m, p.n, p.k).transposes(p.ta, p.tb);
+    let mut c = crate::tensor::pool::take(p.batch * p.m * p.n);
+    if p.batch == 1 {
+        g.run_mixed(a.into(), b.into(), &mut c);
+    } else {
+        g.run_batched_bf16(p.batch, a, p.m * p.k, b, p.k * p.n, &mut c, p.m * p.n);
+    }
+    c
+}
+
+/// The values rounded to bf16.
+fn to_bf16(x: &[f32]) -> Vec<bf16> {
+    let mut out = vec![bf16::ZERO; x.len()];
+    cloze_kernels::convert::f32_to_bf16(x, &mut out);
+    out
+}
+
+/// The operands a product's backward needs, in the format its products read.
+enum Saved {
+    /// f32 products: the input tensors themselves (shared, not copied).
+    F32 { a: Tensor, b: Tensor },
+    /// bf16 products: the operands as rounded in the forward (half the bytes of f32).
+    Bf16 { a: Vec<bf16>, b: Vec<bf16> },
+}
+
 struct MatmulBackward {
     p: Product,
-    a: Tensor,
-    b: Tensor,
+    saved: Saved,
+    a_shape: Vec<usize>,
+    b_shape: Vec<usize>,
+}
+
+/// The two input gradients as stored (`None` where not needed), each one product of the saved
+/// operands `a`, `b` and the output gradient `dc`, all in one format, run by `gemm`.
+fn input_grads<T>(
+    p: Product,
+    [a, b, dc]: [&[T]; 3],
+    needs: &[bool],
+    gemm: impl Fn(&Product, &[T], &[T]) -> Vec<f32>,
+) -> [Option<Vec<f32>>; 2] {
+    let ga = needs[0].then(|| {
+        if !p.ta {
+            // dA (m×k) = dC (m×n) · op(B)ᵀ
+            gemm(&p.with([p.m, p.k, p.n], [false, !p.tb]), dc, b)
+        } else {
+            // dA as stored (k×m) = op(B) (k×n) · dCᵀ
+            gemm(&p.with([p.k, p.m, p.n], [p.tb, true]), b, dc)
+        }
+    });
+    let gb = needs[1].then(|| {
+        if !p.tb {
+            // dB (k×n) = op(A)ᵀ (k×m) · dC (m×n)
+            gemm(&p.with([p.k, p.n, p.m], [!p.ta, false]), a, dc)
+        } else {
+            // dB as stored (n×k) = dCᵀ (n×m) · op(A) (m×k)
+            gemm(&p.with([p.n, p.k, p.m], [true, p.ta]), dc, a)
+        }
+    });
+    [ga, gb]
 }
 
 impl Backward for MatmulBackward {
@@ -66,29 +129,19 @@ impl Backward for MatmulBackward {
     }
 
     fn backward(&self, dc: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
-        let p = self.p;
-        let (a, b, dc_d) = (self.a.data(), self.b.data(), dc.data());
-        let ga = needs[0].then(|| {
-            let data = if !p.ta {
-                // dA (m×k) = dC (m×n) · op(B)ᵀ
-                gemm(&p.with([p.m, p.k, p.n], [false, !p.tb]), dc_d, b)
-            } else {
-                // dA as stored (k×m) = op(B) (k×n) · dCᵀ
-                gemm(&p.with([p.k, p.m, p.n], [p.tb, true]), b, dc_d)
-            };
-            Tensor::from_parts(data, self.a.shape())
-        });
-        let gb = needs[1].then(|| {
-            let data = if !p.tb {
-                // dB (k×n) = op(A)ᵀ (k×m) · dC (m×n)
-                gemm(&p.with([p.k, p.n, p.m], [!p.ta, false]), a, dc_d)
-            } else {
-                // dB as stored (n×k) = dCᵀ (n×m) · op(A) (m×k)
-                gemm(&p.with([p.n, p.k, p.m], [true, p.ta]), dc_d, a)
-            };
-            Tensor::from_parts(data, self.b.shape())
-        });
-        Ok(vec![ga, gb])
+        let [ga, gb] = match &self.saved {
+            Saved::F32 { a, b } => {
+                input_grads(self.p, [a.data(), b.data(), dc.data()], needs, gemm)
+            }
+            Saved::Bf16 { a, b } => {
+                let dc = to_bf16(dc.data());
+                input_grads(self.p, [a, b, &dc], needs, gemm_bf16)
+            }
+        };
+        Ok(vec![
+            ga.map(|g| Tensor::from_parts(g, &self.a_shape)),
+            gb.map(|g| Tensor::from_parts(g, &self.b_shape)),
+        ])
     }
 }
 
@@ -101,13 +154,32 @@ impl Tape {
         p: Product,
         out_shape: Vec<usize>,
     ) -> Result<Var> {
-        let data = gemm(&p, a.value().data(), b.value().data());
-        let out = Tensor::from_parts(data, &out_shape);
-        self.record(op, out, &[a, b], || MatmulBackward {
-            p,
-            a: a.value().clone(),
-            b: b.value().clone(),
-        })
+        let (a_shape, b_shape) = (a.shape().to_vec(), b.shape().to_vec());
+        match self.precision() {
+            Precision::F32 => {
+                let data = gemm(&p, a.value().data(), b.value().data());
+                let out = Tensor::from_parts(data, &out_shape);
+                self.record(op, out, &[a, b], || MatmulBackward {
+                    p,
+                    saved: Saved::F32 {
+                        a: a.value().clone(),
+                        b: b.value().clone(),
+                    },
+                    a_shape,
+                    b_shape,
+                })
+            }
+            Precision::Bf16 => {
+                let (ah, bh) = (to_bf16(a.value().data()), to_bf16(b.value().data()));
+                let out = Tensor::from_parts(gemm_bf16(&p, &ah, &bh), &out_shape);
+                self.record(op, out, &[a, b], || MatmulBackward {
+                    p,
+                    saved: Saved::Bf16 { a: ah, b: bh },
+                    a_shape,
+                    b_shape,
+                })
+            }
+        }
     }
 
     /// `A·B`. See [`Tape::matmul_t`].

@@ -2,6 +2,7 @@
 //! and impossible values are errors before anything runs. A copy is written next to each
 //! run's outputs.
 
+use crate::autodiff::tape::Precision;
 use crate::bert::BertConfig;
 use crate::error::{invalid, Error, Result};
 use crate::pretrain::instances::{InstanceConfig, MaskSplit};
@@ -195,6 +196,13 @@ pub struct TrainSection {
     /// separates the effect of NSP's data format from that of its gradient.
     #[serde(default = "d_nsp_weight")]
     pub nsp_loss_weight: f32,
+    /// Operand format of the matrix products: `"f32"` (the default) or `"bf16"` (mixed
+    /// precision: bf16 operands, f32 accumulation; master weights, gradients and optimiser
+    /// state stay f32; no loss scaling, as bf16 has f32's exponent range). `"bf16"` needs the
+    /// AVX-512 kernel path on a CPU with AVX512-BF16 and is refused elsewhere, since the
+    /// products would be no faster there (see [`crate::Precision`]).
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 /// How the (learned) position embeddings start.
@@ -223,6 +231,31 @@ pub struct PretrainConfig {
     pub data: DataSection,
     /// The `[train]` table: optimiser, schedule and loop.
     pub train: TrainSection,
+}
+
+/// Why `precision = "bf16"` is refused on this process, naming the setting.
+pub fn bf16_unavailable(setting: &str) -> String {
+    let isa = cloze_kernels::active();
+    let cpu = if cfg!(target_arch = "x86_64") && is_bf16_cpu() {
+        format!(
+            "the CPU has AVX512-BF16 but this process runs the {isa} kernel path (CLOZE_KERNEL)"
+        )
+    } else {
+        "this CPU has no AVX512-BF16 (vdpbf16ps)".to_string()
+    };
+    format!(
+        "{setting} = \"bf16\" needs bf16 products in hardware, and {cpu}; use \"f32\" (bf16 would round the operands and run no faster)"
+    )
+}
+
+#[cfg(target_arch = "x86_64")]
+fn is_bf16_cpu() -> bool {
+    std::arch::is_x86_feature_detected!("avx512bf16")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn is_bf16_cpu() -> bool {
+    false
 }
 
 serde_defaults! {
@@ -527,6 +560,9 @@ impl PretrainConfig {
                 OP,
                 format!("train.max_grad_norm {} must be positive", t.max_grad_norm),
             );
+        }
+        if t.precision == Precision::Bf16 && !cloze_kernels::gemm::bf16::native() {
+            return invalid(OP, bf16_unavailable("train.precision"));
         }
         if self.data.heldout.is_none() && self.data.heldout_every < 2 {
             return invalid(

@@ -7,6 +7,7 @@
 //! - Otherwise the panels are converted to f32 (exactly) while packing, so the result is the
 //!   f32 GEMM of the bf16 values, computed by the same micro-kernels.
 
+use super::driver::Batch;
 use super::{dispatch, Gemm};
 use crate::dispatch::{active, Isa};
 use half::bf16;
@@ -60,5 +61,53 @@ impl Gemm {
             (Operand::Bf16(a), Operand::F32(b)) => dispatch(isa, self, None, a, b, c),
             (Operand::Bf16(a), Operand::Bf16(b)) => dispatch(isa, self, None, a, b, c),
         }
+    }
+
+    /// [`Gemm::run_batched`] with both operands in bf16 (f32 accumulation, f32 C).
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_batched_bf16(
+        &self,
+        batch: usize,
+        a: &[bf16],
+        stride_a: usize,
+        b: &[bf16],
+        stride_b: usize,
+        c: &mut [f32],
+        stride_c: usize,
+    ) {
+        self.check_batched(
+            batch,
+            a.len(),
+            stride_a,
+            b.len(),
+            stride_b,
+            c.len(),
+            stride_c,
+        );
+        if batch == 0 {
+            return;
+        }
+        let batch = Batch {
+            n: batch,
+            sa: stride_a,
+            sb: stride_b,
+            sc: stride_c,
+        };
+        dispatch(active(), self, Some(batch), a, b, c)
+    }
+}
+
+/// Whether bf16 × bf16 products run natively (`vdpbf16ps`) on the active instruction set:
+/// the AVX-512 path on a CPU with AVX512-BF16. Elsewhere [`Gemm::run_mixed`] still gives the
+/// right result (the f32 product of the bf16 values) but converts while packing, so it is no
+/// faster than f32.
+pub fn native() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        active() == Isa::Avx512 && super::bf16dp::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }

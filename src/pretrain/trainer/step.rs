@@ -52,6 +52,13 @@ impl Pretrainer<'_> {
         self.tape.reset();
         self.tape.set_training(train);
         self.tape.set_grad_enabled(train);
+        // Mixed precision trains only; held-out scores are always computed in f32, so a bf16
+        // run's held-out loss compares with an f32 run's.
+        self.tape.set_precision(if train {
+            self.cfg.train.precision
+        } else {
+            crate::Precision::F32
+        });
         let input = BertInput::new(&b.ids, b.batch, b.seq)
             .with_token_types(&b.types)
             .with_attention_mask(&b.mask);
