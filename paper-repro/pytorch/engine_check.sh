@@ -5,14 +5,17 @@
 #
 #   pip install torch transformers
 #   bash paper-repro/pytorch/engine_check.sh            # after `paper-repro all --scale quick`
+#   ENGINE_CHECK_SCALE=full bash paper-repro/pytorch/engine_check.sh   # the full scale's corpus
 #
-# Reads the corpus from paper-repro/runs/quick/data (built by paper-repro). The flags below
-# mirror Scale::quick() and its Recipe (paper-repro/src/scale.rs); change both together.
+# Reads the corpus from paper-repro/runs/<scale>/data (built by paper-repro). The flags below
+# mirror Scale::quick() and its Recipe (paper-repro/src/scale.rs), which the full scale shares
+# (it differs only in corpus and fine-tuning sizes); change both together.
 # One thread, about 130 ms per step on the machines we use (6000 steps: ~13 minutes).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-data="${ENGINE_CHECK_DATA:-$root/paper-repro/runs/quick/data}"
-results="${ENGINE_CHECK_RESULTS:-$root/paper-repro/results/quick}"
+scale="${ENGINE_CHECK_SCALE:-quick}"
+data="${ENGINE_CHECK_DATA:-$root/paper-repro/runs/$scale/data}"
+results="${ENGINE_CHECK_RESULTS:-$root/paper-repro/results/$scale}"
 steps="${ENGINE_CHECK_STEPS:-6000}"
 out="$(mktemp -d)"
 args=(--train "$data/train.txt" --heldout "$data/heldout.txt" --vocab "$data/vocab.txt"
@@ -22,7 +25,7 @@ args=(--train "$data/train.txt" --heldout "$data/heldout.txt" --vocab "$data/voc
   --eval-every "$steps" --objective mlm+nsp --init-lm-bias unigram
   --init-positions sinusoidal --dupe-factor 2 --seed 1 --threads 1 --fast-tokenizer)
 python3 "$root/paper-repro/pytorch/mlm_reference.py" "${args[@]}" --out "$out/metrics.jsonl"
-python3 - "$out/metrics.jsonl" "$results/pytorch-reference.json" "$steps" "${args[*]}" <<'PY'
+python3 - "$out/metrics.jsonl" "$results/pytorch-reference.json" "$steps" "${args[*]}" "paper-repro/runs/$scale/data" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 last = [r for r in rows if r.get("step") == int(sys.argv[3])][-1]
@@ -33,7 +36,7 @@ ref = dict(
     train_seconds=last.get("seconds"), train_cpu_seconds=last.get("cpu_seconds"),
     heldout_unigram_loss=last.get("heldout_unigram_loss"),
     heldout_context_free_loss=last.get("heldout_context_free_loss"),
-    command="python3 paper-repro/pytorch/mlm_reference.py " + sys.argv[4].replace(sys.argv[4].split()[1].rsplit("/", 1)[0], "paper-repro/runs/quick/data"),
+    command="python3 paper-repro/pytorch/mlm_reference.py " + sys.argv[4].replace(sys.argv[4].split()[1].rsplit("/", 1)[0], sys.argv[5]),
 )
 json.dump(ref, open(sys.argv[2], "w"), indent=2)
 print(json.dumps(ref, indent=2))
