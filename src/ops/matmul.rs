@@ -72,11 +72,47 @@ fn gemm_bf16(p: &Product, a: &[bf16], b: &[bf16]) -> Vec<f32> {
     c
 }
 
-/// The values rounded to bf16.
-fn to_bf16(x: &[f32]) -> Vec<bf16> {
-    let mut out = vec![bf16::ZERO; x.len()];
-    cloze_kernels::convert::f32_to_bf16(x, &mut out);
-    out
+/// bf16 values held two to an f32 in a buffer of the tensor pool, so the operand copies of
+/// one step reuse the memory of the last instead of faulting in fresh pages every time.
+struct Bf16Buf {
+    raw: Vec<f32>,
+    len: usize,
+}
+
+impl Bf16Buf {
+    /// The values rounded to bf16 (round to nearest even), converted on the rayon pool in
+    /// chunks when there are many.
+    fn from_f32(x: &[f32]) -> Bf16Buf {
+        const CHUNK: usize = 1 << 15;
+        let mut buf = Bf16Buf {
+            raw: crate::tensor::pool::take(x.len().div_ceil(2)),
+            len: x.len(),
+        };
+        let dst = buf.as_mut_slice();
+        if x.len() <= CHUNK {
+            cloze_kernels::convert::f32_to_bf16(x, dst);
+        } else {
+            use rayon::prelude::*;
+            dst.par_chunks_mut(CHUNK)
+                .zip(x.par_chunks(CHUNK))
+                .for_each(|(d, s)| cloze_kernels::convert::f32_to_bf16(s, d));
+        }
+        buf
+    }
+
+    fn as_slice(&self) -> &[bf16] {
+        &bytemuck::cast_slice(&self.raw)[..self.len]
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [bf16] {
+        &mut bytemuck::cast_slice_mut(&mut self.raw)[..self.len]
+    }
+}
+
+impl Drop for Bf16Buf {
+    fn drop(&mut self) {
+        crate::tensor::pool::recycle(std::mem::take(&mut self.raw));
+    }
 }
 
 /// The operands a product's backward needs, in the format its products read.
@@ -84,7 +120,7 @@ enum Saved {
     /// f32 products: the input tensors themselves (shared, not copied).
     F32 { a: Tensor, b: Tensor },
     /// bf16 products: the operands as rounded in the forward (half the bytes of f32).
-    Bf16 { a: Vec<bf16>, b: Vec<bf16> },
+    Bf16 { a: Bf16Buf, b: Bf16Buf },
 }
 
 struct MatmulBackward {
@@ -134,8 +170,9 @@ impl Backward for MatmulBackward {
                 input_grads(self.p, [a.data(), b.data(), dc.data()], needs, gemm)
             }
             Saved::Bf16 { a, b } => {
-                let dc = to_bf16(dc.data());
-                input_grads(self.p, [a, b, &dc], needs, gemm_bf16)
+                let dc = Bf16Buf::from_f32(dc.data());
+                let ops = [a.as_slice(), b.as_slice(), dc.as_slice()];
+                input_grads(self.p, ops, needs, gemm_bf16)
             }
         };
         Ok(vec![
@@ -170,8 +207,10 @@ impl Tape {
                 })
             }
             Precision::Bf16 => {
-                let (ah, bh) = (to_bf16(a.value().data()), to_bf16(b.value().data()));
-                let out = Tensor::from_parts(gemm_bf16(&p, &ah, &bh), &out_shape);
+                let ah = Bf16Buf::from_f32(a.value().data());
+                let bh = Bf16Buf::from_f32(b.value().data());
+                let out =
+                    Tensor::from_parts(gemm_bf16(&p, ah.as_slice(), bh.as_slice()), &out_shape);
                 self.record(op, out, &[a, b], || MatmulBackward {
                     p,
                     saved: Saved::Bf16 { a: ah, b: bh },

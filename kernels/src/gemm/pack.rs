@@ -95,14 +95,34 @@ fn pack_rows_pairs<T: Elem>(
 ) {
     let (kc, len) = ks;
     let npan = w.div_ceil(r);
+    let full = w / r;
     let dst = &mut dst[..npan * kc * r];
     for pp in 0..kc {
         let r0 = &src[2 * pp * ld..][..w];
         let r1 = (2 * pp + 1 < len).then(|| &src[(2 * pp + 1) * ld..][..w]);
-        for q in 0..npan {
+        // Full panels: straight runs of r lanes, with the pair's presence decided once per
+        // k step, so the loop over lanes is branch-free.
+        for q in 0..full {
             let d = &mut dst[q * kc * r + pp * r..][..r];
+            let lo = &r0[q * r..][..r];
+            match r1 {
+                Some(r1) => {
+                    for ((v, &l), &h) in d.iter_mut().zip(lo).zip(&r1[q * r..][..r]) {
+                        *v = pair(l, Some(h));
+                    }
+                }
+                None => {
+                    for (v, &l) in d.iter_mut().zip(lo) {
+                        *v = pair(l, None);
+                    }
+                }
+            }
+        }
+        // The last, partial panel: lanes past w are zero.
+        if full < npan {
+            let d = &mut dst[full * kc * r + pp * r..][..r];
             for (x, v) in d.iter_mut().enumerate() {
-                let j = q * r + x;
+                let j = full * r + x;
                 *v = if j < w {
                     pair(r0[j], r1.map(|r1| r1[j]))
                 } else {
