@@ -7,7 +7,6 @@
 //! - Otherwise the panels are converted to f32 (exactly) while packing, so the result is the
 //!   f32 GEMM of the bf16 values, computed by the same micro-kernels.
 
-use super::driver::Batch;
 use super::{dispatch, Gemm};
 use crate::dispatch::{active, Isa};
 use half::bf16;
@@ -75,25 +74,7 @@ impl Gemm {
         c: &mut [f32],
         stride_c: usize,
     ) {
-        self.check_batched(
-            batch,
-            a.len(),
-            stride_a,
-            b.len(),
-            stride_b,
-            c.len(),
-            stride_c,
-        );
-        if batch == 0 {
-            return;
-        }
-        let batch = Batch {
-            n: batch,
-            sa: stride_a,
-            sb: stride_b,
-            sc: stride_c,
-        };
-        dispatch(active(), self, Some(batch), a, b, c)
+        self.batched(active(), batch, (a, stride_a), (b, stride_b), (c, stride_c))
     }
 }
 

@@ -285,23 +285,27 @@ impl Gemm {
         c: &mut [f32],
         stride_c: usize,
     ) {
-        self.check_batched(
-            batch,
-            a.len(),
-            stride_a,
-            b.len(),
-            stride_b,
-            c.len(),
-            stride_c,
-        );
+        self.batched(isa, batch, (a, stride_a), (b, stride_b), (c, stride_c))
+    }
+
+    /// Checks a strided batch against the slices and runs it on `isa` (any operand types).
+    pub(crate) fn batched<TA: Elem, TB: Elem>(
+        &self,
+        isa: Isa,
+        batch: usize,
+        (a, sa): (&[TA], usize),
+        (b, sb): (&[TB], usize),
+        (c, sc): (&mut [f32], usize),
+    ) {
+        self.check_batched(batch, a.len(), sa, b.len(), sb, c.len(), sc);
         if batch == 0 {
             return;
         }
         let batch = Batch {
             n: batch,
-            sa: stride_a,
-            sb: stride_b,
-            sc: stride_c,
+            sa,
+            sb,
+            sc,
         };
         dispatch(isa, self, Some(batch), a, b, c)
     }
