@@ -406,6 +406,12 @@ def bf16_table(path):
             sd = statistics.stdev(v) if len(v) > 1 else 0.0
             out.append(f"| {p} | " + " | ".join(f"{by[p][s]:.3f}" if s in by[p] else "–" for s in seeds)
                        + f" | {statistics.mean(v):.3f} ± {sd:.3f} |")
+        uni = [r["heldout_unigram_loss"] for r in loss if r.get("heldout_unigram_loss")]
+        cf = [r["heldout_context_free_loss"] for r in loss if r.get("heldout_context_free_loss")]
+        if uni and cf:
+            out += ["", f"On the same held-out positions the unigram entropy is {statistics.mean(uni):.3f} nats and "
+                    f"the context-free floor {statistics.mean(cf):.3f} (means over the runs): a run below the floor "
+                    "has learned from context, so the comparison is not made on the unigram plateau."]
         if "f32" in by and "bf16" in by:
             d, hw = welch(list(by["f32"].values()), list(by["bf16"].values()))
             ci = f" [{d - hw:+.3f}, {d + hw:+.3f}]" if hw is not None else ""
