@@ -13,13 +13,13 @@
 //! product, forward and backward, are rounded to bf16 and multiplied with f32 accumulation;
 //! the backward saves the bf16 operands instead of the f32 inputs.
 //!
-//! Kernel: [`cloze_kernels::gemm::Gemm`] (`run` and `run_batched`; `run_mixed` and
-//! `run_batched_bf16` for bf16).
+//! Kernel: [`cloze_kernels::gemm::Gemm`] (`run_mixed` and `run_batched_mixed`, which take f32
+//! or bf16 operands).
 
 use crate::autodiff::tape::{Backward, Precision, Tape, Var};
 use crate::error::{shape_err, Result};
 use crate::tensor::Tensor;
-use cloze_kernels::gemm::Gemm;
+use cloze_kernels::gemm::{Gemm, Operand};
 use half::bf16;
 
 /// One (possibly batched) product: `batch` products of op(A) (m×k) by op(B) (k×n).
@@ -48,26 +48,15 @@ impl Product {
     }
 }
 
-/// Computes `batch` products `op(A_i)·op(B_i)` into a new buffer of `batch·m·n`.
-fn gemm(p: &Product, a: &[f32], b: &[f32]) -> Vec<f32> {
+/// Computes `batch` products `op(A_i)·op(B_i)` into a new buffer of `batch·m·n` (f32 or bf16
+/// operands, f32 accumulation).
+fn gemm(p: &Product, a: Operand<'_>, b: Operand<'_>) -> Vec<f32> {
     let g = Gemm::new(p.m, p.n, p.k).transposes(p.ta, p.tb);
     let mut c = crate::tensor::pool::take(p.batch * p.m * p.n);
     if p.batch == 1 {
-        g.run(a, b, &mut c);
+        g.run_mixed(a, b, &mut c);
     } else {
-        g.run_batched(p.batch, a, p.m * p.k, b, p.k * p.n, &mut c, p.m * p.n);
-    }
-    c
-}
-
-/// [`gemm`] with bf16 operands (f32 accumulation and result).
-fn gemm_bf16(p: &Product, a: &[bf16], b: &[bf16]) -> Vec<f32> {
-    let g = Gemm::new(p.m, p.n, p.k).transposes(p.ta, p.tb);
-    let mut c = crate::tensor::pool::take(p.batch * p.m * p.n);
-    if p.batch == 1 {
-        g.run_mixed(a.into(), b.into(), &mut c);
-    } else {
-        g.run_batched_bf16(p.batch, a, p.m * p.k, b, p.k * p.n, &mut c, p.m * p.n);
+        g.run_batched_mixed(p.batch, a, p.m * p.k, b, p.k * p.n, &mut c, p.m * p.n);
     }
     c
 }
@@ -131,13 +120,8 @@ struct MatmulBackward {
 }
 
 /// The two input gradients as stored (`None` where not needed), each one product of the saved
-/// operands `a`, `b` and the output gradient `dc`, all in one format, run by `gemm`.
-fn input_grads<T>(
-    p: Product,
-    [a, b, dc]: [&[T]; 3],
-    needs: &[bool],
-    gemm: impl Fn(&Product, &[T], &[T]) -> Vec<f32>,
-) -> [Option<Vec<f32>>; 2] {
+/// operands `a`, `b` and the output gradient `dc`.
+fn input_grads(p: Product, [a, b, dc]: [Operand<'_>; 3], needs: &[bool]) -> [Option<Vec<f32>>; 2] {
     let ga = needs[0].then(|| {
         if !p.ta {
             // dA (m×k) = dC (m×n) · op(B)ᵀ
@@ -166,13 +150,19 @@ impl Backward for MatmulBackward {
 
     fn backward(&self, dc: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
         let [ga, gb] = match &self.saved {
-            Saved::F32 { a, b } => {
-                input_grads(self.p, [a.data(), b.data(), dc.data()], needs, gemm)
-            }
+            Saved::F32 { a, b } => input_grads(
+                self.p,
+                [a.data().into(), b.data().into(), dc.data().into()],
+                needs,
+            ),
             Saved::Bf16 { a, b } => {
                 let dc = Bf16Buf::from_f32(dc.data());
-                let ops = [a.as_slice(), b.as_slice(), dc.as_slice()];
-                input_grads(self.p, ops, needs, gemm_bf16)
+                let ops = [
+                    a.as_slice().into(),
+                    b.as_slice().into(),
+                    dc.as_slice().into(),
+                ];
+                input_grads(self.p, ops, needs)
             }
         };
         Ok(vec![
@@ -194,7 +184,7 @@ impl Tape {
         let (a_shape, b_shape) = (a.shape().to_vec(), b.shape().to_vec());
         match self.precision() {
             Precision::F32 => {
-                let data = gemm(&p, a.value().data(), b.value().data());
+                let data = gemm(&p, a.value().data().into(), b.value().data().into());
                 let out = Tensor::from_parts(data, &out_shape);
                 self.record(op, out, &[a, b], || MatmulBackward {
                     p,
@@ -209,8 +199,10 @@ impl Tape {
             Precision::Bf16 => {
                 let ah = Bf16Buf::from_f32(a.value().data());
                 let bh = Bf16Buf::from_f32(b.value().data());
-                let out =
-                    Tensor::from_parts(gemm_bf16(&p, ah.as_slice(), bh.as_slice()), &out_shape);
+                let out = Tensor::from_parts(
+                    gemm(&p, ah.as_slice().into(), bh.as_slice().into()),
+                    &out_shape,
+                );
                 self.record(op, out, &[a, b], || MatmulBackward {
                     p,
                     saved: Saved::Bf16 { a: ah, b: bh },

@@ -234,11 +234,11 @@ pub struct PretrainConfig {
 }
 
 /// Why `precision = "bf16"` is refused on this process, naming the setting.
-pub fn bf16_unavailable(setting: &str) -> String {
-    let isa = cloze_kernels::active();
-    let cpu = if cfg!(target_arch = "x86_64") && is_bf16_cpu() {
+fn bf16_unavailable(setting: &str) -> String {
+    let cpu = if cloze_kernels::gemm::bf16::cpu_has_bf16() {
         format!(
-            "the CPU has AVX512-BF16 but this process runs the {isa} kernel path (CLOZE_KERNEL)"
+            "the CPU has AVX512-BF16 but this process runs the {} kernel path (CLOZE_KERNEL)",
+            cloze_kernels::active()
         )
     } else {
         "this CPU has no AVX512-BF16 (vdpbf16ps)".to_string()
@@ -246,16 +246,6 @@ pub fn bf16_unavailable(setting: &str) -> String {
     format!(
         "{setting} = \"bf16\" needs bf16 products in hardware, and {cpu}; use \"f32\" (bf16 would round the operands and run no faster)"
     )
-}
-
-#[cfg(target_arch = "x86_64")]
-fn is_bf16_cpu() -> bool {
-    std::arch::is_x86_feature_detected!("avx512bf16")
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn is_bf16_cpu() -> bool {
-    false
 }
 
 serde_defaults! {

@@ -62,19 +62,45 @@ impl Gemm {
         }
     }
 
-    /// [`Gemm::run_batched`] with both operands in bf16 (f32 accumulation, f32 C).
+    /// [`Gemm::run_batched`] with f32 or bf16 operands (f32 accumulation, f32 C).
     #[allow(clippy::too_many_arguments)]
-    pub fn run_batched_bf16(
+    pub fn run_batched_mixed(
         &self,
         batch: usize,
-        a: &[bf16],
+        a: Operand<'_>,
         stride_a: usize,
-        b: &[bf16],
+        b: Operand<'_>,
         stride_b: usize,
         c: &mut [f32],
         stride_c: usize,
     ) {
-        self.batched(active(), batch, (a, stride_a), (b, stride_b), (c, stride_c))
+        let (isa, c) = (active(), (c, stride_c));
+        match (a, b) {
+            (Operand::F32(a), Operand::F32(b)) => {
+                self.batched(isa, batch, (a, stride_a), (b, stride_b), c)
+            }
+            (Operand::F32(a), Operand::Bf16(b)) => {
+                self.batched(isa, batch, (a, stride_a), (b, stride_b), c)
+            }
+            (Operand::Bf16(a), Operand::F32(b)) => {
+                self.batched(isa, batch, (a, stride_a), (b, stride_b), c)
+            }
+            (Operand::Bf16(a), Operand::Bf16(b)) => {
+                self.batched(isa, batch, (a, stride_a), (b, stride_b), c)
+            }
+        }
+    }
+}
+
+/// Whether the CPU has AVX512-BF16 (`vdpbf16ps`), whichever kernel path the process runs.
+pub fn cpu_has_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::bf16dp::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
@@ -83,12 +109,5 @@ impl Gemm {
 /// right result (the f32 product of the bf16 values) but converts while packing, so it is no
 /// faster than f32.
 pub fn native() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        active() == Isa::Avx512 && super::bf16dp::available()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    active() == Isa::Avx512 && cpu_has_bf16()
 }
