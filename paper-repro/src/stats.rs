@@ -17,6 +17,14 @@ pub fn mean_sd(x: &[f64]) -> (f64, f64) {
     (m, v.sqrt())
 }
 
+/// The smallest and largest value ((+∞, −∞) for none).
+pub fn min_max(x: &[f64]) -> (f64, f64) {
+    x.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        })
+}
+
 /// The difference of means `mean(a) − mean(b)` with a 95% interval from Welch's t (unequal
 /// variances, Welch–Satterthwaite degrees of freedom). `None` when either side has fewer than
 /// two values.

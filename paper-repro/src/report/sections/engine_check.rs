@@ -97,11 +97,7 @@ pub(crate) fn section_engine_check(out: &mut String, inp: &Inputs) {
         .map(|d| d.pretrain_values(|p| p.heldout_lm_loss))
         .unwrap_or_default();
     if spread.len() > 1 {
-        let (lo, hi) = spread
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
-                (a.min(x), b.max(x))
-            });
+        let (lo, hi) = crate::stats::min_max(&spread);
         let _ = writeln!(
             out,
             "For scale: cloze's {} seeds of this row end between {lo:.3} and {hi:.3} nats. PyTorch ran one seed, so a gap between the engines no larger than a few times that spread cannot tell an engine difference from when each run happened to leave the unigram plateau (see the recipe study); a gap of a whole nat or more, or one that repeats in the same direction over seeds, would point at an engine.\n",

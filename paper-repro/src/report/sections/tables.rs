@@ -110,12 +110,8 @@ pub(crate) fn plateau_by_same(rows: &[&RowResults]) -> String {
     let list = |g: &[&(&str, u32, Vec<f64>)]| {
         g.iter()
             .map(|(label, _, d)| {
-                let (lo, hi) = d
-                    .iter()
-                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
-                        (a.min(x), b.max(x))
-                    });
-                let mean = d.iter().sum::<f64>() / d.len() as f64;
+                let (lo, hi) = crate::stats::min_max(d);
+                let (mean, _) = crate::stats::mean_sd(d);
                 format!("{label} {mean:.2} ({lo:.2} to {hi:.2})")
             })
             .collect::<Vec<_>>()
@@ -129,8 +125,8 @@ pub(crate) fn plateau_by_same(rows: &[&RowResults]) -> String {
     let all = |g: &[&(&str, u32, Vec<f64>)]| -> Vec<f64> {
         g.iter().flat_map(|r| r.2.iter().copied()).collect()
     };
-    let max_never = all(&never).into_iter().fold(f64::NEG_INFINITY, f64::max);
-    let min_kept = all(&kept).into_iter().fold(f64::INFINITY, f64::min);
+    let (_, max_never) = crate::stats::min_max(&all(&never));
+    let (min_kept, _) = crate::stats::min_max(&all(&kept));
     if max_never < min_kept {
         let _ = write!(
             text,
