@@ -83,6 +83,7 @@ pub struct Pretrainer<'c> {
     /// Optimiser steps taken so far (restored by [`Pretrainer::resume`]).
     pub step: u64,
     tape: Tape,
+    order: data::EpochOrder,
     comm: &'c dyn Collective,
     pad: u32,
     /// Seconds spent in gradient synchronisation, summed.
@@ -180,6 +181,7 @@ impl<'c> Pretrainer<'c> {
             data: std::sync::Arc::new(data),
             step: 0,
             tape: Tape::new(),
+            order: data::EpochOrder::default(),
             comm,
             comm_seconds: 0.0,
             baselines: std::sync::Arc::new(baselines),
@@ -216,8 +218,8 @@ impl<'c> Pretrainer<'c> {
     }
 
     /// Indices of the global batch for `step`: a seeded permutation per epoch.
-    fn batch_indices(&self, step: u64) -> Vec<usize> {
-        data::batch_indices(
+    fn batch_indices(&mut self, step: u64) -> Vec<usize> {
+        self.order.batch(
             self.data.train.len(),
             self.cfg.train.batch_size,
             self.cfg.train.seed,
