@@ -8,8 +8,7 @@
 #   ENGINE_CHECK_SCALE=full bash paper-repro/pytorch/engine_check.sh   # the full scale's corpus
 #
 # Reads the corpus from paper-repro/runs/<scale>/data (built by paper-repro). The flags below
-# mirror Scale::quick() and its Recipe (paper-repro/src/scale.rs), which the full scale shares
-# (it differs only in corpus and fine-tuning sizes); change both together.
+# come from recipe.sh, which mirrors Scale::quick() and its Recipe (paper-repro/src/scale.rs).
 # One thread, about 130 ms per step on the machines we use (6000 steps: ~13 minutes).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -18,12 +17,8 @@ data="${ENGINE_CHECK_DATA:-$root/paper-repro/runs/$scale/data}"
 results="${ENGINE_CHECK_RESULTS:-$root/paper-repro/results/$scale}"
 steps="${ENGINE_CHECK_STEPS:-6000}"
 out="$(mktemp -d)"
-args=(--train "$data/train.txt" --heldout "$data/heldout.txt" --vocab "$data/vocab.txt"
-  --layers 2 --hidden 128 --heads 2 --seq 64 --batch 32 --steps "$steps" --lr 1e-3
-  --warmup "$((steps / 20))" --dropout 0 --masked-lm-prob 0.4 --max-predictions 26
-  --heldout-masked-lm-prob 0.15 --heldout-max-predictions 10 --eval-batches 40
-  --eval-every "$steps" --objective mlm+nsp --init-lm-bias unigram
-  --init-positions sinusoidal --dupe-factor 2 --seed 1 --threads 1 --fast-tokenizer)
+source "$root/paper-repro/pytorch/recipe.sh"
+recipe_args "$data" "$steps"
 python3 "$root/paper-repro/pytorch/mlm_reference.py" "${args[@]}" --out "$out/metrics.jsonl"
 python3 - "$out/metrics.jsonl" "$results/pytorch-reference.json" "$steps" "${args[*]}" "paper-repro/runs/$scale/data" <<'PY'
 import json, sys
@@ -31,7 +26,7 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 last = [r for r in rows if r.get("step") == int(sys.argv[3])][-1]
 ref = dict(
     recipe=f"MLM+NSP, L2/H128/A2, seq 64, batch 32, lr 1e-3 (warm-up {int(sys.argv[3]) // 20}), 40% masked in training "
-           "(held-out 15%), no dropout, unigram LM bias, sinusoidal positions, 2 masked copies",
+           "(held-out 15%), no dropout, unigram LM bias, sinusoidal positions, truncated-normal weights (as cloze), 2 masked copies",
     steps=last["step"], heldout_mlm_loss=last["heldout_mlm_loss"],
     train_seconds=last.get("seconds"), train_cpu_seconds=last.get("cpu_seconds"),
     heldout_unigram_loss=last.get("heldout_unigram_loss"),

@@ -46,6 +46,9 @@ def parse_args(argv=None):
     a("--init-lm-bias", choices=["zeros", "unigram"], default="zeros",
       help="MLM output bias at the start: zeros (BERT) or ln p(w) of the training instances' "
            "masked labels, add-one smoothed (cloze's init_lm_bias)")
+    a("--init-dist", choices=["normal", "truncated"], default="normal",
+      help="weight matrices and embeddings at the start: normal(0, --init-range) (transformers') "
+           "or truncated at 2σ and redrawn (Google's BERT and cloze; its spread is 0.88σ)")
     a("--init-positions", choices=["random", "sinusoidal"], default="random",
       help="position embeddings at the start: random (BERT's normal) or the Transformer's "
            "sines/cosines scaled to σ = --init-range, still learned (cloze's init_positions)")
@@ -59,6 +62,13 @@ def parse_args(argv=None):
       help="the held-out set's prediction cap (cloze's heldout_max_predictions_per_seq); "
            "default --max-predictions")
     a("--threads", type=int, default=1), a("--out", default="metrics.jsonl")
+    a("--instances", default=None,
+      help="train on this stream of instances (JSON lines in step order, as `paper-repro "
+           "lockstep stream` writes cloze's) instead of creating them")
+    a("--save-init", default=None, help="save the initial weights here (transformers format)")
+    a("--stop-after", type=int, default=None,
+      help="stop after this many steps (the schedule still spans --steps)")
+    a("--steplog", default=None, help="write `step mlm_loss nsp_loss grad_norm` per step here")
     args = p.parse_args(argv)
     if abs(args.mask + args.random + args.keep - 1.0) > 1e-9:
         p.error("--mask + --random + --keep must sum to 1")
@@ -426,7 +436,16 @@ def evaluate(model, batches, nsp):
 
 @torch.no_grad()
 def init_recipe(model, a, prior):
-    """--init-lm-bias and --init-positions, applied after the model's own initialisation."""
+    """--init-dist, --init-lm-bias and --init-positions, applied after the model's own
+    initialisation."""
+    if a.init_dist == "truncated":
+        for m in model.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.trunc_normal_(m.weight, 0.0, a.init_range, -2 * a.init_range,
+                                      2 * a.init_range)
+            elif isinstance(m, nn.MultiheadAttention):
+                nn.init.trunc_normal_(m.in_proj_weight, 0.0, a.init_range, -2 * a.init_range,
+                                      2 * a.init_range)
     if a.init_lm_bias == "unigram":
         for b in model.lm_biases():
             b.copy_(prior)
@@ -446,7 +465,14 @@ def main(argv=None):
                    vocab_size=vocab)
     t0 = time.time()
     train_docs, held_docs = read_documents(a.train, tok), read_documents(a.heldout, tok)
-    train = create_instances(train_docs, a, special, a.seed, a.dupe_factor)
+    if a.instances:
+        with open(a.instances) as f:
+            train = [json.loads(line) for line in f if line.strip()]
+        need = a.batch * (a.stop_after or a.steps)
+        if len(train) < need:
+            sys.exit(f"--instances {a.instances} holds {len(train)} instances; the run reads {need}")
+    else:
+        train = create_instances(train_docs, a, special, a.seed, a.dupe_factor)
     held_args = argparse.Namespace(**vars(a))
     if a.heldout_masked_lm_prob is not None:
         held_args.masked_lm_prob = a.heldout_masked_lm_prob
@@ -464,6 +490,9 @@ def main(argv=None):
     nsp = a.objective == "mlm+nsp"
     model = PreLNBert(vocab, a) if a.prenorm else HFBert(vocab, a, tok.pad_token_id)
     init_recipe(model, a, prior)
+    if a.save_init:
+        model.m.save_pretrained(a.save_init)
+    steplog = open(a.steplog, "w") if a.steplog else None
     model.train()
     opt = make_optimizer(model, a)
     params = [p for p in model.parameters()]
@@ -471,17 +500,26 @@ def main(argv=None):
     with open(a.out, "w") as log:
         for step in range(a.steps):
             start, cpu_start = time.time(), time.process_time()
-            insts = [train[j] for j in batch_indices(step, a, len(train), perms)]
+            if a.instances:  # the stream is already in step order
+                insts = train[step * a.batch:(step + 1) * a.batch]
+            else:
+                insts = [train[j] for j in batch_indices(step, a, len(train), perms)]
             for g in opt.param_groups:
                 g["lr"] = bert_lr(step, a)
             mlm, nsp_loss, _ = losses(model, make_batch(insts, a.seq, tok.pad_token_id), nsp)
             opt.zero_grad(set_to_none=True)
             (mlm + nsp_loss).backward()
-            torch.nn.utils.clip_grad_norm_(params, a.max_grad_norm)
+            norm = torch.nn.utils.clip_grad_norm_(params, a.max_grad_norm)
             opt.step()
             seconds += time.time() - start
             cpu += time.process_time() - cpu_start
             train_sum, train_n = train_sum + mlm.item(), train_n + 1
+            if steplog:
+                steplog.write(f"{step + 1} {mlm.item():.6f} {nsp_loss.item():.6f} {norm.item():.6f}\n")
+            if a.stop_after is not None and step + 1 >= a.stop_after:
+                steplog and steplog.close()
+                print(f"stopped after step {step + 1} (--stop-after)")
+                return 0
             done = step + 1
             if done % a.eval_every == 0 or done == a.steps:
                 last = evaluate(model, held_batches, nsp)

@@ -78,6 +78,23 @@ enum Command {
     Report(Common),
     /// Print the scale's settings and the jobs it would run.
     Plan(Common),
+    /// The lock-step engine check's cloze side (paper-repro/pytorch/lockstep.sh runs it):
+    /// `stream` writes the default row's batches, `train` trains from PyTorch's initialisation.
+    Lockstep {
+        #[arg(value_parser = ["stream", "train"])]
+        what: String,
+        /// Steps to write or train (from step 0).
+        #[arg(long)]
+        steps: u64,
+        /// `train`: the transformers folder holding the initial weights.
+        #[arg(long)]
+        init: Option<PathBuf>,
+        /// The file to write: the JSON-lines stream, or `step lm_loss nsp_loss grad_norm` lines.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 fn manifest_dir() -> PathBuf {
@@ -263,6 +280,22 @@ fn main() -> Result<()> {
             let path = report::write(&ctx, paper.as_ref(), &results, &baselines)?;
             eprintln!("report: {}", path.display());
             Ok(())
+        }
+        Command::Lockstep {
+            what,
+            steps,
+            init,
+            out,
+            common,
+        } => {
+            let (ctx, _, _) = setup(&common)?;
+            if what == "stream" {
+                runner::lockstep::write_stream(&ctx, steps, &out)
+            } else {
+                let init =
+                    init.context("lockstep train needs --init (PyTorch's saved initialisation)")?;
+                runner::lockstep::train_from(&ctx, steps, &init, &out)
+            }
         }
         Command::Plan(c) => {
             let (ctx, _, _) = setup(&c)?;

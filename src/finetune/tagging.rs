@@ -123,7 +123,8 @@ pub fn train_tagger(
         );
     }
     let (config, ckpt) = load_pretrained(&cfg.model_dir)?;
-    let tok = Tokenizer::from_vocab_file(cfg.model_dir.join("vocab.txt"))?;
+    // the folder's casing (tokenizer_config.json) and a vocabulary that matches config.json
+    let tok = crate::bert::folder::load_tokenizer_for(&cfg.model_dir, &config)?;
     let tags = tag_set(train);
     let mut enc_store = ParamStore::new();
     let model = BertModel::new_without_pooler(&config, &mut enc_store, cfg.seed)?;

@@ -12,6 +12,7 @@
 
 mod eval;
 mod jobs;
+pub mod lockstep;
 mod pretrain;
 mod schedule;
 

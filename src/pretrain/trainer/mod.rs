@@ -217,8 +217,10 @@ impl<'c> Pretrainer<'c> {
         }
     }
 
-    /// Indices of the global batch for `step`: a seeded permutation per epoch.
-    fn batch_indices(&mut self, step: u64) -> Vec<usize> {
+    /// Indices into `data.train` of the global batch for `step`: a seeded permutation per
+    /// epoch. Public so that another implementation can be fed the same batches (paper-repro's
+    /// lock-step engine check against PyTorch).
+    pub fn batch_indices(&mut self, step: u64) -> Vec<usize> {
         self.order.batch(
             self.data.train.len(),
             self.cfg.train.batch_size,
