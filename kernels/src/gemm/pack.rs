@@ -74,12 +74,58 @@ impl KSteps {
 /// [`interleave_dyn`] for pair lanes: lane (pp, r) = pair of `src[r][2pp]`, `src[r][2pp + 1]`
 /// (`src[r]` holds the block's k values, at most `2·kc`).
 fn interleave_pairs<T: Elem>(src: &[&[T]], r: usize, kc: usize, dst: &mut [f32]) {
+    match r {
+        12 => interleave_pairs_n::<T, 12>(src, kc, dst),
+        32 => interleave_pairs_n::<T, 32>(src, kc, dst),
+        _ => interleave_pairs_any(src, r, kc, dst),
+    }
+}
+
+/// [`interleave_pairs`] for a compile-time lane count `R` (the bf16 kernel's MR and NR): a
+/// whole panel of whole pairs is a transpose of 32-bit lanes with the row loop unrolled.
+#[inline(always)]
+fn interleave_pairs_n<T: Elem, const R: usize>(src: &[&[T]], kc: usize, dst: &mut [f32]) {
+    if src.len() != R || src.iter().any(|s| s.len() != 2 * kc) {
+        return interleave_pairs_any(src, R, kc, dst);
+    }
+    let s: [&[T]; R] = std::array::from_fn(|i| &src[i][..2 * kc]);
+    for (pp, d) in dst[..kc * R].chunks_exact_mut(R).enumerate() {
+        for i in 0..R {
+            d[i] = pair(s[i][2 * pp], Some(s[i][2 * pp + 1]));
+        }
+    }
+}
+
+/// [`interleave_pairs`] for any lane count, partial panels and an odd last k value.
+fn interleave_pairs_any<T: Elem>(src: &[&[T]], r: usize, kc: usize, dst: &mut [f32]) {
     let dst = &mut dst[..kc * r];
     dst.fill(0.0);
     for (i, row) in src.iter().enumerate() {
         for (pp, two) in row.chunks(2).enumerate() {
             dst[pp * r + i] = pair(two[0], two.get(1).copied());
         }
+    }
+}
+
+/// The transposing packers' shared loop: panels of `r` lanes from `n` source slices (rows of
+/// op(A) read along k, or columns of op(B)), slice `i` given by `slice(i)`, each panel laid out
+/// by `lanes(slices, r, kc, panel)`.
+fn gather_panels<'a, T: Elem + 'a>(
+    n: usize,
+    r: usize,
+    kc: usize,
+    dst: &mut [f32],
+    slice: impl Fn(usize) -> &'a [T],
+    lanes: fn(&[&[T]], usize, usize, &mut [f32]),
+) {
+    for (q, panel) in dst[..n.div_ceil(r) * kc * r].chunks_mut(kc * r).enumerate() {
+        let first = q * r;
+        let count = r.min(n - first);
+        let mut src: [&[T]; 64] = [&[]; 64];
+        for (x, s) in src[..count].iter_mut().enumerate() {
+            *s = slice(first + x);
+        }
+        lanes(&src[..count], r, kc, panel);
     }
 }
 
@@ -250,17 +296,8 @@ pub(super) fn pack_b_range<K: MicroKernel, T: Elem>(
     if K::KSTEP == 2 {
         let (k0, len) = ks.values(g.k, 2);
         if g.trans_b {
-            for (q, panel) in dst[..w.div_ceil(nr) * kc * nr]
-                .chunks_mut(kc * nr)
-                .enumerate()
-            {
-                let jq = j0 + q * nr;
-                let mut cols: [&[T]; 64] = [&[]; 64];
-                for (jj, col) in cols[..nr.min(j0 + w - jq)].iter_mut().enumerate() {
-                    *col = &b[(jq + jj) * g.ldb + k0..][..len];
-                }
-                interleave_pairs(&cols[..nr.min(j0 + w - jq)], nr, kc, panel);
-            }
+            let col = |j: usize| &b[(j0 + j) * g.ldb + k0..][..len];
+            gather_panels(w, nr, kc, dst, col, interleave_pairs);
         } else {
             pack_rows_pairs(&b[k0 * g.ldb + j0..], g.ldb, w, nr, (kc, len), dst);
         }
@@ -297,18 +334,8 @@ pub(super) fn pack_b_range<K: MicroKernel, T: Elem>(
         }
 
         // op(B)[p][j] = b[j·ldb + p]: column j of op(B) is a contiguous row of b.
-        for (q, panel) in dst[..w.div_ceil(nr) * kc * nr]
-            .chunks_mut(kc * nr)
-            .enumerate()
-        {
-            let jq = j0 + q * nr;
-            let cols_n = nr.min(j0 + w - jq);
-            let mut cols: [&[T]; 64] = [&[]; 64];
-            for (jj, col) in cols[..cols_n].iter_mut().enumerate() {
-                *col = &b[(jq + jj) * g.ldb + p0..][..kc];
-            }
-            interleave_dyn(&cols[..cols_n], nr, kc, panel);
-        }
+        let col = |j: usize| &b[(j0 + j) * g.ldb + p0..][..kc];
+        gather_panels(w, nr, kc, dst, col, interleave_dyn);
     } else {
         pack_rows_panels_fast::<K, T>(&b[p0 * g.ldb + j0..], g.ldb, w, nr, kc, dst);
     }
@@ -351,17 +378,8 @@ pub(super) fn pack_a_range<K: MicroKernel, T: Elem>(
         if g.trans_a {
             pack_rows_pairs(&a[k0 * g.lda + i0..], g.lda, h, mr, (kc, len), dst);
         } else {
-            for (q, panel) in dst[..h.div_ceil(mr) * kc * mr]
-                .chunks_mut(kc * mr)
-                .enumerate()
-            {
-                let iq = i0 + q * mr;
-                let mut rows: [&[T]; 64] = [&[]; 64];
-                for (ii, row) in rows[..mr.min(i0 + h - iq)].iter_mut().enumerate() {
-                    *row = &a[(iq + ii) * g.lda + k0..][..len];
-                }
-                interleave_pairs(&rows[..mr.min(i0 + h - iq)], mr, kc, panel);
-            }
+            let row = |i: usize| &a[(i0 + i) * g.lda + k0..][..len];
+            gather_panels(h, mr, kc, dst, row, interleave_pairs);
         }
         return;
     }
@@ -369,17 +387,7 @@ pub(super) fn pack_a_range<K: MicroKernel, T: Elem>(
         // op(A)[i][p] = a[p·lda + i]: column p of op(A) is a contiguous row of a.
         pack_rows_panels_fast::<K, T>(&a[p0 * g.lda + i0..], g.lda, h, mr, kc, dst);
     } else {
-        for (q, panel) in dst[..h.div_ceil(mr) * kc * mr]
-            .chunks_mut(kc * mr)
-            .enumerate()
-        {
-            let iq = i0 + q * mr;
-            let rows_n = mr.min(i0 + h - iq);
-            let mut rows: [&[T]; 64] = [&[]; 64];
-            for (ii, row) in rows[..rows_n].iter_mut().enumerate() {
-                *row = &a[(iq + ii) * g.lda + p0..][..kc];
-            }
-            interleave_dyn(&rows[..rows_n], mr, kc, panel);
-        }
+        let row = |i: usize| &a[(i0 + i) * g.lda + p0..][..kc];
+        gather_panels(h, mr, kc, dst, row, interleave_dyn);
     }
 }
