@@ -12,12 +12,12 @@
 # One thread, about 130 ms per step on the machines we use (6000 steps: ~13 minutes).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
+source "$root/paper-repro/pytorch/recipe.sh"
 scale="${ENGINE_CHECK_SCALE:-quick}"
-data="${ENGINE_CHECK_DATA:-$root/paper-repro/runs/$scale/data}"
-results="${ENGINE_CHECK_RESULTS:-$root/paper-repro/results/$scale}"
+scale_dirs "$scale"
+data="${ENGINE_CHECK_DATA:-$data}" results="${ENGINE_CHECK_RESULTS:-$results}"
 steps="${ENGINE_CHECK_STEPS:-6000}"
 out="$(mktemp -d)"
-source "$root/paper-repro/pytorch/recipe.sh"
 recipe_args "$data" "$steps"
 python3 "$root/paper-repro/pytorch/mlm_reference.py" "${args[@]}" --out "$out/metrics.jsonl"
 python3 - "$out/metrics.jsonl" "$results/pytorch-reference.json" "$steps" "${args[*]}" "paper-repro/runs/$scale/data" <<'PY'

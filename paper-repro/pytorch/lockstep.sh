@@ -17,16 +17,15 @@
 # About 6 minutes for the default 1500 steps on an AVX-512 machine.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
+source "$root/paper-repro/pytorch/recipe.sh"
 scale="${LOCKSTEP_SCALE:-quick}"
-data="$root/paper-repro/runs/$scale/data"
-results="$root/paper-repro/results/$scale"
+scale_dirs "$scale"
 steps="${LOCKSTEP_STEPS:-1500}"
 total=6000
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 pr=(cargo run --release -q -p paper-repro -- lockstep --scale "$scale")
 "${pr[@]}" stream --steps "$steps" --out "$out/stream.jsonl"
-source "$root/paper-repro/pytorch/recipe.sh"
 recipe_args "$data" "$total"
 python3 "$root/paper-repro/pytorch/mlm_reference.py" "${args[@]}" --out "$out/metrics.jsonl" \
   --instances "$out/stream.jsonl" --save-init "$out/init" --stop-after "$steps" \
