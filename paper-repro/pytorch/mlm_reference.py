@@ -70,6 +70,8 @@ def parse_args(argv=None):
       help="stop after this many steps (the schedule still spans --steps)")
     a("--steplog", default=None, help="write `step mlm_loss nsp_loss grad_norm` per step here")
     args = p.parse_args(argv)
+    if args.save_init and args.prenorm:
+        p.error("--save-init writes a transformers folder, which the --prenorm model is not")
     if abs(args.mask + args.random + args.keep - 1.0) > 1e-9:
         p.error("--mask + --random + --keep must sum to 1")
     if args.dupe_factor < 1:
@@ -439,13 +441,12 @@ def init_recipe(model, a, prior):
     """--init-dist, --init-lm-bias and --init-positions, applied after the model's own
     initialisation."""
     if a.init_dist == "truncated":
+        r = a.init_range
         for m in model.modules():
-            if isinstance(m, (nn.Linear, nn.Embedding)):
-                nn.init.trunc_normal_(m.weight, 0.0, a.init_range, -2 * a.init_range,
-                                      2 * a.init_range)
-            elif isinstance(m, nn.MultiheadAttention):
-                nn.init.trunc_normal_(m.in_proj_weight, 0.0, a.init_range, -2 * a.init_range,
-                                      2 * a.init_range)
+            w = (m.weight if isinstance(m, (nn.Linear, nn.Embedding)) else
+                 m.in_proj_weight if isinstance(m, nn.MultiheadAttention) else None)
+            if w is not None:
+                nn.init.trunc_normal_(w, 0.0, r, -2 * r, 2 * r)
     if a.init_lm_bias == "unigram":
         for b in model.lm_biases():
             b.copy_(prior)

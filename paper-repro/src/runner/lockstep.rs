@@ -26,12 +26,10 @@ fn default_trainer(ctx: &Ctx, out: &Path) -> Result<Pretrainer<'static>> {
     Ok(Pretrainer::single(cfg)?)
 }
 
-fn check_steps(p: &Pretrainer, steps: u64) -> Result<()> {
-    if steps == 0 || steps > p.cfg.train.steps {
-        bail!(
-            "--steps {steps} is outside 1..={} (the scale's pre-training steps)",
-            p.cfg.train.steps
-        );
+fn check_steps(ctx: &Ctx, steps: u64) -> Result<()> {
+    let most = ctx.scale.pretrain.steps;
+    if steps == 0 || steps > most {
+        bail!("--steps {steps} is outside 1..={most} (the scale's pre-training steps)");
     }
     Ok(())
 }
@@ -40,9 +38,9 @@ fn check_steps(p: &Pretrainer, steps: u64) -> Result<()> {
 /// object per line (`tokens`, `segments`, `next`, `positions`, `labels`: the instance after
 /// masking, as `mlm_reference.py --instances` reads it).
 pub fn write_stream(ctx: &Ctx, steps: u64, out: &Path) -> Result<()> {
-    let scratch = tempdir_beside(out)?;
-    let mut p = default_trainer(ctx, &scratch)?;
-    check_steps(&p, steps)?;
+    check_steps(ctx, steps)?;
+    let scratch = Scratch::beside(out)?;
+    let mut p = default_trainer(ctx, &scratch.0)?;
     let tmp = out.with_extension("partial");
     let file =
         std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
@@ -61,7 +59,6 @@ pub fn write_stream(ctx: &Ctx, steps: u64, out: &Path) -> Result<()> {
     w.flush()?;
     drop(w);
     std::fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))?;
-    let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
 }
 
@@ -69,9 +66,9 @@ pub fn write_stream(ctx: &Ctx, steps: u64, out: &Path) -> Result<()> {
 /// folder with every parameter of cloze's model, as PyTorch saved its initialisation) and
 /// writes `step lm_loss nsp_loss grad_norm` per step to `out`.
 pub fn train_from(ctx: &Ctx, steps: u64, init: &Path, out: &Path) -> Result<()> {
-    let scratch = tempdir_beside(out)?;
-    let mut p = default_trainer(ctx, &scratch)?;
-    check_steps(&p, steps)?;
+    check_steps(ctx, steps)?;
+    let scratch = Scratch::beside(out)?;
+    let mut p = default_trainer(ctx, &scratch.0)?;
     let file = init.join("model.safetensors");
     let ckpt = cloze::bert::checkpoint::Checkpoint::read(&file)?;
     // every parameter from the file: none of cloze's own initialisation is left
@@ -89,13 +86,23 @@ pub fn train_from(ctx: &Ctx, steps: u64, init: &Path, out: &Path) -> Result<()> 
         );
     }
     cloze::train::checkpoint::write_atomic(out, text.as_bytes())?;
-    let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
 }
 
-/// A scratch output folder for the trainer (it is never written to: no checkpoint is saved).
-fn tempdir_beside(out: &Path) -> Result<std::path::PathBuf> {
-    let dir = out.with_extension("trainer");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
+/// A scratch output folder for the trainer (no checkpoint is saved there), removed when
+/// dropped, on success or error.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn beside(out: &Path) -> Result<Scratch> {
+        let dir = out.with_extension("trainer");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
