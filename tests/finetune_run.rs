@@ -102,3 +102,61 @@ fn a_diverging_fine_tuning_stops_naming_the_step() {
         "{err}"
     );
 }
+
+/// The step losses of a short run with the given dropout override.
+fn step_losses(dropout: Option<f32>) -> Vec<f32> {
+    use cloze::finetune::trainer::{finetune_once_observed, FinetuneEvent};
+    let glue = shared().join("data/glue/SST-2");
+    let spec = TsvSpec::for_task("sst-2").unwrap();
+    let mut train = read_tsv(glue.join("dev.tsv"), &spec).unwrap();
+    train.truncate(16);
+    let cfg = FinetuneConfig {
+        epochs: 1,
+        batch_size: 8,
+        max_seq_length: 32,
+        dropout,
+        ..FinetuneConfig::paper(model_dir(), 2)
+    };
+    let mut losses = Vec::new();
+    finetune_once_observed(&cfg, 5e-5, &train, &train[..4], &mut |e| {
+        if let FinetuneEvent::Step { loss, .. } = e {
+            losses.push(*loss);
+        }
+    })
+    .unwrap();
+    losses
+}
+
+#[test]
+fn the_dropout_override_replaces_the_folders_dropout() {
+    // MiniLM's config.json says 0.1: overriding with 0.1 changes nothing (the same masks
+    // from the same seed), overriding with 0 removes the masks and changes every loss
+    let own = step_losses(None);
+    assert_eq!(own.len(), 2);
+    assert_eq!(step_losses(Some(0.1)), own);
+    let without = step_losses(Some(0.0));
+    assert!(
+        without.iter().zip(&own).all(|(a, b)| a != b),
+        "{without:?} vs {own:?}"
+    );
+}
+
+#[test]
+fn a_dropout_outside_zero_to_one_is_an_error() {
+    let glue = shared().join("data/glue/SST-2");
+    let spec = TsvSpec::for_task("sst-2").unwrap();
+    let mut train = read_tsv(glue.join("dev.tsv"), &spec).unwrap();
+    train.truncate(8);
+    for p in [1.0f32, -0.1, f32::NAN] {
+        let cfg = FinetuneConfig {
+            epochs: 1,
+            dropout: Some(p),
+            ..FinetuneConfig::paper(model_dir(), 2)
+        };
+        let err = finetune_once(&cfg, 5e-5, &train, &train[..2])
+            .err()
+            .expect("must fail")
+            .to_string();
+        assert_mentions(&err, &[&format!("dropout {p}"), "[0, 1)"]);
+    }
+}

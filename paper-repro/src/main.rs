@@ -95,6 +95,34 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// The fine-tuning study: fine-tunes Table 5 rows' final models on one task with each
+    /// epoch count and learning rate (and restarts), scoring dev after every epoch; never
+    /// reads the evaluation split. Appends JSON lines to --out and skips runs already there.
+    FinetuneStudy {
+        /// rte, qnli, mrpc or sst-2.
+        #[arg(long)]
+        task: String,
+        /// Table 5 rows (folders of runs/<scale>/table5/), comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "mlm-nsp,none")]
+        rows: Vec<String>,
+        /// Epoch counts of the schedules to try, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "3,10")]
+        epochs: Vec<usize>,
+        /// Learning rates, comma-separated (default: the scale's grid).
+        #[arg(long, value_delimiter = ',')]
+        lrs: Vec<f32>,
+        /// Fine-tuning seeds per model (the pre-training seed, then + 1000 each).
+        #[arg(long, default_value_t = 1)]
+        restarts: u64,
+        /// Fine-tuning dropout (default: the pre-trained model's own).
+        #[arg(long)]
+        dropout: Option<f32>,
+        /// The JSON-lines file to append to.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 fn manifest_dir() -> PathBuf {
@@ -296,6 +324,34 @@ fn main() -> Result<()> {
                     init.context("lockstep train needs --init (PyTorch's saved initialisation)")?;
                 runner::lockstep::train_from(&ctx, steps, &init, &out)
             }
+        }
+        Command::FinetuneStudy {
+            task,
+            rows,
+            epochs,
+            lrs,
+            restarts,
+            dropout,
+            out,
+            common,
+        } => {
+            let (ctx, _, _) = setup(&common)?;
+            let study = runner::ftstudy::Study {
+                task: runner::ftstudy::parse_task(&task)?,
+                rows,
+                epochs,
+                learning_rates: if lrs.is_empty() {
+                    ctx.scale.finetune.learning_rates.clone()
+                } else {
+                    lrs
+                },
+                restarts,
+                dropout,
+            };
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(common.threads.unwrap_or(1).max(1))
+                .build()?;
+            pool.install(|| runner::ftstudy::run(&ctx, &study, &out))
         }
         Command::Plan(c) => {
             let (ctx, _, _) = setup(&c)?;

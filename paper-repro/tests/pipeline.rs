@@ -204,7 +204,70 @@ fn toy_suite_end_to_end() {
     assert!(ok, "{log}");
     assert_eq!(scores(&runs1), first, "1 worker and 2 workers disagree");
 
+    check_finetune_study(&runs, &tmp.join("study.jsonl"));
     std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+fn study(runs: &Path, out: &Path, task: &str) -> (bool, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_paper-repro"))
+        .args(["finetune-study", "--scale", "toy", "--threads", "1"])
+        .args(["--task", task, "--epochs", "1,2", "--lrs", "0.001"])
+        .arg("--data")
+        .arg(data_dir())
+        .arg("--runs")
+        .arg(runs)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("paper-repro runs");
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )
+}
+
+/// The fine-tuning study reproduces the suite's own dev score for the same settings, writes a
+/// line per epoch, and skips the runs a file already holds.
+fn check_finetune_study(runs: &Path, out: &Path) {
+    let (ok, log) = study(runs, out, "sst-2");
+    assert!(ok, "{log}");
+    let text = std::fs::read_to_string(out).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // rows mlm-nsp and none × 2 seeds × (1 + 2 epoch lines)
+    assert_eq!(lines.len(), 12, "{text}");
+    // the 1-epoch run of seed 1 is the suite's own fine-tuning at that rate (toy: 1 epoch)
+    let suite: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(runs.join("toy/table5/mlm-nsp/seed-1/eval/sst-2-lr-on-dev.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let want = suite["dev_scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| (d["learning_rate"].as_f64().unwrap() - 1e-3).abs() < 1e-9)
+        .expect("the toy grid holds 1e-3")["accuracy"]
+        .as_f64()
+        .unwrap();
+    let got = lines
+        .iter()
+        .find(|l| l["row"] == "mlm-nsp" && l["seed"] == 1 && l["epochs"] == 1)
+        .unwrap()["dev_accuracy"]
+        .as_f64()
+        .unwrap();
+    assert_eq!(
+        got, want,
+        "study and suite disagree on the same fine-tuning"
+    );
+    // a second call finds every run done
+    let (ok, log) = study(runs, out, "sst-2");
+    assert!(ok, "{log}");
+    assert_eq!(std::fs::read_to_string(out).unwrap(), text);
+    let (ok, log) = study(runs, out, "squad");
+    assert!(!ok && log.contains("--task \"squad\""), "{log}");
 }
 
 /// The no-pre-training control: one run (Table 5's folder) saved like a pre-training's final

@@ -131,6 +131,7 @@ pub(crate) fn eval_classification(
         seed,
         max_train_examples: None,
         pair_truncation: Default::default(),
+        dropout: None,
     };
     let (score, lr, dev) = select_on_dev(
         &f.learning_rates,

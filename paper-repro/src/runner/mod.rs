@@ -11,6 +11,7 @@
 //! - `schedule`: the workers and the order they take jobs in.
 
 mod eval;
+pub mod ftstudy;
 mod jobs;
 pub mod lockstep;
 mod pretrain;

@@ -52,6 +52,10 @@ pub struct Args {
     /// Use at most this many training examples.
     #[arg(long)]
     max_train_examples: Option<usize>,
+    /// Dropout probability of the encoder while fine-tuning (default: the model's config.json;
+    /// the paper fine-tunes with 0.1).
+    #[arg(long)]
+    dropout: Option<f32>,
     /// Where to save the fine-tuned model (an HF BertForSequenceClassification folder),
     /// scores.json and log.jsonl (one JSON line per step: loss and learning rate; one per
     /// epoch: dev scores).
@@ -160,6 +164,7 @@ fn run_locked(args: &Args) -> Result<(), String> {
         seed: args.seed,
         max_train_examples: args.max_train_examples,
         pair_truncation: args.pair_truncation.rule(),
+        dropout: args.dropout,
         ..FinetuneConfig::paper(&args.model, num_labels)
     };
     std::fs::create_dir_all(&args.output)

@@ -1,6 +1,6 @@
 //! Sentence and sentence-pair classification on the pooled `[CLS]` representation, the paper's
 //! recipe: AdamW (BERT's update), warm-up over the first 10% of steps then linear decay,
-//! dropout 0.1, a few epochs, batch 32, and the learning rate picked on dev from
+//! dropout 0.1 (the folder's own, or [`FinetuneConfig::dropout`]), a few epochs, batch 32, and the learning rate picked on dev from
 //! {5e-5, 3e-5, 2e-5} unless one is given.
 //!
 //! - this file: the settings, the progress events, and the training runs;
@@ -54,6 +54,12 @@ pub struct FinetuneConfig {
     /// settings recorded before the field existed read and compare the same).
     #[serde(default, skip_serializing_if = "is_default_rule")]
     pub pair_truncation: PairTruncation,
+    /// Dropout probability of the encoder (hidden and attention) while fine-tuning; `None`
+    /// keeps the pre-trained folder's `config.json` values. The paper fine-tunes with 0.1
+    /// always; a model pre-trained without dropout (Cramming's recipe) gets it back here.
+    /// Left out of the serialised form when `None`, like `pair_truncation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropout: Option<f32>,
 }
 
 fn is_default_rule(rule: &PairTruncation) -> bool {
@@ -74,6 +80,7 @@ impl FinetuneConfig {
             seed: 42,
             max_train_examples: None,
             pair_truncation: PairTruncation::Python,
+            dropout: None,
         }
     }
 }
@@ -170,6 +177,11 @@ fn check_run(cfg: &FinetuneConfig, train: &[Example], dev: &[Example]) -> Result
             ),
         );
     }
+    if let Some(p) = cfg.dropout {
+        if !(0.0..1.0).contains(&p) {
+            return invalid("finetune", format!("dropout {p} must be in [0, 1)"));
+        }
+    }
     if cfg.num_labels == 1 {
         gold_scores(dev, "dev")?;
     } else {
@@ -183,7 +195,11 @@ fn check_run(cfg: &FinetuneConfig, train: &[Example], dev: &[Example]) -> Result
 fn load_model(
     cfg: &FinetuneConfig,
 ) -> Result<(BertForSequenceClassification, ParamStore, Tokenizer)> {
-    let (config, ckpt) = load_pretrained(&cfg.model_dir)?;
+    let (mut config, ckpt) = load_pretrained(&cfg.model_dir)?;
+    if let Some(p) = cfg.dropout {
+        config.hidden_dropout_prob = p;
+        config.attention_probs_dropout_prob = p;
+    }
     let tokenizer = crate::bert::folder::load_tokenizer_for(&cfg.model_dir, &config)?;
     let mut store = ParamStore::new();
     let model = BertForSequenceClassification::new(&config, &mut store, cfg.num_labels, cfg.seed)?;
