@@ -114,6 +114,9 @@ enum Command {
         /// Fine-tuning seeds per model (the pre-training seed, then + 1000 each).
         #[arg(long, default_value_t = 1)]
         restarts: u64,
+        /// Pre-training seeds, comma-separated (default: the scale's).
+        #[arg(long, value_delimiter = ',')]
+        seeds: Vec<u64>,
         /// Fine-tuning dropout (default: the pre-trained model's own).
         #[arg(long)]
         dropout: Option<f32>,
@@ -331,6 +334,7 @@ fn main() -> Result<()> {
             epochs,
             lrs,
             restarts,
+            seeds,
             dropout,
             out,
             common,
@@ -346,6 +350,7 @@ fn main() -> Result<()> {
                     lrs
                 },
                 restarts,
+                seeds: (!seeds.is_empty()).then_some(seeds),
                 dropout,
             };
             let pool = rayon::ThreadPoolBuilder::new()

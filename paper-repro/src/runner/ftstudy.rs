@@ -25,6 +25,8 @@ pub struct Study {
     pub learning_rates: Vec<f32>,
     /// Fine-tuning seeds per model: the pre-training seed, then seed + 1000 × r.
     pub restarts: u64,
+    /// Pre-training seeds to fine-tune (default: the scale's).
+    pub seeds: Option<Vec<u64>>,
     /// Fine-tuning dropout (`None`: the pre-trained folder's own, 0 for the studied recipe).
     pub dropout: Option<f32>,
 }
@@ -59,7 +61,7 @@ pub fn run(ctx: &Ctx, study: &Study, out: &Path) -> Result<()> {
         .open(out)
         .with_context(|| format!("opening {}", out.display()))?;
     for row in &study.rows {
-        for &seed in &ctx.scale.seeds {
+        for &seed in study.seeds.as_ref().unwrap_or(&ctx.scale.seeds) {
             let dir = model_dir(
                 &ctx.runs
                     .join("table5")
