@@ -102,7 +102,7 @@ enum Command {
         /// rte, qnli, mrpc or sst-2.
         #[arg(long)]
         task: String,
-        /// Table 5 rows (folders of runs/<scale>/table5/), comma-separated.
+        /// Table 5 rows (folders of `runs/<scale>/table5/`), comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "mlm-nsp,none")]
         rows: Vec<String>,
         /// Epoch counts of the schedules to try, comma-separated.
