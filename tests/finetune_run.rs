@@ -16,6 +16,15 @@ fn model_dir() -> PathBuf {
     common::minilm_dir()
 }
 
+/// The first `n` sentences of SST-2's dev file (small, labelled, always present).
+fn sst2_dev(n: usize) -> Vec<cloze::finetune::data::Example> {
+    let glue = shared().join("data/glue/SST-2");
+    let spec = TsvSpec::for_task("sst-2").unwrap();
+    let mut v = read_tsv(glue.join("dev.tsv"), &spec).unwrap();
+    v.truncate(n);
+    v
+}
+
 #[test]
 fn minilm_learns_sst2_from_a_few_hundred_examples() {
     let glue = shared().join("data/glue/SST-2");
@@ -64,10 +73,7 @@ fn scores_are_computed_correctly() {
 
 #[test]
 fn labels_outside_num_labels_are_an_error() {
-    let glue = shared().join("data/glue/SST-2");
-    let spec = TsvSpec::for_task("sst-2").unwrap();
-    let mut train = read_tsv(glue.join("dev.tsv"), &spec).unwrap();
-    train.truncate(8);
+    let mut train = sst2_dev(8);
     train[3].label = 5;
     let cfg = FinetuneConfig {
         epochs: 1,
@@ -82,10 +88,7 @@ fn labels_outside_num_labels_are_an_error() {
 
 #[test]
 fn a_diverging_fine_tuning_stops_naming_the_step() {
-    let glue = shared().join("data/glue/SST-2");
-    let spec = TsvSpec::for_task("sst-2").unwrap();
-    let mut train = read_tsv(glue.join("dev.tsv"), &spec).unwrap();
-    train.truncate(64);
+    let train = sst2_dev(64);
     let cfg = FinetuneConfig {
         epochs: 2,
         batch_size: 8,
@@ -106,10 +109,7 @@ fn a_diverging_fine_tuning_stops_naming_the_step() {
 /// The step losses of a short run with the given dropout override.
 fn step_losses(dropout: Option<f32>) -> Vec<f32> {
     use cloze::finetune::trainer::{finetune_once_observed, FinetuneEvent};
-    let glue = shared().join("data/glue/SST-2");
-    let spec = TsvSpec::for_task("sst-2").unwrap();
-    let mut train = read_tsv(glue.join("dev.tsv"), &spec).unwrap();
-    train.truncate(16);
+    let train = sst2_dev(16);
     let cfg = FinetuneConfig {
         epochs: 1,
         batch_size: 8,
@@ -143,10 +143,7 @@ fn the_dropout_override_replaces_the_folders_dropout() {
 
 #[test]
 fn a_dropout_outside_zero_to_one_is_an_error() {
-    let glue = shared().join("data/glue/SST-2");
-    let spec = TsvSpec::for_task("sst-2").unwrap();
-    let mut train = read_tsv(glue.join("dev.tsv"), &spec).unwrap();
-    train.truncate(8);
+    let train = sst2_dev(8);
     for p in [1.0f32, -0.1, f32::NAN] {
         let cfg = FinetuneConfig {
             epochs: 1,
