@@ -42,19 +42,77 @@ pub fn parse_task(s: &str) -> Result<Task> {
     })
 }
 
+/// One epoch of one run: a line of the study's output.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Line {
+    row: String,
+    /// `null`: the pre-trained folder's own dropout.
+    #[serde(default)]
+    dropout: Option<f32>,
+    seed: u64,
+    restart: u64,
+    /// Epochs of the run's schedule.
+    epochs: usize,
+    lr: f32,
+    /// This line's epoch, 1-based.
+    epoch: usize,
+    dev_accuracy: f64,
+}
+
+/// What identifies a run: row, dropout, seed, restart, epochs and rate (floats by their bits).
+type RunKey = (String, Option<u32>, u64, u64, usize, u32);
+
+impl Line {
+    fn run_key(&self) -> RunKey {
+        (
+            self.row.clone(),
+            self.dropout.map(f32::to_bits),
+            self.seed,
+            self.restart,
+            self.epochs,
+            self.lr.to_bits(),
+        )
+    }
+}
+
+/// The runs `out` already holds to their last epoch (none if it does not exist); a line that
+/// is not a study line is an error naming the file and line.
+fn finished_runs(out: &Path) -> Result<std::collections::HashSet<RunKey>> {
+    let text = match std::fs::read_to_string(out) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", out.display())),
+    };
+    let mut done = std::collections::HashSet::new();
+    for (i, l) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let line: Line = serde_json::from_str(l).with_context(|| {
+            format!(
+                "{} line {}: not a fine-tuning study line",
+                out.display(),
+                i + 1
+            )
+        })?;
+        if line.epoch == line.epochs {
+            done.insert(line.run_key());
+        }
+    }
+    Ok(done)
+}
+
 /// Runs the study and appends its lines to `out` (created if missing); runs already in
-/// `out` (same row, seed, restart, epochs and rate) are skipped, so an interrupted study
-/// continues where it stopped.
+/// `out` (same row, dropout, seed, restart, epochs and rate) are skipped, so an interrupted
+/// study continues where it stopped.
 pub fn run(ctx: &Ctx, study: &Study, out: &Path) -> Result<()> {
     if study.epochs.is_empty() || study.learning_rates.is_empty() || study.restarts == 0 {
         bail!("the study needs at least one epoch count, one learning rate and one restart");
     }
     let d = ctx.class_data(study.task)?;
-    let dropout = study
-        .dropout
-        .map_or_else(|| "null".to_string(), |p| p.to_string());
     let f = &ctx.scale.finetune;
-    let done = std::fs::read_to_string(out).unwrap_or_default();
+    let done = finished_runs(out)?;
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -76,14 +134,19 @@ pub fn run(ctx: &Ctx, study: &Study, out: &Path) -> Result<()> {
                 );
             }
             for restart in 0..study.restarts {
-                let ft_seed = seed + 1000 * restart;
                 for &epochs in &study.epochs {
                     for &lr in &study.learning_rates {
-                        let head = format!(
-                            "\"row\":\"{row}\",\"dropout\":{dropout},\"seed\":{seed},\"restart\":{restart},\"epochs\":{epochs},\"lr\":{lr},"
-                        );
-                        let key = format!("{head}\"epoch\":{epochs},");
-                        if done.contains(&key) {
+                        let line = |epoch, dev_accuracy| Line {
+                            row: row.clone(),
+                            dropout: study.dropout,
+                            seed,
+                            restart,
+                            epochs,
+                            lr,
+                            epoch,
+                            dev_accuracy,
+                        };
+                        if done.contains(&line(epochs, 0.0).run_key()) {
                             continue;
                         }
                         let cfg = FinetuneConfig {
@@ -94,7 +157,7 @@ pub fn run(ctx: &Ctx, study: &Study, out: &Path) -> Result<()> {
                             epochs,
                             learning_rates: vec![lr],
                             warmup_proportion: 0.1,
-                            seed: ft_seed,
+                            seed: seed + 1000 * restart,
                             max_train_examples: None,
                             pair_truncation: Default::default(),
                             dropout: study.dropout,
@@ -107,24 +170,73 @@ pub fn run(ctx: &Ctx, study: &Study, out: &Path) -> Result<()> {
                                 ..
                             } = e
                             {
-                                lines.push(format!(
-                                    "{{{head}\"epoch\":{e},\"dev_accuracy\":{dev_accuracy}}}",
-                                    e = epoch + 1
-                                ));
+                                lines.push(line(epoch + 1, *dev_accuracy));
                             }
                         })?;
                         for l in &lines {
-                            writeln!(file, "{l}")?;
+                            writeln!(file, "{}", serde_json::to_string(l)?)?;
                         }
                         file.flush()?;
-                        eprintln!(
-                            "{row} dropout {dropout} seed {seed} restart {restart} epochs {epochs} lr {lr}: {}",
-                            lines.last().map_or("", String::as_str)
-                        );
+                        if let Some(l) = lines.last() {
+                            eprintln!(
+                                "{row} dropout {:?} seed {seed} restart {restart} epochs {epochs} lr {lr}: dev accuracy {:.4}",
+                                study.dropout, l.dev_accuracy
+                            );
+                        }
                     }
                 }
             }
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finished_runs_are_those_with_their_last_epoch_and_old_lines_still_read() {
+        let dir = std::env::temp_dir().join(format!("ftstudy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("study.jsonl");
+        assert!(
+            finished_runs(&out).unwrap().is_empty(),
+            "a missing file holds no runs"
+        );
+        // a line from before the dropout field existed, and a run stopped after epoch 1 of 2
+        std::fs::write(
+            &out,
+            "{\"row\":\"none\",\"seed\":1,\"restart\":0,\"epochs\":1,\"lr\":0.001,\"epoch\":1,\"dev_accuracy\":0.5}\n\
+             {\"row\":\"none\",\"dropout\":0.1,\"seed\":1,\"restart\":0,\"epochs\":2,\"lr\":0.001,\"epoch\":1,\"dev_accuracy\":0.5}\n",
+        )
+        .unwrap();
+        let done = finished_runs(&out).unwrap();
+        assert_eq!(done.len(), 1);
+        assert!(done.contains(&("none".to_string(), None, 1, 0, 1, 0.001f32.to_bits())));
+        std::fs::write(&out, "{\"row\":\"none\"}\nnot json\n").unwrap();
+        let err = format!("{:#}", finished_runs(&out).unwrap_err());
+        assert!(
+            err.contains("line 1: not a fine-tuning study line"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_line_round_trips_through_json() {
+        let l = Line {
+            row: "mlm-nsp".into(),
+            dropout: Some(0.1),
+            seed: 2,
+            restart: 1,
+            epochs: 3,
+            lr: 3e-4,
+            epoch: 2,
+            dev_accuracy: 0.75,
+        };
+        let text = serde_json::to_string(&l).unwrap();
+        assert_eq!(serde_json::from_str::<Line>(&text).unwrap(), l);
+        assert!(text.contains("\"lr\":0.0003"), "{text}");
+    }
 }
