@@ -339,9 +339,10 @@ fn main() -> Result<()> {
             out,
             common,
         } => {
+            let task = runner::ftstudy::parse_task(&task)?;
             let (ctx, _, _) = setup(&common)?;
             let study = runner::ftstudy::Study {
-                task: runner::ftstudy::parse_task(&task)?,
+                task,
                 rows,
                 epochs,
                 learning_rates: if lrs.is_empty() {

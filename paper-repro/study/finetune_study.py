@@ -34,9 +34,12 @@ def main(paths):
     for p in paths:
         for line in open(p):
             d = json.loads(line)
-            key = (d["row"], d["seed"], d["restart"], d["epochs"], d["lr"])
+            # runs with a dropout override are rows of their own
+            dropout = d.get("dropout")
+            row = d["row"] if dropout is None else f"{d['row']}, dropout {dropout:g}"
+            key = (row, d["seed"], d["restart"], d["epochs"], d["lr"])
             runs[key][d["epoch"]] = d["dev_accuracy"]
-    rows = sorted({k[0] for k in runs}, key=lambda r: (r == "none", r))
+    rows = sorted({k[0] for k in runs}, key=lambda r: (r.split(",")[0] == "none", r))
     seeds = sorted({k[1] for k in runs})
     restarts = sorted({k[2] for k in runs})
     epochs = sorted({k[3] for k in runs})

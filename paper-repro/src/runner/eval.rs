@@ -112,17 +112,18 @@ pub(crate) fn eval_tagging(
     Ok(Outcome::picked((score, lr, dev), splits, settings))
 }
 
-pub(crate) fn eval_classification(
+/// The scale's classification fine-tuning settings for one model and seed (every rate of the
+/// grid; the folder's own dropout). The fine-tuning study starts from these too.
+pub(crate) fn class_config(
     ctx: &Ctx,
-    seed: u64,
     model: &Path,
-    task: Task,
-) -> Result<Outcome> {
-    let d = ctx.class_data(task)?;
+    num_labels: usize,
+    seed: u64,
+) -> FinetuneConfig {
     let f = &ctx.scale.finetune;
-    let cfg = FinetuneConfig {
+    FinetuneConfig {
         model_dir: model.to_path_buf(),
-        num_labels: d.num_labels,
+        num_labels,
         max_seq_length: f.max_seq_length,
         batch_size: f.batch_size,
         epochs: f.epochs,
@@ -132,7 +133,18 @@ pub(crate) fn eval_classification(
         max_train_examples: None,
         pair_truncation: Default::default(),
         dropout: None,
-    };
+    }
+}
+
+pub(crate) fn eval_classification(
+    ctx: &Ctx,
+    seed: u64,
+    model: &Path,
+    task: Task,
+) -> Result<Outcome> {
+    let d = ctx.class_data(task)?;
+    let f = &ctx.scale.finetune;
+    let cfg = class_config(ctx, model, d.num_labels, seed);
     let (score, lr, dev) = select_on_dev(
         &f.learning_rates,
         |lr| {

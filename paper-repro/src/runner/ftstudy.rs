@@ -6,6 +6,7 @@
 //! Each run writes one JSON line per epoch: row, seed, restart, epochs of its schedule,
 //! learning rate, epoch (1-based) and dev accuracy.
 
+use super::eval::class_config;
 use super::pretrain::model_dir;
 use super::Ctx;
 use crate::plan::Checkpoint;
@@ -33,13 +34,19 @@ pub struct Study {
 
 /// The classification tasks the study can run (tagging and SQuAD have their own trainers).
 pub fn parse_task(s: &str) -> Result<Task> {
-    Ok(match s {
-        "rte" => Task::Rte,
-        "qnli" => Task::Qnli,
-        "mrpc" => Task::Mrpc,
-        "sst-2" => Task::Sst2,
-        _ => bail!("--task {s:?}: the fine-tuning study runs rte, qnli, mrpc or sst-2"),
-    })
+    let classification = Task::ALL
+        .into_iter()
+        .filter(|t| !t.is_tagging() && *t != Task::Squad);
+    classification
+        .clone()
+        .find(|t| t.slug() == s)
+        .with_context(|| {
+            let names: Vec<&str> = classification.map(Task::slug).collect();
+            format!(
+                "--task {s:?}: the fine-tuning study runs {}",
+                names.join(", ")
+            )
+        })
 }
 
 /// One epoch of one run: a line of the study's output.
@@ -105,13 +112,13 @@ fn finished_runs(out: &Path) -> Result<std::collections::HashSet<RunKey>> {
 
 /// Runs the study and appends its lines to `out` (created if missing); runs already in
 /// `out` (same row, dropout, seed, restart, epochs and rate) are skipped, so an interrupted
-/// study continues where it stopped.
+/// study continues where it stopped. Each run's lines go out in one append, so two studies
+/// on the same file lose nothing (they may repeat a run; the summary keeps one).
 pub fn run(ctx: &Ctx, study: &Study, out: &Path) -> Result<()> {
     if study.epochs.is_empty() || study.learning_rates.is_empty() || study.restarts == 0 {
         bail!("the study needs at least one epoch count, one learning rate and one restart");
     }
     let d = ctx.class_data(study.task)?;
-    let f = &ctx.scale.finetune;
     let done = finished_runs(out)?;
     let mut file = std::fs::OpenOptions::new()
         .create(true)
@@ -149,18 +156,12 @@ pub fn run(ctx: &Ctx, study: &Study, out: &Path) -> Result<()> {
                         if done.contains(&line(epochs, 0.0).run_key()) {
                             continue;
                         }
+                        // the suite's settings, with the study's changes
                         let cfg = FinetuneConfig {
-                            model_dir: dir.clone(),
-                            num_labels: d.num_labels,
-                            max_seq_length: f.max_seq_length,
-                            batch_size: f.batch_size,
                             epochs,
                             learning_rates: vec![lr],
-                            warmup_proportion: 0.1,
-                            seed: seed + 1000 * restart,
-                            max_train_examples: None,
-                            pair_truncation: Default::default(),
                             dropout: study.dropout,
+                            ..class_config(ctx, &dir, d.num_labels, seed + 1000 * restart)
                         };
                         let mut lines = Vec::new();
                         finetune_once_observed(&cfg, lr, &d.train, &d.dev, &mut |e| {
@@ -173,10 +174,14 @@ pub fn run(ctx: &Ctx, study: &Study, out: &Path) -> Result<()> {
                                 lines.push(line(epoch + 1, *dev_accuracy));
                             }
                         })?;
+                        // one append per run, so a second study on the same file cannot
+                        // interleave its lines with this run's
+                        let mut text = String::new();
                         for l in &lines {
-                            writeln!(file, "{}", serde_json::to_string(l)?)?;
+                            text += &serde_json::to_string(l)?;
+                            text.push('\n');
                         }
-                        file.flush()?;
+                        file.write_all(text.as_bytes())?;
                         if let Some(l) = lines.last() {
                             eprintln!(
                                 "{row} dropout {:?} seed {seed} restart {restart} epochs {epochs} lr {lr}: dev accuracy {:.4}",

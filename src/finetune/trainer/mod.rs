@@ -1,7 +1,7 @@
 //! Sentence and sentence-pair classification on the pooled `[CLS]` representation, the paper's
 //! recipe: AdamW (BERT's update), warm-up over the first 10% of steps then linear decay,
-//! dropout 0.1 (the folder's own, or [`FinetuneConfig::dropout`]), a few epochs, batch 32, and the learning rate picked on dev from
-//! {5e-5, 3e-5, 2e-5} unless one is given.
+//! dropout 0.1 (the folder's own, or [`FinetuneConfig::dropout`]), a few epochs, batch 32,
+//! and the learning rate picked on dev from {5e-5, 3e-5, 2e-5} unless one is given.
 //!
 //! - this file: the settings, the progress events, and the training runs;
 //! - `classifier`: the fine-tuned [`Classifier`], its predictions and its saved folder;
