@@ -45,6 +45,7 @@ def load(criterion_dir):
             "mean_ns": mean_ns,
             "ci_low": est["mean"]["confidence_interval"]["lower_bound"],
             "ci_high": est["mean"]["confidence_interval"]["upper_bound"],
+            "file": os.path.join(root, "estimates.json"),
         }
         if "Elements" in thr:
             row["flops"] = thr["Elements"]
@@ -103,6 +104,8 @@ def limits(rows):
         key = r["id"].split("/", 1)[-1]
         if r["group"] == "fma_peak_1core" and "gflops" in r:
             out[key] = r["gflops"]
+            if r.get("file"):
+                out["_file_" + key] = r["file"]
         if r["group"] == "memcpy_64MiB" and "gbs" in r:
             out["copy_" + key] = r["gbs"]
     return out
@@ -236,12 +239,16 @@ def derived(rows, lim, isa, bench_dir):
     return out
 
 
-def train_step_table(path, isa):
-    """The training-step comparison for one kernel path, from benches/train_step.sh's JSON lines."""
+def train_step_table(path, isa, lim=None):
+    """The training-step comparison for one kernel path, from benches/train_step.sh's JSON lines,
+    then the same steps against the FMA peak (the session's own `fma-peak` lines, else `lim`,
+    the machine_limits results)."""
     import statistics
     if not os.path.exists(path):
         return []
     rows = [json.loads(l) for l in open(path) if l.strip()]
+    peaks = [r["gflops_per_core"] for r in rows if r["impl"] == "fma-peak" and r.get("isa") == isa]
+    rows = [r for r in rows if r["impl"] != "fma-peak"]
     rows = [r for r in rows if r["impl"] != "cloze" or r.get("isa") == isa]
     if not any(r["impl"] == "cloze" for r in rows):
         return []
@@ -286,7 +293,55 @@ def train_step_table(path, isa):
     runs = len([r for r in rows if r["impl"] == "cloze"])
     torch_v = next((r.get("torch") for r in rows if r.get("torch")), None)
     out += ["", f"{runs} cloze runs on this path; PyTorch {torch_v or 'not installed'}.", ""]
+    if peaks:
+        peak = statistics.median(peaks)
+        source = (f"this session's FMA peak of one core on this path, {peak:.1f} GFLOP/s (median of "
+                  f"{len(peaks)} runs of `examples/fma_peak.rs` between the steps)")
+    elif lim and lim.get(isa):
+        peak = lim[isa]
+        stamp = lambda f: datetime.datetime.fromtimestamp(os.path.getmtime(f), datetime.timezone.utc) \
+            .strftime("%Y-%m-%d %H:%M UTC")
+        when = f" run at {stamp(lim['_file_' + isa])}" if lim.get("_file_" + isa) else ""
+        source = (f"the FMA peak of one core on this path from the machine_limits bench{when}, {peak:.1f} "
+                  f"GFLOP/s (the step rows, written by {stamp(path)}, predate `examples/fma_peak.rs`, "
+                  "which now measures the peak between the steps)")
+    else:
+        return out
+    out += flops_table(groups, peak, source, order)
     return out
+
+
+def flops_table(groups, peak, source, order):
+    """Each training-step row as GFLOP/s and a fraction of peak × threads, and the fraction that
+    twice PyTorch's speed would take."""
+    import statistics
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from step_flops import step_flops
+    out = ["### Training step against the FMA peak", "",
+           "The same medians as the table above, as the rate of the step's matrix products: GFLOP per step "
+           "counts the products of the forward pass and the two input gradients of each in the backward "
+           "(`benches/step_flops.py`; `python3 benches/step_flops.py --check` counts the same step with "
+           "PyTorch's FlopCounterMode, and the two agree exactly). Element-wise work is not counted. "
+           f"Peak = {source}, × threads. *2× PyTorch needs* is the fraction of that peak a step would have to "
+           "sustain, products and everything else included, to take half of PyTorch's time: near or above "
+           "100% it cannot be reached on this path, whatever the kernels.", "",
+           "| config | threads | GFLOP per step | cloze GFLOP/s | cloze % of peak | pytorch-masked GFLOP/s "
+           "| pytorch % of peak | **2× PyTorch needs** |", "|---|---|---|---|---|---|---|---|"]
+    for (cfg, th), impls in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], 9), kv[0][1])):
+        if "cloze" not in impls:
+            continue
+        batch = impls["cloze"][0]["batch"]
+        gf = step_flops(cfg, batch) / 1e9
+        rate = lambda k: gf / (statistics.median(r["ms_per_step"] for r in impls[k]) / 1e3)
+        c = rate("cloze")
+        line = f"| {cfg} (batch {batch}) | {th} | {gf:.2f} | {c:.1f} | {100 * c / (peak * th):.0f}% |"
+        if "pytorch-masked" in impls:
+            p = rate("pytorch-masked")
+            line += f" {p:.1f} | {100 * p / (peak * th):.0f}% | **{200 * p / (peak * th):.0f}%** |"
+        else:
+            line += " – | – | – |"
+        out.append(line)
+    return out + [""]
 
 
 def section_head(isa):
@@ -301,7 +356,7 @@ def section_key(isa):
     return f"{model} / {isa}"
 
 
-def replace_subsection(args, head, table, what):
+def replace_subsection(args, head, table, what, data):
     """Swaps the subsection starting with `head` in this machine's section for `table`."""
     key = section_key(args.isa)
     text = open(args.out).read()
@@ -318,10 +373,23 @@ def replace_subsection(args, head, table, what):
         marker = "<details>"
         start = end = body.find(marker) if marker in body else len(body)
     else:
-        nxt = re.search(r"\n(### |<details>)", body[start + len(head):])
-        end = start + len(head) + nxt.start() + 1 if nxt else len(body)
+        # the subsection ends at the next heading that is not one of the table's own (a table
+        # may carry several subsections, e.g. the training step and its FMA-peak reading)
+        own = [l for l in table if l.startswith("### ")]
+        end = start + len(head)
+        while True:
+            nxt = re.search(r"\n(### |<details>)", body[end:])
+            if not nxt:
+                end = len(body)
+                break
+            end += nxt.start() + 1
+            if not any(body.startswith(h, end) for h in own):
+                break
+            end += 4
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    fresh = "\n".join(table[:1] + ["", f"(This table regenerated {when}, apart from the rest of the section.)"]
+    taken = datetime.datetime.fromtimestamp(os.path.getmtime(data), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    fresh = "\n".join(table[:1] + ["", f"(Regenerated {when} from measurements that ended {taken}, apart from the "
+                                         "rest of the section.)"]
                       + table[1:]) + "\n"
     body = body[:start] + fresh + body[end:]
     new = text.replace(f"<!-- section: {key} -->\n{found[key]}<!-- /section -->",
@@ -333,11 +401,13 @@ def replace_subsection(args, head, table, what):
 
 def replace_train_step(args):
     """Swaps the training-step table of this machine's section for a fresh one."""
-    table = train_step_table(os.path.join(args.bench_dir, "train_step.jsonl"), args.isa)
+    lim = limits(load(args.limits)) if os.path.isdir(args.limits) else {}
+    table = train_step_table(os.path.join(args.bench_dir, "train_step.jsonl"), args.isa, lim)
     if not table:
         sys.exit(f"no cloze rows for path {args.isa} in {args.bench_dir}/train_step.jsonl: "
                  "run `bash benches/train_step.sh` first")
-    replace_subsection(args, "### Training step", table, "training step")
+    replace_subsection(args, "### Training step", table, "training step",
+                       os.path.join(args.bench_dir, "train_step.jsonl"))
 
 
 def welch(a, b):
@@ -425,7 +495,8 @@ def replace_bf16(args):
     table = bf16_table(os.path.join(args.bench_dir, "bf16.jsonl"))
     if not table:
         sys.exit(f"no rows in {args.bench_dir}/bf16.jsonl: run `bash benches/bf16.sh` first")
-    replace_subsection(args, "### bf16 mixed-precision training", table, "bf16 training")
+    replace_subsection(args, "### bf16 mixed-precision training", table, "bf16 training",
+                       os.path.join(args.bench_dir, "bf16.jsonl"))
 
 
 SECTION = re.compile(r"<!-- section: (.*?) -->\n(.*?)<!-- /section -->\n?", re.S)
@@ -478,10 +549,10 @@ def main():
     ]
     if lim:
         body.append("- Measured limits (machine_limits bench): " + ", ".join(
-            f"{k} {v:.1f}" for k, v in sorted(lim.items())))
+            f"{k} {v:.1f}" for k, v in sorted(lim.items()) if not k.startswith("_")))
     body.append("")
     body += derived(rows, lim, args.isa, args.bench_dir)
-    body += train_step_table(os.path.join(args.bench_dir, "train_step.jsonl"), args.isa)
+    body += train_step_table(os.path.join(args.bench_dir, "train_step.jsonl"), args.isa, lim)
     if args.isa == "avx512":
         body += bf16_table(os.path.join(args.bench_dir, "bf16.jsonl"))
     for extra in args.extra:

@@ -17,8 +17,9 @@ out=target/bench
 mkdir -p "$out"
 raw="$out/train_step.jsonl"
 : > "$raw"
-cargo build --release --example train_step >/dev/null
+cargo build --release --example train_step --example fma_peak >/dev/null
 bin=./target/release/examples/train_step
+peak=./target/release/examples/fma_peak
 have_torch=0
 python3 -c "import torch, transformers" 2>/dev/null && have_torch=1
 isas=(default)
@@ -29,6 +30,11 @@ declare -A plan=([repro]="32 20" [tiny]="32 5" [mini]="32 3" [base]="8 2")
 for name in ${CONFIGS:-repro tiny mini base}; do
   set -- ${plan[$name]}
   for rep in $(seq "$reps"); do
+    # this session's FMA peak per path, beside the steps (report.py reads the step rows
+    # against it: GFLOP/s per step over peak x threads)
+    for isa in "${isas[@]}"; do
+      if [ "$isa" = default ]; then "$peak" >> "$raw"; else CLOZE_KERNEL=$isa "$peak" >> "$raw"; fi
+    done
     for threads in 1 2; do
       for isa in "${isas[@]}"; do
         if [ "$isa" = default ]; then
