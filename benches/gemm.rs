@@ -4,7 +4,9 @@
 //! `matrixmultiply` is built without its threading feature so it runs only at 1 thread for
 //! single products). Batched attention shapes split the batch over the pool for every library.
 //!
-//! Shapes are m×n×k; `nt` = A·Bᵀ, `tn` = Aᵀ·B. Peak reference: `benches/machine_limits.rs`.
+//! Shapes are m×n×k; `nt` = A·Bᵀ, `tn` = Aᵀ·B: BERT-base's, and the three products of
+//! paper-repro's MLM decoder (short k or short n, the small-model regime). Peak reference:
+//! `benches/machine_limits.rs`.
 //!
 //! Also `gemm_bf16`: bf16 A and B (f32 accumulation) at 4096×768×768.
 //!
@@ -115,6 +117,11 @@ fn single(c: &mut Criterion) {
         Shape::nt(4096, 768, 3072),
         Shape::tn(768, 3072, 4096),
         Shape::nn(1024, 1024, 1024),
+        // paper-repro's MLM decoder (832 masked positions, hidden 128, vocabulary 8,192): the
+        // logits against the tied embeddings, then the two gradients
+        Shape::nt(832, 8192, 128),
+        Shape::nn(832, 128, 8192),
+        Shape::tn(8192, 128, 832),
     ];
     let mut g = group(c, "gemm");
     for s in shapes {

@@ -143,5 +143,13 @@ fn large_broadcast_paths_are_exact_and_thread_independent() {
             (got - want).abs() <= 1e-5 * rows as f64 * (1.0 + want.abs() / rows as f64),
             "column {j}: {got} vs {want}"
         );
+        // and it is the f32 sum in row order exactly (the order the general broadcast path
+        // adds in, so a bias gradient does not depend on which path computed it)
+        let dy = gx1.data();
+        let mut seq = 0.0f32;
+        for r in 0..rows {
+            seq += dy[r * n + j];
+        }
+        assert_eq!(gb1.data()[j], seq, "column {j}: not the row-order f32 sum");
     }
 }

@@ -118,19 +118,26 @@ pub fn reduce_to_shape(grad: &Tensor, shape: &[usize]) -> Tensor {
     let out_shape = grad.shape();
     if let Some(n) = suffix_len(shape, out_shape) {
         // Every leading axis is reduced: column sums, each column added in row order by one
-        // task (the same order as the general path below, so the same bits).
+        // task (the same order as the general path below, so the same bits). Each task owns
+        // one run of columns and walks the rows in memory order, adding a contiguous slice
+        // of each row (a narrow column block per task would stride through a large gradient
+        // one short piece per row).
         use rayon::prelude::*;
         let g = grad.data();
         let rows = g.len() / n;
         let mut acc = vec![0.0f32; n];
-        let block = if rows * n >= 1 << 17 { 64 } else { n.max(1) };
+        let tasks = if rows * n >= 1 << 17 {
+            rayon::current_num_threads().min(n.div_ceil(16))
+        } else {
+            1
+        };
+        let block = n.div_ceil(tasks.max(1)).next_multiple_of(16).max(1);
         acc.par_chunks_mut(block)
             .enumerate()
             .for_each(|(bi, cols)| {
-                let c0 = bi * block;
-                for r in 0..rows {
-                    let row = &g[r * n + c0..r * n + c0 + cols.len()];
-                    for (a, &v) in cols.iter_mut().zip(row) {
+                let (c0, w) = (bi * block, cols.len());
+                for row in g.chunks_exact(n) {
+                    for (a, &v) in cols.iter_mut().zip(&row[c0..c0 + w]) {
                         *a += v;
                     }
                 }
