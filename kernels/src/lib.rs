@@ -20,6 +20,7 @@ pub mod attention;
 pub mod convert;
 pub mod cross_entropy;
 pub mod dispatch;
+pub mod dropout;
 pub mod gelu;
 pub mod gemm;
 pub mod layer_norm;

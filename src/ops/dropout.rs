@@ -11,15 +11,16 @@
 //! (in f32, so a kept value is exactly `x / (1 − p)` as f32 computes it), which keeps the
 //! expectation unchanged.
 //!
-//! The forward keeps the mask as a packed bit vector (one bit per element) for the backward.
+//! No mask is stored: the backward regenerates each bit from its index.
 //! [`Tape::dropout`] is the identity when the tape is not in training mode or `p == 0`.
 //!
 //! # Backward
 //!
 //! `dx = dy ⊙ m / (1 − p)`: the same mask and scale applied to the output gradient.
 //!
-//! Kernel: inline loops (the hash and the select are memory-bound); the mask comes from
-//! [`cloze_kernels::attention::dropout_keep`].
+//! Kernel: [`cloze_kernels::dropout::apply`] (the hash vectorised, one vector of consecutive
+//! indices at a time), forward and backward; its mask is
+//! [`cloze_kernels::attention::dropout_keep`]'s.
 
 use crate::autodiff::tape::{Backward, Tape, Var};
 use crate::error::{invalid, Result};
@@ -32,48 +33,22 @@ pub(crate) fn check_p(op: &'static str, p: f32) -> Result<()> {
     Ok(())
 }
 
-/// A dropout keep-mask over `len` elements, one bit each, and the divisor `1 − p`.
+/// The dropout mask of `(seed, p)` over `len` elements. Nothing is stored: the kernel
+/// regenerates each element's bit from its index, in the forward and again in the backward.
 pub(crate) struct Mask {
-    bits: Vec<u64>,
+    seed: u64,
+    p: f32,
     len: usize,
-    keep: f32,
 }
 
 impl Mask {
     /// The mask of `(seed, p)` over elements `0..len`. `p` must be in [0, 1).
     pub(crate) fn new(seed: u64, p: f32, len: usize) -> Mask {
-        // The counter-based hash of the fused attention kernel, so `Tape::dropout` and attention
-        // dropout draw identical masks from the same seed.
-        let hash = cloze_kernels::attention::DropoutMask::new(seed, p);
-        let mut bits = vec![0u64; len.div_ceil(64)];
-        // each word depends only on its own indices, so threads cannot change the mask
-        use rayon::prelude::*;
-        bits.par_chunks_mut(1024)
-            .enumerate()
-            .for_each(|(c, words)| {
-                for (k, word) in words.iter_mut().enumerate() {
-                    let start = (c * 1024 + k) * 64;
-                    for b in 0..(len - start).min(64) {
-                        if hash.keep((start + b) as u64) {
-                            *word |= 1 << b;
-                        }
-                    }
-                }
-            });
-        Mask {
-            bits,
-            len,
-            keep: 1.0 - p,
-        }
-    }
-
-    pub(crate) fn kept(&self, i: usize) -> bool {
-        self.bits[i / 64] >> (i % 64) & 1 == 1
+        Mask { seed, p, len }
     }
 
     /// `out[i] = x[i] / (1 − p)` where kept, `0` where dropped.
     pub(crate) fn apply(&self, x: &[f32], out: &mut [f32]) {
-        use rayon::prelude::*;
         assert!(
             x.len() == self.len && out.len() == self.len,
             "dropout mask of {} elements applied to {} into {}",
@@ -81,15 +56,7 @@ impl Mask {
             x.len(),
             out.len()
         );
-        let keep = self.keep;
-        // chunks of 64 Ki elements (whole mask words); each element written by one task
-        const CHUNK: usize = 1 << 16;
-        out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
-            let base = c * CHUNK;
-            for (j, (o, &v)) in o.iter_mut().zip(&x[base..]).enumerate() {
-                *o = if self.kept(base + j) { v / keep } else { 0.0 };
-            }
-        });
+        cloze_kernels::dropout::apply(self.seed, self.p, x, out);
     }
 
     /// [`Mask::apply`] into a new tensor of `shape`.

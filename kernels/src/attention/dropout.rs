@@ -80,4 +80,10 @@ impl DropoutMask {
     pub fn keep(&self, flat_index: u64) -> bool {
         self.0.keep(flat_index)
     }
+
+    /// The arguments of `Simd::dropout_select` for indices sharing the high half of `start`:
+    /// `(k0, high half ^ k1, threshold)`.
+    pub(crate) fn hash_keys(&self, start: u64) -> (u32, u32, u32) {
+        (self.0.k0, (start >> 32) as u32 ^ self.0.k1, self.0.thr)
+    }
 }
