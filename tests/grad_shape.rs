@@ -384,3 +384,20 @@ fn split_sizes_must_add_up_to_the_axis_length() {
     let err = t.split(&x, 1, &[2, 2]).unwrap_err().to_string();
     assert_mentions(&err, &["split", "[2, 2]", "[2, 5]"]);
 }
+
+/// Attention's head split and merge (the last axis stays last) on a tensor large enough to be
+/// copied by several threads: every element where the index formula says, and back.
+#[test]
+fn head_split_permute_of_a_large_tensor_follows_the_index_formula() {
+    let x = Tensor::from_fn(&[3, 130, 5, 64], |i| i as f32);
+    let p = [0, 2, 1, 3];
+    let y = eval(|t| t.permute(&c(&x), &p));
+    assert_eq!(y.shape(), &[3, 5, 130, 64]);
+    for (flat, &v) in y.data().iter().enumerate() {
+        let i = unravel(flat, y.shape());
+        let j = [i[0], i[2], i[1], i[3]];
+        assert_eq!(v, x.get(&j).unwrap(), "at {i:?}");
+    }
+    let back = eval(|t| t.permute(&c(&y), &p));
+    assert_eq!(back, x);
+}

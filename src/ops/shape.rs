@@ -73,8 +73,36 @@ fn permute_tensor(x: &Tensor, perm: &[usize]) -> Tensor {
     let in_strides = strides(x.shape());
     let out_shape: Vec<usize> = perm.iter().map(|&p| x.shape()[p]).collect();
     let src: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
-    let zero = vec![0; perm.len()];
     let xd = x.data();
+    let last = perm.len() - 1;
+    if perm[last] == last && out_shape[last] > 1 {
+        // The last axis stays last (attention's head split and merge): each output row is one
+        // contiguous run of the input, copied whole. Rows are split over threads when there
+        // are many; a copy's result does not depend on who made it.
+        use rayon::prelude::*;
+        let d = out_shape[last];
+        let lead = &out_shape[..last];
+        let row_src = |r: usize| {
+            let (mut rest, mut off) = (r, 0);
+            for k in (0..last).rev() {
+                off += (rest % lead[k]) * src[k];
+                rest /= lead[k];
+            }
+            off
+        };
+        return Tensor::overwritten(&out_shape, |out| {
+            let rows_per_task = (1 << 14) / d + 1;
+            out.par_chunks_mut(rows_per_task * d)
+                .enumerate()
+                .for_each(|(t, block)| {
+                    for (j, row) in block.chunks_exact_mut(d).enumerate() {
+                        let s = row_src(t * rows_per_task + j);
+                        row.copy_from_slice(&xd[s..s + d]);
+                    }
+                });
+        });
+    }
+    let zero = vec![0; perm.len()];
     Tensor::overwritten(&out_shape, |out| {
         for_each_index(&out_shape, &src, &zero, |o, i, _| out[o] = xd[i]);
     })
