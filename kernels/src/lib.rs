@@ -6,7 +6,7 @@
 //! (override with `CLOZE_KERNEL=scalar|portable|avx2|avx512|neon`); each kernel also has a
 //! `*_with(isa, ..)` form so tests and benches can run every path on one machine.
 //!
-//! One folder per op (`gelu`, `layer_norm`, `softmax`, `cross_entropy`, `attention`, `adamw`):
+//! One folder per op (`gelu`, `layer_norm`, `softmax`, `cross_entropy`, `attention`, `dropout`, `adamw`):
 //! its `mod.rs` holds the API and the scalar reference, `vector.rs` beside it the SIMD
 //! implementation, written once over the `Simd` trait of [`simd`] (whose `loops` and
 //! `math` hold the loops and the vector `exp` every op shares). The tests are

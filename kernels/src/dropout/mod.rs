@@ -12,11 +12,16 @@
 //! 16 lanes of 32-bit integer mixing on AVX-512, 8 on AVX2). Inputs of at least
 //! [`simd::PAR_MIN_ELEMS`] elements are split over rayon in fixed chunks. The scalar reference
 //! is [`apply_with`] on [`Isa::Scalar`]: the per-element [`DropoutMask::keep`].
+//!
+//! This file holds the API and the scalar reference; the vector kernel is in `vector`.
+
+mod vector;
 
 use crate::attention::DropoutMask;
 use crate::dispatch::{active, Isa};
-use crate::simd::{self, dispatch, Kernel, Simd, MAX_LANES};
+use crate::simd::{self, dispatch};
 use rayon::prelude::*;
+use vector::Apply;
 
 /// `y[i] = x[i] / (1 − p)` where dropout with `(seed, p)` keeps element `i`, else `0`.
 ///
@@ -80,65 +85,6 @@ fn chunk(isa: Isa, mask: DropoutMask, keep: f32, start: u64, x: &[f32], y: &mut 
             } else {
                 0.0
             };
-        }
-    }
-}
-
-/// One chunk: elements `start .. start + x.len()` of the flat index space, all with the same
-/// high 32 bits.
-struct Apply<'a> {
-    mask: DropoutMask,
-    keep: f32,
-    start: u64,
-    x: &'a [f32],
-    y: &'a mut [f32],
-}
-
-impl Kernel for Apply<'_> {
-    type Out = ();
-    #[inline(always)]
-    unsafe fn run<S: Simd>(self) {
-        let Apply {
-            mask,
-            keep,
-            start,
-            x,
-            y,
-        } = self;
-        let n = x.len().min(y.len());
-        assert!(
-            n == 0 || (start >> 32) == ((start + n as u64 - 1) >> 32),
-            "dropout chunk {start}+{n} crosses a multiple of 2^32"
-        );
-        let (k0, hk, thr) = mask.hash_keys(start);
-        let lo = start as u32;
-        let l = S::LANES;
-        // SAFETY: S's CPU features (see `dispatch`).
-        let (div, zero) = unsafe { (S::splat(keep), S::splat(0.0)) };
-        let body = n / l * l;
-        let mut i = 0;
-        while i < body {
-            // SAFETY: i + LANES ≤ n, so the vector at i lies inside both slices; the caller
-            // (`dispatch`) runs this with S's CPU features.
-            unsafe {
-                let v = S::load(x.as_ptr().add(i));
-                let kept = S::div(v, div);
-                let r = S::dropout_select(lo.wrapping_add(i as u32), k0, hk, thr, kept, zero);
-                S::store(y.as_mut_ptr().add(i), r);
-            }
-            i += l;
-        }
-        if body < n {
-            // the tail through a padded buffer, by the same vector code
-            let mut b = [0.0f32; MAX_LANES];
-            b[..n - body].copy_from_slice(&x[body..n]);
-            // SAFETY: b holds MAX_LANES ≥ LANES values; S's CPU features as above.
-            unsafe {
-                let kept = S::div(S::load(b.as_ptr()), div);
-                let r = S::dropout_select(lo.wrapping_add(body as u32), k0, hk, thr, kept, zero);
-                S::store(b.as_mut_ptr(), r);
-            }
-            y[body..n].copy_from_slice(&b[..n - body]);
         }
     }
 }
