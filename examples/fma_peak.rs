@@ -19,7 +19,9 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let (name, run, flops): (_, fn(usize) -> Option<f32>, fn(usize) -> u64) = match isa.name() {
+    type PeakLoop = fn(usize) -> Option<f32>;
+    type Flops = fn(usize) -> u64;
+    let (name, run, flops): (_, PeakLoop, Flops) = match isa.name() {
         "avx512" => ("avx512", limits::fma_peak_avx512, limits::flops_avx512),
         "avx2" => ("avx2", limits::fma_peak_avx2, limits::flops_avx2),
         other => {
