@@ -410,6 +410,69 @@ def replace_train_step(args):
                        os.path.join(args.bench_dir, "train_step.jsonl"))
 
 
+def embed_table(path, isa):
+    """Sentence embeddings, cloze vs sentence-transformers, for one kernel path, from
+    benches/embed.sh's JSON lines; with each side's rate as a share of the FMA peak."""
+    import statistics
+    if not os.path.exists(path):
+        return []
+    rows = [json.loads(l) for l in open(path) if l.strip()]
+    cloze = [r for r in rows if r["impl"] == "cloze" and r.get("isa") == isa]
+    if not cloze:
+        return []
+    # sentence-transformers held to this path's ISA when such runs exist, else its own best
+    st_same_isa = any(r["impl"] == "sentence-transformers" and r.get("isa") == isa for r in rows)
+    st = [r for r in rows if r["impl"] == "sentence-transformers"
+          and r.get("isa") == (isa if st_same_isa else None)]
+    peaks = [r["gflops_per_core"] for r in rows if r["impl"] == "fma-peak" and r.get("isa") == isa]
+    fl = {r["order"]: r for r in rows if r["impl"] == "flops"}
+    peak = statistics.median(peaks) if peaks else None
+    out = ["### Sentence embeddings: cloze vs sentence-transformers (same session, alternating)", "",
+           "all-MiniLM-L6-v2 over the first 500 sentences of SST-2's dev set, batch 32, each batch padded to "
+           "its longest input (both sides sort the inputs longest first: cloze by tokens, "
+           "sentence-transformers by characters). Each side's own figure for the encoding call "
+           "(model loading left out, no warm-up inside the timed call); median over runs. From "
+           "`bash benches/embed.sh`.", ""]
+    head = "| threads | cloze sentences/s | sentence-transformers sentences/s | **cloze / ST** |"
+    sep = "|---|---|---|---|"
+    if peak and "tokens" in fl and "chars" in fl:
+        head += " cloze % of peak | ST % of peak | **2× ST needs** |"
+        sep += "---|---|---|"
+    out += [head, sep]
+    for th in sorted({r["threads"] for r in cloze}):
+        c = statistics.median(r["sentences_per_s"] for r in cloze if r["threads"] == th)
+        s = [r["sentences_per_s"] for r in st if r["threads"] == th]
+        s = statistics.median(s) if s else None
+        line = f"| {th} | {c:.1f} | {s and f'{s:.1f}' or '–'} | **{s and f'{c / s:.2f}×' or '–'}** |"
+        if peak and "tokens" in fl and "chars" in fl:
+            per = lambda order: fl[order]["gflop"] / fl[order]["sentences"]  # GFLOP per sentence
+            cp = 100 * c * per("tokens") / (peak * th)
+            sp = s and 100 * s * per("chars") / (peak * th)
+            need = s and 100 * 2 * s * per("tokens") / (peak * th)
+            line += f" {cp:.0f}% | {sp and f'{sp:.0f}%' or '–'} | **{need and f'{need:.0f}%' or '–'}** |"
+        out.append(line)
+    if peak and "tokens" in fl:
+        out += ["", f"GFLOP of the 500 sentences (matrix products of the forward pass, `benches/embed_st.py --flops`): "
+                f"{fl['tokens']['gflop']:.1f} in cloze's batches, {fl.get('chars', {}).get('gflop', float('nan')):.1f} "
+                f"in sentence-transformers'. Peak = this session's FMA peak of one core on this path, {peak:.1f} GFLOP/s "
+                f"(median of {len(peaks)} runs of `examples/fma_peak.rs`), × threads. *2× ST needs* is the share of that "
+                "peak cloze's batches would have to sustain to go twice as fast as sentence-transformers; near or above "
+                "100% it cannot be reached on this path."]
+    if st_same_isa:
+        out += ["", f"sentence-transformers (PyTorch) was held to {ISA_TITLE.get(isa, isa)} in these rows."]
+    torch_v = next((r.get("torch") for r in st if r.get("torch")), None)
+    out += ["", f"{len(cloze)} cloze runs on this path; PyTorch {torch_v or 'not installed'}.", ""]
+    return out
+
+
+def replace_embed(args):
+    path = os.path.join(args.bench_dir, "embed.jsonl")
+    table = embed_table(path, args.isa)
+    if not table:
+        sys.exit(f"no cloze rows for path {args.isa} in {path}: run `bash benches/embed.sh` first")
+    replace_subsection(args, "### Sentence embeddings", table, "sentence embeddings", path)
+
+
 def welch(a, b):
     """Mean of b − a and the half-width of its 95% Welch interval (None below 2 values each)."""
     import statistics
@@ -517,6 +580,11 @@ def main():
     ap.add_argument("--print-train-step", metavar="JSONL",
                     help="print the training-step table of --isa (default: of every path in the file) "
                          "from these JSON lines and exit (benches/train_step.sh uses it)")
+    ap.add_argument("--only-embed", action="store_true",
+                    help="replace only the sentence-embedding table of this machine's section "
+                         "(after `bash benches/embed.sh` alone), keeping the rest")
+    ap.add_argument("--print-embed", metavar="JSONL",
+                    help="print the sentence-embedding table of every path in these JSON lines and exit")
     ap.add_argument("--only-bf16", action="store_true",
                     help="replace only the bf16-training tables of this machine's section "
                          "(after `bash benches/bf16.sh` alone), keeping the rest")
@@ -525,6 +593,11 @@ def main():
     args = ap.parse_args()
     if args.print_bf16:
         print("\n".join(bf16_table(args.print_bf16)))
+        return
+    if args.print_embed:
+        rows = [json.loads(l) for l in open(args.print_embed) if l.strip()]
+        for isa in [args.isa] if args.isa else sorted({r["isa"] for r in rows if r["impl"] == "cloze"}):
+            print("\n".join(embed_table(args.print_embed, isa)))
         return
     if args.print_train_step:
         rows = [json.loads(l) for l in open(args.print_train_step) if l.strip()]
@@ -537,6 +610,8 @@ def main():
         return replace_train_step(args)
     if args.only_bf16:
         return replace_bf16(args)
+    if args.only_embed:
+        return replace_embed(args)
     crit = args.criterion or os.path.join("target", "criterion", args.isa)
     rows = load(crit)
     if not rows:
@@ -553,6 +628,7 @@ def main():
     body.append("")
     body += derived(rows, lim, args.isa, args.bench_dir)
     body += train_step_table(os.path.join(args.bench_dir, "train_step.jsonl"), args.isa, lim)
+    body += embed_table(os.path.join(args.bench_dir, "embed.jsonl"), args.isa)
     if args.isa == "avx512":
         body += bf16_table(os.path.join(args.bench_dir, "bf16.jsonl"))
     for extra in args.extra:

@@ -2,7 +2,8 @@
 # Regenerates this machine's sections of BENCHMARKS.md: the machine's limits, every criterion
 # bench once per kernel path (the best path, and AVX2 as well on an AVX-512 CPU, since most
 # researchers' CPUs take that path), the attention memory probe, the training step against
-# PyTorch (benches/train_step.sh), bf16 training against f32 and PyTorch's autocast
+# PyTorch (benches/train_step.sh), sentence embeddings against sentence-transformers
+# (benches/embed.sh), bf16 training against f32 and PyTorch's autocast
 # (benches/bf16.sh, on CPUs with AVX512-BF16), the MPI scaling table when mpirun exists, then
 # benches/report.py once per path. Sections other machines wrote are kept. Run on a quiet
 # machine; takes about an hour on 2 cores.
@@ -36,6 +37,10 @@ if python3 -c "import torch" 2>/dev/null; then
   python3 benches/pytorch_attention.py 2 > target/bench/pytorch_attention.jsonl
 fi
 bash benches/train_step.sh
+# sentence embeddings against sentence-transformers (when it is installed)
+if python3 -c "import sentence_transformers" 2>/dev/null; then
+  bash benches/embed.sh
+fi
 # bf16 mixed-precision training (only where the CPU has AVX512-BF16; report.py adds its
 # tables to the AVX-512 section)
 if grep -q avx512_bf16 /proc/cpuinfo 2>/dev/null; then

@@ -144,7 +144,7 @@ fn bad_input_is_reported() {
     let err = run(&long, &["--max-length", "600"]);
     assert!(err.contains("max_position_embeddings"), "{err}");
     // the over-long input is named by its place in the input (input 1, the second line),
-    // not by its place in the length-sorted batch (where it comes last)
+    // not by its place in the length-sorted batch (where it comes first)
     let mixed =
         format!("{{\"text\": \"a b c d\"}}\n{long}{{\"text\": \"x\"}}\n{{\"text\": \"y z\"}}\n");
     let err = run(&mixed, &["--batch-size", "8", "--max-length", "600"]);

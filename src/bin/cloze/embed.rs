@@ -104,9 +104,12 @@ pub fn run(args: Args) -> Result<(), String> {
     emb.pair_truncation = args.pair_truncation.rule();
     // Check every input in input order first: an error inside a length-sorted batch would
     // otherwise name the input's place in that batch.
+    let mut tokens = Vec::with_capacity(lines.len());
     for (i, l) in lines.iter().enumerate() {
-        emb.encode_checked(&l.text, l.text_pair.as_deref(), args.max_length)
+        let enc = emb
+            .encode_checked(&l.text, l.text_pair.as_deref(), args.max_length)
             .map_err(|e| format!("{}: input {i}: {e}", args.input))?;
+        tokens.push(enc.input_ids.len());
     }
     let bar = if lines.len() > args.batch_size && args.output != "-" {
         indicatif::ProgressBar::new(lines.len() as u64)
@@ -114,10 +117,11 @@ pub fn run(args: Args) -> Result<(), String> {
         indicatif::ProgressBar::hidden()
     };
     let start = Instant::now();
-    // Batch inputs of similar length together (less padding); outputs keep the input order.
+    // Batch inputs of similar token counts together (less padding), longest first (as
+    // sentence-transformers does; each later batch then fits in the buffers of the one before);
+    // outputs keep the input order.
     let mut order: Vec<usize> = (0..lines.len()).collect();
-    order
-        .sort_by_key(|&i| lines[i].text.len() + lines[i].text_pair.as_ref().map_or(0, String::len));
+    order.sort_by_key(|&i| std::cmp::Reverse(tokens[i]));
     let mut results: Vec<Option<cloze::bert::embed::Embedded>> = vec![None; lines.len()];
     for chunk in order.chunks(args.batch_size) {
         let texts: Vec<(&str, Option<&str>)> = chunk
