@@ -46,12 +46,6 @@ pub fn apply_with(isa: Isa, seed: u64, p: f32, x: &[f32], y: &mut [f32]) {
     );
     let mask = DropoutMask::new(seed, p);
     let keep = 1.0 - p;
-    if isa == Isa::Scalar {
-        for (i, (o, &v)) in y.iter_mut().zip(x).enumerate() {
-            *o = if mask.keep(i as u64) { v / keep } else { 0.0 };
-        }
-        return;
-    }
     // Chunk starts are multiples of the chunk size, a divisor of 2³², so no chunk's indices
     // cross a multiple of 2³² (the vector hash takes one high half per call).
     if simd::parallel(x.len()) {
@@ -70,6 +64,8 @@ pub fn apply_with(isa: Isa, seed: u64, p: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
+/// One chunk on `isa`; the scalar path (`dispatch` returns the kernel back) is the reference,
+/// one hash per element.
 fn chunk(isa: Isa, mask: DropoutMask, keep: f32, start: u64, x: &[f32], y: &mut [f32]) {
     let k = Apply {
         mask,
