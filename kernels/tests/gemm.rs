@@ -423,3 +423,61 @@ fn packed_panels_across_row_column_and_k_blocks() {
         pool(1).install(|| check_all_paths(&g, 900 + ta as u64 * 2 + tb as u64));
     }
 }
+
+/// The bias epilogue (`run_bias`) gives, bit for bit, the product followed by a separate add of
+/// the bias to every row, on every path and thread count: shapes crossing k blocks (the bias
+/// must go on after the last one only), row and column band splits, partial tiles, padded
+/// strides, beta ≠ 0, and k = 0.
+#[test]
+fn bias_epilogue_equals_product_then_add() {
+    for (m, n, k) in [
+        (1, 1, 1),
+        (7, 19, 5),
+        (257, 129, 600),
+        (13, 1100, 300),
+        (1030, 9, 70),
+        (40, 70, 0),
+    ] {
+        for (ta, tb) in TRANSPOSES {
+            let g = Gemm::new(m, n, k).transposes(ta, tb).beta(0.5);
+            let g = g.strides(g.lda.max(1) + 1, g.ldb.max(1) + 2, g.ldc + 3);
+            let (la, lb, lc) = g.min_lens();
+            let seed = (m * 5 + n * 3 + k) as u64;
+            let a = rand_vec(la, seed);
+            let b = rand_vec(lb, seed + 1);
+            let c0 = rand_vec(lc, seed + 2);
+            let bias = rand_vec(n, seed + 3);
+            for_each_isa(|isa| {
+                let mut want = c0.clone();
+                g.run_with(isa, &a, &b, &mut want);
+                for i in 0..m {
+                    for j in 0..n {
+                        want[i * g.ldc + j] += bias[j];
+                    }
+                }
+                for threads in [1, 2, 3] {
+                    let got = on_threads(threads, &c0, |c| {
+                        g.run_bias_with(isa, a[..].into(), b[..].into(), Some(&bias), c)
+                    });
+                    assert!(
+                        bits(&got) == bits(&want),
+                        "{isa}, {threads} threads: {g:?} with bias differs from product + add"
+                    );
+                }
+            });
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "bias has 2 elements, needs n = 3")]
+fn short_bias_is_rejected() {
+    let g = Gemm::new(2, 3, 2);
+    let mut c = vec![0.0; 6];
+    g.run_bias(
+        Operand::F32(&[0.0; 4]),
+        Operand::F32(&[0.0; 6]),
+        &[0.0; 2],
+        &mut c,
+    );
+}

@@ -53,12 +53,42 @@ impl Gemm {
 
     /// [`Gemm::run_mixed`] on a chosen instruction set.
     pub fn run_mixed_with(&self, isa: Isa, a: Operand<'_>, b: Operand<'_>, c: &mut [f32]) {
+        self.run_bias_with(isa, a, b, None, c)
+    }
+
+    /// [`Gemm::run_mixed`], then `bias` (n values) added to every row of C: a linear layer's
+    /// `x·Wᵀ + b` in one pass. The bias goes onto each tile of C after its last k block, while
+    /// the tile is still in cache, so C holds exactly what a separate add afterwards would
+    /// give, without that add's pass over C. Panics, naming the length, if `bias` holds fewer
+    /// than n values.
+    pub fn run_bias(&self, a: Operand<'_>, b: Operand<'_>, bias: &[f32], c: &mut [f32]) {
+        self.run_bias_with(active(), a, b, Some(bias), c)
+    }
+
+    /// [`Gemm::run_bias`] (or, with `bias == None`, [`Gemm::run_mixed`]) on a chosen instruction
+    /// set.
+    pub fn run_bias_with(
+        &self,
+        isa: Isa,
+        a: Operand<'_>,
+        b: Operand<'_>,
+        bias: Option<&[f32]>,
+        c: &mut [f32],
+    ) {
         self.check_lens(a.len(), b.len(), c.len());
+        if let Some(bias) = bias {
+            assert!(
+                bias.len() >= self.n,
+                "gemm: bias has {} elements, needs n = {}",
+                bias.len(),
+                self.n
+            );
+        }
         match (a, b) {
-            (Operand::F32(a), Operand::F32(b)) => dispatch(isa, self, None, a, b, c),
-            (Operand::F32(a), Operand::Bf16(b)) => dispatch(isa, self, None, a, b, c),
-            (Operand::Bf16(a), Operand::F32(b)) => dispatch(isa, self, None, a, b, c),
-            (Operand::Bf16(a), Operand::Bf16(b)) => dispatch(isa, self, None, a, b, c),
+            (Operand::F32(a), Operand::F32(b)) => dispatch(isa, self, None, a, b, c, bias),
+            (Operand::F32(a), Operand::Bf16(b)) => dispatch(isa, self, None, a, b, c, bias),
+            (Operand::Bf16(a), Operand::F32(b)) => dispatch(isa, self, None, a, b, c, bias),
+            (Operand::Bf16(a), Operand::Bf16(b)) => dispatch(isa, self, None, a, b, c, bias),
         }
     }
 

@@ -106,6 +106,16 @@ pub(crate) trait MicroKernel {
     /// pays once it is reused this often. (A transposed A is packed from 16 panels on.)
     const PACK_A_PANELS: usize = usize::MAX;
 
+    /// With `STRIDED_A`, a transposed A is packed when its block meets at least this many B
+    /// panels. Read in place, a transposed A's MR rows of one k step are contiguous, but each k
+    /// step is a new cache line, `lda` floats on.
+    const PACK_AT_PANELS: usize = 16;
+
+    /// [`MicroKernel::PACK_AT_PANELS`] when A's stored rows are a page (4 KiB) or more apart:
+    /// then every k step read in place is also a new page, which the hardware prefetchers do
+    /// not cross (the decoder's `dlogitsᵀ·x` over a vocabulary of 8,192).
+    const PACK_AT_FAR_PANELS: usize = 16;
+
     /// [`MicroKernel::tile`] with any strides (A read in place; B read in place has `rsb` =
     /// B's row stride) for `t.rows` rows: reads and writes only those rows of C. Same
     /// arithmetic per element, in the same order, as `tile` on packed panels.
@@ -161,12 +171,25 @@ fn with_scratch<R>(
     r
 }
 
-/// `C = beta·C` for k == 0 (beta == 0 overwrites).
-fn scale_c(g: &Gemm, c: &mut [f32]) {
+/// `C = beta·C` for k == 0 (beta == 0 overwrites), then the bias added to every row.
+fn scale_c(g: &Gemm, c: &mut [f32], bias: Option<&[f32]>) {
     for i in 0..g.m {
-        for x in &mut c[i * g.ldc..i * g.ldc + g.n] {
+        let row = &mut c[i * g.ldc..i * g.ldc + g.n];
+        for x in row.iter_mut() {
             *x = if g.beta == 0.0 { 0.0 } else { g.beta * *x };
         }
+        if let Some(bias) = bias {
+            add_bias(row, &bias[..g.n]);
+        }
+    }
+}
+
+/// `row[j] += bias[j]`: the bias epilogue, one f32 add per element, the same as adding the
+/// bias to the finished product afterwards.
+#[inline]
+pub(crate) fn add_bias(row: &mut [f32], bias: &[f32]) {
+    for (x, b) in row.iter_mut().zip(bias) {
+        *x += *b;
     }
 }
 
@@ -177,8 +200,10 @@ const PAR_MIN_WORK: usize = 1 << 21;
 /// in L3 while every A block of the rows passes over it.
 const NC: usize = 2048;
 
-/// Runs `g` with micro-kernel `K`. Lengths must already be checked ([`Gemm::check`]).
-/// `par`: use rayon's current pool.
+/// Runs `g` with micro-kernel `K`. Lengths must already be checked ([`Gemm::check`]; a bias
+/// holds at least n values). `par`: use rayon's current pool. `bias`: added to every row of C
+/// once its product is complete (after the last k block of each tile, while the tile is in
+/// L1), which gives exactly the values of a separate add afterwards.
 ///
 /// Loops: column blocks of NC, then k blocks of KC (B block packed once, shared by all tasks),
 /// then tasks = row blocks of MC (× column splits when there are few row blocks), each packing
@@ -190,13 +215,14 @@ pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(
     b: &[TB],
     c: &mut [f32],
     par: bool,
+    bias: Option<&[f32]>,
 ) {
     let (m, n, k) = (g.m, g.n, g.k);
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
-        scale_c(g, c);
+        scale_c(g, c, bias);
         return;
     }
     let par = par && m * n * k >= PAR_MIN_WORK && rayon::current_num_threads() > 1;
@@ -204,13 +230,13 @@ pub(crate) fn run<K: MicroKernel, TA: Elem, TB: Elem>(
     let c_len = c.len();
     if par {
         if let Some(split) = Split::choose::<K>(g, rayon::current_num_threads()) {
-            split.for_each_band(g, a, b, cptr, c_len, |sub, a, b, c, c_len| {
-                blocked::<K, TA, TB>(sub, a, b, c, c_len, false)
+            split.for_each_band(g, a, b, bias, cptr, c_len, |sub, a, b, bias, c, c_len| {
+                blocked::<K, TA, TB>(sub, a, b, bias, c, c_len, false)
             });
             return;
         }
     }
-    blocked::<K, TA, TB>(g, a, b, cptr, c_len, par);
+    blocked::<K, TA, TB>(g, a, b, bias, cptr, c_len, par);
 }
 
 /// A static split of C into one band per thread, along rows (whole MR panels) or columns (whole
@@ -252,15 +278,17 @@ impl Split {
         }
     }
 
-    /// Calls `f(sub-problem, A, B, C, C length)` for each band, one rayon task per band.
+    /// Calls `f(sub-problem, A, B, bias, C, C length)` for each band, one rayon task per band.
+    #[allow(clippy::too_many_arguments)]
     fn for_each_band<TA: Sync, TB: Sync>(
         self,
         g: &Gemm,
         a: &[TA],
         b: &[TB],
+        bias: Option<&[f32]>,
         cptr: CPtr,
         c_len: usize,
-        f: impl Fn(&Gemm, &[TA], &[TB], CPtr, usize) + Sync,
+        f: impl Fn(&Gemm, &[TA], &[TB], Option<&[f32]>, CPtr, usize) + Sync,
     ) {
         let band = |t: usize| {
             let s0 = t * self.per;
@@ -277,7 +305,8 @@ impl Split {
             // SAFETY: coff < c_len (row or column s0 < m or n lies inside C); bands write
             // pairwise disjoint rows or columns of C.
             let c = CPtr(unsafe { cptr.ptr().add(coff) });
-            f(&sub, &a[aoff..], &b[boff..], c, c_len - coff);
+            let bias = bias.map(|v| if self.cols { &v[s0..] } else { v });
+            f(&sub, &a[aoff..], &b[boff..], bias, c, c_len - coff);
         };
         (0..self.parts)
             .into_par_iter()
@@ -313,10 +342,12 @@ fn a_in_place<K: MicroKernel, TA: Elem>(
 
 /// The blocked loop nest of [`run`] on C at `cptr` (`c_len` elements, checked by the caller),
 /// m, n, k > 0. `par`: split each k block's row blocks over rayon tasks (shared packed B).
+/// `bias` (n values): added to each tile after its last k block.
 fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
     g: &Gemm,
     a: &[TA],
     b: &[TB],
+    bias: Option<&[f32]>,
     cptr: CPtr,
     c_len: usize,
     par: bool,
@@ -378,6 +409,8 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                 }
                 let bblk: &[f32] = bblk;
                 let beta = if q == 0 { g.beta } else { 1.0 };
+                // The bias goes on after the last k block.
+                let bias = bias.filter(|_| p0 + kc == steps);
 
                 // Split C into row blocks and, if that gives too few tasks, column blocks.
                 let want = if par { 4 * threads } else { 1 };
@@ -405,7 +438,11 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                     // page every few k steps); when its block meets many B panels, packing it
                     // costs less than the kernel loses (measured: the Aᵀ·B weight gradients).
                     // (B read in place needs A in place.)
-                    let pack_from = if g.trans_a { 16 } else { K::PACK_A_PANELS };
+                    let pack_from = match (g.trans_a, 4 * g.lda >= 4096) {
+                        (true, true) => K::PACK_AT_FAR_PANELS,
+                        (true, false) => K::PACK_AT_PANELS,
+                        (false, _) => K::PACK_A_PANELS,
+                    };
                     let a_direct = a_in_place::<K, TA>(g, a, ks)
                         .filter(|_| b_direct.is_some() || jp1 - jp0 < pack_from);
                     with_scratch(&A_BUF, mcb * kcb, |apack| {
@@ -496,6 +533,21 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                                 } else {
                                     edge_tile(cptr, off, g.ldc, (mr_eff, nr_eff), nr, tile);
                                 }
+                                if let Some(bias) = bias {
+                                    let bias = &bias[j..j + nr_eff];
+                                    for ii in 0..mr_eff {
+                                        // SAFETY: row i + ii, columns j..j+nr_eff of C lie
+                                        // inside C and belong to this task (as for the tile
+                                        // above); no other reference to them is live.
+                                        let row = unsafe {
+                                            std::slice::from_raw_parts_mut(
+                                                cptr.ptr().add(off + ii * g.ldc),
+                                                nr_eff,
+                                            )
+                                        };
+                                        add_bias(row, bias);
+                                    }
+                                }
                             }
                         }
                     });
@@ -566,7 +618,7 @@ pub(crate) fn run_batched<K: MicroKernel, TA: Elem, TB: Elem>(
     let threads = rayon::current_num_threads();
     if batch == 1 || batch < threads || sc == 0 {
         for i in 0..batch {
-            run::<K, TA, TB>(g, &a[i * sa..], &b[i * sb..], &mut c[i * sc..], true);
+            run::<K, TA, TB>(g, &a[i * sa..], &b[i * sb..], &mut c[i * sc..], true, None);
         }
         return;
     }
@@ -578,6 +630,6 @@ pub(crate) fn run_batched<K: MicroKernel, TA: Elem, TB: Elem>(
         .enumerate()
         .with_min_len(per)
         .for_each(|(i, ci)| {
-            run::<K, TA, TB>(g, &a[i * sa..], &b[i * sb..], ci, false);
+            run::<K, TA, TB>(g, &a[i * sa..], &b[i * sb..], ci, false, None);
         });
 }

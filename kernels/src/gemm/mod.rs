@@ -16,14 +16,16 @@
 //! last partial row panel (A in place, C written directly), reads an untransposed f32 B in
 //! place when C is a single row block (batched attention products), and packs B panels with
 //! zmm copies, Bᵀ panels with 16×16 register transposes, and (when its block meets 16 or more B
-//! panels, as in the Aᵀ·B weight gradients) a transposed A into MR-row panels; the `vdpbf16ps`
+//! panels, as in the Aᵀ·B weight gradients; on AVX2 from 2 panels when A's rows are a page or
+//! more apart) a transposed A into MR-row panels; the `vdpbf16ps`
 //! kernel reads an untransposed bf16 A in place as 32-bit k pairs. k is blocked by KC (512 on AVX-512, 256 elsewhere), rows by MC (192 / 144)
 //! so A's block stays in L2 while one B panel is reused across it, columns by NC = 2048. rayon splits a large C into one band per thread (rows or columns of whole tiles,
 //! each band packing its own B, no barriers), or else into row blocks sharing one packed B;
 //! [`Gemm::run_batched`] splits the batch over threads instead and runs each product on one
 //! thread. [`Gemm::run_mixed`] takes bf16 operands (f32 accumulation): with both
 //! in bf16 on the AVX-512 path of a CPU with AVX512-BF16 it runs `vdpbf16ps` on bf16 pair
-//! panels, otherwise the panels are converted to f32 while packing.
+//! panels, otherwise the panels are converted to f32 while packing. [`Gemm::run_bias`] adds a
+//! bias to every row of C after each tile's last k block (a linear layer's `x·Wᵀ + b`).
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -50,7 +52,8 @@ use driver::Batch;
 use pack::Elem;
 
 /// Runs one product (`batch == None`) or a strided batch on `isa`'s fast path; the scalar path
-/// (and a path this build lacks) runs the reference. Lengths must already be checked.
+/// (and a path this build lacks) runs the reference. Lengths must already be checked. `bias`
+/// (one product only, n values) is added to every row of C after the product.
 pub(crate) fn dispatch<TA: Elem, TB: Elem>(
     isa: Isa,
     g: &Gemm,
@@ -58,10 +61,12 @@ pub(crate) fn dispatch<TA: Elem, TB: Elem>(
     a: &[TA],
     b: &[TB],
     c: &mut [f32],
+    bias: Option<&[f32]>,
 ) {
+    debug_assert!(batch.is_none() || bias.is_none());
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512 && TA::BF16 && TB::BF16 && bf16dp::available() {
-        return go::<bf16dp::Bf16Dp, TA, TB>(g, batch, a, b, c);
+        return go::<bf16dp::Bf16Dp, TA, TB>(g, batch, a, b, c, bias);
     }
     assert!(
         isa.is_supported(),
@@ -69,17 +74,24 @@ pub(crate) fn dispatch<TA: Elem, TB: Elem>(
     );
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => go::<avx512::Avx512, TA, TB>(g, batch, a, b, c),
+        Isa::Avx512 => go::<avx512::Avx512, TA, TB>(g, batch, a, b, c, bias),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => go::<avx2::Avx2, TA, TB>(g, batch, a, b, c),
+        Isa::Avx2 => go::<avx2::Avx2, TA, TB>(g, batch, a, b, c, bias),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => go::<neon::Neon, TA, TB>(g, batch, a, b, c),
-        Isa::Portable => go::<portable::Portable, TA, TB>(g, batch, a, b, c),
+        Isa::Neon => go::<neon::Neon, TA, TB>(g, batch, a, b, c, bias),
+        Isa::Portable => go::<portable::Portable, TA, TB>(g, batch, a, b, c, bias),
         _ => {
             let a: Vec<f32> = a.iter().map(|x| x.f32()).collect();
             let b: Vec<f32> = b.iter().map(|x| x.f32()).collect();
             match batch {
-                None => reference::gemm(g, &a, &b, c),
+                None => {
+                    reference::gemm(g, &a, &b, c);
+                    if let Some(bias) = bias {
+                        for i in 0..g.m {
+                            driver::add_bias(&mut c[i * g.ldc..][..g.n], bias);
+                        }
+                    }
+                }
                 Some(Batch { n, sa, sb, sc }) => {
                     for i in 0..n {
                         reference::gemm(g, &a[i * sa..], &b[i * sb..], &mut c[i * sc..]);
@@ -97,9 +109,10 @@ fn go<K: driver::MicroKernel, TA: Elem, TB: Elem>(
     a: &[TA],
     b: &[TB],
     c: &mut [f32],
+    bias: Option<&[f32]>,
 ) {
     match batch {
-        None => driver::run::<K, TA, TB>(g, a, b, c, true),
+        None => driver::run::<K, TA, TB>(g, a, b, c, true, bias),
         Some(batch) => driver::run_batched::<K, TA, TB>(g, batch, a, b, c),
     }
 }
@@ -253,7 +266,7 @@ impl Gemm {
     /// Runs on a chosen instruction set (tests and benches use this to reach every path).
     pub fn run_with(&self, isa: Isa, a: &[f32], b: &[f32], c: &mut [f32]) {
         self.check(a, b, c);
-        dispatch(isa, self, None, a, b, c)
+        dispatch(isa, self, None, a, b, c, None)
     }
 
     /// `batch` products; the i-th reads A at `i*stride_a`, B at `i*stride_b`, writes C at
@@ -307,7 +320,7 @@ impl Gemm {
             sb,
             sc,
         };
-        dispatch(isa, self, Some(batch), a, b, c)
+        dispatch(isa, self, Some(batch), a, b, c, None)
     }
 
     /// Panics with a message naming the bad value unless a strided batch fits the slices.
