@@ -1,4 +1,5 @@
-//! Matrix products: `matmul`, `matmul_t` (transpose flags), `bmm` (batched).
+//! Matrix products: `matmul`, `matmul_t` (transpose flags), `bmm` (batched), and `linear`
+//! (`x·Wᵀ + b`: the bias added by the GEMM's epilogue, its gradient the column sums of `dC`).
 //!
 //! For `C = op(A)·op(B)` the backward is, with `dC` the output gradient:
 //!
@@ -51,9 +52,18 @@ impl Product {
 /// Computes `batch` products `op(A_i)·op(B_i)` into a new buffer of `batch·m·n` (f32 or bf16
 /// operands, f32 accumulation).
 fn gemm(p: &Product, a: Operand<'_>, b: Operand<'_>) -> Vec<f32> {
+    gemm_bias(p, a, b, None)
+}
+
+/// [`gemm`], then `bias` (n values, one product only) added to every row of the result, as
+/// the GEMM's epilogue: the same values as a separate add, without its pass over C.
+fn gemm_bias(p: &Product, a: Operand<'_>, b: Operand<'_>, bias: Option<&[f32]>) -> Vec<f32> {
     let g = Gemm::new(p.m, p.n, p.k).transposes(p.ta, p.tb);
     let mut c = crate::tensor::pool::take(p.batch * p.m * p.n);
-    if p.batch == 1 {
+    if let Some(bias) = bias {
+        debug_assert_eq!(p.batch, 1);
+        g.run_bias(a, b, bias, &mut c);
+    } else if p.batch == 1 {
         g.run_mixed(a, b, &mut c);
     } else {
         g.run_batched_mixed(p.batch, a, p.m * p.k, b, p.k * p.n, &mut c, p.m * p.n);
@@ -117,6 +127,8 @@ struct MatmulBackward {
     saved: Saved,
     a_shape: Vec<usize>,
     b_shape: Vec<usize>,
+    /// `linear`: a third input, the bias `[n]`, whose gradient is `dC`'s column sums.
+    bias: bool,
 }
 
 /// The two input gradients as stored (`None` where not needed), each one product of the saved
@@ -145,7 +157,11 @@ fn input_grads(p: Product, [a, b, dc]: [Operand<'_>; 3], needs: &[bool]) -> [Opt
 
 impl Backward for MatmulBackward {
     fn name(&self) -> &'static str {
-        "matmul"
+        if self.bias {
+            "linear"
+        } else {
+            "matmul"
+        }
     }
 
     fn backward(&self, dc: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
@@ -165,14 +181,21 @@ impl Backward for MatmulBackward {
                 input_grads(self.p, ops, needs)
             }
         };
-        Ok(vec![
+        let mut grads = vec![
             ga.map(|g| Tensor::from_parts(g, &self.a_shape)),
             gb.map(|g| Tensor::from_parts(g, &self.b_shape)),
-        ])
+        ];
+        if self.bias {
+            // The same column sums (and order) as `add`'s backward gives a broadcast bias.
+            let db = needs[2].then(|| crate::ops::broadcast::reduce_to_shape(dc, &[self.p.n]));
+            grads.push(db);
+        }
+        Ok(grads)
     }
 }
 
 impl Tape {
+    /// Records `op(A)·op(B)` (plus `bias` on every row, for `linear`).
     fn product(
         &mut self,
         op: &'static str,
@@ -180,13 +203,22 @@ impl Tape {
         b: &Var,
         p: Product,
         out_shape: Vec<usize>,
+        bias: Option<&Var>,
     ) -> Result<Var> {
         let (a_shape, b_shape) = (a.shape().to_vec(), b.shape().to_vec());
+        let mut inputs = vec![a, b];
+        inputs.extend(bias);
+        let bias_data = bias.map(|v| v.value().data());
         match self.precision() {
             Precision::F32 => {
-                let data = gemm(&p, a.value().data().into(), b.value().data().into());
+                let data = gemm_bias(
+                    &p,
+                    a.value().data().into(),
+                    b.value().data().into(),
+                    bias_data,
+                );
                 let out = Tensor::from_parts(data, &out_shape);
-                self.record(op, out, &[a, b], || MatmulBackward {
+                self.record(op, out, &inputs, || MatmulBackward {
                     p,
                     saved: Saved::F32 {
                         a: a.value().clone(),
@@ -194,20 +226,22 @@ impl Tape {
                     },
                     a_shape,
                     b_shape,
+                    bias: bias.is_some(),
                 })
             }
             Precision::Bf16 => {
                 let ah = Bf16Buf::from_f32(a.value().data());
                 let bh = Bf16Buf::from_f32(b.value().data());
                 let out = Tensor::from_parts(
-                    gemm(&p, ah.as_slice().into(), bh.as_slice().into()),
+                    gemm_bias(&p, ah.as_slice().into(), bh.as_slice().into(), bias_data),
                     &out_shape,
                 );
-                self.record(op, out, &[a, b], || MatmulBackward {
+                self.record(op, out, &inputs, || MatmulBackward {
                     p,
                     saved: Saved::Bf16 { a: ah, b: bh },
                     a_shape,
                     b_shape,
+                    bias: bias.is_some(),
                 })
             }
         }
@@ -224,11 +258,42 @@ impl Tape {
     /// leading axes are kept in the result (`[..., m, n]`), as a linear layer over a batch of
     /// sequences needs (`x·Wᵀ` is `matmul_t(x, w, false, true)`).
     pub fn matmul_t(&mut self, a: &Var, b: &Var, trans_a: bool, trans_b: bool) -> Result<Var> {
-        const OP: &str = "matmul";
+        self.product_2d("matmul", a, b, trans_a, trans_b, None)
+    }
+
+    /// A linear layer, `x·Wᵀ + b`: `x [..., k]` (any leading axes), `W [n, k]` (PyTorch's
+    /// `[out, in]`), `b [n]` → `[..., n]`. The same values as `matmul_t(x, w, false, true)`
+    /// followed by `add(·, b)`, bit for bit, forward and backward, but the bias is added by the
+    /// GEMM's epilogue while each tile of the output is still in cache, and the tape holds one
+    /// node instead of two.
+    pub fn linear(&mut self, x: &Var, w: &Var, b: &Var) -> Result<Var> {
+        let (sw, sbias) = (w.shape(), b.shape());
+        if sw.len() != 2 || sbias != [sw[0]] {
+            return shape_err(
+                "linear",
+                format!(
+                    "need W [out, in] and b [out]; got W {sw:?} and b {sbias:?} (x {:?})",
+                    x.shape()
+                ),
+            );
+        }
+        self.product_2d("linear", x, w, false, true, Some(b))
+    }
+
+    /// `matmul_t`'s checks and product, with an optional bias `[n]` (already checked).
+    fn product_2d(
+        &mut self,
+        op: &'static str,
+        a: &Var,
+        b: &Var,
+        trans_a: bool,
+        trans_b: bool,
+        bias: Option<&Var>,
+    ) -> Result<Var> {
         let (sa, sb) = (a.shape(), b.shape());
         if sb.len() != 2 || sa.len() < 2 || (trans_a && sa.len() != 2) {
             return shape_err(
-                OP,
+                op,
                 format!(
                     "need A 2-D (or N-D without trans_a) and B 2-D; got A {sa:?} (trans {trans_a}), B {sb:?} (trans {trans_b})"
                 ),
@@ -243,7 +308,7 @@ impl Tape {
         };
         if k != kb {
             return shape_err(
-                OP,
+                op,
                 format!("inner sizes differ: op(A) is {m}×{k} (A {sa:?}, trans {trans_a}), op(B) is {kb}×{n} (B {sb:?}, trans {trans_b})"),
             );
         }
@@ -259,7 +324,7 @@ impl Tape {
             ta: trans_a,
             tb: trans_b,
         };
-        self.product(OP, a, b, p, out_shape)
+        self.product(op, a, b, p, out_shape, bias)
     }
 
     /// Batched `op(A_i)·op(B_i)` over identical leading axes: `A [..., m, k]`,
@@ -301,6 +366,6 @@ impl Tape {
             ta: trans_a,
             tb: trans_b,
         };
-        self.product(OP, a, b, p, out_shape)
+        self.product(OP, a, b, p, out_shape, None)
     }
 }

@@ -8,7 +8,7 @@
 //!
 //! | module | ops | kernel |
 //! |---|---|---|
-//! | [`matmul`] | `matmul`, `matmul_t` (transpose flags), `bmm` (batched) | `cloze_kernels::gemm` |
+//! | [`matmul`] | `matmul`, `matmul_t` (transpose flags), `bmm` (batched), `linear` (`x·Wᵀ + b`, bias in the GEMM's epilogue) | `cloze_kernels::gemm` |
 //! | [`binary`] | `add`, `sub`, `mul`, `div` with NumPy broadcasting | loops |
 //! | [`scalar`] | `add_scalar`, `mul_scalar`, `neg`, `powf`, `sqrt`, `exp`, `log` | loops |
 //! | [`reduce`] | `sum`, `mean`, `sum_axis`, `mean_axis` | loops |

@@ -114,9 +114,8 @@ impl MlmHead {
         let x = activation(tape, self.act, &x)?;
         let x = self.layer_norm.forward(tape, store, &x)?;
         let e = tape.param(store, self.word_embeddings);
-        let logits = tape.matmul_t(&x, &e, false, true)?;
         let b = tape.param(store, self.bias);
-        tape.add(&logits, &b)
+        tape.linear(&x, &e, &b)
     }
 }
 

@@ -40,8 +40,7 @@ impl Linear {
     pub fn forward(&self, tape: &mut Tape, store: &ParamStore, x: &Var) -> Result<Var> {
         let w = tape.param(store, self.weight);
         let b = tape.param(store, self.bias);
-        let y = tape.matmul_t(x, &w, false, true)?;
-        tape.add(&y, &b)
+        tape.linear(x, &w, &b)
     }
 }
 

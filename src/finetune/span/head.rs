@@ -20,8 +20,7 @@ pub fn span_logits(tape: &mut Tape, hidden: &Var, weight: &Var, bias: &Var) -> R
             ),
         );
     }
-    let y = tape.matmul_t(hidden, weight, false, true)?;
-    let y = tape.add(&y, bias)?;
+    let y = tape.linear(hidden, weight, bias)?;
     let parts = tape.split(&y, 2, &[1, 1])?;
     let start = tape.reshape(&parts[0], &[s[0], s[1]])?;
     let end = tape.reshape(&parts[1], &[s[0], s[1]])?;
