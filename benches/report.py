@@ -143,7 +143,10 @@ def derived(rows, lim, isa, bench_dir):
         bf = by_id.get(("gemm_bf16", "cloze/t1/4096x768x768"))
         f32 = by_id.get(("gemm", "cloze/t1/4096x768x768"))
         if bf and f32:
-            out += ["", f"bf16 GEMM (bf16 operands, f32 accumulation, `vdpbf16ps`) at 4096×768×768, 1 thread: "
+            native = isa == "avx512" and "avx512_bf16" in cpu_info()[1].split()
+            how = ("`vdpbf16ps`" if native else
+                   "no `vdpbf16ps` on this path or CPU: the bf16 panels are widened to f32 while packing")
+            out += ["", f"bf16 GEMM (bf16 operands, f32 accumulation, {how}) at 4096×768×768, 1 thread: "
                     f"{bf['gflops']:.0f} GFLOP/s = {bf['gflops'] / f32['gflops']:.2f}× our f32 GEMM."]
         out.append("")
     att = []
