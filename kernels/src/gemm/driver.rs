@@ -103,7 +103,7 @@ pub(crate) trait MicroKernel {
 
     /// With `STRIDED_A`, an untransposed A is still packed when its block meets at least this
     /// many B panels: a packed panel is one contiguous stream read at constant offsets, which
-    /// pays once it is reused this often. (A transposed A is packed from 16 panels on.)
+    /// pays once it is reused this often. (A transposed A has its own thresholds, below.)
     const PACK_A_PANELS: usize = usize::MAX;
 
     /// With `STRIDED_A`, a transposed A is packed when its block meets at least this many B
