@@ -410,10 +410,10 @@ fn every_edge_row_count_and_transposed_b_width() {
     }
 }
 
-/// The AVX-512 packers (untransposed B panels, and a transposed A when its block meets 16+ B
-/// panels) across several row blocks (the last one partial), two column blocks (n > 2048) with
-/// a partial last panel, two k blocks and padded strides, every transpose: every path against
-/// the reference on one thread.
+/// The vector packers (untransposed B panels, Bᵀ panels, and a transposed A when its block
+/// meets 16+ B panels) across several row blocks (the last one partial), two column blocks
+/// (n > 2048) with a partial last panel, two k blocks and padded strides, every transpose: every
+/// path against the reference on one thread.
 #[test]
 fn packed_panels_across_row_column_and_k_blocks() {
     let (m, n, k) = (200, 2081, 520);
@@ -421,6 +421,20 @@ fn packed_panels_across_row_column_and_k_blocks() {
         let g = Gemm::new(m, n, k).transposes(ta, tb).beta(0.25);
         let g = g.strides(g.lda + 5, g.ldb + 3, g.ldc + 1);
         pool(1).install(|| check_all_paths(&g, 900 + ta as u64 * 2 + tb as u64));
+    }
+}
+
+/// A transposed A whose rows are a page or more apart (lda ≥ 1024), packed from 2 B panels on
+/// AVX2 by the prefetching row packer: several row blocks, a partial last row panel and column
+/// panel, two k blocks, on 1 and 2 threads, against the reference.
+#[test]
+fn far_transposed_a_is_packed_on_every_path() {
+    for tb in [false, true] {
+        let g = Gemm::new(1100, 70, 300).transposes(true, tb).beta(0.5);
+        let g = g.strides(g.lda + 3, g.ldb + 1, g.ldc);
+        for threads in [1, 2] {
+            pool(threads).install(|| check_all_paths(&g, 1200 + tb as u64 + 10 * threads as u64));
+        }
     }
 }
 

@@ -60,8 +60,10 @@ impl MicroKernel for Avx512 {
         true
     }
 
+    const STORE_BIAS: bool = true;
     const STRIDED_A: bool = true;
     const EDGE_ROWS: bool = true;
+    const B_IN_PLACE: bool = true;
 
     unsafe fn tile_strided(t: &Tile) {
         macro_rules! go {
@@ -95,7 +97,7 @@ unsafe fn tile_rx32<const R: usize, const PACKED: bool>(t: &Tile) {
         madd: |acc, a, b| _mm512_fmadd_ps(a, b, acc),
         store: {
             set1: _mm512_set1_ps, load: _mm512_loadu_ps, store: _mm512_storeu_ps,
-            mul: _mm512_mul_ps, fmadd: _mm512_fmadd_ps
+            mul: _mm512_mul_ps, fmadd: _mm512_fmadd_ps, add: _mm512_add_ps
         }
     }
 }

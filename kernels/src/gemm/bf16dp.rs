@@ -31,6 +31,7 @@ impl MicroKernel for Bf16Dp {
     const KC: usize = 192;
     const MC: usize = 16 * MR;
     const KSTEP: usize = 2;
+    const STORE_BIAS: bool = true;
     const STRIDED_A: bool = true;
 
     unsafe fn tile(t: &Tile) {
@@ -66,7 +67,7 @@ unsafe fn tile_12x32<const PACKED: bool>(t: &Tile) {
         madd: |acc, a, b| _mm512_dpbf16_ps(acc, a, b),
         store: {
             set1: _mm512_set1_ps, load: _mm512_loadu_ps, store: _mm512_storeu_ps,
-            mul: _mm512_mul_ps, fmadd: _mm512_fmadd_ps
+            mul: _mm512_mul_ps, fmadd: _mm512_fmadd_ps, add: _mm512_add_ps
         }
     }
 }

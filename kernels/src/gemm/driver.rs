@@ -34,7 +34,8 @@ use std::cell::Cell;
 /// tile of C over `kc` k steps. A's lane (i, p) (32 bits: an f32, or a bf16 pair when
 /// `KSTEP == 2`) is at byte `a + i·rsa + p·csa`; row p of the B panel (NR lanes) at
 /// `b + p·rsb` lanes; row i of C at `c + i·ldc`. Packed panels have `rsa = 4`, `csa = 4·MR`,
-/// `rsb = NR`.
+/// `rsb = NR`. A non-null `bias` (kernels with `STORE_BIAS` only) holds NR f32, added to every
+/// row of the tile as it is stored.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Tile {
     pub(crate) rows: usize,
@@ -48,6 +49,7 @@ pub(crate) struct Tile {
     pub(crate) ldc: usize,
     pub(crate) alpha: f32,
     pub(crate) beta: f32,
+    pub(crate) bias: *const f32,
 }
 
 /// One register-blocked micro-kernel and the cache blocking that suits it.
@@ -95,11 +97,22 @@ pub(crate) trait MicroKernel {
         false
     }
 
+    /// Whether the kernels add a tile's `bias` as they store it (otherwise the driver adds it
+    /// to C after the tile).
+    const STORE_BIAS: bool = false;
+
     /// Whether [`MicroKernel::tile_strided`] takes fewer than MR rows.
     const EDGE_ROWS: bool = false;
 
     /// Whether [`MicroKernel::tile_strided`] exists.
     const STRIDED_A: bool = false;
+
+    /// Whether an untransposed f32 B is read in place (full panels) when C is a single row
+    /// block (needs `STRIDED_A` and `EDGE_ROWS`): the batched attention products meet each B
+    /// panel once per k block, so packing B does not pay (measured on AVX-512). On AVX2 it
+    /// lost 25–60% on a weight gradient (Aᵀ·B 128×128×2048, B rows 512 bytes apart), so it is
+    /// off there.
+    const B_IN_PLACE: bool = false;
 
     /// With `STRIDED_A`, an untransposed A is still packed when its block meets at least this
     /// many B panels: a packed panel is one contiguous stream read at constant offsets, which
@@ -370,7 +383,13 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
     // partial one is packed), with A read in place and the edge-row kernels.
     let b_direct = match (TA::as_f32(a), TB::as_f32(b)) {
         (Some(_), Some(b32))
-            if K::STRIDED_A && K::KSTEP == 1 && edge_rows && !g.trans_b && m <= mcb && !par =>
+            if K::STRIDED_A
+                && K::B_IN_PLACE
+                && K::KSTEP == 1
+                && edge_rows
+                && !g.trans_b
+                && m <= mcb
+                && !par =>
         {
             Some(b32)
         }
@@ -482,6 +501,7 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                                         ldc: g.ldc,
                                         alpha: g.alpha,
                                         beta,
+                                        bias: std::ptr::null(),
                                     },
                                     None => Tile {
                                         rows: mr,
@@ -495,9 +515,24 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                                         ldc: g.ldc,
                                         alpha: g.alpha,
                                         beta,
+                                        bias: std::ptr::null(),
                                     },
                                 };
                                 let off = i * g.ldc + j;
+                                let rows_ok = mr_eff == mr || strided.is_some();
+                                let whole = rows_ok && nr_eff == nr;
+                                // A whole tile takes the bias as it is stored, when the
+                                // kernel can; otherwise it is added after the tile.
+                                let (t, bias) = match bias {
+                                    Some(v) if whole && K::STORE_BIAS => (
+                                        Tile {
+                                            bias: v[j..j + nr].as_ptr(),
+                                            ..t
+                                        },
+                                        None,
+                                    ),
+                                    _ => (t, bias),
+                                };
                                 // The kernel on C at `c` with row stride `ldc`.
                                 let tile = |c: *mut f32, ldc: usize| {
                                     let t = Tile { c, ldc, ..t };
@@ -512,17 +547,17 @@ fn blocked<K: MicroKernel, TA: Elem, TB: Elem>(
                                         // in place only blocks without a half pair); bp holds NR
                                         // f32 at p·rsb for p < kc (a packed panel, or rows of B
                                         // read in place, columns j..j+NR ≤ n); c as below, for
-                                        // mr_eff rows; K has STRIDED_A.
+                                        // mr_eff rows; a bias only on a whole tile (NR values,
+                                        // columns j..j+NR ≤ n); K has STRIDED_A.
                                         unsafe { K::tile_strided(&t) }
                                     } else {
                                         // SAFETY: the panels hold kc·MR and kc·NR lanes (sliced
                                         // above; A is packed here, so B is too: b_direct needs A
-                                        // in place and edge rows); c as below.
+                                        // in place and edge rows); c and the bias as above.
                                         unsafe { K::tile(&t) }
                                     }
                                 };
-                                let rows_ok = mr_eff == mr || strided.is_some();
-                                if rows_ok && nr_eff == nr {
+                                if whole {
                                     debug_assert!(off + (mr_eff - 1) * g.ldc + nr <= c_len);
                                     // Rows i..i+mr_eff (MR, or fewer with EDGE_ROWS), columns
                                     // j..j+NR lie inside C (m×n at stride ldc, checked by

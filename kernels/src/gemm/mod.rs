@@ -12,12 +12,13 @@
 //! (the packing absorbs B's transpose); per-ISA register-blocked micro-kernels compute MR×NR
 //! tiles of C (AVX-512 12×32 in 24 zmm, AVX2 6×16 in 12 ymm, portable `wide` 6×8, NEON 8×8).
 //! On AVX-512 and AVX2, f32 A is read in place with its strides (a transposed A costs nothing);
-//! other paths and bf16 A pack A into MR-row panels. AVX-512 also has 1–11-row kernels for a
-//! last partial row panel (A in place, C written directly), reads an untransposed f32 B in
-//! place when C is a single row block (batched attention products), and packs B panels with
-//! zmm copies, Bᵀ panels with 16×16 register transposes, and (when its block meets 16 or more B
-//! panels, as in the Aᵀ·B weight gradients; on AVX2 from 2 panels when A's rows are a page or
-//! more apart) a transposed A into MR-row panels; the `vdpbf16ps`
+//! other paths and bf16 A pack A into MR-row panels. Both have kernels for fewer rows (1–11 and
+//! 1–5) for a last partial row panel (A in place, C written directly). AVX-512 reads an
+//! untransposed f32 B in place when C is a single row block (batched attention products; on
+//! AVX2 that lost to packing, see `driver`). Both pack B panels with vector copies, Bᵀ panels
+//! with register transposes (16×16, 8×8), and a transposed A into MR-row panels when its block
+//! meets 16 or more B panels (the Aᵀ·B weight gradients; on AVX2 from 2 panels when A's rows
+//! are a page or more apart, prefetching rows ahead). The `vdpbf16ps`
 //! kernel reads an untransposed bf16 A in place as 32-bit k pairs. k is blocked by KC (512 on AVX-512, 256 elsewhere), rows by MC (192 / 144)
 //! so A's block stays in L2 while one B panel is reused across it, columns by NC = 2048. rayon splits a large C into one band per thread (rows or columns of whole tiles,
 //! each band packing its own B, no barriers), or else into row blocks sharing one packed B;
@@ -25,7 +26,8 @@
 //! thread. [`Gemm::run_mixed`] takes bf16 operands (f32 accumulation): with both
 //! in bf16 on the AVX-512 path of a CPU with AVX512-BF16 it runs `vdpbf16ps` on bf16 pair
 //! panels, otherwise the panels are converted to f32 while packing. [`Gemm::run_bias`] adds a
-//! bias to every row of C after each tile's last k block (a linear layer's `x·Wᵀ + b`).
+//! bias to every row of C after each tile's last k block (a linear layer's `x·Wᵀ + b`); the
+//! x86 kernels add it in registers as they store a whole tile.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;

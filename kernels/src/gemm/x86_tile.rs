@@ -49,44 +49,52 @@ macro_rules! in_place_k_loop {
 pub(super) use in_place_k_loop;
 
 /// `C[i] = alpha·(lo[i], hi[i]) + beta·C[i]` for the first `rows` rows of a tile of two
-/// `lanes`-wide vectors per row (beta == 0: C is not read). A factor of 1 is skipped (1·x == x
-/// exactly), which saves the multiplies of the common alpha = 1, beta ∈ {0, 1} cases without
-/// changing any result. `set1`, `load`, `store`, `mul`, `fmadd` are the ISA's f32 intrinsics.
+/// `lanes`-wide vectors per row (beta == 0: C is not read), then `+ bias` when `bias` is not
+/// null (one add per element after the rest, the same rounding as adding the bias to C
+/// afterwards). A factor of 1 is skipped (1·x == x exactly), which saves the multiplies of the
+/// common alpha = 1, beta ∈ {0, 1} cases without changing any result. `set1`, `load`, `store`,
+/// `mul`, `fmadd`, `add` are the ISA's f32 intrinsics.
 ///
 /// Expands to `unsafe` code: the kernel's caller must guarantee `rows` rows of `2·lanes` f32 at
-/// `c`, stride `ldc`, writable (and readable when beta ≠ 0).
+/// `c`, stride `ldc`, writable (and readable when beta ≠ 0), and `2·lanes` f32 readable at a
+/// non-null `bias`.
 macro_rules! store_rows {
     (
         rows: $rows:expr, lo: $lo:expr, hi: $hi:expr, c: $c:expr, ldc: $ldc:expr,
-        alpha: $alpha:expr, beta: $beta:expr, lanes: $w:expr,
+        alpha: $alpha:expr, beta: $beta:expr, bias: $bias:expr, lanes: $w:expr,
         set1: $set1:ident, load: $load:ident, store: $store:ident, mul: $mul:ident,
-        fmadd: $fmadd:ident
+        fmadd: $fmadd:ident, add: $add:ident
     ) => {{
-        let (alpha, beta) = ($alpha, $beta);
+        let (alpha, beta, bias) = ($alpha, $beta, $bias);
         let va = $set1(alpha);
         let vb = $set1(beta);
+        // SAFETY: a non-null bias holds 2·lanes readable f32 (the kernel's caller).
+        let vbias = (!bias.is_null()).then(|| unsafe { ($load(bias), $load(bias.add($w))) });
         for i in 0..$rows {
             // SAFETY: the kernel's caller guarantees `rows` rows of 2·lanes f32 at c, stride
             // ldc, writable, and readable when beta ≠ 0.
             unsafe {
                 let r = $c.add(i * $ldc);
-                if beta == 0.0 {
-                    let (x0, x1) = if alpha == 1.0 {
+                let (mut x0, mut x1) = if beta == 0.0 {
+                    if alpha == 1.0 {
                         ($lo[i], $hi[i])
                     } else {
                         ($mul(va, $lo[i]), $mul(va, $hi[i]))
-                    };
-                    $store(r, x0);
-                    $store(r.add($w), x1);
+                    }
                 } else {
                     let (mut c0, mut c1) = ($load(r), $load(r.add($w)));
                     if beta != 1.0 {
                         c0 = $mul(vb, c0);
                         c1 = $mul(vb, c1);
                     }
-                    $store(r, $fmadd(va, $lo[i], c0));
-                    $store(r.add($w), $fmadd(va, $hi[i], c1));
+                    ($fmadd(va, $lo[i], c0), $fmadd(va, $hi[i], c1))
+                };
+                if let Some((b0, b1)) = vbias {
+                    x0 = $add(x0, b0);
+                    x1 = $add(x1, b1);
                 }
+                $store(r, x0);
+                $store(r.add($w), x1);
             }
         }
     }};
@@ -139,6 +147,7 @@ macro_rules! tile_body {
             ldc,
             alpha,
             beta,
+            bias,
             ..
         } = *$t;
         let mut lo = [$zero; $mr];
@@ -194,7 +203,8 @@ macro_rules! tile_body {
             }
         }
         $crate::gemm::x86_tile::store_rows! {
-            rows: $rows, lo: lo, hi: hi, c: c, ldc: ldc, alpha: alpha, beta: beta, lanes: $w,
+            rows: $rows, lo: lo, hi: hi, c: c, ldc: ldc, alpha: alpha, beta: beta, bias: bias,
+            lanes: $w,
             $($store)*
         }
     }};
