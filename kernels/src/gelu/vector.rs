@@ -16,6 +16,7 @@ unsafe fn gelu_v<S: Simd>(kind: GeluKind, x: S::V) -> S::V {
         // x·Φ(x) by the piecewise table where lookups are one instruction, else
         // x·Φ(x) = x / (1 + 2^(x·s(x²)·log₂e)).
         GeluKind::Erf if S::FAST_LUT32 => S::mul(x, phi::phi_pw::<S>(x)),
+        GeluKind::Erf if S::FAST_LUT8 => S::mul(x, phi::phi_pw8::<S>(x)),
         GeluKind::Erf => S::div(x, S::add(S::splat(1.0), phi::phi_logistic_e::<S>(x))),
         GeluKind::Tanh => {
             // u = √(2/π)(x + 0.044715x³); gelu = x·σ(2u) = x / (1 + e^(−2u)).
@@ -32,6 +33,7 @@ unsafe fn gelu_v<S: Simd>(kind: GeluKind, x: S::V) -> S::V {
 unsafe fn gelu_grad_v<S: Simd>(kind: GeluKind, x: S::V) -> S::V {
     match kind {
         GeluKind::Erf if S::FAST_LUT32 => phi::dgelu_pw::<S>(x),
+        GeluKind::Erf if S::FAST_LUT8 => phi::dgelu_pw8::<S>(x),
         GeluKind::Erf => {
             // Φ(x) + x·φ(x), φ(x) = e^(−x²/2)/√(2π).
             let pdf = S::mul(

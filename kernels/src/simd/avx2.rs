@@ -78,12 +78,27 @@ unsafe impl Simd for Avx2 {
         _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a)
     }
     #[inline(always)]
+    unsafe fn floor(a: __m256) -> __m256 {
+        _mm256_round_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(a)
+    }
+    #[inline(always)]
     unsafe fn pow2i(n: __m256) -> __m256 {
         let i = _mm256_cvtps_epi32(n);
         _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
             i,
             _mm256_set1_epi32(127),
         )))
+    }
+    const FAST_LUT8: bool = true;
+    /// The lanes' integers as 32-bit integers (in the f32 register).
+    #[inline(always)]
+    unsafe fn lut8_index(i: __m256) -> __m256 {
+        _mm256_castsi256_ps(_mm256_cvtps_epi32(i))
+    }
+    /// `vpermps`: the index's low 3 bits select.
+    #[inline(always)]
+    unsafe fn lut8(idx: __m256, t: &[f32; 8]) -> __m256 {
+        _mm256_permutevar8x32_ps(_mm256_loadu_ps(t.as_ptr()), _mm256_castps_si256(idx))
     }
     #[inline(always)]
     unsafe fn select_gt(a: __m256, b: __m256, t: __m256, f: __m256) -> __m256 {

@@ -122,6 +122,26 @@ pub(crate) unsafe trait Simd: Copy {
         }
         Self::load(b.as_ptr())
     }
+    /// Whether [`Simd::lut8`] is one instruction (AVX2's `vpermps`); kernels choose the
+    /// 8-interval table formulas only then (and only without [`Simd::FAST_LUT32`]).
+    const FAST_LUT8: bool = false;
+    /// The index operand of [`Simd::lut8`] for lanes holding integers in `0..8` (as f32),
+    /// converted once for several lookups. The default keeps the f32 values.
+    #[inline(always)]
+    unsafe fn lut8_index(i: Self::V) -> Self::V {
+        i
+    }
+    /// `t[i]` per lane, `idx` from [`Simd::lut8_index`]. The default goes through memory
+    /// (correct, slow).
+    #[inline(always)]
+    unsafe fn lut8(idx: Self::V, t: &[f32; 8]) -> Self::V {
+        let mut b = [0.0f32; MAX_LANES];
+        Self::store(b.as_mut_ptr(), idx);
+        for v in &mut b[..Self::LANES] {
+            *v = t[(*v as usize) & 7];
+        }
+        Self::load(b.as_ptr())
+    }
     /// `2ᵗ` per lane with relative error about 2e-8 plus rounding (see [`exp2_generic`]); a
     /// token may replace the generic version.
     #[inline(always)]
