@@ -140,3 +140,54 @@ fn wrong_number_of_labels_is_an_error() {
         .to_string();
     assert_mentions(&err, &["3 labels", "[2, 3, 4]", "6 rows"]);
 }
+
+/// The gradient the kernel writes already scaled by `1/n` is, bit for bit, the summed loss's
+/// gradient (`softmax − onehot`, from the unscaled kernel) times `1/n` when the loss is
+/// backpropagated as is; a loss scaled afterwards (upstream gradient 3) gives 3 times that,
+/// to one rounding.
+#[test]
+fn gradient_is_the_summed_gradient_times_one_over_n() {
+    let (rows, cols) = (37, 1001);
+    let data: Vec<f32> = (0..rows * cols)
+        .map(|i| ((i * 7919 % 2003) as f32 / 2003.0 - 0.5) * 12.0)
+        .collect();
+    let labels: Vec<i32> = (0..rows)
+        .map(|r| {
+            if r % 5 == 2 {
+                IGNORE
+            } else {
+                (r * 131 % cols) as i32
+            }
+        })
+        .collect();
+    let n = labels.iter().filter(|&&l| l != IGNORE).count();
+    let inv = (1.0 / n as f64) as f32;
+    let mut dsum = vec![0.0f32; rows * cols];
+    cloze::kernels::cross_entropy::cross_entropy(&data, cols, &labels, IGNORE, Some(&mut dsum));
+    let logits = Tensor::from_vec(data, &[rows, cols]).unwrap();
+
+    let mut t = Tape::new();
+    let x = t.leaf(logits.clone());
+    let loss = t.cross_entropy(&x, &labels, IGNORE).unwrap();
+    let g = t.backward(&loss).unwrap();
+    let got = g.get(&x).unwrap();
+    for (i, (&a, &d)) in got.data().iter().zip(&dsum).enumerate() {
+        assert_eq!(
+            a.to_bits(),
+            (d * inv).to_bits(),
+            "element {i}: {a} vs {}",
+            d * inv
+        );
+    }
+
+    let mut t = Tape::new();
+    let x = t.leaf(logits);
+    let loss = t.cross_entropy(&x, &labels, IGNORE).unwrap();
+    let loss3 = t.mul_scalar(&loss, 3.0).unwrap();
+    let g = t.backward(&loss3).unwrap();
+    for (i, (&a, &d)) in g.get(&x).unwrap().data().iter().zip(&dsum).enumerate() {
+        let want = d as f64 * 3.0 / n as f64;
+        let tol = 2.0 * f32::EPSILON as f64 * want.abs() + 1e-30;
+        assert!((a as f64 - want).abs() <= tol, "element {i}: {a} vs {want}");
+    }
+}

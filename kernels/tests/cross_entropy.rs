@@ -301,3 +301,51 @@ fn blocks_and_pool_size_give_identical_bits() {
         }
     });
 }
+
+/// The scaled gradient (a mean loss's `1/n`, written by the kernel) is, bit for bit, the
+/// unscaled gradient times the scale on every path: awkward widths and BERT's vocabulary, the
+/// row pipeline's lengths, ignored rows, streaming stores (the large case) and threads; and the
+/// loss does not depend on the scale.
+#[test]
+fn scaled_gradient_equals_gradient_times_scale() {
+    let mut r = Rng::new(91);
+    let large = stream_len() / VOCAB + 2;
+    let shapes = [(1, 7), (3, 33), (7, 257), (3, VOCAB), (large, VOCAB)];
+    for (rows, cols) in shapes {
+        let x = r.vec(rows * cols, -9.0, 9.0);
+        let labels: Vec<i32> = (0..rows)
+            .map(|k| {
+                if k % 3 == 1 {
+                    IGNORE
+                } else {
+                    (k * 37 % cols) as i32
+                }
+            })
+            .collect();
+        let count = labels.iter().filter(|&&l| l != IGNORE).count();
+        for scale in [1.0 / count as f32, 0.3, 2.5] {
+            for_each_isa(|isa| {
+                let mut d = vec![0.0; x.len()];
+                let plain = cross_entropy_with(isa, &x, cols, &labels, IGNORE, Some(&mut d));
+                let want: Vec<u32> = d.iter().map(|&v| (v * scale).to_bits()).collect();
+                let mut ds = vec![f32::NAN; x.len()];
+                let scaled = cross_entropy::cross_entropy_scaled_with(
+                    isa,
+                    &x,
+                    cols,
+                    &labels,
+                    IGNORE,
+                    Some(&mut ds),
+                    scale,
+                );
+                let got: Vec<u32> = ds.iter().map(|v| v.to_bits()).collect();
+                let first = got.iter().zip(&want).position(|(a, b)| a != b);
+                assert!(
+                    first.is_none(),
+                    "{isa}, {rows}×{cols}, scale {scale}: element {first:?} differs from d·scale"
+                );
+                assert_eq!(plain, scaled, "{isa}: the loss depends on the scale");
+            });
+        }
+    }
+}

@@ -10,15 +10,19 @@
 //! # Backward
 //!
 //! `∂loss/∂x_r = (softmax(x_r) − onehot(y_r)) / n` for `r ∈ R`, and 0 for ignored rows. The
-//! kernel computes the loss and the gradient of the *summed* loss in one pass; the forward saves
-//! that gradient and the backward scales it by `grad_out / n`.
+//! kernel computes the loss and this gradient in one pass (each `softmax − onehot` value rounded
+//! to f32, then times `1/n`); the forward saves it, and the backward hands it on as it is when
+//! `grad_out` is 1 (a loss backpropagated directly, or through sums), so no pass over the
+//! `rows × C` gradient is left for the backward; any other `grad_out` multiplies it once more.
+//! (Before, the backward scaled the summed loss's gradient by `grad_out / n` in a pass of its
+//! own: the same values when `grad_out` is 1.)
 //!
 //! # Every label ignored
 //!
 //! With `n = 0` the loss is defined as **0 with a zero gradient** (a batch with nothing to
 //! predict contributes nothing), matching BERT's reference `Σ / (n + 1e-5)`, which gives 0.
 //!
-//! Kernel: [`cloze_kernels::cross_entropy::cross_entropy`].
+//! Kernel: [`cloze_kernels::cross_entropy::cross_entropy_scaled`].
 
 use crate::autodiff::tape::{Backward, Tape, Var};
 use crate::error::{invalid, shape_err, Result};
@@ -26,10 +30,10 @@ use crate::tensor::Tensor;
 use cloze_kernels::cross_entropy;
 
 struct CrossEntropyBackward {
-    /// Gradient of the summed loss: `softmax − onehot` on counted rows, zeros on ignored rows.
-    dsum: Tensor,
-    /// `1/n`, or 0 when every label was ignored.
-    inv_count: f32,
+    /// Gradient of the mean loss: `(softmax − onehot)·(1/n)` on counted rows (each value
+    /// rounded to f32 before the scaling, which rounds once more), zeros on ignored rows and
+    /// when every label was ignored.
+    dmean: Tensor,
 }
 
 impl Backward for CrossEntropyBackward {
@@ -38,10 +42,16 @@ impl Backward for CrossEntropyBackward {
     }
 
     fn backward(&self, g: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
-        let s = g.data()[0] * self.inv_count;
-        let out = Tensor::overwritten(self.dsum.shape(), |o| {
-            for (o, &d) in o.iter_mut().zip(self.dsum.data()) {
-                *o = d * s;
+        // A loss backpropagated as is (g = 1, the common case) takes the forward's gradient
+        // without another pass over it: the same values as `d·(g/n)`. Otherwise one multiply
+        // by g (one rounding more than scaling the unscaled gradient by g/n would give).
+        let g = g.data()[0];
+        if g == 1.0 {
+            return Ok(vec![Some(self.dmean.clone())]);
+        }
+        let out = Tensor::overwritten(self.dmean.shape(), |o| {
+            for (o, &d) in o.iter_mut().zip(self.dmean.data()) {
+                *o = d * g;
             }
         });
         Ok(vec![Some(out)])
@@ -90,30 +100,35 @@ impl Tape {
             }
         }
         let want_grad = self.grad_enabled() && logits.requires_grad();
-        let mut dsum = want_grad.then(|| crate::tensor::pool::take(logits.value().len()));
-        let ce = cross_entropy::cross_entropy(
+        let count = labels.iter().filter(|&&l| l != ignore_index).count();
+        let inv_count = if count == 0 {
+            0.0
+        } else {
+            (1.0 / count as f64) as f32
+        };
+        // The kernel writes the mean loss's gradient, scaled as it goes.
+        let mut dmean = want_grad.then(|| crate::tensor::pool::take(logits.value().len()));
+        let ce = cross_entropy::cross_entropy_scaled(
             logits.value().data(),
             classes,
             labels,
             ignore_index,
-            dsum.as_deref_mut(),
+            dmean.as_deref_mut(),
+            inv_count,
         );
-        let (loss, inv_count) = if ce.count == 0 {
-            (0.0, 0.0)
+        debug_assert_eq!(ce.count, count);
+        let loss = if ce.count == 0 {
+            0.0
         } else {
-            (
-                (ce.loss_sum / ce.count as f64) as f32,
-                (1.0 / ce.count as f64) as f32,
-            )
+            (ce.loss_sum / ce.count as f64) as f32
         };
         let shape = shape.to_vec();
         self.record(OP, Tensor::scalar(loss), &[logits], move || {
             CrossEntropyBackward {
-                dsum: Tensor::from_parts(
-                    dsum.expect("computed when a gradient is recorded"),
+                dmean: Tensor::from_parts(
+                    dmean.expect("computed when a gradient is recorded"),
                     &shape,
                 ),
-                inv_count,
             }
         })
     }

@@ -20,7 +20,7 @@ mod vector;
 use crate::dispatch::{active, Isa};
 use crate::simd;
 use crate::softmax::{check_rows, logsumexp};
-use vector::cross_entropy_simd;
+use vector::cross_entropy_simd_scaled;
 
 /// What [`cross_entropy`] returns: the summed loss over counted rows, and how many rows counted.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -54,7 +54,39 @@ pub fn cross_entropy_with(
     cols: usize,
     labels: &[i32],
     ignore_index: i32,
+    dlogits: Option<&mut [f32]>,
+) -> CrossEntropy {
+    cross_entropy_scaled_with(isa, logits, cols, labels, ignore_index, dlogits, 1.0)
+}
+
+/// [`cross_entropy`] with the gradient multiplied by `scale` as it is written (a mean loss's
+/// `1/n`, so the engine's backward needs no pass of its own over the gradient): each value is
+/// `softmax − onehot` rounded to f32, then times `scale` rounded once, exactly what scaling the
+/// finished gradient afterwards gives (ignored rows are +0 whatever the scale). `scale = 1`
+/// gives [`cross_entropy`]'s gradient.
+///
+/// # Panics
+/// As for [`cross_entropy`].
+pub fn cross_entropy_scaled(
+    logits: &[f32],
+    cols: usize,
+    labels: &[i32],
+    ignore_index: i32,
+    dlogits: Option<&mut [f32]>,
+    scale: f32,
+) -> CrossEntropy {
+    cross_entropy_scaled_with(active(), logits, cols, labels, ignore_index, dlogits, scale)
+}
+
+/// [`cross_entropy_scaled`] on a chosen path.
+pub fn cross_entropy_scaled_with(
+    isa: Isa,
+    logits: &[f32],
+    cols: usize,
+    labels: &[i32],
+    ignore_index: i32,
     mut dlogits: Option<&mut [f32]>,
+    scale: f32,
 ) -> CrossEntropy {
     let rows = check_rows(logits.len(), cols, "cross_entropy");
     assert_eq!(
@@ -80,7 +112,16 @@ pub fn cross_entropy_with(
         let stream = dlogits
             .as_deref()
             .is_some_and(|d| simd::stream_output(logits.len(), d.len()));
-        return cross_entropy_simd(isa, logits, cols, labels, ignore_index, dlogits, stream);
+        return cross_entropy_simd_scaled(
+            isa,
+            logits,
+            cols,
+            labels,
+            ignore_index,
+            dlogits,
+            scale,
+            stream,
+        );
     }
     let mut out = CrossEntropy {
         loss_sum: 0.0,
@@ -104,6 +145,11 @@ pub fn cross_entropy_with(
                 dr[j] = (xr[j] as f64 - lse).exp() as f32;
             }
             dr[label as usize] -= 1.0;
+            if scale != 1.0 {
+                for v in dr.iter_mut() {
+                    *v *= scale;
+                }
+            }
         }
     }
     out

@@ -36,7 +36,8 @@ unsafe fn ce_row_max<S: Simd>(x: &[f32]) -> f32 {
     S::reduce_max(mx)
 }
 
-/// The finished gradient of a row, written by [`ce_pass`]: `out = e·inv − onehot(label)`.
+/// The finished gradient of a row, written by [`ce_pass`]:
+/// `out = (e·inv − onehot(label))·scale`.
 struct CeOut<'a, S: Simd> {
     /// The row's gradient and the rest of the block after it (prefetched).
     out: &'a mut [f32],
@@ -44,30 +45,32 @@ struct CeOut<'a, S: Simd> {
     e: &'a [f32],
     inv: S::V,
     label: usize,
+    scale: S::V,
 }
 
-/// `e·inv` for `out[k..k+LANES]`, with 1 subtracted in the label's lane (the same rounding as
-/// subtracting it from the stored value afterwards).
+/// `(e·inv)·scale` for `out[k..k+LANES]`, with 1 subtracted from `e·inv` in the label's lane
+/// (the same roundings as subtracting it from the stored value afterwards, then scaling).
 ///
 /// # Safety
 /// As for [`Simd`] methods; `k < e.len()`.
 #[inline(always)]
-unsafe fn ce_grad_vec<S: Simd>(e: &[f32], k: usize, inv: S::V, label: usize) -> S::V {
+unsafe fn ce_grad_vec<S: Simd>(e: &[f32], k: usize, inv: S::V, label: usize, scale: S::V) -> S::V {
     let v = S::mul(load_or_pad::<S>(e, k, 0.0), inv);
-    if label.wrapping_sub(k) < S::LANES {
+    let v = if label.wrapping_sub(k) < S::LANES {
         let mut b = [0.0f32; simd::MAX_LANES];
         S::store(b.as_mut_ptr(), v);
         b[label - k] -= 1.0;
         S::load(b.as_ptr())
     } else {
         v
-    }
+    };
+    S::mul(v, scale)
 }
 
 /// The main loop of [`ce_pass`] over the full vectors `j` in `j0..j1` (`j0`, `j1` multiples of
 /// `LANES`): `max` of the next row into `mx`, `Σ e^(x−m)` of the current row into `acc` (kept in
-/// `keep` when `KEEP`), and with `GRAD` the gradient vector at `k = j + shift` (`e·inv`, no label
-/// correction: the caller keeps the label's vector out of the range).
+/// `keep` when `KEEP`), and with `GRAD` the gradient vector at `k = j + shift` (`(e·inv)·scale`,
+/// no label correction: the caller keeps the label's vector out of the range).
 ///
 /// # Safety
 /// As for [`Simd`] methods; `x`, `nx`, `keep` valid for `j1` elements, `e` and `out` for
@@ -78,7 +81,7 @@ unsafe fn ce_grad_vec<S: Simd>(e: &[f32], k: usize, inv: S::V, label: usize) -> 
 unsafe fn ce_fused<S: Simd, const KEEP: bool, const GRAD: bool>(
     (x, nx, ahead): (*const f32, *const f32, &[f32]),
     keep: *mut f32,
-    (e, out, out_len, inv, shift): (*const f32, *mut f32, usize, S::V, usize),
+    (e, out, out_len, inv, scale, shift): (*const f32, *mut f32, usize, S::V, S::V, usize),
     mv: S::V,
     (j0, j1): (usize, usize),
     stream: bool,
@@ -101,7 +104,8 @@ unsafe fn ce_fused<S: Simd, const KEEP: bool, const GRAD: bool>(
             if !stream && k + PREFETCH_D < out_len {
                 S::prefetch(out.add(k + PREFETCH_D));
             }
-            simd::put::<S>(out.add(k), S::mul(S::load(e.add(k)), inv), stream);
+            let g = S::mul(S::mul(S::load(e.add(k)), inv), scale);
+            simd::put::<S>(out.add(k), g, stream);
         }
         j += l;
     }
@@ -138,7 +142,7 @@ unsafe fn ce_pass<S: Simd>(
     // Without a next row the max part reads the current row (and its result is not used).
     let (nx, ahead) = next.unwrap_or((x, &[]));
     let xs = (x.as_ptr(), nx.as_ptr(), ahead);
-    let none = (std::ptr::null(), std::ptr::null_mut(), 0, mv, 0);
+    let none = (std::ptr::null(), std::ptr::null_mut(), 0, mv, mv, 0);
     // The partial last vector's e^(x−m) (added to the sum last, in element order).
     let mut keep = keep;
     let tail = if full < cols {
@@ -170,10 +174,18 @@ unsafe fn ce_pass<S: Simd>(
                 0
             };
             if head > 0 {
-                simd::store_first::<S>(g.out, head, ce_grad_vec::<S>(g.e, 0, g.inv, g.label));
+                let v = ce_grad_vec::<S>(g.e, 0, g.inv, g.label, g.scale);
+                simd::store_first::<S>(g.out, head, v);
             }
             let jg = (cols - head) / l * l;
-            let gp = (g.e.as_ptr(), g.out.as_mut_ptr(), g.out.len(), g.inv, head);
+            let gp = (
+                g.e.as_ptr(),
+                g.out.as_mut_ptr(),
+                g.out.len(),
+                g.inv,
+                g.scale,
+                head,
+            );
             // The label's vector, if it is a full one, is written apart with its correction.
             let jl = if g.label >= head && g.label - head < jg {
                 (g.label - head) / l * l
@@ -183,14 +195,14 @@ unsafe fn ce_pass<S: Simd>(
             fused!(true, true, kp, gp, (0, jl));
             if jl < jg {
                 fused!(true, false, kp, gp, (jl, jl + l));
-                let v = ce_grad_vec::<S>(g.e, jl + head, g.inv, g.label);
+                let v = ce_grad_vec::<S>(g.e, jl + head, g.inv, g.label, g.scale);
                 simd::put::<S>(g.out.as_mut_ptr().add(jl + head), v, stream);
                 fused!(true, true, kp, gp, (jl + l, jg));
             }
             fused!(true, false, kp, gp, (jg, full));
             // The gradient's last, partial vector.
             if head + jg < cols {
-                let v = ce_grad_vec::<S>(g.e, head + jg, g.inv, g.label);
+                let v = ce_grad_vec::<S>(g.e, head + jg, g.inv, g.label, g.scale);
                 store_part::<S>(&mut g.out[..cols], head + jg, v);
             }
         }
@@ -215,6 +227,8 @@ struct Ce<'a> {
     labels: &'a [i32],
     ignore_index: i32,
     dlogits: Option<&'a mut [f32]>,
+    /// Every gradient value is multiplied by this (after the label's correction).
+    scale: f32,
     stream: bool,
     losses: &'a mut [f64],
 }
@@ -261,6 +275,7 @@ impl Kernel for Ce<'_> {
                     e: &*prev,
                     inv: S::splat(inv),
                     label: self.labels[p] as usize,
+                    scale: S::splat(self.scale),
                 }),
                 _ => None,
             };
@@ -275,8 +290,10 @@ impl Kernel for Ce<'_> {
         if let (Some((p, inv)), Some(d)) = (pending, dlogits) {
             let out = &mut d[p * cols..(p + 1) * cols];
             let (inv, label) = (S::splat(inv), self.labels[p] as usize);
-            let e = &*prev;
-            simd::vec_loop_out!(S, k in out, stream => { ce_grad_vec::<S>(e, k, inv, label) });
+            let (e, scale) = (&*prev, S::splat(self.scale));
+            simd::vec_loop_out!(S, k in out, stream => {
+                ce_grad_vec::<S>(e, k, inv, label, scale)
+            });
         }
         if stream {
             S::fence();
@@ -289,6 +306,7 @@ impl Kernel for Ce<'_> {
 ///
 /// # Panics
 /// If `isa` is [`Isa::Scalar`] or not supported here.
+#[cfg(feature = "test-hooks")]
 pub fn cross_entropy_simd(
     isa: Isa,
     logits: &[f32],
@@ -296,6 +314,31 @@ pub fn cross_entropy_simd(
     labels: &[i32],
     ignore_index: i32,
     dlogits: Option<&mut [f32]>,
+    stream: bool,
+) -> CrossEntropy {
+    cross_entropy_simd_scaled(
+        isa,
+        logits,
+        cols,
+        labels,
+        ignore_index,
+        dlogits,
+        1.0,
+        stream,
+    )
+}
+
+/// The vector paths of [`cross_entropy_scaled_with`](super::cross_entropy_scaled_with), the
+/// gradient written with streaming stores when `stream`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn cross_entropy_simd_scaled(
+    isa: Isa,
+    logits: &[f32],
+    cols: usize,
+    labels: &[i32],
+    ignore_index: i32,
+    dlogits: Option<&mut [f32]>,
+    scale: f32,
     stream: bool,
 ) -> CrossEntropy {
     let rows = labels.len();
@@ -306,6 +349,7 @@ pub fn cross_entropy_simd(
             labels,
             ignore_index,
             dlogits,
+            scale,
             stream,
             losses,
         };
