@@ -8,7 +8,7 @@
 //! Panels are packed with ymm copies (prefetching source rows ahead) and 8×8 register
 //! transposes (Bᵀ).
 
-use super::driver::{MicroKernel, Tile};
+use super::driver::{check_bt_panel, check_panels, MicroKernel, Tile};
 use super::x86_tile::tile_body;
 use std::arch::x86_64::*;
 
@@ -32,12 +32,7 @@ impl MicroKernel for Avx2 {
         if kc == 0 || !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
             return false;
         }
-        assert!(
-            ldb >= kc && b.len() >= (NR - 1) * ldb + kc && dst.len() >= kc * NR,
-            "pack_bt_panel: b {} (ldb {ldb}) or dst {} too short for kc {kc}",
-            b.len(),
-            dst.len()
-        );
+        check_bt_panel(b, ldb, kc, NR, dst);
         // SAFETY: AVX2 was just detected; the lengths were just checked.
         unsafe { pack_bt(b.as_ptr(), ldb, kc, dst.as_mut_ptr()) };
         true
@@ -58,14 +53,7 @@ impl MicroKernel for Avx2 {
         {
             return false;
         }
-        assert!(
-            ld >= panels * r
-                && src.len() >= (kc - 1) * ld + panels * r
-                && dst.len() >= panels * kc * r,
-            "pack_panels: src {} (ld {ld}) or dst {} too short for {panels} panels of {r}, kc {kc}",
-            src.len(),
-            dst.len()
-        );
+        check_panels(src, ld, (r, panels, kc), dst);
         // SAFETY: AVX2 was just detected; the lengths were just checked; r is MR or NR.
         unsafe { pack_rows(src.as_ptr(), ld, r, panels, kc, dst.as_mut_ptr()) };
         true

@@ -1,7 +1,7 @@
 //! AVX-512F micro-kernel: a 12×32 tile of C in 24 zmm accumulators (two 16-lane vectors per
 //! row); per k step two B loads and twelve A broadcasts feed 24 FMAs.
 
-use super::driver::{MicroKernel, Tile};
+use super::driver::{check_bt_panel, check_panels, MicroKernel, Tile};
 use super::x86_tile::tile_body;
 use std::arch::x86_64::*;
 
@@ -25,12 +25,7 @@ impl MicroKernel for Avx512 {
         if kc == 0 || !std::arch::is_x86_feature_detected!("avx512f") {
             return false;
         }
-        assert!(
-            ldb >= kc && b.len() >= (NR - 1) * ldb + kc && dst.len() >= kc * NR,
-            "pack_bt_panel: b {} (ldb {ldb}) or dst {} too short for kc {kc}",
-            b.len(),
-            dst.len()
-        );
+        check_bt_panel(b, ldb, kc, NR, dst);
         // SAFETY: AVX-512F was just detected; the lengths were just checked.
         unsafe { pack_bt(b.as_ptr(), ldb, kc, dst.as_mut_ptr()) };
         true
@@ -47,14 +42,7 @@ impl MicroKernel for Avx512 {
         if kc == 0 || panels == 0 || r == 0 || !std::arch::is_x86_feature_detected!("avx512f") {
             return false;
         }
-        assert!(
-            ld >= panels * r
-                && src.len() >= (kc - 1) * ld + panels * r
-                && dst.len() >= panels * kc * r,
-            "pack_panels: src {} (ld {ld}) or dst {} too short for {panels} panels of {r}, kc {kc}",
-            src.len(),
-            dst.len()
-        );
+        check_panels(src, ld, (r, panels, kc), dst);
         // SAFETY: AVX-512F was just detected; the lengths were just checked.
         unsafe { pack_rows(src.as_ptr(), ld, r, panels, kc, dst.as_mut_ptr()) };
         true

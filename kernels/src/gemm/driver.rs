@@ -142,6 +142,35 @@ pub(crate) trait MicroKernel {
     }
 }
 
+/// The length checks of every [`MicroKernel::pack_bt_panel`] (panels of `nr` columns): panics
+/// naming the lengths unless `b` holds `nr` rows of `kc` values at stride `ldb ≥ kc` and `dst`
+/// `kc·nr` lanes.
+pub(crate) fn check_bt_panel(b: &[f32], ldb: usize, kc: usize, nr: usize, dst: &[f32]) {
+    assert!(
+        ldb >= kc && b.len() >= (nr - 1) * ldb + kc && dst.len() >= kc * nr,
+        "pack_bt_panel: b {} (ldb {ldb}) or dst {} too short for kc {kc}",
+        b.len(),
+        dst.len()
+    );
+}
+
+/// The length checks of every [`MicroKernel::pack_panels`] (`kc ≥ 1`): panics naming the
+/// lengths unless `src` holds `kc` rows of `panels·r` values at stride `ld ≥ panels·r` and `dst`
+/// `panels·kc·r` lanes.
+pub(crate) fn check_panels(
+    src: &[f32],
+    ld: usize,
+    (r, panels, kc): (usize, usize, usize),
+    dst: &[f32],
+) {
+    assert!(
+        ld >= panels * r && src.len() >= (kc - 1) * ld + panels * r && dst.len() >= panels * kc * r,
+        "pack_panels: src {} (ld {ld}) or dst {} too short for {panels} panels of {r}, kc {kc}",
+        src.len(),
+        dst.len()
+    );
+}
+
 /// Largest MR·NR of any kernel (stack buffer for edge tiles).
 const MAX_TILE: usize = 16 * 64;
 
