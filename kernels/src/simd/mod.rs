@@ -10,10 +10,11 @@
 //!
 //! The vector math (`math`: `exp`, `2ᵗ`) is shared by all paths, so every path computes the
 //! same approximation; only the rounding of fused multiply-adds and the order of horizontal
-//! reductions differ between instruction sets. The exception is GELU's `Φ` (in `gelu::phi`):
-//! tokens with a one-instruction 32-entry table lookup (`Simd::FAST_LUT32`, AVX-512) use the
-//! piecewise tables of `gelu::tables`, the others the logistic form `phi_logistic_e`; both are
-//! tested against the same f64 reference and bound.
+//! reductions differ between instruction sets. The exception is GELU's `Φ` and `gelu'` (in
+//! `gelu::phi`): tokens with a one-instruction 32-entry table lookup (`Simd::FAST_LUT32`,
+//! AVX-512) use the 32-interval tables of `gelu::tables`, those with a one-instruction 8-entry
+//! lookup (`Simd::FAST_LUT8`, AVX2) its 8-interval tables, the others the logistic form
+//! `phi_logistic_e`; all are tested against the same f64 reference and bound.
 //!
 //! The loops every kernel shares (tails, streaming stores, reductions) and the threading policy
 //! (fixed chunks, so results do not depend on the pool size) are in `loops`.
